@@ -1,0 +1,172 @@
+"""The ``tuition`` command."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Coroutine
+from typing import Annotated, Any, TypeVar
+
+import typer
+import uvicorn
+from rich.console import Console
+from rich.table import Table
+
+from tuition.clock import SystemClock
+from tuition.config import ConfigError, Settings, get_settings
+from tuition.domain.errors import TuitionError
+from tuition.services import api_keys
+from tuition.store import schema
+from tuition.store.db import create_engine
+from tuition.store.uow import UnitOfWork
+
+app = typer.Typer(help="Tuition: payments, billing and revenue share.", no_args_is_help=True)
+keys_app = typer.Typer(help="Create, list and revoke secret API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+console = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+
+def _settings() -> Settings:
+    try:
+        return get_settings()
+    except ConfigError as exc:
+        err.print(f"[red]{exc}[/red]")
+        raise typer.Exit(2) from None
+
+
+def _run(coro: Coroutine[Any, Any, T]) -> T:
+    try:
+        return asyncio.run(coro)
+    except TuitionError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1) from None
+    except schema.SchemaOutOfDate as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
+
+
+async def _with_engine(settings: Settings, fn: Any) -> Any:
+    engine = create_engine(settings.database_url)
+    try:
+        return await fn(engine)
+    finally:
+        await engine.dispose()
+
+
+@app.command()
+def migrate() -> None:
+    """Bring the database schema up to date (creates it on an empty database)."""
+    settings = _settings()
+    _run(_with_engine(settings, schema.upgrade))
+    console.print(f"schema at revision [bold]{schema.head_revision()}[/bold]")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Bind address")] = None,
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+) -> None:
+    """Run the API server. Refuses to start against an out-of-date schema."""
+    settings = _settings()
+    _run(_with_engine(settings, schema.ensure_current))
+    uvicorn.run(
+        "tuition.app:app_from_env",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        access_log=False,
+        log_level="warning",
+    )
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="What the key is for")] = "default",
+    mode: Annotated[api_keys.Mode, typer.Option(help="test or live")] = "test",
+) -> None:
+    """Create a secret API key. It is shown once and stored only as a hash."""
+    settings = _settings()
+
+    async def go(engine: Any) -> api_keys.CreatedKey:
+        await schema.ensure_current(engine)
+        return await api_keys.create_key(
+            UnitOfWork(engine),
+            name=name,
+            mode=mode,
+            clock=SystemClock(),
+        )
+
+    created = _run(_with_engine(settings, go))
+    console.print(f"created {created.record.id} ({created.record.mode}, {created.record.name!r})")
+    console.print("secret (shown once, store it now):")
+    typer.echo(created.secret)
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List API keys (never their secrets)."""
+    settings = _settings()
+
+    async def go(engine: Any) -> list[Any]:
+        await schema.ensure_current(engine)
+        return await api_keys.list_keys(UnitOfWork(engine))
+
+    rows = _run(_with_engine(settings, go))
+    table = Table("name", "mode", "prefix", "created", "revoked")
+    table.add_column("id", no_wrap=True)
+    for r in rows:
+        table.add_row(
+            r.name,
+            r.mode,
+            r.prefix + "…",
+            f"{r.created_at:%Y-%m-%d %H:%M}",
+            f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "",
+            r.id,
+        )
+    console.print(table)
+
+
+@keys_app.command("revoke")
+def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_…")]) -> None:
+    """Revoke an API key; requests with it get 401 from then on."""
+    settings = _settings()
+
+    async def go(engine: Any) -> None:
+        await schema.ensure_current(engine)
+        await api_keys.revoke_key(UnitOfWork(engine), key_id, clock=SystemClock())
+
+    _run(_with_engine(settings, go))
+    console.print(f"revoked {key_id}")
+
+
+@app.command()
+def demo(
+    port: Annotated[int | None, typer.Option(help="Port")] = None,
+) -> None:
+    """Migrate, create a demo API key and serve, printing where to look."""
+    settings = _settings()
+
+    async def go(engine: Any) -> api_keys.CreatedKey:
+        await schema.upgrade(engine)
+        return await api_keys.create_key(
+            UnitOfWork(engine), name="demo", mode="test", clock=SystemClock()
+        )
+
+    created = _run(_with_engine(settings, go))
+    base = settings.public_url.rstrip("/") or f"http://{settings.host}:{port or settings.port}"
+    console.rule("Tuition demo")
+    console.print(f"database     {settings.database_url}")
+    console.print(f"API docs     {base}/docs")
+    console.print(f"health       {base}/healthz")
+    console.print(f"API key      {created.secret}")
+    console.print("try:")
+    typer.echo(f"  curl -s {base}/readyz")
+    console.rule()
+    serve(host=None, port=port, workers=1)
+
+
+if __name__ == "__main__":
+    app()

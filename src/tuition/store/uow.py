@@ -1,0 +1,50 @@
+"""The unit of work: one database transaction, rolled back unless committed."""
+
+from __future__ import annotations
+
+from types import TracebackType
+from typing import Self
+
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
+
+from tuition.store.access import ApiKeyRepository, IdempotencyRepository
+
+
+class UnitOfWork:
+    """``async with uow:`` opens a transaction; leave without ``commit()`` to roll back."""
+
+    conn: AsyncConnection
+    api_keys: ApiKeyRepository
+    idempotency: IdempotencyRepository
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self._engine = engine
+        self._tx: AsyncTransaction | None = None
+
+    async def __aenter__(self) -> Self:
+        self.conn = await self._engine.connect()
+        self._tx = await self.conn.begin()
+        self.api_keys = ApiKeyRepository(self.conn)
+        self.idempotency = IdempotencyRepository(self.conn)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        try:
+            if self._tx is not None and self._tx.is_active:
+                await self._tx.rollback()
+        finally:
+            self._tx = None
+            await self.conn.close()
+
+    async def commit(self) -> None:
+        assert self._tx is not None, "commit() outside `async with`"
+        await self._tx.commit()
+
+    async def rollback(self) -> None:
+        assert self._tx is not None, "rollback() outside `async with`"
+        await self._tx.rollback()
