@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tuition.api import errors, health
 from tuition.api.deps import Container
 from tuition.api.middleware import RequestContextMiddleware
+from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock, SystemClock
 from tuition.config import Settings
 from tuition.store.db import create_engine
@@ -25,11 +26,20 @@ POST so that a retry never charges or creates twice. Errors always come as
 
 
 def create_app(
-    settings: Settings, *, engine: AsyncEngine | None = None, clock: Clock | None = None
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    clock: Clock | None = None,
+    registry: ChannelRegistry | None = None,
 ) -> FastAPI:
     owns_engine = engine is None
     engine = engine or create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    container = Container(settings=settings, engine=engine, clock=clock or SystemClock())
+    container = Container(
+        settings=settings,
+        engine=engine,
+        clock=clock or SystemClock(),
+        registry=registry if registry is not None else ChannelRegistry(),
+    )
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
@@ -53,7 +63,9 @@ def create_app(
 
 
 def _feature_routers() -> list[APIRouter]:
-    return []
+    from tuition.api import catalog, orders, payments
+
+    return [*catalog.routers, *orders.routers, *payments.routers]
 
 
 def app_from_env() -> FastAPI:

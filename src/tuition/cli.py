@@ -15,6 +15,7 @@ from tuition.clock import SystemClock
 from tuition.config import ConfigError, Settings, get_settings
 from tuition.domain.errors import TuitionError
 from tuition.services import api_keys
+from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
 from tuition.store import schema
 from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
@@ -22,6 +23,8 @@ from tuition.store.uow import UnitOfWork
 app = typer.Typer(help="Tuition: payments, billing and revenue share.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke secret API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+ledger_app = typer.Typer(help="Check the double-entry ledger.", no_args_is_help=True)
+app.add_typer(ledger_app, name="ledger")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -140,6 +143,39 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_â€
 
     _run(_with_engine(settings, go))
     console.print(f"revoked {key_id}")
+
+
+@ledger_app.command("verify")
+def ledger_verify(
+    seal: Annotated[
+        bool, typer.Option(help="Chain entries posted since the last seal before checking")
+    ] = True,
+) -> None:
+    """Check every entry balances, the hash chain is intact and balances match postings.
+
+    Exits 1 and lists each problem when anything is wrong.
+    """
+    settings = _settings()
+
+    async def go(engine: Any) -> tuple[int, LedgerReport]:
+        await schema.ensure_current(engine)
+        sealed = await seal_ledger(UnitOfWork(engine)) if seal else 0
+        return sealed, await verify_ledger(UnitOfWork(engine))
+
+    sealed, report = _run(_with_engine(settings, go))
+    console.print(
+        f"{report.entries} entries ({report.sealed} chained, {sealed} just now), "
+        f"{report.accounts} accounts"
+    )
+    if report.ok:
+        console.print("[green]ledger OK[/green]: balanced, chain intact, balances match")
+        return
+    table = Table("problem", "entry / account", "detail")
+    for problem in report.problems:
+        table.add_row(problem.kind.value, problem.ref, problem.detail)
+    console.print(table)
+    err.print(f"[red]ledger verify found {len(report.problems)} problem(s)[/red]")
+    raise typer.Exit(1)
 
 
 @app.command()

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from decimal import Decimal
 from functools import lru_cache
 from typing import Literal
 
@@ -32,6 +33,22 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     order_ttl_seconds: int = Field(default=15 * 60, ge=60, le=7 * 24 * 3600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # What each channel charges, as a fraction of the amount (for fees and surcharge mode).
+    channel_fee_rates: dict[str, Decimal] = Field(
+        default_factory=lambda: {
+            "sandbox": Decimal("0.006"),
+            "alipay": Decimal("0.006"),
+            "wechatpay": Decimal("0.006"),
+        }
+    )
+
+    @field_validator("channel_fee_rates")
+    @classmethod
+    def _rates_in_range(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for channel, rate in value.items():
+            if not Decimal(0) <= rate < Decimal(1):
+                raise ValueError(f"fee rate of {channel!r} must be in [0, 1), got {rate}")
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import Depends, Request
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
 from tuition.config import Settings
 from tuition.domain.errors import AuthenticationFailed
@@ -21,6 +22,7 @@ class Container:
     settings: Settings
     engine: AsyncEngine
     clock: Clock
+    registry: ChannelRegistry
 
     def uow(self) -> UnitOfWork:
         return UnitOfWork(self.engine)

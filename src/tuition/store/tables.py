@@ -8,7 +8,9 @@ expired idempotency records.
 from __future__ import annotations
 
 from sqlalchemy import (
+    JSON,
     BigInteger,
+    Boolean,
     CheckConstraint,
     Column,
     ForeignKey,
@@ -21,7 +23,7 @@ from sqlalchemy import (
     UniqueConstraint,
 )
 
-from tuition.store.types import UTCDateTime
+from tuition.store.types import DecimalText, UTCDateTime
 
 metadata = MetaData(
     naming_convention={
@@ -72,3 +74,351 @@ idempotency_keys = Table(
     CheckConstraint("state IN ('running', 'done')", name="state"),
 )
 Index("ix_idempotency_keys_expires_at", idempotency_keys.c.expires_at)
+
+# --- catalog ----------------------------------------------------------------------------
+
+creators = Table(
+    "creators",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("default_revenue_share", DecimalText, nullable=False),
+    Column("external_id", String(200), unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+products = Table(
+    "products",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("creator_id", ID, ForeignKey("creators.id"), nullable=False, index=True),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("description", Text, nullable=False, default=""),
+    Column("revenue_share", DecimalText, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("period", String(12)),
+    Column("topup_credit", BigInteger),
+    # {"starts_at", "ends_at", "percent_off" | "amount_off"}: read whole with the product.
+    Column("promotion", JSON),
+    Column("metadata", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "kind IN ('course', 'article', 'column', 'bundle', 'membership', 'consultation', 'topup')",
+        name="kind",
+    ),
+    CheckConstraint("status IN ('active', 'archived')", name="status"),
+)
+Index("ix_products_kind_status", products.c.kind, products.c.status)
+
+product_prices = Table(
+    "product_prices",
+    metadata,
+    Column("product_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    CheckConstraint("amount > 0", name="positive"),
+)
+
+bundle_components = Table(
+    "bundle_components",
+    metadata,
+    Column("bundle_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("component_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("position", Integer, nullable=False),
+)
+
+tax_rates = Table(
+    "tax_rates",
+    metadata,
+    Column("region", String(32), primary_key=True),
+    Column("rate", DecimalText, nullable=False),
+    Column("inclusive", Boolean, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+coupons = Table(
+    "coupons",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("kind", String(8), nullable=False),
+    Column("percent_off", DecimalText),
+    Column("amount_off", JSON),
+    Column("min_spend", JSON),
+    Column("applies_to_products", JSON, nullable=False),
+    Column("applies_to_kinds", JSON, nullable=False),
+    Column("starts_at", UTCDateTime),
+    Column("ends_at", UTCDateTime),
+    Column("max_redemptions", Integer),
+    Column("max_per_customer", Integer),
+    Column("stacks_with_promotions", Boolean, nullable=False),
+    Column("active", Boolean, nullable=False),
+    # Counted by conditional UPDATE (times_redeemed < max_redemptions), never read-then-write.
+    Column("times_redeemed", Integer, nullable=False, default=0),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('percent', 'amount')", name="kind"),
+    CheckConstraint("times_redeemed >= 0", name="redeemed_non_negative"),
+)
+
+coupon_customer_usage = Table(
+    "coupon_customer_usage",
+    metadata,
+    Column("coupon_id", ID, ForeignKey("coupons.id"), primary_key=True),
+    Column("customer_id", String(200), primary_key=True),
+    Column("times_redeemed", Integer, nullable=False),
+)
+
+coupon_redemptions = Table(
+    "coupon_redemptions",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("coupon_id", ID, ForeignKey("coupons.id"), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("redeemed_at", UTCDateTime, nullable=False),
+    Column("released_at", UTCDateTime),
+)
+
+# --- orders -----------------------------------------------------------------------------
+
+orders = Table(
+    "orders",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(20), nullable=False),
+    Column("subtotal", BigInteger, nullable=False),
+    Column("discount_total", BigInteger, nullable=False),
+    Column("tax_total", BigInteger, nullable=False),
+    Column("surcharge", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("amount_refunded", BigInteger, nullable=False, default=0),
+    Column("coupon_code", String(64)),
+    Column("tax_region", String(32)),
+    Column("pricing", JSON, nullable=False),
+    Column("return_url", String(2000)),
+    Column("metadata", JSON, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime),
+    Column("closed_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "status IN ('pending_payment', 'paid', 'partially_refunded', 'refunded', "
+        "'cancelled', 'expired')",
+        name="status",
+    ),
+    CheckConstraint(
+        "total >= 0 AND amount_refunded >= 0 AND amount_refunded <= total", name="amounts"
+    ),
+)
+Index("ix_orders_customer_id_id", orders.c.customer_id, orders.c.id)
+Index("ix_orders_status_expires_at", orders.c.status, orders.c.expires_at)
+Index("ix_orders_created_at", orders.c.created_at)
+
+order_lines = Table(
+    "order_lines",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("line_index", Integer, primary_key=True),
+    Column("product_id", ID, ForeignKey("products.id"), nullable=False),
+    Column("kind", String(16), nullable=False),
+    Column("title", String(300), nullable=False),
+    Column("creator_id", ID, ForeignKey("creators.id"), nullable=False),
+    # The creator's share as agreed when the order was priced, for the ledger later.
+    Column("revenue_share", DecimalText, nullable=False),
+    Column("quantity", Integer, nullable=False),
+    Column("unit_price", BigInteger, nullable=False),
+    Column("list_amount", BigInteger, nullable=False),
+    Column("promotion_discount", BigInteger, nullable=False),
+    Column("coupon_discount", BigInteger, nullable=False),
+    Column("tax", BigInteger, nullable=False),
+    Column("surcharge", BigInteger, nullable=False),
+    Column("total", BigInteger, nullable=False),
+    Column("components", JSON, nullable=False),
+)
+
+entitlements = Table(
+    "entitlements",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("product_id", ID, ForeignKey("products.id"), nullable=False),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    Column("line_index", Integer, nullable=False),
+    Column("source_product_id", ID, ForeignKey("products.id")),
+    Column("granted_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime),
+    Column("revoked_at", UTCDateTime),
+    # Granting twice for one order line is a no-op, whoever retries.
+    UniqueConstraint("order_id", "line_index", "product_id", name="uq_entitlements_grant"),
+)
+Index(
+    "ix_entitlements_customer_id_product_id", entitlements.c.customer_id, entitlements.c.product_id
+)
+
+# --- payments ---------------------------------------------------------------------------
+
+payments = Table(
+    "payments",
+    metadata,
+    Column("id", ID, primary_key=True),  # also the channel's out_trade_no
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("app_id", String(64), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("fee", BigInteger),
+    Column("amount_refunded", BigInteger, nullable=False, default=0),
+    Column("channel_trade_no", String(64)),
+    Column("next_action", JSON),
+    Column("failure_code", String(64)),
+    Column("failure_message", String(500)),
+    # Set when this payment succeeded for an order another payment had already paid.
+    Column("duplicate_of", ID),
+    Column("succeeded_at", UTCDateTime),
+    Column("closed_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "status IN ('created', 'pending', 'succeeded', 'failed', 'closed')", name="status"
+    ),
+    CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount", name="refunded"),
+)
+Index("ix_payments_status_created_at", payments.c.status, payments.c.created_at)
+Index("ix_payments_customer_id_id", payments.c.customer_id, payments.c.id)
+Index("ix_payments_created_at", payments.c.created_at)
+
+refunds = Table(
+    "refunds",
+    metadata,
+    Column("id", ID, primary_key=True),  # also the channel's out_refund_no
+    Column("payment_id", ID, ForeignKey("payments.id"), nullable=False, index=True),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("reason", String(64), nullable=False),
+    Column("channel_refund_no", String(64)),
+    Column("failure_message", String(500)),
+    Column("succeeded_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+    CheckConstraint("amount > 0", name="positive"),
+)
+
+notifications = Table(
+    "notifications",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("channel", String(32), nullable=False),
+    Column("received_at", UTCDateTime, nullable=False),
+    Column("headers", JSON, nullable=False),
+    Column("body", Text, nullable=False),
+    Column("verdict", String(12), nullable=False),
+    Column("reason", String(500)),
+    Column("payment_id", ID, index=True),
+    Column("refund_id", ID),
+    Column("event", String(64)),
+    Column("trade_no", String(64)),
+    CheckConstraint("verdict IN ('applied', 'duplicate', 'ignored', 'rejected')", name="verdict"),
+)
+
+# One row per notification that changed something: the UNIQUE key makes a redelivered
+# or racing copy of the same notification a no-op, whoever commits first.
+notification_effects = Table(
+    "notification_effects",
+    metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("trade_no", String(64), primary_key=True),
+    Column("event", String(64), primary_key=True),
+    Column("notification_id", ID, nullable=False),
+)
+
+# --- ledger -----------------------------------------------------------------------------
+
+ledger_accounts = Table(
+    "ledger_accounts",
+    metadata,
+    Column("key", String(300), primary_key=True),
+    Column("kind", String(32), nullable=False),
+    Column("type", String(12), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("qualifier", String(200), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+# Balances kept in shards: a posting adds to one shard, so payments touching the same
+# house account (revenue, clearing) do not queue on one row. The balance is the sum.
+ledger_balances = Table(
+    "ledger_balances",
+    metadata,
+    Column("account_key", String(300), ForeignKey("ledger_accounts.key"), primary_key=True),
+    Column("shard", Integer, primary_key=True),
+    Column("balance", BigInteger, nullable=False),
+)
+
+journal_entries = Table(
+    "journal_entries",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", ID, nullable=False, unique=True),
+    # What caused the entry, e.g. "payment:pay_…"; UNIQUE so a retried posting is a no-op.
+    Column("source", String(200), nullable=False, unique=True),
+    Column("description", String(500), nullable=False),
+    Column("occurred_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    # The hash chain is sealed after commit by one sealer, in sealing order, so no
+    # payment waits on a chain-head lock (see services/ledger.py).
+    Column("chain_index", BigInteger, unique=True),
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
+)
+
+postings = Table(
+    "postings",
+    metadata,
+    Column(
+        "entry_seq",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("journal_entries.seq"),
+        primary_key=True,
+    ),
+    # An entry may post twice to one account (clearing: +gross, -fee); line keeps both.
+    Column("line", Integer, primary_key=True),
+    Column("account_key", String(300), ForeignKey("ledger_accounts.key"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+)
+Index("ix_postings_account_key", postings.c.account_key)
+
+ledger_chain_head = Table(
+    "ledger_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chain_index", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)
+
+# --- events -----------------------------------------------------------------------------
+
+outbox_events = Table(
+    "outbox_events",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("type", String(64), nullable=False),
+    Column("object_id", ID, nullable=False),
+    Column("data", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("dispatched_at", UTCDateTime),
+)
+Index("ix_outbox_events_dispatched_at", outbox_events.c.dispatched_at)

@@ -8,6 +8,11 @@ from typing import Self
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
 from tuition.store.access import ApiKeyRepository, IdempotencyRepository
+from tuition.store.catalog import CatalogRepository
+from tuition.store.events import EventRepository
+from tuition.store.ledger import LedgerRepository
+from tuition.store.orders import OrderRepository
+from tuition.store.payments import PaymentRepository
 
 
 class UnitOfWork:
@@ -16,6 +21,11 @@ class UnitOfWork:
     conn: AsyncConnection
     api_keys: ApiKeyRepository
     idempotency: IdempotencyRepository
+    catalog: CatalogRepository
+    orders: OrderRepository
+    payments: PaymentRepository
+    ledger: LedgerRepository
+    events: EventRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -26,6 +36,11 @@ class UnitOfWork:
         self._tx = await self.conn.begin()
         self.api_keys = ApiKeyRepository(self.conn)
         self.idempotency = IdempotencyRepository(self.conn)
+        self.catalog = CatalogRepository(self.conn)
+        self.orders = OrderRepository(self.conn)
+        self.payments = PaymentRepository(self.conn)
+        self.ledger = LedgerRepository(self.conn)
+        self.events = EventRepository(self.conn)
         return self
 
     async def __aexit__(

@@ -1,0 +1,292 @@
+"""Orders and entitlements over REST."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Path, Query
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tuition.api.deps import ContainerDep
+from tuition.api.routing import v1_router
+from tuition.domain.orders import MAX_QUANTITY, OrderStatus
+from tuition.services import entitlements as entitlement_service
+from tuition.services import orders as order_service
+from tuition.store.orders import EntitlementRecord, OrderFilter, OrderRecord
+
+router = v1_router(tags=["orders"])
+customers = v1_router(tags=["entitlements"])
+
+CustomerId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:@-]+$")]
+
+
+class Item(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    product_id: str = Field(min_length=1, max_length=40)
+    quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
+
+
+class OrderCreate(BaseModel):
+    """A new order. Amounts are computed by Tuition, never sent by the platform."""
+
+    model_config = ConfigDict(extra="forbid")
+    customer_id: CustomerId = Field(description="The platform's own id for the buyer")
+    currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. CNY")
+    items: list[Item] = Field(max_length=50)
+    coupon_code: str | None = Field(default=None, min_length=1, max_length=64)
+    tax_region: str | None = Field(default=None, min_length=1, max_length=32)
+    surcharge_channel: str | None = Field(
+        default=None,
+        description="Surcharge mode: the buyer pays amount x (1 + this channel's fee rate)",
+    )
+    return_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
+    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+
+
+class LineOut(BaseModel):
+    index: int
+    product_id: str
+    kind: str
+    title: str
+    quantity: int
+    unit_price: int
+    list_amount: int
+    promotion_discount: int
+    coupon_discount: int
+    tax: int
+    surcharge: int
+    total: int
+    components: list[dict[str, Any]]
+
+
+class OrderOut(BaseModel):
+    id: str
+    object: str = "order"
+    customer_id: str
+    currency: str
+    status: OrderStatus
+    subtotal: int = Field(description="List price of all items, minor units")
+    discount_total: int
+    tax_total: int
+    surcharge: int
+    total: int = Field(description="What the buyer pays, minor units")
+    amount_refunded: int
+    coupon_code: str | None
+    tax_region: str | None
+    pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
+    lines: list[LineOut]
+    return_url: str | None
+    metadata: dict[str, Any]
+    expires_at: datetime
+    paid_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+
+
+class OrderList(BaseModel):
+    data: list[OrderOut]
+    has_more: bool
+
+
+class EntitlementOut(BaseModel):
+    id: str
+    customer_id: str
+    product_id: str
+    order_id: str
+    source_product_id: str | None
+    granted_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+    active: bool
+
+
+class EntitlementList(BaseModel):
+    data: list[EntitlementOut]
+
+
+class AccessOut(BaseModel):
+    customer_id: str
+    product_id: str
+    has_access: bool
+    expires_at: datetime | None = Field(description="None while any grant never expires")
+    entitlements: list[EntitlementOut]
+
+
+def order_out(order: OrderRecord) -> OrderOut:
+    return OrderOut(
+        id=order.id,
+        customer_id=order.customer_id,
+        currency=order.currency,
+        status=order.status,
+        subtotal=order.subtotal,
+        discount_total=order.discount_total,
+        tax_total=order.tax_total,
+        surcharge=order.surcharge,
+        total=order.total,
+        amount_refunded=order.amount_refunded,
+        coupon_code=order.coupon_code,
+        tax_region=order.tax_region,
+        pricing=order.pricing,
+        lines=[
+            LineOut(
+                index=line.line_index,
+                product_id=line.product_id,
+                kind=line.kind,
+                title=line.title,
+                quantity=line.quantity,
+                unit_price=line.unit_price,
+                list_amount=line.list_amount,
+                promotion_discount=line.promotion_discount,
+                coupon_discount=line.coupon_discount,
+                tax=line.tax,
+                surcharge=line.surcharge,
+                total=line.total,
+                components=line.components,
+            )
+            for line in order.lines
+        ],
+        return_url=order.return_url,
+        metadata=order.metadata,
+        expires_at=order.expires_at,
+        paid_at=order.paid_at,
+        closed_at=order.closed_at,
+        created_at=order.created_at,
+    )
+
+
+def _entitlement_out(record: EntitlementRecord, now: datetime) -> EntitlementOut:
+    return EntitlementOut(
+        id=record.id,
+        customer_id=record.customer_id,
+        product_id=record.product_id,
+        order_id=record.order_id,
+        source_product_id=record.source_product_id,
+        granted_at=record.granted_at,
+        expires_at=record.expires_at,
+        revoked_at=record.revoked_at,
+        active=record.active_at(now),
+    )
+
+
+def _policy(container: ContainerDep) -> order_service.OrderPolicy:
+    settings = container.settings
+    return order_service.OrderPolicy(
+        order_ttl=timedelta(seconds=settings.order_ttl_seconds),
+        channel_fee_rates=settings.channel_fee_rates,
+    )
+
+
+@router.post(
+    "/orders",
+    status_code=201,
+    response_model=OrderOut,
+    summary="Create a priced order",
+    description="Prices the items (promotion → coupon → tax → surcharge), counts the "
+    "coupon use atomically and stores a `pending_payment` order that expires after the "
+    "configured time. A customer who already owns a course, article or column for good "
+    "cannot buy it again (409 `already_entitled`).",
+)
+async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
+    cmd = order_service.CreateOrder(
+        customer_id=body.customer_id,
+        currency=body.currency,
+        items=tuple(order_service.ItemRequest(i.product_id, i.quantity) for i in body.items),
+        coupon_code=body.coupon_code,
+        tax_region=body.tax_region,
+        surcharge_channel=body.surcharge_channel,
+        return_url=body.return_url,
+        metadata=body.metadata,
+    )
+    order = await order_service.create_order(
+        cmd, container.uow(), clock=container.clock, policy=_policy(container)
+    )
+    return order_out(order)
+
+
+@router.get("/orders/{order_id}", response_model=OrderOut, summary="Get an order")
+async def get_order(order_id: str, container: ContainerDep) -> OrderOut:
+    return order_out(await order_service.get_order(container.uow(), order_id))
+
+
+@router.get(
+    "/orders",
+    response_model=OrderList,
+    summary="List orders (transaction records)",
+    description="Newest first. Filter by customer, status and creation time "
+    "(`created_gte` ≤ created_at < `created_lt`); page with `starting_after` = the last "
+    "id of the previous page.",
+)
+async def list_orders(
+    container: ContainerDep,
+    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    status: OrderStatus | None = None,
+    created_gte: AwareDatetime | None = None,
+    created_lt: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+) -> OrderList:
+    orders, has_more = await order_service.list_orders(
+        container.uow(),
+        OrderFilter(customer_id, status, created_gte, created_lt),
+        limit=limit,
+        starting_after=starting_after,
+    )
+    return OrderList(data=[order_out(o) for o in orders], has_more=has_more)
+
+
+@router.post(
+    "/orders/{order_id}/cancel",
+    response_model=OrderOut,
+    summary="Cancel an unpaid order",
+    description="Only a `pending_payment` order can be cancelled (409 otherwise); its "
+    "coupon use is given back.",
+)
+async def cancel_order(order_id: str, container: ContainerDep) -> OrderOut:
+    return order_out(
+        await order_service.cancel_order(container.uow(), order_id, clock=container.clock)
+    )
+
+
+@customers.get(
+    "/customers/{customer_id}/entitlements",
+    response_model=EntitlementList,
+    summary="What a customer has access to",
+    description="Active grants; `include_inactive=true` adds expired and revoked ones.",
+)
+async def list_entitlements(
+    customer_id: Annotated[str, Path(max_length=200)],
+    container: ContainerDep,
+    include_inactive: bool = False,
+) -> EntitlementList:
+    now = container.clock.now()
+    records = await entitlement_service.customer_entitlements(
+        container.uow(), customer_id, now=now, include_inactive=include_inactive
+    )
+    return EntitlementList(data=[_entitlement_out(r, now) for r in records])
+
+
+@customers.get(
+    "/customers/{customer_id}/entitlements/{product_id}",
+    response_model=AccessOut,
+    summary="Check access to one product",
+)
+async def check_entitlement(
+    customer_id: Annotated[str, Path(max_length=200)],
+    product_id: Annotated[str, Path(max_length=40)],
+    container: ContainerDep,
+) -> AccessOut:
+    now = container.clock.now()
+    access = await entitlement_service.check_access(
+        container.uow(), customer_id, product_id, now=now
+    )
+    return AccessOut(
+        customer_id=customer_id,
+        product_id=product_id,
+        has_access=access.has_access,
+        expires_at=access.expires_at,
+        entitlements=[_entitlement_out(r, now) for r in access.via],
+    )
+
+
+routers: list[APIRouter] = [router, customers]

@@ -1,0 +1,191 @@
+"""Payments and channel notifications over HTTP."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Query, Request, Response
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+
+from tuition.api.deps import Container, ContainerDep
+from tuition.api.routing import v1_router
+from tuition.domain.payments import PaymentStatus
+from tuition.services import payments as payment_service
+from tuition.services.notifications import handle_notification
+from tuition.store.payments import PaymentFilter, PaymentRecord
+
+router = v1_router(tags=["payments"])
+notify = APIRouter(prefix="/v1", tags=["notifications"])
+
+
+class PaymentCreate(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    channel: str = Field(min_length=1, max_length=32, description="e.g. sandbox, alipay")
+    method: str = Field(min_length=1, max_length=32, description="e.g. page, qr, jsapi, h5")
+    client_ip: str | None = Field(default=None, max_length=64)
+    payer_id: str | None = Field(
+        default=None, max_length=128, description="e.g. the buyer's WeChat openid (JSAPI)"
+    )
+
+
+class PaymentOut(BaseModel):
+    id: str
+    object: str = "payment"
+    order_id: str
+    customer_id: str
+    channel: str
+    method: str
+    status: PaymentStatus
+    amount: int
+    currency: str
+    fee: int | None
+    amount_refunded: int
+    next_action: dict[str, Any] | None = Field(
+        description="What the buyer does next: {type: redirect|qr_code|app_params, ...}"
+    )
+    failure_code: str | None
+    failure_message: str | None
+    duplicate_of: str | None = Field(
+        description="Set when this payment arrived for an order already paid or closed; "
+        "it is refunded automatically"
+    )
+    succeeded_at: datetime | None
+    created_at: datetime
+
+
+class PaymentList(BaseModel):
+    data: list[PaymentOut]
+    has_more: bool
+
+
+def payment_out(p: PaymentRecord) -> PaymentOut:
+    return PaymentOut(
+        id=p.id,
+        order_id=p.order_id,
+        customer_id=p.customer_id,
+        channel=p.channel,
+        method=p.method,
+        status=p.status,
+        amount=p.amount,
+        currency=p.currency,
+        fee=p.fee,
+        amount_refunded=p.amount_refunded,
+        next_action=p.next_action,
+        failure_code=p.failure_code,
+        failure_message=p.failure_message,
+        duplicate_of=p.duplicate_of,
+        succeeded_at=p.succeeded_at,
+        created_at=p.created_at,
+    )
+
+
+def payment_deps(container: Container) -> payment_service.PaymentDeps:
+    return payment_service.PaymentDeps(
+        registry=container.registry, clock=container.clock, base_url=container.settings.base_url
+    )
+
+
+@router.post(
+    "/orders/{order_id}/payments",
+    status_code=201,
+    response_model=PaymentOut,
+    summary="Start a payment attempt",
+    description="Creates a payment for the order's total through the channel and returns "
+    "the buyer's next action. An order may have several attempts; one on a paid, expired "
+    "or cancelled order is refused (409 `order_not_payable`). A gateway timeout answers "
+    "502 `channel_timeout` and leaves the attempt pending for the recovery job.",
+)
+async def create_payment(order_id: str, body: PaymentCreate, container: ContainerDep) -> PaymentOut:
+    payment = await payment_service.create_payment(
+        payment_service.CreatePayment(
+            order_id=order_id,
+            channel=body.channel,
+            method=body.method,
+            client_ip=body.client_ip,
+            payer_id=body.payer_id,
+        ),
+        container.uow(),
+        deps=payment_deps(container),
+    )
+    return payment_out(payment)
+
+
+@router.get("/payments/{payment_id}", response_model=PaymentOut, summary="Get a payment")
+async def get_payment(payment_id: str, container: ContainerDep) -> PaymentOut:
+    return payment_out(await payment_service.get_payment(container.uow(), payment_id))
+
+
+@router.get(
+    "/orders/{order_id}/payments", response_model=PaymentList, summary="An order's payments"
+)
+async def order_payments(
+    order_id: str,
+    container: ContainerDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+) -> PaymentList:
+    items, has_more = await payment_service.list_payments(
+        container.uow(),
+        PaymentFilter(order_id=order_id),
+        limit=limit,
+        starting_after=starting_after,
+    )
+    return PaymentList(data=[payment_out(p) for p in items], has_more=has_more)
+
+
+@router.get(
+    "/payments",
+    response_model=PaymentList,
+    summary="List payments",
+    description="Newest first; filter by customer, status, channel and creation time "
+    "(`created_gte` ≤ created_at < `created_lt`); page with `starting_after`.",
+)
+async def list_payments(
+    container: ContainerDep,
+    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    status: PaymentStatus | None = None,
+    channel: Annotated[str | None, Query(max_length=32)] = None,
+    created_gte: AwareDatetime | None = None,
+    created_lt: AwareDatetime | None = None,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+) -> PaymentList:
+    items, has_more = await payment_service.list_payments(
+        container.uow(),
+        PaymentFilter(
+            customer_id=customer_id,
+            status=status,
+            channel=channel,
+            created_gte=created_gte,
+            created_lt=created_lt,
+        ),
+        limit=limit,
+        starting_after=starting_after,
+    )
+    return PaymentList(data=[payment_out(p) for p in items], has_more=has_more)
+
+
+@notify.post(
+    "/notify/{channel}",
+    summary="Channel notification endpoint (for gateways, not for platforms)",
+    description="Authenticated by the channel's signature, not an API key. Answers in the "
+    "channel's own ACK format.",
+    response_class=Response,
+)
+async def channel_notification(channel: str, request: Request, container: ContainerDep) -> Response:
+    outcome = await handle_notification(
+        channel,
+        dict(request.headers),
+        await request.body(),
+        container.uow(),
+        deps=payment_deps(container),
+    )
+    return Response(
+        content=outcome.ack.body,
+        status_code=outcome.ack.status_code,
+        media_type=outcome.ack.media_type,
+    )
+
+
+routers: list[APIRouter] = [router, notify]

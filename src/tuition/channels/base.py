@@ -1,0 +1,178 @@
+"""The channel interface: what core code may ask of a payment channel.
+
+Core code never imports a specific channel; it asks the registry by slug. Amounts are
+integer minor units here; a channel converts to its wire format (``"88.80"``) only in
+its own ``transformers.py``. Each channel maps its wire statuses to ``PaymentStatus`` /
+``RefundStatus`` in one exhaustive ``match`` and raises on an unknown status.
+
+Failure semantics every channel keeps:
+
+- ``ChannelTimeout``: the request may or may not have reached the gateway (network
+  timeout, 5xx). The caller leaves the payment as it was for the recovery job to query;
+  it never marks it failed on a guess.
+- ``ChannelError``: the gateway answered and refused (a business error code).
+- ``NotificationRejected``: a notification failed verification (signature, app id,
+  malformed body); it changes nothing and is answered with the failure ACK.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import date, datetime
+from decimal import Decimal
+from enum import StrEnum
+from typing import Protocol, runtime_checkable
+
+from tuition.domain.errors import ChannelError
+from tuition.domain.payments import PaymentStatus, RefundStatus
+
+
+class ChannelTimeout(ChannelError):
+    """The outcome is unknown: the request may have been applied by the gateway."""
+
+    default_code = "channel_timeout"
+
+
+class NotificationRejected(Exception):
+    """A notification that must change nothing; ``reason`` is stored for audit."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+class NextActionType(StrEnum):
+    REDIRECT = "redirect"  # send the buyer's browser to ``url``
+    QR_CODE = "qr_code"  # render ``qr_payload`` as a QR code for the buyer to scan
+    APP_PARAMS = "app_params"  # hand ``params`` to the app / JSAPI bridge
+
+
+@dataclass(frozen=True, slots=True)
+class NextAction:
+    type: NextActionType
+    url: str | None = None
+    qr_payload: str | None = None
+    params: Mapping[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentRequest:
+    payment_id: str  # our id, sent as the channel's out_trade_no
+    order_id: str
+    amount: int
+    currency: str
+    subject: str
+    method: str
+    notify_url: str
+    return_url: str | None
+    expires_at: datetime
+    client_ip: str | None = None
+    payer_id: str | None = None  # e.g. WeChat openid for JSAPI
+
+
+@dataclass(frozen=True, slots=True)
+class CreatedPayment:
+    next_action: NextAction
+    channel_trade_no: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentState:
+    """What the gateway says about one payment (query result or notification)."""
+
+    payment_id: str
+    status: PaymentStatus
+    amount: int
+    currency: str
+    channel_trade_no: str | None = None
+    paid_at: datetime | None = None
+    raw_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class RefundRequest:
+    refund_id: str  # our id, sent as out_refund_no / out_request_no
+    payment_id: str
+    channel_trade_no: str | None
+    amount: int
+    payment_amount: int
+    currency: str
+    reason: str
+    notify_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class RefundState:
+    refund_id: str
+    payment_id: str
+    status: RefundStatus
+    amount: int
+    currency: str
+    channel_refund_no: str | None = None
+    raw_status: str = ""
+
+
+class NotificationKind(StrEnum):
+    PAYMENT = "payment"
+    REFUND = "refund"
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedNotification:
+    """A notification whose signature verified; amounts still to be matched by the caller."""
+
+    kind: NotificationKind
+    app_id: str
+    event: str  # the channel's event / status name, part of the de-duplication key
+    trade_no: str  # the id the channel de-duplicates by (its trade or refund number)
+    payment: PaymentState | None = None
+    refund: RefundState | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Ack:
+    """What to answer the gateway, in its own format."""
+
+    status_code: int
+    body: bytes
+    media_type: str
+
+
+class CloseOutcome(StrEnum):
+    CLOSED = "closed"
+    ALREADY_PAID = "already_paid"  # take the paid path instead
+    NOT_FOUND = "not_found"  # the gateway never saw it: nothing to close
+
+
+class Channel(Protocol):
+    slug: str
+    app_id: str
+    fee_rate: Decimal
+    methods: frozenset[str]
+
+    async def create_payment(self, request: PaymentRequest) -> CreatedPayment: ...
+
+    def verify_notification(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> VerifiedNotification: ...
+
+    def ack(self, accepted: bool) -> Ack: ...
+
+    async def query_payment(self, payment_id: str) -> PaymentState: ...
+
+    async def close_payment(self, payment_id: str) -> CloseOutcome: ...
+
+    async def refund(self, request: RefundRequest) -> RefundState: ...
+
+    async def query_refund(self, refund_id: str, payment_id: str) -> RefundState: ...
+
+
+@runtime_checkable
+class SupportsPartialRefund(Protocol):
+    supports_partial_refund: bool
+
+
+@runtime_checkable
+class SupportsStatements(Protocol):
+    async def download_statement(self, day: date) -> bytes: ...

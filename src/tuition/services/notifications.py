@@ -1,0 +1,172 @@
+"""Channel notifications: verify, match, settle once, record every one for audit.
+
+Order of trust: the signature is verified by the channel first; then the app id, amount
+and currency are matched against our own payment; only then does anything change. A
+notification that fails any check changes nothing, is stored with the reason, and gets
+the channel's failure ACK. A copy of one already applied (redelivered, replayed or racing)
+is recognised by the UNIQUE (channel, trade number, event) row and changes nothing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tuition.channels.base import (
+    Ack,
+    Channel,
+    NotificationKind,
+    NotificationRejected,
+    VerifiedNotification,
+)
+from tuition.domain.ids import new_id
+from tuition.logs import get_logger, mask
+from tuition.services.payments import PaymentDeps, submit_refund
+from tuition.services.settlement import Settled, apply_payment_state, apply_refund_state
+from tuition.store.events import NotificationRecord
+from tuition.store.uow import UnitOfWork
+
+log = get_logger(__name__)
+
+# Headers worth keeping for audit; cookies and auth never are.
+_DROP_HEADERS = frozenset({"authorization", "cookie"})
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    verdict: str  # applied | duplicate | ignored | rejected
+    reason: str | None
+    ack: Ack
+
+
+async def handle_notification(
+    channel_slug: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    uow: UnitOfWork,
+    *,
+    deps: PaymentDeps,
+) -> Outcome:
+    channel = deps.registry.get(channel_slug)
+    record = _Recorder(channel_slug, headers, body, deps)
+    try:
+        verified = channel.verify_notification(headers, body)
+    except NotificationRejected as exc:
+        return await record.reject(uow, exc.reason, channel)
+
+    settled = Settled()
+    async with uow:
+        reason = await _mismatch(uow, channel, verified)
+        if reason is not None:
+            await record.write(uow, "rejected", reason, verified)
+            await uow.commit()
+            log.warning("notification_rejected", channel=channel_slug, reason=reason)
+            return Outcome("rejected", reason, channel.ack(False))
+        first = await uow.events.claim_effect(
+            channel=channel_slug,
+            trade_no=verified.trade_no,
+            event=verified.event,
+            notification_id=record.id,
+        )
+        verdict = "duplicate"
+        if first:
+            settled = await _settle(uow, channel, verified, deps)
+            verdict = "applied" if settled.changed else "ignored"
+        await record.write(uow, verdict, None, verified)
+        await uow.commit()
+    for refund_id in settled.refunds_to_submit:
+        await submit_refund(uow, refund_id, deps=deps)
+    return Outcome(verdict, None, channel.ack(True))
+
+
+async def _mismatch(uow: UnitOfWork, channel: Channel, n: VerifiedNotification) -> str | None:
+    if n.app_id != channel.app_id:
+        return f"app id {n.app_id!r} is not ours"
+    if n.kind is NotificationKind.PAYMENT:
+        state = n.payment
+        assert state is not None
+        payment = await uow.payments.get(state.payment_id)
+        if payment is None:
+            return f"unknown payment {state.payment_id!r}"
+        if payment.channel != channel.slug:
+            return f"payment {payment.id} was made through {payment.channel}"
+        if state.amount != payment.amount:
+            return f"amount {state.amount} does not match payment amount {payment.amount}"
+        if state.currency != payment.currency:
+            return f"currency {state.currency} does not match payment currency {payment.currency}"
+        return None
+    refund_state = n.refund
+    assert refund_state is not None
+    refund = await uow.payments.get_refund(refund_state.refund_id)
+    if refund is None:
+        return f"unknown refund {refund_state.refund_id!r}"
+    if refund.payment_id != refund_state.payment_id:
+        return f"refund {refund.id} belongs to payment {refund.payment_id}"
+    if (refund_state.amount, refund_state.currency) != (refund.amount, refund.currency):
+        return (
+            f"refund of {refund_state.amount} {refund_state.currency} does not match "
+            f"{refund.amount} {refund.currency}"
+        )
+    return None
+
+
+async def _settle(
+    uow: UnitOfWork, channel: Channel, n: VerifiedNotification, deps: PaymentDeps
+) -> Settled:
+    now = deps.clock.now()
+    if n.kind is NotificationKind.PAYMENT:
+        assert n.payment is not None
+        payment = await uow.payments.get(n.payment.payment_id)
+        assert payment is not None
+        return await apply_payment_state(uow, payment, n.payment, fee_rate=channel.fee_rate, at=now)
+    assert n.refund is not None
+    refund = await uow.payments.get_refund(n.refund.refund_id)
+    assert refund is not None
+    return Settled(changed=await apply_refund_state(uow, refund, n.refund, at=now))
+
+
+class _Recorder:
+    """Writes the audit row for one received notification."""
+
+    def __init__(
+        self, channel: str, headers: Mapping[str, str], body: bytes, deps: PaymentDeps
+    ) -> None:
+        self.id = new_id("ntf")
+        self.channel = channel
+        self.headers = {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
+        self.body = mask(body.decode("utf-8", errors="replace"))
+        self.deps = deps
+
+    async def write(
+        self, uow: UnitOfWork, verdict: str, reason: str | None, n: VerifiedNotification | None
+    ) -> None:
+        await uow.events.record_notification(
+            NotificationRecord(
+                id=self.id,
+                channel=self.channel,
+                received_at=self.deps.clock.now(),
+                headers=self.headers,
+                body=self.body,
+                verdict=verdict,
+                reason=reason[:500] if reason else None,
+                payment_id=_payment_id(n),
+                refund_id=n.refund.refund_id if n and n.refund else None,
+                event=n.event[:64] if n else None,
+                trade_no=n.trade_no[:64] if n else None,
+            )
+        )
+
+    async def reject(self, uow: UnitOfWork, reason: str, channel: Channel) -> Outcome:
+        async with uow:
+            await self.write(uow, "rejected", reason, None)
+            await uow.commit()
+        log.warning("notification_rejected", channel=self.channel, reason=reason)
+        return Outcome("rejected", reason, channel.ack(False))
+
+
+def _payment_id(n: VerifiedNotification | None) -> str | None:
+    if n is None:
+        return None
+    if n.payment is not None:
+        return n.payment.payment_id
+    return n.refund.payment_id if n.refund is not None else None

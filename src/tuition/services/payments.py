@@ -1,0 +1,227 @@
+"""Payment use cases: start a payment attempt, read payments, submit and settle refunds."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from tuition.channels.base import (
+    ChannelTimeout,
+    PaymentRequest,
+    RefundRequest,
+)
+from tuition.channels.registry import ChannelRegistry
+from tuition.clock import Clock
+from tuition.domain.errors import ChannelError, Conflict, NotFound, ValidationFailed
+from tuition.domain.ids import new_id
+from tuition.domain.orders import OrderStatus
+from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.services.settlement import apply_payment_state, apply_refund_state
+from tuition.store.payments import PaymentFilter, PaymentRecord
+from tuition.store.uow import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePayment:
+    order_id: str
+    channel: str
+    method: str
+    client_ip: str | None = None
+    payer_id: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentDeps:
+    registry: ChannelRegistry
+    clock: Clock
+    base_url: str  # where gateways reach /v1/notify/{channel}
+
+
+async def create_payment(
+    cmd: CreatePayment, uow: UnitOfWork, *, deps: PaymentDeps
+) -> PaymentRecord:
+    """Open a payment attempt for an unpaid order and ask the channel for the next action.
+
+    The attempt is stored before the gateway is called, so a crash in between leaves a
+    ``created`` payment for the recovery job rather than money we do not know of. A
+    gateway timeout leaves it ``pending`` (the gateway may have it); a refusal fails it.
+    """
+    channel = deps.registry.get(cmd.channel)
+    if cmd.method not in channel.methods:
+        raise ValidationFailed(
+            f"channel {cmd.channel} offers {', '.join(sorted(channel.methods))}, "
+            f"not {cmd.method!r}",
+            code="method_unsupported",
+            param="method",
+        )
+    now = deps.clock.now()
+    async with uow:
+        order = await uow.orders.get(cmd.order_id, with_lines=True)
+        if order is None:
+            raise NotFound(f"no order {cmd.order_id!r}", code="order_not_found", param="order_id")
+        if order.status is not OrderStatus.PENDING_PAYMENT:
+            raise Conflict(
+                f"order {order.id} is {order.status}; only a pending_payment order can be paid",
+                code="order_not_payable",
+            )
+        if order.expires_at <= now:
+            raise Conflict(
+                f"order {order.id} expired at {order.expires_at.isoformat()}",
+                code="order_not_payable",
+            )
+        payment = PaymentRecord(
+            id=new_id("pay"),
+            order_id=order.id,
+            customer_id=order.customer_id,
+            channel=channel.slug,
+            method=cmd.method,
+            app_id=channel.app_id,
+            status=PaymentStatus.CREATED,
+            amount=order.total,
+            currency=order.currency,
+            fee=None,
+            amount_refunded=0,
+            channel_trade_no=None,
+            next_action=None,
+            failure_code=None,
+            failure_message=None,
+            duplicate_of=None,
+            succeeded_at=None,
+            closed_at=None,
+            created_at=now,
+            updated_at=now,
+        )
+        await uow.payments.add(payment)
+        await uow.commit()
+
+    subject = (
+        order.lines[0].title
+        if len(order.lines) == 1
+        else f"{order.lines[0].title} +{len(order.lines) - 1}"
+    )
+    request = PaymentRequest(
+        payment_id=payment.id,
+        order_id=order.id,
+        amount=order.total,
+        currency=order.currency,
+        subject=subject[:120],
+        method=cmd.method,
+        notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{channel.slug}",
+        return_url=order.return_url,
+        expires_at=order.expires_at,
+        client_ip=cmd.client_ip,
+        payer_id=cmd.payer_id,
+    )
+    try:
+        created = await channel.create_payment(request)
+    except ChannelTimeout:
+        async with uow:
+            await uow.payments.set_status(
+                payment.id,
+                expected=(PaymentStatus.CREATED,),
+                target=PaymentStatus.PENDING,
+                at=deps.clock.now(),
+            )
+            await uow.commit()
+        raise
+    except ChannelError as exc:
+        async with uow:
+            await uow.payments.set_status(
+                payment.id,
+                expected=(PaymentStatus.CREATED,),
+                target=PaymentStatus.FAILED,
+                at=deps.clock.now(),
+                failure_code=exc.code,
+                failure_message=exc.message[:500],
+            )
+            await uow.commit()
+        raise
+    async with uow:
+        await uow.payments.set_status(
+            payment.id,
+            expected=(PaymentStatus.CREATED,),
+            target=PaymentStatus.PENDING,
+            at=deps.clock.now(),
+            channel_trade_no=created.channel_trade_no,
+            next_action={k: v for k, v in asdict(created.next_action).items()},
+        )
+        await uow.commit()
+    return await get_payment(uow, payment.id)
+
+
+async def get_payment(uow: UnitOfWork, payment_id: str) -> PaymentRecord:
+    async with uow:
+        payment = await uow.payments.get(payment_id)
+    if payment is None:
+        raise NotFound(f"no payment {payment_id!r}", code="payment_not_found", param="payment_id")
+    return payment
+
+
+async def list_payments(
+    uow: UnitOfWork, filt: PaymentFilter, *, limit: int, starting_after: str | None
+) -> tuple[list[PaymentRecord], bool]:
+    async with uow:
+        return await uow.payments.find(filt, limit=limit, starting_after=starting_after)
+
+
+async def reconcile_payment(
+    uow: UnitOfWork, payment_id: str, *, deps: PaymentDeps
+) -> PaymentRecord:
+    """Ask the channel for a payment's state and settle it through the same paid path.
+
+    This is how a lost notification is recovered; a gateway that cannot answer leaves
+    the payment as it was.
+    """
+    payment = await get_payment(uow, payment_id)
+    if payment.status not in (PaymentStatus.CREATED, PaymentStatus.PENDING):
+        return payment
+    channel = deps.registry.get(payment.channel)
+    state = await channel.query_payment(payment.id)
+    if state.amount != payment.amount or state.currency != payment.currency:
+        raise ChannelError(
+            f"channel reports {state.amount} {state.currency} for payment {payment.id} of "
+            f"{payment.amount} {payment.currency}; left for an operator",
+            code="amount_mismatch",
+        )
+    async with uow:
+        settled = await apply_payment_state(
+            uow, payment, state, fee_rate=channel.fee_rate, at=deps.clock.now()
+        )
+        await uow.commit()
+    for refund_id in settled.refunds_to_submit:
+        await submit_refund(uow, refund_id, deps=deps)
+    return await get_payment(uow, payment_id)
+
+
+async def submit_refund(uow: UnitOfWork, refund_id: str, *, deps: PaymentDeps) -> RefundStatus:
+    """Send a pending refund to its channel and settle what the channel answers at once.
+
+    Safe to repeat: channels de-duplicate by our refund id, and settling is a
+    compare-and-set. A timeout leaves the refund pending for the next attempt.
+    """
+    async with uow:
+        refund = await uow.payments.get_refund(refund_id)
+        payment = None if refund is None else await uow.payments.get(refund.payment_id)
+    if refund is None or payment is None:
+        raise NotFound(f"no refund {refund_id!r}", code="refund_not_found", param="refund_id")
+    if refund.status is not RefundStatus.PENDING:
+        return refund.status
+    channel = deps.registry.get(payment.channel)
+    try:
+        state = await channel.refund(
+            RefundRequest(
+                refund_id=refund.id,
+                payment_id=payment.id,
+                channel_trade_no=payment.channel_trade_no,
+                amount=refund.amount,
+                payment_amount=payment.amount,
+                currency=refund.currency,
+                reason=refund.reason,
+                notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{channel.slug}",
+            )
+        )
+    except ChannelTimeout:
+        return RefundStatus.PENDING
+    async with uow:
+        await apply_refund_state(uow, refund, state, at=deps.clock.now())
+        await uow.commit()
+    return state.status

@@ -1,0 +1,496 @@
+"""Catalog repository: creators, products, prices, bundles, tax rates and coupons.
+
+Rows come back as the domain's own objects (``Product``, ``Coupon``, ``TaxRule``) so
+pricing and orders never see a row; what only the API shows (description, metadata,
+timestamps, redemption count) rides beside them in small records.
+
+Lists are pages over the time-ordered id, newest first: ``starting_after`` is the last
+id the caller saw and the page holds the ``limit`` ids below it.
+
+Lookups by a malformed id or a key holding NUL answer "not found" without querying:
+such a value names no row, and PostgreSQL would refuse the NUL with an error (a 500).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import (
+    ColumnElement,
+    RowMapping,
+    Select,
+    delete,
+    exists,
+    insert,
+    null,
+    select,
+    update,
+)
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tuition.domain.catalog import (
+    Creator,
+    MembershipPeriod,
+    Product,
+    ProductKind,
+    ProductStatus,
+    Promotion,
+)
+from tuition.domain.coupons import Coupon, CouponKind, normalize_code
+from tuition.domain.ids import Prefix, is_valid_id
+from tuition.domain.pricing import TaxRule
+from tuition.store.tables import (
+    bundle_components,
+    coupons,
+    creators,
+    product_prices,
+    products,
+    tax_rates,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatorRecord:
+    creator: Creator
+    external_id: str | None
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProductRecord:
+    product: Product
+    description: str
+    metadata: Mapping[str, str]
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class CouponRecord:
+    id: str
+    coupon: Coupon
+    times_redeemed: int
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class TaxRateRecord:
+    rule: TaxRule
+    updated_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class ProductFilter:
+    """Conditions a listed product meets; ``currency`` means "has a price in"."""
+
+    kind: ProductKind | None = None
+    status: ProductStatus | None = None
+    creator_id: str | None = None
+    currency: str | None = None
+
+
+def _paged(
+    stmt: Select[Any], id_column: ColumnElement[str], limit: int, starting_after: str | None
+) -> Select[Any]:
+    if starting_after is not None:
+        stmt = stmt.where(id_column < starting_after)
+    # One row more than asked for tells whether another page follows.
+    return stmt.order_by(id_column.desc()).limit(limit + 1)
+
+
+def _json_or_null(value: Mapping[str, Any] | None) -> Any:
+    # JSON columns store Python None as the JSON literal 'null'; write SQL NULL instead.
+    return null() if value is None else dict(value)
+
+
+def _promotion_json(promotion: Promotion | None) -> dict[str, Any] | None:
+    if promotion is None:
+        return None
+    return {
+        "starts_at": promotion.starts_at.isoformat(),
+        "ends_at": promotion.ends_at.isoformat(),
+        "percent_off": None if promotion.percent_off is None else str(promotion.percent_off),
+        "amount_off": None if promotion.amount_off is None else dict(promotion.amount_off),
+    }
+
+
+def _promotion_from(data: Mapping[str, Any] | None) -> Promotion | None:
+    if data is None:
+        return None
+    percent = data.get("percent_off")
+    amount = data.get("amount_off")
+    return Promotion(
+        starts_at=datetime.fromisoformat(data["starts_at"]),
+        ends_at=datetime.fromisoformat(data["ends_at"]),
+        percent_off=None if percent is None else Decimal(percent),
+        amount_off=None if amount is None else {str(k): int(v) for k, v in amount.items()},
+    )
+
+
+def _creator(row: RowMapping) -> CreatorRecord:
+    return CreatorRecord(
+        creator=Creator(row["id"], row["name"], row["default_revenue_share"]),
+        external_id=row["external_id"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _coupon(row: RowMapping) -> CouponRecord:
+    coupon = Coupon(
+        code=row["code"],
+        kind=CouponKind(row["kind"]),
+        percent_off=row["percent_off"],
+        amount_off=row["amount_off"],
+        min_spend=row["min_spend"],
+        applies_to_products=frozenset(row["applies_to_products"]),
+        applies_to_kinds=frozenset(ProductKind(k) for k in row["applies_to_kinds"]),
+        starts_at=row["starts_at"],
+        ends_at=row["ends_at"],
+        max_redemptions=row["max_redemptions"],
+        max_per_customer=row["max_per_customer"],
+        stacks_with_promotions=row["stacks_with_promotions"],
+        active=row["active"],
+    )
+    return CouponRecord(
+        row["id"], coupon, row["times_redeemed"], row["created_at"], row["updated_at"]
+    )
+
+
+class CatalogRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def _first(self, stmt: Select[Any]) -> RowMapping | None:
+        row: RowMapping | None = (await self.conn.execute(stmt)).mappings().first()
+        return row
+
+    async def _insert_unique(self, stmt: Any) -> bool:
+        """Run an INSERT/UPDATE; False if a UNIQUE constraint refused it (savepoint kept)."""
+        try:
+            async with self.conn.begin_nested():
+                await self.conn.execute(stmt)
+        except IntegrityError:
+            return False
+        return True
+
+    # --- creators -----------------------------------------------------------------------
+
+    async def add_creator(self, record: CreatorRecord) -> bool:
+        """Insert a creator; False if its ``external_id`` is taken."""
+        return await self._insert_unique(
+            insert(creators).values(
+                id=record.creator.id,
+                name=record.creator.name,
+                default_revenue_share=record.creator.default_revenue_share,
+                external_id=record.external_id,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+            )
+        )
+
+    async def update_creator(self, record: CreatorRecord) -> bool:
+        """Write a creator's mutable fields; False if its ``external_id`` is taken."""
+        return await self._insert_unique(
+            update(creators)
+            .where(creators.c.id == record.creator.id)
+            .values(
+                name=record.creator.name,
+                default_revenue_share=record.creator.default_revenue_share,
+                external_id=record.external_id,
+                updated_at=record.updated_at,
+            )
+        )
+
+    async def get_creator(
+        self, creator_id: str, *, for_update: bool = False
+    ) -> CreatorRecord | None:
+        if not is_valid_id(creator_id, Prefix.CREATOR):
+            return None
+        stmt = select(creators).where(creators.c.id == creator_id)
+        row = await self._first(stmt.with_for_update() if for_update else stmt)
+        return _creator(row) if row else None
+
+    async def list_creators(
+        self, *, limit: int, starting_after: str | None
+    ) -> tuple[list[CreatorRecord], bool]:
+        stmt = _paged(select(creators), creators.c.id, limit, starting_after)
+        rows = (await self.conn.execute(stmt)).mappings().all()
+        return [_creator(row) for row in rows[:limit]], len(rows) > limit
+
+    # --- products -----------------------------------------------------------------------
+
+    async def add_product(self, record: ProductRecord) -> None:
+        product = record.product
+        await self.conn.execute(
+            insert(products).values(
+                id=product.id,
+                creator_id=product.creator_id,
+                kind=str(product.kind),
+                status=str(product.status),
+                period=None if product.period is None else str(product.period),
+                topup_credit=product.topup_credit,
+                created_at=record.created_at,
+                **self._mutable_product_values(record),
+            )
+        )
+        await self._write_prices(product)
+        if product.components:
+            await self.conn.execute(
+                insert(bundle_components),
+                [
+                    {"bundle_id": product.id, "component_id": component, "position": position}
+                    for position, component in enumerate(product.components)
+                ],
+            )
+
+    async def update_product(self, record: ProductRecord) -> None:
+        """Write the fields a product may change after creation, prices included."""
+        await self.conn.execute(
+            update(products)
+            .where(products.c.id == record.product.id)
+            .values(**self._mutable_product_values(record))
+        )
+        await self.conn.execute(
+            delete(product_prices).where(product_prices.c.product_id == record.product.id)
+        )
+        await self._write_prices(record.product)
+
+    @staticmethod
+    def _mutable_product_values(record: ProductRecord) -> dict[str, Any]:
+        product = record.product
+        return {
+            "title": product.title,
+            "description": record.description,
+            "revenue_share": product.revenue_share,
+            "promotion": _json_or_null(_promotion_json(product.promotion)),
+            "metadata": dict(record.metadata),
+            "updated_at": record.updated_at,
+        }
+
+    async def _write_prices(self, product: Product) -> None:
+        await self.conn.execute(
+            insert(product_prices),
+            [
+                {"product_id": product.id, "currency": currency, "amount": amount}
+                for currency, amount in product.prices.items()
+            ],
+        )
+
+    async def set_product_status(
+        self, product_id: str, *, expected: ProductStatus, status: ProductStatus, at: datetime
+    ) -> bool:
+        """Compare-and-set the status; False if the product is not in ``expected``."""
+        if not is_valid_id(product_id, Prefix.PRODUCT):
+            return False
+        result = await self.conn.execute(
+            update(products)
+            .where(products.c.id == product_id, products.c.status == str(expected))
+            .values(status=str(status), updated_at=at)
+        )
+        return result.rowcount == 1
+
+    async def get_product(
+        self, product_id: str, *, for_update: bool = False
+    ) -> ProductRecord | None:
+        if not is_valid_id(product_id, Prefix.PRODUCT):
+            return None
+        stmt = select(products).where(products.c.id == product_id)
+        found = await self._load(stmt.with_for_update() if for_update else stmt)
+        return found[0] if found else None
+
+    async def list_products(
+        self, where: ProductFilter, *, limit: int, starting_after: str | None
+    ) -> tuple[list[ProductRecord], bool]:
+        stmt = select(products)
+        if where.kind is not None:
+            stmt = stmt.where(products.c.kind == str(where.kind))
+        if where.status is not None:
+            stmt = stmt.where(products.c.status == str(where.status))
+        if where.creator_id is not None:
+            if not is_valid_id(where.creator_id, Prefix.CREATOR):
+                return [], False
+            stmt = stmt.where(products.c.creator_id == where.creator_id)
+        if where.currency is not None:
+            stmt = stmt.where(
+                exists().where(
+                    product_prices.c.product_id == products.c.id,
+                    product_prices.c.currency == where.currency,
+                )
+            )
+        found = await self._load(_paged(stmt, products.c.id, limit, starting_after))
+        return found[:limit], len(found) > limit
+
+    async def products_by_ids(self, ids: Collection[str]) -> dict[str, Product]:
+        """The products with these ids, plus every component of a bundle among them.
+
+        Unknown ids are simply absent from the result. Components are included so the
+        mapping can be handed to pricing as its ``catalog`` unchanged.
+        """
+        wanted = {i for i in ids if is_valid_id(i, Prefix.PRODUCT)}
+        found = {
+            r.product.id: r.product
+            for r in await self._load(select(products).where(products.c.id.in_(wanted)))
+        }
+        # Components are never bundles (a rule enforced on creation), so one more level
+        # completes the mapping.
+        missing = {c for p in found.values() for c in p.components} - found.keys()
+        if missing:
+            stmt = select(products).where(products.c.id.in_(missing))
+            found.update((r.product.id, r.product) for r in await self._load(stmt))
+        return found
+
+    async def bundles_containing(self, product_id: str) -> list[Product]:
+        """Every bundle that lists ``product_id`` as a component, archived ones included."""
+        bundle_ids = select(bundle_components.c.bundle_id).where(
+            bundle_components.c.component_id == product_id
+        )
+        stmt = select(products).where(products.c.id.in_(bundle_ids)).order_by(products.c.id)
+        return [r.product for r in await self._load(stmt)]
+
+    async def _load(self, stmt: Select[Any]) -> list[ProductRecord]:
+        """Run a SELECT over ``products`` and attach prices and components (two queries)."""
+        rows = (await self.conn.execute(stmt)).mappings().all()
+        if not rows:
+            return []
+        ids = [row["id"] for row in rows]
+        prices: dict[str, dict[str, int]] = {pid: {} for pid in ids}
+        price_rows = await self.conn.execute(
+            select(product_prices).where(product_prices.c.product_id.in_(ids))
+        )
+        for price in price_rows.mappings():
+            prices[price["product_id"]][price["currency"]] = price["amount"]
+        components: dict[str, list[str]] = {}
+        bundle_ids = [row["id"] for row in rows if row["kind"] == ProductKind.BUNDLE]
+        if bundle_ids:
+            component_rows = await self.conn.execute(
+                select(bundle_components)
+                .where(bundle_components.c.bundle_id.in_(bundle_ids))
+                .order_by(bundle_components.c.bundle_id, bundle_components.c.position)
+            )
+            for link in component_rows.mappings():
+                components.setdefault(link["bundle_id"], []).append(link["component_id"])
+        return [_product(row, prices[row["id"]], components.get(row["id"], ())) for row in rows]
+
+    # --- tax rates ----------------------------------------------------------------------
+
+    async def put_tax_rate(self, rule: TaxRule, at: datetime) -> None:
+        """Insert or replace the rate of ``rule.region`` in one statement (no race)."""
+        values = {"rate": rule.rate, "inclusive": rule.inclusive, "updated_at": at}
+        keys = [tax_rates.c.region]
+        if self.conn.dialect.name == "postgresql":
+            pg = postgresql.insert(tax_rates).values(region=rule.region, **values)
+            await self.conn.execute(pg.on_conflict_do_update(index_elements=keys, set_=values))
+        else:
+            lite = sqlite.insert(tax_rates).values(region=rule.region, **values)
+            await self.conn.execute(lite.on_conflict_do_update(index_elements=keys, set_=values))
+
+    async def tax_rate(self, region: str) -> TaxRateRecord | None:
+        if "\x00" in region:
+            return None
+        row = await self._first(select(tax_rates).where(tax_rates.c.region == region))
+        return _tax_rate(row) if row else None
+
+    async def tax_rule(self, region: str) -> TaxRule | None:
+        found = await self.tax_rate(region)
+        return None if found is None else found.rule
+
+    async def list_tax_rates(self) -> list[TaxRateRecord]:
+        rows = await self.conn.execute(select(tax_rates).order_by(tax_rates.c.region))
+        return [_tax_rate(row) for row in rows.mappings()]
+
+    # --- coupons ------------------------------------------------------------------------
+
+    async def add_coupon(self, record: CouponRecord) -> bool:
+        """Insert a coupon; False if its code is taken (the UNIQUE constraint decides)."""
+        coupon = record.coupon
+        return await self._insert_unique(
+            insert(coupons).values(
+                id=record.id,
+                code=coupon.code,
+                kind=str(coupon.kind),
+                percent_off=coupon.percent_off,
+                amount_off=_json_or_null(coupon.amount_off),
+                min_spend=_json_or_null(coupon.min_spend),
+                applies_to_products=sorted(coupon.applies_to_products),
+                applies_to_kinds=sorted(str(k) for k in coupon.applies_to_kinds),
+                starts_at=coupon.starts_at,
+                ends_at=coupon.ends_at,
+                max_redemptions=coupon.max_redemptions,
+                max_per_customer=coupon.max_per_customer,
+                stacks_with_promotions=coupon.stacks_with_promotions,
+                active=coupon.active,
+                times_redeemed=record.times_redeemed,
+                created_at=record.created_at,
+                updated_at=record.updated_at,
+            )
+        )
+
+    async def coupon_record(self, code: str, *, for_update: bool = False) -> CouponRecord | None:
+        """The coupon with this code, matched case-insensitively."""
+        if "\x00" in code:
+            return None
+        stmt = select(coupons).where(coupons.c.code == normalize_code(code))
+        row = await self._first(stmt.with_for_update() if for_update else stmt)
+        return _coupon(row) if row else None
+
+    async def coupon_by_code(self, code: str) -> tuple[str, Coupon] | None:
+        """``(coupon id, Coupon)`` for a code matched case-insensitively, or None."""
+        found = await self.coupon_record(code)
+        return None if found is None else (found.id, found.coupon)
+
+    async def update_coupon(
+        self,
+        coupon_id: str,
+        *,
+        ends_at: datetime | None,
+        max_redemptions: int | None,
+        active: bool,
+        at: datetime,
+    ) -> None:
+        """Write the fields a coupon may change; ``times_redeemed`` is never touched here."""
+        await self.conn.execute(
+            update(coupons)
+            .where(coupons.c.id == coupon_id)
+            .values(ends_at=ends_at, max_redemptions=max_redemptions, active=active, updated_at=at)
+        )
+
+    async def list_coupons(
+        self, *, limit: int, starting_after: str | None
+    ) -> tuple[list[CouponRecord], bool]:
+        stmt = _paged(select(coupons), coupons.c.id, limit, starting_after)
+        rows = (await self.conn.execute(stmt)).mappings().all()
+        return [_coupon(row) for row in rows[:limit]], len(rows) > limit
+
+
+def _tax_rate(row: RowMapping) -> TaxRateRecord:
+    return TaxRateRecord(TaxRule(row["rate"], row["inclusive"], row["region"]), row["updated_at"])
+
+
+def _product(
+    row: RowMapping, prices: Mapping[str, int], components: Sequence[str]
+) -> ProductRecord:
+    product = Product(
+        id=row["id"],
+        creator_id=row["creator_id"],
+        kind=ProductKind(row["kind"]),
+        title=row["title"],
+        revenue_share=row["revenue_share"],
+        prices=prices,
+        status=ProductStatus(row["status"]),
+        components=tuple(components),
+        period=None if row["period"] is None else MembershipPeriod(row["period"]),
+        topup_credit=row["topup_credit"],
+        promotion=_promotion_from(row["promotion"]),
+    )
+    return ProductRecord(
+        product, row["description"], row["metadata"], row["created_at"], row["updated_at"]
+    )

@@ -1,0 +1,95 @@
+"""Notification audit log, notification de-duplication, and the transactional outbox."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tuition.domain.ids import new_id
+from tuition.store.orders import insert_ignoring_conflicts
+from tuition.store.tables import notification_effects, notifications, outbox_events
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationRecord:
+    id: str
+    channel: str
+    received_at: datetime
+    headers: dict[str, str]
+    body: str
+    verdict: str
+    reason: str | None
+    payment_id: str | None
+    refund_id: str | None
+    event: str | None
+    trade_no: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class OutboxEvent:
+    id: str
+    type: str
+    object_id: str
+    data: dict[str, Any]
+    created_at: datetime
+
+
+class EventRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def record_notification(self, record: NotificationRecord) -> None:
+        await self.conn.execute(
+            insert(notifications).values(
+                {f: getattr(record, f) for f in NotificationRecord.__dataclass_fields__}
+            )
+        )
+
+    async def claim_effect(
+        self, *, channel: str, trade_no: str, event: str, notification_id: str
+    ) -> bool:
+        """True for the first notification with this key; a copy gets False (UNIQUE)."""
+        result = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, notification_effects).values(
+                channel=channel, trade_no=trade_no, event=event, notification_id=notification_id
+            )
+        )
+        return result.rowcount == 1
+
+    async def notifications_for(self, payment_id: str) -> list[NotificationRecord]:
+        rows = await self.conn.execute(
+            select(notifications)
+            .where(notifications.c.payment_id == payment_id)
+            .order_by(notifications.c.id)
+        )
+        return [
+            NotificationRecord(
+                **{f: r._mapping[f] for f in NotificationRecord.__dataclass_fields__}
+            )
+            for r in rows
+        ]
+
+    async def emit(
+        self, type_: str, object_id: str, data: Mapping[str, Any], *, at: datetime
+    ) -> str:
+        """Write an event in the caller's transaction; the worker delivers it later."""
+        event_id = new_id("evt")
+        await self.conn.execute(
+            insert(outbox_events).values(
+                id=event_id, type=type_, object_id=object_id, data=dict(data), created_at=at
+            )
+        )
+        return event_id
+
+    async def events_for(self, object_id: str) -> list[OutboxEvent]:
+        rows = await self.conn.execute(
+            select(outbox_events)
+            .where(outbox_events.c.object_id == object_id)
+            .order_by(outbox_events.c.id)
+        )
+        return [OutboxEvent(r.id, r.type, r.object_id, r.data, r.created_at) for r in rows]

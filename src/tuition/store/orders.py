@@ -1,0 +1,344 @@
+"""Order repository: orders, lines, coupon redemptions and entitlements.
+
+Status changes are compare-and-set (``UPDATE … WHERE status = :expected``); coupon use
+is counted by conditional UPDATEs; a grant is unique per order line and product. So two
+racing requests produce one change, and a retried one is a no-op.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Any
+
+from sqlalchemy import Select, and_, func, insert, or_, select, true, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tuition.domain.orders import OrderStatus
+from tuition.store.tables import (
+    coupon_customer_usage,
+    coupon_redemptions,
+    coupons,
+    entitlements,
+    order_lines,
+    orders,
+)
+
+
+@dataclass(frozen=True, slots=True)
+class LineRecord:
+    line_index: int
+    product_id: str
+    kind: str
+    title: str
+    creator_id: str
+    revenue_share: Decimal
+    quantity: int
+    unit_price: int
+    list_amount: int
+    promotion_discount: int
+    coupon_discount: int
+    tax: int
+    surcharge: int
+    total: int
+    components: list[dict[str, Any]]
+
+
+@dataclass(frozen=True, slots=True)
+class OrderRecord:
+    id: str
+    customer_id: str
+    currency: str
+    status: OrderStatus
+    subtotal: int
+    discount_total: int
+    tax_total: int
+    surcharge: int
+    total: int
+    amount_refunded: int
+    coupon_code: str | None
+    tax_region: str | None
+    pricing: dict[str, Any]
+    return_url: str | None
+    metadata: dict[str, Any]
+    expires_at: datetime
+    paid_at: datetime | None
+    closed_at: datetime | None
+    created_at: datetime
+    updated_at: datetime
+    lines: tuple[LineRecord, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class EntitlementRecord:
+    id: str
+    customer_id: str
+    product_id: str
+    order_id: str
+    line_index: int
+    source_product_id: str | None
+    granted_at: datetime
+    expires_at: datetime | None
+    revoked_at: datetime | None
+
+    def active_at(self, now: datetime) -> bool:
+        return self.revoked_at is None and (self.expires_at is None or self.expires_at > now)
+
+
+@dataclass(frozen=True, slots=True)
+class OrderFilter:
+    customer_id: str | None = None
+    status: OrderStatus | None = None
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+def insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` in the connection's dialect."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table).on_conflict_do_nothing()
+
+
+class OrderRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    # --- orders -------------------------------------------------------------------------
+
+    async def add(self, order: OrderRecord) -> None:
+        values = {f: getattr(order, f) for f in _ORDER_FIELDS}
+        await self.conn.execute(insert(orders).values(**values))
+        if order.lines:
+            await self.conn.execute(
+                insert(order_lines),
+                [
+                    {"order_id": order.id, **{f: getattr(line, f) for f in _LINE_FIELDS}}
+                    for line in order.lines
+                ],
+            )
+
+    async def get(self, order_id: str, *, with_lines: bool = True) -> OrderRecord | None:
+        row = (await self.conn.execute(select(orders).where(orders.c.id == order_id))).first()
+        if row is None:
+            return None
+        lines = await self._lines([order_id]) if with_lines else {}
+        return _order(row._mapping, lines.get(order_id, ()))
+
+    async def find(
+        self, filt: OrderFilter, *, limit: int, starting_after: str | None
+    ) -> tuple[list[OrderRecord], bool]:
+        query: Select[Any] = select(orders)
+        if filt.customer_id is not None:
+            query = query.where(orders.c.customer_id == filt.customer_id)
+        if filt.status is not None:
+            query = query.where(orders.c.status == filt.status.value)
+        if filt.created_gte is not None:
+            query = query.where(orders.c.created_at >= filt.created_gte)
+        if filt.created_lt is not None:
+            query = query.where(orders.c.created_at < filt.created_lt)
+        if starting_after is not None:
+            query = query.where(orders.c.id < starting_after)
+        rows = (await self.conn.execute(query.order_by(orders.c.id.desc()).limit(limit + 1))).all()
+        page = rows[:limit]
+        lines = await self._lines([r.id for r in page])
+        return [_order(r._mapping, lines.get(r.id, ())) for r in page], len(rows) > limit
+
+    async def set_status(
+        self,
+        order_id: str,
+        *,
+        expected: OrderStatus,
+        target: OrderStatus,
+        at: datetime,
+        **values: Any,
+    ) -> bool:
+        """Compare-and-set: True only for the caller whose expected status still held."""
+        result = await self.conn.execute(
+            update(orders)
+            .where(orders.c.id == order_id, orders.c.status == expected.value)
+            .values(status=target.value, updated_at=at, **values)
+        )
+        return result.rowcount == 1
+
+    async def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
+        rows = await self.conn.execute(
+            select(orders.c.id)
+            .where(
+                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+                orders.c.expires_at <= now,
+            )
+            .order_by(orders.c.expires_at)
+            .limit(limit)
+        )
+        return [r.id for r in rows]
+
+    async def _lines(self, order_ids: Sequence[str]) -> dict[str, tuple[LineRecord, ...]]:
+        if not order_ids:
+            return {}
+        rows = await self.conn.execute(
+            select(order_lines)
+            .where(order_lines.c.order_id.in_(order_ids))
+            .order_by(order_lines.c.order_id, order_lines.c.line_index)
+        )
+        out: dict[str, list[LineRecord]] = {}
+        for row in rows:
+            m = row._mapping
+            out.setdefault(m["order_id"], []).append(LineRecord(**{f: m[f] for f in _LINE_FIELDS}))
+        return {k: tuple(v) for k, v in out.items()}
+
+    # --- coupon redemptions -------------------------------------------------------------
+
+    async def coupon_usage(self, coupon_id: str, customer_id: str) -> tuple[int, int]:
+        """(times redeemed by everyone, by this customer): for messages, not for limits."""
+        total = (
+            await self.conn.execute(
+                select(coupons.c.times_redeemed).where(coupons.c.id == coupon_id)
+            )
+        ).scalar_one()
+        mine = (
+            await self.conn.execute(
+                select(coupon_customer_usage.c.times_redeemed).where(
+                    coupon_customer_usage.c.coupon_id == coupon_id,
+                    coupon_customer_usage.c.customer_id == customer_id,
+                )
+            )
+        ).scalar()
+        return int(total), int(mine or 0)
+
+    async def redeem_coupon(
+        self,
+        *,
+        coupon_id: str,
+        order_id: str,
+        customer_id: str,
+        max_redemptions: int | None,
+        max_per_customer: int | None,
+        at: datetime,
+    ) -> str | None:
+        """Count one use atomically; the refusal code when a limit is reached, else None.
+
+        Conditional UPDATEs are the guard: concurrent checkouts serialise on the coupon
+        row and each re-checks the limit against the committed count.
+        """
+        taken = await self.conn.execute(
+            update(coupons)
+            .where(
+                coupons.c.id == coupon_id,
+                or_(
+                    coupons.c.max_redemptions.is_(None),
+                    coupons.c.times_redeemed < coupons.c.max_redemptions,
+                ),
+            )
+            .values(times_redeemed=coupons.c.times_redeemed + 1)
+        )
+        if taken.rowcount != 1:
+            return "coupon_exhausted"
+        await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, coupon_customer_usage).values(
+                coupon_id=coupon_id, customer_id=customer_id, times_redeemed=0
+            )
+        )
+        usage = coupon_customer_usage.c
+        mine = await self.conn.execute(
+            update(coupon_customer_usage)
+            .where(
+                usage.coupon_id == coupon_id,
+                usage.customer_id == customer_id,
+                usage.times_redeemed < max_per_customer if max_per_customer is not None else true(),
+            )
+            .values(times_redeemed=usage.times_redeemed + 1)
+        )
+        if mine.rowcount != 1:
+            return "coupon_customer_limit_reached"
+        await self.conn.execute(
+            insert(coupon_redemptions).values(
+                order_id=order_id, coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at
+            )
+        )
+        return None
+
+    async def release_coupon(self, order_id: str, at: datetime) -> bool:
+        """Give an order's coupon use back, once; False if it had none or already did."""
+        row = (
+            await self.conn.execute(
+                update(coupon_redemptions)
+                .where(
+                    coupon_redemptions.c.order_id == order_id,
+                    coupon_redemptions.c.released_at.is_(None),
+                )
+                .values(released_at=at)
+                .returning(coupon_redemptions.c.coupon_id, coupon_redemptions.c.customer_id)
+            )
+        ).first()
+        if row is None:
+            return False
+        await self.conn.execute(
+            update(coupons)
+            .where(coupons.c.id == row.coupon_id)
+            .values(times_redeemed=coupons.c.times_redeemed - 1)
+        )
+        await self.conn.execute(
+            update(coupon_customer_usage)
+            .where(
+                coupon_customer_usage.c.coupon_id == row.coupon_id,
+                coupon_customer_usage.c.customer_id == row.customer_id,
+            )
+            .values(times_redeemed=coupon_customer_usage.c.times_redeemed - 1)
+        )
+        return True
+
+    # --- entitlements -------------------------------------------------------------------
+
+    async def grant(self, records: Sequence[EntitlementRecord]) -> int:
+        """Insert grants; ones already made for the same order line are skipped."""
+        if not records:
+            return 0
+        result = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, entitlements),
+            [{f: getattr(r, f) for f in _ENTITLEMENT_FIELDS} for r in records],
+        )
+        return max(result.rowcount, 0)
+
+    async def revoke(self, order_id: str, line_index: int | None, at: datetime) -> int:
+        conditions = [entitlements.c.order_id == order_id, entitlements.c.revoked_at.is_(None)]
+        if line_index is not None:
+            conditions.append(entitlements.c.line_index == line_index)
+        result = await self.conn.execute(
+            update(entitlements).where(and_(*conditions)).values(revoked_at=at)
+        )
+        return result.rowcount
+
+    async def entitlements_of(
+        self, customer_id: str, *, product_id: str | None = None
+    ) -> list[EntitlementRecord]:
+        query = select(entitlements).where(entitlements.c.customer_id == customer_id)
+        if product_id is not None:
+            query = query.where(entitlements.c.product_id == product_id)
+        rows = await self.conn.execute(query.order_by(entitlements.c.id))
+        return [EntitlementRecord(**{f: r._mapping[f] for f in _ENTITLEMENT_FIELDS}) for r in rows]
+
+    async def permanent_holdings(self, customer_id: str, product_ids: Sequence[str]) -> set[str]:
+        """Which of ``product_ids`` the customer holds for good (unrevoked, no expiry)."""
+        rows = await self.conn.execute(
+            select(func.distinct(entitlements.c.product_id)).where(
+                entitlements.c.customer_id == customer_id,
+                entitlements.c.product_id.in_(product_ids),
+                entitlements.c.revoked_at.is_(None),
+                entitlements.c.expires_at.is_(None),
+            )
+        )
+        return {r[0] for r in rows}
+
+
+_ORDER_FIELDS = [f for f in OrderRecord.__dataclass_fields__ if f != "lines"]
+_LINE_FIELDS = list(LineRecord.__dataclass_fields__)
+_ENTITLEMENT_FIELDS = list(EntitlementRecord.__dataclass_fields__)
+
+
+def _order(m: Any, lines: tuple[LineRecord, ...]) -> OrderRecord:
+    values = {f: m[f] for f in _ORDER_FIELDS}
+    values["status"] = OrderStatus(values["status"])
+    return OrderRecord(**values, lines=lines)

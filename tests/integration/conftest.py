@@ -1,0 +1,3 @@
+from tests.integration.shop import shop
+
+__all__ = ["shop"]
