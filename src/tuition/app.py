@@ -63,9 +63,9 @@ def create_app(
 
 
 def _feature_routers() -> list[APIRouter]:
-    from tuition.api import catalog, orders, payments
+    from tuition.api import catalog, orders, payments, webhooks
 
-    return [*catalog.routers, *orders.routers, *payments.routers]
+    return [*catalog.routers, *orders.routers, *payments.routers, *webhooks.routers]
 
 
 def app_from_env() -> FastAPI:

@@ -55,8 +55,6 @@ async def shop(client: httpx.AsyncClient, clock: FrozenClock) -> dict[str, str]:
     return ids
 
 
-
-
 def order_body(shop: dict[str, str], *names: str, **extra: Any) -> dict[str, Any]:
     return {
         "customer_id": extra.pop("customer_id", "u_1"),

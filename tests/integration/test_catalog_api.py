@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from datetime import timedelta
 from typing import Any
 
@@ -9,6 +10,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import update
+from starlette.routing import NoMatchFound
 
 from tuition.api.catalog import routers
 from tuition.clock import FrozenClock
@@ -19,8 +21,11 @@ from tuition.store.uow import UnitOfWork
 
 @pytest.fixture(autouse=True)
 def _catalog_routes(app: FastAPI) -> None:
-    # app.py may already include these routers; include them only once.
-    if not any(getattr(route, "path", None) == "/v1/products" for route in app.routes):
+    # app.py may already include these routers; include them only once. Looked up by
+    # route name, which works whether FastAPI flattens included routes or not.
+    try:
+        app.url_path_for("create_product")
+    except NoMatchFound:
         for router in routers:
             app.include_router(router)
 
@@ -274,6 +279,19 @@ BAD_PRODUCTS: list[tuple[str, dict[str, Any], int, str, str]] = [
         "validation_failed",
         "promotion.percent_off",
     ),
+    (
+        "promotion_beyond_year_9999_in_utc",
+        {
+            "promotion": {
+                "starts_at": NOW,
+                "ends_at": "9999-12-31T23:00:00-05:00",
+                "percent_off": "0.1",
+            }
+        },
+        422,
+        "validation_failed",
+        "promotion.ends_at",
+    ),
     ("metadata_not_string", {"metadata": {"a": 1}}, 422, "validation_failed", "metadata.a"),
 ]
 
@@ -297,6 +315,22 @@ async def test_bad_product_input_is_refused_naming_the_field_and_writes_nothing(
     response = await client.post("/v1/products", json=body)
     assert_error(response, status, code, param)
     assert await listed(client, "/v1/products") == []
+
+
+async def test_text_that_the_database_cannot_store_is_a_422_not_a_500(
+    client: httpx.AsyncClient,
+) -> None:
+    creator = await make_creator(client)
+    # A lone surrogate, escaped as JSON allows; httpx's json= could not even encode it.
+    body = {"creator_id": creator["id"], "kind": "course", "title": "\ud800", "prices": {"CNY": 1}}
+    raw = json.dumps(body)
+    response = await client.post(
+        "/v1/products", content=raw.encode(), headers={"Content-Type": "application/json"}
+    )
+    assert_error(response, 422, "validation_failed", "title")
+    for path in ("/v1/products/prod_%00", "/v1/creators/cre_%00", "/v1/coupons/A%00"):
+        assert (await client.get(path)).status_code == 404
+    assert await listed(client, "/v1/products", creator_id="cre_\x00") == []
 
 
 @pytest.mark.parametrize(
@@ -662,6 +696,12 @@ async def test_a_duplicate_coupon_code_in_any_case_is_a_conflict(
             422,
             "limit_invalid",
             "max_redemptions",
+        ),
+        (
+            {"code": "X", "percent_off": "0.1", "max_per_customer": 10**12},
+            422,
+            "validation_failed",
+            "max_per_customer",
         ),
         (
             {"code": "X", "percent_off": "0.1", "times_redeemed": 5},

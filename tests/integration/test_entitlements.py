@@ -103,8 +103,11 @@ async def test_an_order_is_not_expired_before_its_time(
 async def test_expiry_releases_the_coupon_use(
     client: httpx.AsyncClient, shop: dict[str, str], uow: UnitOfWork, clock: FrozenClock
 ) -> None:
-    await post(client, "/v1/coupons", {"code": "LAST", "kind": "percent", "percent_off": "0.5",
-                                       "max_redemptions": 1})
+    await post(
+        client,
+        "/v1/coupons",
+        {"code": "LAST", "kind": "percent", "percent_off": "0.5", "max_redemptions": 1},
+    )
     order = await post(client, "/v1/orders", order_body(shop, "c1", coupon_code="LAST"))
     clock.advance(timedelta(minutes=15))
     await expire_order(uow, order["id"], clock=clock)

@@ -100,7 +100,11 @@ async def test_unknown_product_is_refused(client: httpx.AsyncClient, shop: dict[
     ],
 )
 async def test_quantity_out_of_range_or_overflowing_is_refused(
-    client: httpx.AsyncClient, shop: dict[str, str], name: str, quantity: int, status: int,
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    name: str,
+    quantity: int,
+    status: int,
     code: str,
 ) -> None:
     body = {

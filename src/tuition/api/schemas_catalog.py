@@ -8,7 +8,7 @@ Request bodies forbid unknown fields, so a misspelt field is a 422 naming it.
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 from decimal import Decimal
 from typing import Annotated
 
@@ -35,9 +35,14 @@ from tuition.store.catalog import CouponRecord, CreatorRecord, ProductRecord, Ta
 
 
 def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL; refusing it here keeps it a 422, not a 500.
+    # PostgreSQL text cannot hold NUL, and a lone surrogate ("\ud800" in JSON) cannot be
+    # encoded at all; refusing both here keeps them a 422 rather than a database 500.
     if "\x00" in value:
         raise ValueError("must not contain NUL characters")
+    try:
+        value.encode()
+    except UnicodeEncodeError:
+        raise ValueError("must be valid Unicode text") from None
     return value
 
 
@@ -66,6 +71,8 @@ Name = Annotated[str, Field(min_length=1, max_length=200), _NoNul]
 Title = Annotated[str, Field(max_length=300), _NoNul]  # blank: the domain's title_required
 Description = Annotated[str, Field(max_length=20_000), _NoNul]
 CouponCode = Annotated[str, Field(min_length=1, max_length=64), _NoNul]
+# The column is a 32-bit INTEGER; the lower bound is the domain's (code limit_invalid).
+Limit = Annotated[StrictInt, Field(le=1_000_000_000)]
 ObjectId = Annotated[str, Field(min_length=1, max_length=40), _NoNul]
 MetaKey = Annotated[str, Field(min_length=1, max_length=40), _NoNul]
 MetaValue = Annotated[str, Field(max_length=500), _NoNul]
@@ -75,9 +82,19 @@ RateText = Annotated[
     BeforeValidator(_rate_text),
     WithJsonSchema({"type": "string", "pattern": r"^[0-9]+(\.[0-9]+)?$", "examples": ["0.7"]}),
 ]
+
+
+def _in_utc(value: datetime) -> datetime:
+    try:
+        return value.astimezone(UTC)
+    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the last UTC datetime
+        raise ValueError("is out of range") from None
+
+
 IsoDatetime = Annotated[
     AwareDatetime,
     BeforeValidator(_datetime_text),
+    AfterValidator(_in_utc),
     WithJsonSchema({"type": "string", "format": "date-time"}),
 ]
 AmountMap = Annotated[
@@ -320,8 +337,8 @@ class CouponCreate(Body):
     applies_to_kinds: list[ProductKind] = Field(default_factory=list, max_length=10)
     starts_at: IsoDatetime | None = None
     ends_at: IsoDatetime | None = None
-    max_redemptions: StrictInt | None = None
-    max_per_customer: StrictInt | None = None
+    max_redemptions: Limit | None = None
+    max_per_customer: Limit | None = None
     stacks_with_promotions: StrictBool = False
     active: StrictBool = True
 
@@ -330,7 +347,7 @@ class CouponUpdate(Body):
     """Only the end, the redemption limit and the switch change; ``null`` removes a limit."""
 
     ends_at: IsoDatetime | None = None
-    max_redemptions: StrictInt | None = None
+    max_redemptions: Limit | None = None
     active: StrictBool | None = None
 
 

@@ -171,6 +171,12 @@ async def _close(
         ):
             raise Conflict(f"order {order_id} changed status meanwhile; fetch it again")
         await uow.orders.release_coupon(order_id, now)
+        await uow.events.emit(
+            f"order.{target.value}",
+            order_id,
+            {"id": order_id, "customer_id": order.customer_id, "status": target.value},
+            at=now,
+        )
         await uow.commit()
     return await get_order(uow, order_id)
 

@@ -422,3 +422,86 @@ outbox_events = Table(
     Column("dispatched_at", UTCDateTime),
 )
 Index("ix_outbox_events_dispatched_at", outbox_events.c.dispatched_at)
+
+# --- webhooks and jobs ------------------------------------------------------------------
+
+webhook_endpoints = Table(
+    "webhook_endpoints",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("url", String(2000), nullable=False),
+    Column("description", String(500), nullable=False),
+    # Event types this endpoint receives; ["*"] for all.
+    Column("events", JSON, nullable=False),
+    # Needed in clear to sign each delivery; shown to the platform once, at creation.
+    Column("secret", String(100), nullable=False),
+    Column("enabled", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+webhook_deliveries = Table(
+    "webhook_deliveries",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("event_id", ID, ForeignKey("outbox_events.id"), nullable=False),
+    Column("endpoint_id", ID, ForeignKey("webhook_endpoints.id"), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime),
+    Column("last_error", String(500)),
+    Column("delivered_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    # One delivery per event and endpoint, however often the relay runs.
+    UniqueConstraint("event_id", "endpoint_id", name="uq_webhook_deliveries_event_endpoint"),
+    CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
+)
+Index(
+    "ix_webhook_deliveries_status_next_attempt_at",
+    webhook_deliveries.c.status,
+    webhook_deliveries.c.next_attempt_at,
+)
+Index("ix_webhook_deliveries_endpoint_id", webhook_deliveries.c.endpoint_id)
+
+delivery_attempts = Table(
+    "delivery_attempts",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column(
+        "delivery_id",
+        BigInteger().with_variant(Integer, "sqlite"),
+        ForeignKey("webhook_deliveries.id"),
+        nullable=False,
+        index=True,
+    ),
+    Column("attempted_at", UTCDateTime, nullable=False),
+    Column("status_code", Integer),
+    Column("latency_ms", Integer, nullable=False),
+    Column("response_excerpt", String(500)),
+    Column("error", String(500)),
+)
+
+jobs = Table(
+    "jobs",
+    metadata,
+    Column(
+        "id", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("kind", String(40), nullable=False),
+    # e.g. "expire_order:ord_…": UNIQUE, so enqueueing the same work twice is a no-op.
+    Column("key", String(200), nullable=False, unique=True),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("run_at", UTCDateTime, nullable=False),
+    Column("locked_until", UTCDateTime),
+    Column("last_error", String(500)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('queued', 'done', 'failed')", name="status"),
+)
+Index("ix_jobs_status_run_at", jobs.c.status, jobs.c.run_at)

@@ -13,6 +13,7 @@ from tuition.store.events import EventRepository
 from tuition.store.ledger import LedgerRepository
 from tuition.store.orders import OrderRepository
 from tuition.store.payments import PaymentRepository
+from tuition.store.work import WorkRepository
 
 
 class UnitOfWork:
@@ -26,6 +27,7 @@ class UnitOfWork:
     payments: PaymentRepository
     ledger: LedgerRepository
     events: EventRepository
+    work: WorkRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -41,6 +43,7 @@ class UnitOfWork:
         self.payments = PaymentRepository(self.conn)
         self.ledger = LedgerRepository(self.conn)
         self.events = EventRepository(self.conn)
+        self.work = WorkRepository(self.conn)
         return self
 
     async def __aexit__(

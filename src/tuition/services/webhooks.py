@@ -1,0 +1,195 @@
+"""Webhook endpoints and event delivery to the platform."""
+
+from __future__ import annotations
+
+import json
+import random
+import secrets
+import time
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+import httpx
+
+from tuition.clock import Clock
+from tuition.domain.errors import NotFound, ValidationFailed
+from tuition.domain.ids import new_id
+from tuition.store.uow import UnitOfWork
+from tuition.store.work import Attempt, Delivery, Endpoint
+from tuition.webhooks import sign
+
+EVENT_TYPES = frozenset(
+    {
+        "order.paid",
+        "order.expired",
+        "order.cancelled",
+        "payment.succeeded",
+        "payment.failed",
+        "payment.closed",
+        "refund.created",
+        "refund.succeeded",
+        "refund.failed",
+    }
+)
+RETRY_FOR = timedelta(days=3)
+BASE_DELAY = 30.0
+MAX_DELAY = 6 * 3600.0
+JITTER = 0.2  # ±20 %, so endpoints that failed together do not retry together
+
+
+def backoff(attempts: int, rng: random.Random) -> timedelta:
+    """Delay before retry number ``attempts`` (1 after the first failure): 30 s, 60 s, …"""
+    delay = min(BASE_DELAY * 2 ** (attempts - 1), MAX_DELAY)
+    return timedelta(seconds=delay * (1 + rng.uniform(-JITTER, JITTER)))
+
+
+def _check_events(events: list[str]) -> list[str]:
+    unknown = sorted(set(events) - EVENT_TYPES - {"*"})
+    if not events or unknown:
+        raise ValidationFailed(
+            f"unknown event types {unknown}; choose from {sorted(EVENT_TYPES)} or '*'"
+            if unknown
+            else "subscribe to at least one event type, or '*'",
+            code="event_type_unknown",
+            param="events",
+        )
+    return sorted(set(events))
+
+
+def _check_url(url: str) -> str:
+    parsed = httpx.URL(url)
+    if parsed.scheme not in ("http", "https") or not parsed.host:
+        raise ValidationFailed(
+            "url must be an absolute http(s) URL", code="url_invalid", param="url"
+        )
+    return url
+
+
+async def create_endpoint(
+    uow: UnitOfWork, *, url: str, events: list[str], description: str, clock: Clock
+) -> Endpoint:
+    now = clock.now()
+    endpoint = Endpoint(
+        id=new_id("whe"),
+        url=_check_url(url),
+        description=description,
+        events=_check_events(events),
+        secret=f"whsec_{secrets.token_urlsafe(32)}",
+        enabled=True,
+        created_at=now,
+        updated_at=now,
+    )
+    async with uow:
+        await uow.work.add_endpoint(endpoint)
+        await uow.commit()
+    return endpoint
+
+
+async def update_endpoint(
+    uow: UnitOfWork,
+    endpoint_id: str,
+    *,
+    url: str | None = None,
+    events: list[str] | None = None,
+    description: str | None = None,
+    enabled: bool | None = None,
+    clock: Clock,
+) -> Endpoint:
+    values: dict[str, Any] = {"updated_at": clock.now()}
+    if url is not None:
+        values["url"] = _check_url(url)
+    if events is not None:
+        values["events"] = _check_events(events)
+    if description is not None:
+        values["description"] = description
+    if enabled is not None:
+        values["enabled"] = enabled
+    async with uow:
+        if await uow.work.endpoint(endpoint_id) is None:
+            raise NotFound(f"no webhook endpoint {endpoint_id!r}", param="endpoint_id")
+        await uow.work.update_endpoint(endpoint_id, **values)
+        await uow.commit()
+        endpoint = await uow.work.endpoint(endpoint_id)
+    assert endpoint is not None
+    return endpoint
+
+
+@dataclass(slots=True)
+class Deliverer:
+    """Sends claimed deliveries; one per worker, holding its HTTP client."""
+
+    client: httpx.AsyncClient
+    clock: Clock
+    rng: random.Random
+
+    async def deliver(self, uow: UnitOfWork, delivery: Delivery) -> str:
+        """POST one event to one endpoint and record the attempt; returns the new status."""
+        async with uow:
+            endpoint = await uow.work.endpoint(delivery.endpoint_id)
+            event = await uow.work.event(delivery.event_id)
+        assert endpoint is not None
+        assert event is not None
+        if not endpoint.enabled:
+            async with uow:
+                await uow.work.record_attempt(
+                    Attempt(delivery.id, self.clock.now(), None, 0, None, "endpoint disabled"),
+                    status="failed",
+                    next_attempt_at=self.clock.now(),
+                    error="endpoint disabled",
+                )
+                await uow.commit()
+            return "failed"
+        body = json.dumps(
+            {
+                "id": event["id"],
+                "object": "event",
+                "type": event["type"],
+                "created": int(event["created_at"].timestamp()),
+                "data": event["data"],
+            },
+            separators=(",", ":"),
+            sort_keys=True,
+        ).encode()
+        started = time.perf_counter()
+        attempted_at = self.clock.now()
+        status_code: int | None = None
+        excerpt: str | None = None
+        error: str | None = None
+        try:
+            response = await self.client.post(
+                endpoint.url,
+                content=body,
+                headers={
+                    "Content-Type": "application/json",
+                    "Tuition-Signature": sign(
+                        endpoint.secret, body, timestamp=int(attempted_at.timestamp())
+                    ),
+                    "Tuition-Event-Id": event["id"],
+                    "User-Agent": "Tuition-Webhooks/1",
+                },
+            )
+            status_code, excerpt = response.status_code, response.text[:500]
+            if not 200 <= response.status_code < 300:
+                error = f"HTTP {response.status_code}"
+        except httpx.HTTPError as exc:
+            error = f"{type(exc).__name__}: {exc}"[:500]
+        latency = int((time.perf_counter() - started) * 1000)
+        status, next_at = self._next(delivery, attempted_at, failed=error is not None)
+        async with uow:
+            await uow.work.record_attempt(
+                Attempt(delivery.id, attempted_at, status_code, latency, excerpt, error),
+                status=status,
+                next_attempt_at=next_at,
+                error=error,
+            )
+            await uow.commit()
+        return status
+
+    def _next(self, delivery: Delivery, now: datetime, *, failed: bool) -> tuple[str, datetime]:
+        if not failed:
+            return "succeeded", now
+        retry_at = now + backoff(delivery.attempts + 1, self.rng)
+        if retry_at > delivery.created_at + RETRY_FOR:
+            return "failed", now
+        return "pending", retry_at

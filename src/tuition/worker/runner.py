@@ -1,0 +1,181 @@
+"""The worker loop: relay the outbox, deliver webhooks, sweep for due work, run jobs.
+
+Run any number of ``tuition worker`` processes against PostgreSQL; claims use
+``FOR UPDATE SKIP LOCKED`` with a lease, so they share the rows and none is worked on by
+two at once. A worker killed mid-batch leaves its rows to be claimed again once the lease
+passes. On SIGTERM the current batch is finished and the loop stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+import httpx
+
+from tuition.api.deps import Container
+from tuition.logs import get_logger
+from tuition.services.ledger import seal_ledger
+from tuition.services.payments import PaymentDeps
+from tuition.services.webhooks import Deliverer, backoff
+from tuition.store.uow import UnitOfWork
+from tuition.worker.jobs import HANDLERS
+
+log = get_logger(__name__)
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerConfig:
+    lease: timedelta = timedelta(seconds=60)
+    batch: int = 100
+    poll_interval: float = 0.5
+    sweep_interval: timedelta = timedelta(seconds=5)
+    # A payment whose notification has not come after this long is queried.
+    recover_after: timedelta = timedelta(seconds=60)
+    max_job_attempts: int = 20
+    webhook_timeout: float = 10.0
+    webhook_concurrency: int = 16
+
+
+@dataclass(slots=True)
+class Stats:
+    relayed: int = 0
+    delivered: int = 0
+    jobs: int = 0
+    swept: int = 0
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.relayed or self.delivered or self.jobs)
+
+
+@dataclass
+class Worker:
+    container: Container
+    config: WorkerConfig = field(default_factory=WorkerConfig)
+    transport: httpx.AsyncBaseTransport | None = None
+    rng: random.Random = field(default_factory=random.Random)
+    _last_sweep: datetime | None = None
+
+    def __post_init__(self) -> None:
+        self._client = httpx.AsyncClient(
+            transport=self.transport, timeout=self.config.webhook_timeout, follow_redirects=False
+        )
+        self._deliverer = Deliverer(self._client, self.container.clock, self.rng)
+        self.deps = PaymentDeps(
+            registry=self.container.registry,
+            clock=self.container.clock,
+            base_url=self.container.settings.base_url,
+        )
+
+    def uow(self) -> UnitOfWork:
+        return self.container.uow()
+
+    async def close(self) -> None:
+        await self._client.aclose()
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Work until ``stop`` is set; the batch in hand is always finished first."""
+        log.info("worker_started")
+        while not stop.is_set():
+            try:
+                stats = await self.run_once()
+            except Exception:
+                log.exception("worker_iteration_failed")
+                stats = Stats()
+            if not stats.busy:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(stop.wait(), timeout=self.config.poll_interval)
+        log.info("worker_stopped")
+
+    async def run_once(self) -> Stats:
+        stats = Stats()
+        now = self.container.clock.now()
+        if self._last_sweep is None or now - self._last_sweep >= self.config.sweep_interval:
+            stats.swept = await self.sweep()
+            self._last_sweep = now
+        async with self.uow() as uow:
+            stats.relayed = await uow.work.relay(now=now, limit=self.config.batch)
+            await uow.commit()
+        stats.delivered = await self.deliver_due()
+        stats.jobs = await self.run_due_jobs()
+        return stats
+
+    async def sweep(self) -> int:
+        """Queue jobs for work that is due: expiries, silent payments, pending refunds."""
+        now = self.container.clock.now()
+        queued = 0
+        async with self.uow() as uow:
+            for order_id in await uow.orders.due_for_expiry(now, self.config.batch):
+                queued += await uow.work.enqueue("expire_order", order_id, run_at=now, now=now)
+            cutoff = now - self.config.recover_after
+            for payment in await uow.payments.pending_before(cutoff, self.config.batch):
+                queued += await uow.work.enqueue(
+                    "reconcile_payment", payment.id, run_at=now, now=now
+                )
+            for refund in await uow.payments.pending_refunds(self.config.batch):
+                if refund.created_at <= cutoff:
+                    queued += await uow.work.enqueue(
+                        "submit_refund", refund.id, run_at=now, now=now
+                    )
+            await uow.commit()
+        await seal_ledger(self.uow())
+        return queued
+
+    async def deliver_due(self) -> int:
+        now = self.container.clock.now()
+        async with self.uow() as uow:
+            claimed = await uow.work.claim_deliveries(
+                now=now, lease=self.config.lease, limit=self.config.batch
+            )
+            await uow.commit()
+        if not claimed:
+            return 0
+        gate = asyncio.Semaphore(self.config.webhook_concurrency)
+
+        async def one(delivery_index: int) -> None:
+            async with gate:
+                await self._deliverer.deliver(self.uow(), claimed[delivery_index])
+
+        await asyncio.gather(*(one(n) for n in range(len(claimed))))
+        return len(claimed)
+
+    async def run_due_jobs(self) -> int:
+        now = self.container.clock.now()
+        async with self.uow() as uow:
+            claimed = await uow.work.claim_jobs(
+                now=now, lease=self.config.lease, limit=self.config.batch
+            )
+            await uow.commit()
+        for job in claimed:
+            handler = HANDLERS.get(job.kind)
+            error: str | None = None
+            again: datetime | None = None
+            try:
+                if handler is None:
+                    raise LookupError(f"no handler for job kind {job.kind!r}")
+                again = await handler(self.uow(), job.subject, self.deps)
+            except Exception as exc:
+                error = f"{type(exc).__name__}: {exc}"
+                log.warning("job_failed", job=job.key, attempt=job.attempts, error=error)
+            finished = self.container.clock.now()
+            async with self.uow() as uow:
+                if error is None and again is None:
+                    await uow.work.finish_job(job.id, now=finished)
+                elif error is None and again is not None:
+                    await uow.work.retry_job(
+                        job.id, run_at=again, error=None, now=finished, give_up=False
+                    )
+                else:
+                    await uow.work.retry_job(
+                        job.id,
+                        run_at=finished + backoff(job.attempts, self.rng),
+                        error=error,
+                        now=finished,
+                        give_up=job.attempts >= self.config.max_job_attempts,
+                    )
+                await uow.commit()
+        return len(claimed)
