@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.databases import PostgresDatabases, SqliteDatabases
 from tuition.app import create_app
+from tuition.channels.registry import ChannelRegistry
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.services.api_keys import create_key
@@ -71,7 +72,8 @@ def settings(db_url: str):  # type: ignore[no-untyped-def]
 
 @pytest.fixture
 def app(settings, engine: AsyncEngine, clock: FrozenClock):  # type: ignore[no-untyped-def]
-    return create_app(settings, engine=engine, clock=clock)
+    # Channels are added per test (see tests/integration/gateway.py), never from settings.
+    return create_app(settings, engine=engine, clock=clock, registry=ChannelRegistry())
 
 
 @pytest.fixture

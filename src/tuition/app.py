@@ -1,9 +1,11 @@
-"""Composition root: builds the engine, services and the FastAPI app."""
+"""Composition root: builds the engine, channels, simulator, worker and the FastAPI app."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -12,8 +14,11 @@ from tuition.api import errors, health
 from tuition.api.deps import Container
 from tuition.api.middleware import RequestContextMiddleware
 from tuition.channels.registry import ChannelRegistry
+from tuition.channels.setup import build_registry, simulator_key
 from tuition.clock import Clock, SystemClock
 from tuition.config import Settings
+from tuition.simulator.app import Simulator, create_simulator
+from tuition.simulator.config import SimulatorConfig
 from tuition.store.db import create_engine
 
 API_DESCRIPTION = """
@@ -25,27 +30,84 @@ POST so that a retry never charges or creates twice. Errors always come as
 """
 
 
+@dataclass
+class Runtime:
+    """What a process runs on: the container, and the simulator in demo mode."""
+
+    container: Container
+    simulator: Simulator | None = None
+    owns_engine: bool = True
+
+    async def aclose(self) -> None:
+        for channel in self.container.registry:
+            close = getattr(channel, "aclose", None)
+            if close is not None:
+                await close()
+        if self.simulator is not None:
+            await self.simulator.aclose()
+        if self.owns_engine:
+            await self.container.engine.dispose()
+
+
+def build_runtime(
+    settings: Settings,
+    *,
+    engine: AsyncEngine | None = None,
+    clock: Clock | None = None,
+    registry: ChannelRegistry | None = None,
+    host_simulator: bool = True,
+) -> Runtime:
+    """``host_simulator=False`` (a worker process) reaches the simulator over HTTP."""
+    clock = clock or SystemClock()
+    simulator = None
+    if settings.simulator and host_simulator and registry is None:
+        simulator = create_simulator(
+            SimulatorConfig(
+                merchants={settings.sandbox_app_id: settings.sandbox_secret},
+                public_base_url=f"{settings.base_url}/simulator",
+                private_key_pem=simulator_key(settings),
+                clock=clock,
+            )
+        )
+    container = Container(
+        settings=settings,
+        engine=engine or create_engine(settings.database_url, pool_size=settings.db_pool_size),
+        clock=clock,
+        registry=registry
+        if registry is not None
+        else build_registry(settings, clock=clock, simulator=simulator),
+    )
+    return Runtime(container, simulator, owns_engine=engine is None)
+
+
 def create_app(
     settings: Settings,
     *,
     engine: AsyncEngine | None = None,
     clock: Clock | None = None,
     registry: ChannelRegistry | None = None,
+    run_worker: bool | None = None,
 ) -> FastAPI:
-    owns_engine = engine is None
-    engine = engine or create_engine(settings.database_url, pool_size=settings.db_pool_size)
-    container = Container(
-        settings=settings,
-        engine=engine,
-        clock=clock or SystemClock(),
-        registry=registry if registry is not None else ChannelRegistry(),
-    )
+    runtime = build_runtime(settings, engine=engine, clock=clock, registry=registry)
+    worker_wanted = settings.runs_embedded_worker if run_worker is None else run_worker
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
-        yield
-        if owns_engine:
-            await engine.dispose()
+        stop = asyncio.Event()
+        task = None
+        if worker_wanted:
+            from tuition.worker.runner import Worker
+
+            worker = Worker(runtime.container)
+            task = asyncio.create_task(worker.run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+                await worker.close()
+            await runtime.aclose()
 
     app = FastAPI(
         title="Tuition",
@@ -53,12 +115,15 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.container = container
+    app.state.container = runtime.container
+    app.state.runtime = runtime
     errors.install(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     for router in _feature_routers():
         app.include_router(router)
+    if runtime.simulator is not None:
+        app.mount("/simulator", runtime.simulator.app)
     return app
 
 

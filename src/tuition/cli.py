@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
 from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
@@ -14,6 +16,7 @@ from rich.table import Table
 from tuition.clock import SystemClock
 from tuition.config import ConfigError, Settings, get_settings
 from tuition.domain.errors import TuitionError
+from tuition.logs import configure_logging
 from tuition.services import api_keys
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
 from tuition.store import schema
@@ -145,6 +148,37 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_â€
     console.print(f"revoked {key_id}")
 
 
+@app.command()
+def worker() -> None:
+    """Run background work: webhooks, recovery queries, expiry, refunds, ledger sealing.
+
+    Any number may run against PostgreSQL; SIGTERM finishes the batch in hand and stops.
+    """
+    settings = _settings()
+
+    async def go() -> None:
+        from tuition.app import build_runtime
+        from tuition.worker.runner import Worker
+
+        runtime = build_runtime(settings, host_simulator=False)
+        try:
+            await schema.ensure_current(runtime.container.engine)
+            stop = asyncio.Event()
+            loop = asyncio.get_running_loop()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(sig, stop.set)
+            runner = Worker(runtime.container)
+            try:
+                await runner.run(stop)
+            finally:
+                await runner.close()
+        finally:
+            await runtime.aclose()
+
+    configure_logging(settings.log_level, json=settings.log_json)
+    _run(go())
+
+
 @ledger_app.command("verify")
 def ledger_verify(
     seal: Annotated[
@@ -182,7 +216,12 @@ def ledger_verify(
 def demo(
     port: Annotated[int | None, typer.Option(help="Port")] = None,
 ) -> None:
-    """Migrate, create a demo API key and serve, printing where to look."""
+    """Migrate, create a demo API key and serve with the gateway simulator."""
+    os.environ.setdefault("TUITION_SIMULATOR", "true")
+    if port is not None:
+        os.environ["TUITION_PORT"] = str(port)
+    os.environ.setdefault("TUITION_LOG_JSON", "false")
+    get_settings.cache_clear()
     settings = _settings()
 
     async def go(engine: Any) -> api_keys.CreatedKey:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import secrets
 from decimal import Decimal
 from functools import lru_cache
+from pathlib import Path
 from typing import Literal
 
 from pydantic import Field, ValidationError, field_validator
@@ -42,6 +44,41 @@ class Settings(BaseSettings):
         }
     )
 
+    # Signs checkout links and admin cookies. Set it in production; when empty, one is
+    # made once and kept in secret_key_file so every local process agrees.
+    secret_key: str = Field(default="", repr=False)
+    secret_key_file: str = ".tuition-secret-key"
+    admin_session_hours: float = Field(default=12, gt=0)
+    # Channels enabled in this deployment, in checkout order.
+    channels: list[str] = Field(default_factory=lambda: ["sandbox"])
+    # Demo and test mode: serve the gateway simulator at /simulator and point the
+    # sandbox channel at it.
+    simulator: bool = False
+    simulator_key_file: str = ".tuition-simulator-key.pem"
+    sandbox_url: str = ""  # default: <public url>/simulator
+    sandbox_app_id: str = "sandbox_app"
+    sandbox_secret: str = Field(default="sandbox_secret", repr=False)
+    embedded_worker: bool | None = None  # default: on for SQLite, off for PostgreSQL
+    # A claimed job or delivery returns to the pool this long after its worker went silent.
+    worker_lease_seconds: float = Field(default=60, gt=0)
+    worker_poll_seconds: float = Field(default=0.5, gt=0)
+    # Payments still open this long after creation are queried (lost notifications).
+    recover_after_seconds: float = Field(default=60, ge=0)
+
+    @field_validator("channels")
+    @classmethod
+    def _known_channels(cls, value: list[str]) -> list[str]:
+        unknown = sorted(set(value) - {"sandbox", "alipay", "wechatpay"})
+        if unknown:
+            raise ValueError(f"unknown channels {unknown}; known: sandbox, alipay, wechatpay")
+        return value
+
+    @property
+    def runs_embedded_worker(self) -> bool:
+        if self.embedded_worker is not None:
+            return self.embedded_worker
+        return self.database_url.startswith("sqlite")
+
     @field_validator("channel_fee_rates")
     @classmethod
     def _rates_in_range(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
@@ -68,6 +105,17 @@ class Settings(BaseSettings):
                 f"unsupported driver {url.drivername!r}; use one of {', '.join(SUPPORTED_DRIVERS)}"
             )
         return url.render_as_string(hide_password=False)
+
+    @property
+    def signing_key(self) -> bytes:
+        """``secret_key``, or the locally kept one (made on first use)."""
+        if self.secret_key:
+            return self.secret_key.encode()
+        path = Path(self.secret_key_file)
+        if not path.exists():
+            path.touch(mode=0o600)
+            path.write_text(secrets.token_urlsafe(48))
+        return path.read_text().strip().encode()
 
     @property
     def base_url(self) -> str:

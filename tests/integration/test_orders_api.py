@@ -9,6 +9,7 @@ from typing import Any
 import httpx
 import pytest
 
+from tests.integration.shop import order_body
 from tests.integration.shop import order_body as _order
 from tests.integration.shop import post as _post
 from tuition.clock import FrozenClock
@@ -239,3 +240,15 @@ async def test_missing_order_is_a_404(client: httpx.AsyncClient) -> None:
     response = await client.get("/v1/orders/ord_missing")
     assert response.status_code == 404
     assert response.json()["error"]["code"] == "order_not_found"
+
+
+async def test_nul_characters_are_refused_before_reaching_the_database(
+    client: httpx.AsyncClient, shop: dict[str, str]
+) -> None:
+    assert (await client.get("/v1/orders/ord_%00x")).json()["error"]["code"] == "nul_character"
+    listed = await client.get("/v1/orders", params={"customer_id": "a\x00b"})
+    assert listed.status_code == 400
+    body = order_body(shop, "c1", coupon_code="A\x00B")
+    response = await client.post("/v1/orders", json=body)
+    assert response.status_code == 422
+    assert response.json()["error"]["param"] == "coupon_code"

@@ -25,6 +25,10 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        if "\x00" in scope.get("path", "") or b"%00" in scope.get("query_string", b""):
+            # PostgreSQL cannot store NUL in text: refuse it here, for every route at once.
+            await _refuse_nul(send)
+            return
         incoming = dict(scope["headers"]).get(b"request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else new_id("req")
         structlog.contextvars.clear_contextvars()
@@ -75,3 +79,24 @@ class RequestContextMiddleware:
                 status=status,
                 duration_ms=round((time.perf_counter() - started) * 1000, 2),
             )
+
+
+async def _refuse_nul(send: Send) -> None:
+    body = json.dumps(
+        {
+            "error": {
+                "type": "invalid_request_error",
+                "code": "nul_character",
+                "message": "the URL contains a NUL character",
+                "param": None,
+            }
+        }
+    ).encode()
+    await send(
+        {
+            "type": "http.response.start",
+            "status": 400,
+            "headers": [(b"content-type", b"application/json")],
+        }
+    )
+    await send({"type": "http.response.body", "body": body})

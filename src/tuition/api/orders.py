@@ -34,8 +34,10 @@ class OrderCreate(BaseModel):
     customer_id: CustomerId = Field(description="The platform's own id for the buyer")
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. CNY")
     items: list[Item] = Field(max_length=50)
-    coupon_code: str | None = Field(default=None, min_length=1, max_length=64)
-    tax_region: str | None = Field(default=None, min_length=1, max_length=32)
+    coupon_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    tax_region: str | None = Field(
+        default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$", description="e.g. CN; case-insensitive"
+    )
     surcharge_channel: str | None = Field(
         default=None,
         description="Surcharge mode: the buyer pays amount x (1 + this channel's fee rate)",
@@ -193,7 +195,7 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         currency=body.currency,
         items=tuple(order_service.ItemRequest(i.product_id, i.quantity) for i in body.items),
         coupon_code=body.coupon_code,
-        tax_region=body.tax_region,
+        tax_region=body.tax_region.upper() if body.tax_region else None,
         surcharge_channel=body.surcharge_channel,
         return_url=body.return_url,
         metadata=body.metadata,

@@ -73,7 +73,9 @@ class LedgerRepository:
         dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         rows = await self.conn.execute(
             dialect.insert(journal_entries)
-            .on_conflict_do_nothing(index_elements=["source"])
+            # Any conflict means "already posted": the same entry retried has the same id
+            # and source, and a rebuilt one the same source.
+            .on_conflict_do_nothing()
             .returning(journal_entries.c.seq, journal_entries.c.source),
             [
                 {

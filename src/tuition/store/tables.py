@@ -505,3 +505,29 @@ jobs = Table(
     CheckConstraint("status IN ('queued', 'done', 'failed')", name="status"),
 )
 Index("ix_jobs_status_run_at", jobs.c.status, jobs.c.run_at)
+
+# --- admin console ----------------------------------------------------------------------
+
+admin_users = Table(
+    "admin_users",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("email", String(254), nullable=False, unique=True),
+    Column("password_hash", String(200), nullable=False),  # argon2
+    Column("failed_logins", Integer, nullable=False, default=0),
+    Column("locked_until", UTCDateTime),
+    Column("last_login_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+
+admin_sessions = Table(
+    "admin_sessions",
+    metadata,
+    # SHA-256 of the session cookie's random token: a stolen table opens no session.
+    Column("token_hash", String(64), primary_key=True),
+    Column("admin_id", ID, ForeignKey("admin_users.id"), nullable=False, index=True),
+    Column("csrf_token", String(64), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("expires_at", UTCDateTime, nullable=False),
+    Column("revoked_at", UTCDateTime),
+)

@@ -11,12 +11,13 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 import httpx
 
 from tuition.api.deps import Container
+from tuition.config import Settings
 from tuition.logs import get_logger
 from tuition.services.ledger import seal_ledger
 from tuition.services.payments import PaymentDeps
@@ -39,6 +40,14 @@ class WorkerConfig:
     webhook_timeout: float = 10.0
     webhook_concurrency: int = 16
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> WorkerConfig:
+        return cls(
+            lease=timedelta(seconds=settings.worker_lease_seconds),
+            poll_interval=settings.worker_poll_seconds,
+            recover_after=timedelta(seconds=settings.recover_after_seconds),
+        )
+
 
 @dataclass(slots=True)
 class Stats:
@@ -52,23 +61,25 @@ class Stats:
         return bool(self.relayed or self.delivered or self.jobs)
 
 
-@dataclass
 class Worker:
-    container: Container
-    config: WorkerConfig = field(default_factory=WorkerConfig)
-    transport: httpx.AsyncBaseTransport | None = None
-    rng: random.Random = field(default_factory=random.Random)
-    _last_sweep: datetime | None = None
-
-    def __post_init__(self) -> None:
+    def __init__(
+        self,
+        container: Container,
+        config: WorkerConfig | None = None,
+        *,
+        transport: httpx.AsyncBaseTransport | None = None,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.container = container
+        self.config = config or WorkerConfig.from_settings(container.settings)
+        self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
+        self._last_sweep: datetime | None = None
         self._client = httpx.AsyncClient(
-            transport=self.transport, timeout=self.config.webhook_timeout, follow_redirects=False
+            transport=transport, timeout=self.config.webhook_timeout, follow_redirects=False
         )
-        self._deliverer = Deliverer(self._client, self.container.clock, self.rng)
+        self._deliverer = Deliverer(self._client, container.clock, self.rng)
         self.deps = PaymentDeps(
-            registry=self.container.registry,
-            clock=self.container.clock,
-            base_url=self.container.settings.base_url,
+            registry=container.registry, clock=container.clock, base_url=container.settings.base_url
         )
 
     def uow(self) -> UnitOfWork:

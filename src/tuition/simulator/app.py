@@ -1,0 +1,159 @@
+"""The simulator: an in-memory gateway speaking the plain ``sandbox`` protocol.
+
+``create_simulator(config)`` returns a :class:`Simulator` whose ``.app`` is an ASGI app
+(serve it with uvicorn, or reach it in-process through ``httpx.ASGITransport`` or the
+fault-aware ``simulator.transport``) and whose methods drive it directly from tests::
+
+    sim = create_simulator(SimulatorConfig(notify_transport=httpx.ASGITransport(app=tuition)))
+    ...  # the channel creates a payment through sim.transport
+    await sim.pay("pay_01J…")      # the buyer pays; a signed notification is queued
+    await sim.drain()              # wait until every notification is delivered or given up
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Literal
+
+import httpx
+from starlette.applications import Starlette
+from starlette.routing import Route
+
+from tuition.simulator.api import merchant_routes
+from tuition.simulator.checkout import buyer_routes
+from tuition.simulator.config import SimulatorConfig
+from tuition.simulator.control import control_routes
+from tuition.simulator.faults import FaultKind, FaultPlan, Operation, SimulatorTransport
+from tuition.simulator.notifier import DeliveryAttempt, Notifier
+from tuition.simulator.records import SimPayment, SimRefund
+from tuition.simulator.signing import NotificationSigner, RequestAuthenticator, load_private_key
+from tuition.simulator.state import GatewayEvent, GatewayState
+
+
+class Simulator:
+    def __init__(self, config: SimulatorConfig) -> None:
+        self.config = config
+        self.faults = FaultPlan()
+        self.signer = NotificationSigner(load_private_key(config), config.serial)
+        self.authenticator = RequestAuthenticator(
+            dict(config.merchants), config.clock, config.auth_max_skew_seconds
+        )
+        self.notifier = Notifier(config, self.signer, self.faults)
+        self.state = GatewayState(config.clock, config.public_base_url, self._notify)
+        routes: list[Route] = [*merchant_routes(self), *buyer_routes(self)]
+        if config.control_enabled:
+            routes += control_routes(self)
+        self.app = Starlette(routes=routes, lifespan=self._lifespan)
+        # In-process transport to the app that raises httpx.ReadTimeout on timeout faults.
+        self.transport: httpx.AsyncBaseTransport = SimulatorTransport(
+            httpx.ASGITransport(app=self.app)
+        )
+
+    @contextlib.asynccontextmanager
+    async def _lifespan(self, _app: Starlette) -> AsyncIterator[None]:
+        yield
+        await self.aclose()
+
+    # -- what merchants need to verify us ---------------------------------------------
+
+    @property
+    def public_key_pem(self) -> str:
+        return self.signer.public_key_pem
+
+    @property
+    def serial(self) -> str:
+        return self.signer.serial
+
+    # -- background work --------------------------------------------------------------
+
+    @property
+    def deliveries(self) -> list[DeliveryAttempt]:
+        """Every notification delivery attempt so far, in order (dropped ones included)."""
+        return self.notifier.deliveries
+
+    async def drain(self) -> None:
+        """Wait until no notification delivery or refund settlement is pending."""
+        await self.notifier.drain()
+
+    async def aclose(self) -> None:
+        await self.notifier.aclose()
+
+    def _notify(self, event: GatewayEvent) -> None:
+        url = event.refund.notify_url if event.refund is not None else event.payment.notify_url
+        self.notifier.submit(event, url)
+
+    def start_refund_settlement(self, refund: SimRefund) -> None:
+        if self.config.auto_settle_refunds:
+            self.notifier.spawn(self._settle_later(refund))
+
+    async def _settle_later(self, refund: SimRefund) -> None:
+        if self.config.refund_settle_seconds > 0:
+            await self.config.sleep(self.config.refund_settle_seconds)
+        self.state.settle_refund(refund, succeed=not self.faults.take_refund_failure())
+
+    async def settle_refunds(self) -> int:
+        """Settle every refund still processing now; returns how many were settled."""
+        pending = self.state.processing_refunds()
+        for refund in pending:
+            self.state.settle_refund(refund, succeed=not self.faults.take_refund_failure())
+        return len(pending)
+
+    # -- the buyer --------------------------------------------------------------------
+
+    def payment(self, out_trade_no: str, *, app_id: str | None = None) -> SimPayment:
+        """The simulator's record of a trade (``app_id`` needed only if ambiguous)."""
+        return self.state.find_payment(out_trade_no, app_id)
+
+    async def pay(self, out_trade_no: str, *, app_id: str | None = None) -> SimPayment:
+        """The buyer pays; raises GatewayError unless the trade is awaiting payment."""
+        return self.state.pay(self.state.find_payment(out_trade_no, app_id))
+
+    async def decline(self, out_trade_no: str, *, app_id: str | None = None) -> SimPayment:
+        """The buyer's payment fails (``payment.failed``)."""
+        return self.state.decline(self.state.find_payment(out_trade_no, app_id))
+
+    # -- fault injection (see tuition.simulator.faults) -------------------------------
+
+    def fail_next(
+        self,
+        operation: Operation | Literal["create", "query", "close", "refund", "refund_query"],
+        count: int = 1,
+        *,
+        kind: FaultKind | Literal["error", "timeout"] = FaultKind.ERROR,
+        applied: bool = False,
+    ) -> None:
+        """Fail the next ``count`` calls of ``operation`` with a 503 or a timeout."""
+        self.faults.fail_next(operation, count, kind=kind, applied=applied)
+
+    def delay_notifications(self, seconds: float) -> None:
+        """Hold every later notification ``seconds`` before its first attempt (0 to stop)."""
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        self.faults.notification_delay = seconds
+
+    def duplicate_notifications(self, extra: int, *, concurrent: bool = False) -> None:
+        """Send every later notification ``1 + extra`` times, one after another or at once."""
+        if extra < 0:
+            raise ValueError("extra must be >= 0")
+        self.faults.duplicates = extra
+        self.faults.concurrent_duplicates = concurrent
+
+    def drop_next_notifications(self, count: int = 1) -> None:
+        """Never send the next ``count`` notifications; only a query reveals the outcome."""
+        self.faults.drop_next = count
+
+    def tamper_next_notifications(self, count: int = 1) -> None:
+        """Change the amount of the next ``count`` notifications after they are signed."""
+        self.faults.tamper_next = count
+
+    def fail_next_refunds(self, count: int = 1) -> None:
+        """Settle the next ``count`` refunds as ``REFUND_FAILED``."""
+        self.faults.failing_refunds = count
+
+    def reset_faults(self) -> None:
+        self.faults.reset()
+
+
+def create_simulator(config: SimulatorConfig | None = None) -> Simulator:
+    return Simulator(config or SimulatorConfig())
