@@ -58,7 +58,11 @@ def _sandbox(settings: Settings, *, clock: Clock, simulator: Simulator | None) -
         serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
     )
     config = SandboxConfig(
-        base_url=settings.sandbox_url or f"{settings.base_url}/simulator",
+        # In-process the transport goes straight to the simulator app, whose routes start
+        # at its root; over HTTP it is wherever the simulator is served.
+        base_url="http://simulator.internal"
+        if simulator is not None
+        else settings.sandbox_url or f"{settings.base_url}/simulator",
         app_id=settings.sandbox_app_id,
         secret=settings.sandbox_secret,
         gateway_public_key_pem=public_pem.decode(),

@@ -132,6 +132,7 @@ class Worker:
                     queued += await uow.work.enqueue(
                         "submit_refund", refund.id, run_at=now, now=now
                     )
+            await uow.idempotency.purge_expired(now)
             await uow.commit()
         await seal_ledger(self.uow())
         return queued
