@@ -111,6 +111,9 @@ class RefundState:
     currency: str
     channel_refund_no: str | None = None
     raw_status: str = ""
+    # Some gateways (Alipay's trade notification) report the payment's total refunded so
+    # far instead of this refund's amount; the service then checks against that total.
+    amount_is_cumulative: bool = False
 
 
 class NotificationKind(StrEnum):

@@ -20,6 +20,7 @@ from tuition.channels.base import (
     VerifiedNotification,
 )
 from tuition.domain.ids import new_id
+from tuition.domain.payments import RefundStatus
 from tuition.logs import get_logger, mask
 from tuition.services.payments import PaymentDeps, submit_refund
 from tuition.services.settlement import Settled, apply_payment_state, apply_refund_state
@@ -102,11 +103,18 @@ async def _mismatch(uow: UnitOfWork, channel: Channel, n: VerifiedNotification) 
         return f"unknown refund {refund_state.refund_id!r}"
     if refund.payment_id != refund_state.payment_id:
         return f"refund {refund.id} belongs to payment {refund.payment_id}"
-    if (refund_state.amount, refund_state.currency) != (refund.amount, refund.currency):
-        return (
-            f"refund of {refund_state.amount} {refund_state.currency} does not match "
-            f"{refund.amount} {refund.currency}"
-        )
+    if refund_state.currency != refund.currency:
+        return f"refund currency {refund_state.currency} does not match {refund.currency}"
+    expected = refund.amount
+    if refund_state.amount_is_cumulative:
+        payment = await uow.payments.get(refund.payment_id)
+        assert payment is not None
+        # This refund settled means the total refunded is what we had counted plus it
+        # (or just what we counted, when this is a redelivery after it was applied).
+        counted = payment.amount_refunded
+        expected = counted if refund.status is RefundStatus.SUCCEEDED else counted + refund.amount
+    if refund_state.amount != expected:
+        return f"refund amount {refund_state.amount} does not match {expected}"
     return None
 
 

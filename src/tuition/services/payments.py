@@ -11,7 +11,13 @@ from tuition.channels.base import (
 )
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
-from tuition.domain.errors import ChannelError, Conflict, NotFound, ValidationFailed
+from tuition.domain.errors import (
+    ChannelError,
+    Conflict,
+    NotFound,
+    TuitionError,
+    ValidationFailed,
+)
 from tuition.domain.ids import new_id
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
@@ -27,6 +33,9 @@ class CreatePayment:
     method: str
     client_ip: str | None = None
     payer_id: str | None = None
+    # Where the gateway sends the buyer back; the order's own return_url when None
+    # (the hosted checkout page passes itself, so the buyer sees the outcome there).
+    return_url: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,7 +115,7 @@ async def create_payment(
         subject=subject[:120],
         method=cmd.method,
         notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{channel.slug}",
-        return_url=order.return_url,
+        return_url=cmd.return_url or order.return_url,
         expires_at=order.expires_at,
         client_ip=cmd.client_ip,
         payer_id=cmd.payer_id,
@@ -123,7 +132,9 @@ async def create_payment(
             )
             await uow.commit()
         raise
-    except ChannelError as exc:
+    except TuitionError as exc:
+        # The gateway refused, or the channel refused our request before sending it
+        # (e.g. a JSAPI payment without payer_id): this attempt is over either way.
         async with uow:
             await uow.payments.set_status(
                 payment.id,
