@@ -11,6 +11,7 @@ from typing import Annotated, Any, TypeVar
 import typer
 import uvicorn
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from tuition.clock import SystemClock
@@ -41,9 +42,23 @@ def _settings() -> Settings:
         raise typer.Exit(2) from None
 
 
+def _check_channels(settings: Settings) -> None:
+    """Refuse to start with a misconfigured channel (exit 2, naming the variable)."""
+    from tuition.channels.setup import check_channels
+
+    try:
+        check_channels(settings)
+    except ConfigError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+
+
 def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
+    except ConfigError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
     except TuitionError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1) from None
@@ -76,6 +91,7 @@ def serve(
 ) -> None:
     """Run the API server. Refuses to start against an out-of-date schema."""
     settings = _settings()
+    _check_channels(settings)
     _run(_with_engine(settings, schema.ensure_current))
     uvicorn.run(
         "tuition.app:app_from_env",
@@ -155,6 +171,7 @@ def worker() -> None:
     Any number may run against PostgreSQL; SIGTERM finishes the batch in hand and stops.
     """
     settings = _settings()
+    _check_channels(settings)
 
     async def go() -> None:
         from tuition.app import build_runtime
@@ -223,6 +240,7 @@ def demo(
     os.environ.setdefault("TUITION_LOG_JSON", "false")
     get_settings.cache_clear()
     settings = _settings()
+    _check_channels(settings)
 
     async def go(engine: Any) -> api_keys.CreatedKey:
         await schema.upgrade(engine)

@@ -65,6 +65,30 @@ class Settings(BaseSettings):
     # Payments still open this long after creation are queried (lost notifications).
     recover_after_seconds: float = Field(default=60, ge=0)
 
+    # Alipay open platform, public-key mode (RSA2); see docs/channels.md. Key files hold
+    # PEM (PKCS#8 or PKCS#1) or the bare base64 body Alipay's key tool prints.
+    alipay_app_id: str = ""
+    alipay_private_key_file: str = ""  # the app's private key
+    alipay_public_key_file: str = ""  # Alipay's public key (not the app's own)
+    alipay_gateway_url: str = "https://openapi.alipay.com/gateway.do"
+    # WeChat Pay API v3, directly connected merchant.
+    wechatpay_mchid: str = ""
+    wechatpay_appid: str = ""
+    wechatpay_private_key_file: str = ""  # the merchant API certificate's private key
+    wechatpay_serial_no: str = ""  # that certificate's serial number
+    wechatpay_apiv3_key: str = Field(default="", repr=False)
+    wechatpay_public_key_file: str = ""  # the WeChat Pay public key ...
+    wechatpay_public_key_id: str = ""  # ... and its id, PUB_KEY_ID_...
+    wechatpay_platform_cert_files: list[str] = Field(default_factory=list)  # older merchants
+    wechatpay_base_url: str = "https://api.mch.weixin.qq.com"
+
+    @property
+    def enabled_channels(self) -> list[str]:
+        """``channels`` as set; left unset in simulator mode, every channel it can play."""
+        if self.simulator and "channels" not in self.model_fields_set:
+            return ["sandbox", "alipay", "wechatpay"]
+        return list(self.channels)
+
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: list[str]) -> list[str]:

@@ -225,6 +225,7 @@ async def test_a_second_successful_payment_is_refunded_automatically(
     )
     assert second["next_action"]["type"] == "qr_code"
     await gateway.pay(first["id"])
+    await gateway.drain()
     await gateway.pay(second["id"])
     await gateway.drain()
 
@@ -240,6 +241,27 @@ async def test_a_second_successful_payment_is_refunded_automatically(
         balances = await uow.ledger.balances()
     # Net revenue is the first payment's 30 % only; the second came in and went back out.
     assert balances["platform_revenue:CNY"] + balances["refunds:CNY"] == -2970
+    assert (await verify_ledger(uow)).ok
+
+
+async def test_two_payments_settling_at_once_pay_the_order_once_and_refund_the_other(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator, uow: UnitOfWork
+) -> None:
+    order, first = await _checkout(client, shop)
+    second = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "qr"}
+    )
+    await gateway.pay(first["id"])
+    await gateway.pay(second["id"])
+    await gateway.drain()  # both notifications race; either may win
+
+    payments = [(await client.get(f"/v1/payments/{p['id']}")).json() for p in (first, second)]
+    assert sorted(p["duplicate_of"] is None for p in payments) == [False, True]
+    [returned] = [p for p in payments if p["duplicate_of"] == order["id"]]
+    assert returned["amount_refunded"] == returned["amount"]
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    assert len((await client.get("/v1/customers/u_1/entitlements")).json()["data"]) == 1
+    assert await _count(uow, journal_entries) == 3  # two payments, one refund
     assert (await verify_ledger(uow)).ok
 
 

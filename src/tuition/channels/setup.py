@@ -1,62 +1,218 @@
-"""Build the enabled channels from settings: the one place that names each channel."""
+"""Build the enabled channels from settings: the one place that names each channel.
+
+Each real channel's settings are loaded here, at start-up: key files are read, parsed
+(PKCS#8 or PKCS#1, at least 2048 bits) and cross-checked, and any problem raises a
+:class:`~tuition.config.ConfigError` whose message names the ``TUITION_…`` variable and
+never contains key material.
+
+In simulator mode (``TUITION_SIMULATOR=true``) the simulator plays Alipay and WeChat Pay:
+their channels are configured against it with keys made once and kept beside
+``simulator_key_file`` (see :mod:`tuition.simulator.keyfiles`); real credentials are not
+used. See docs/channels.md.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from decimal import Decimal
 from pathlib import Path
 
-from cryptography.hazmat.primitives import serialization
-from cryptography.hazmat.primitives.asymmetric import rsa
+from cryptography import x509
 
+from tuition.channels.alipay.client import AlipayChannel
+from tuition.channels.alipay.config import (
+    AlipayConfig,
+    load_alipay_config,
+    load_rsa_private_key,
+    public_key_pem,
+)
 from tuition.channels.registry import ChannelRegistry
 from tuition.channels.sandbox.client import SandboxChannel, SandboxConfig
+from tuition.channels.wechatpay.client import WechatPayChannel
+from tuition.channels.wechatpay.config import WechatPayConfig, load_wechatpay_config
 from tuition.clock import Clock
-from tuition.config import Settings
+from tuition.config import ConfigError, Settings
 from tuition.simulator.app import Simulator
+from tuition.simulator.keyfiles import kept_apiv3_key, kept_rsa_key, sibling
 from tuition.simulator.signing import key_serial
+
+# The merchant the simulator knows (sample ids in the gateways' own formats).
+SIMULATED_ALIPAY_APP_ID = "2021000000000000"
+SIMULATED_MCHID = "1900000109"
+SIMULATED_APPID = "wxd678efh567hg6787"
+
+# The names the channel configs use in their messages -> the variables that set them.
+_VARIABLES = {
+    "alipay.app_id": "TUITION_ALIPAY_APP_ID",
+    "alipay.app_private_key": "TUITION_ALIPAY_PRIVATE_KEY_FILE",
+    "alipay.alipay_public_key": "TUITION_ALIPAY_PUBLIC_KEY_FILE",
+    "alipay.gateway_url": "TUITION_ALIPAY_GATEWAY_URL",
+    "alipay.notify_url": "TUITION_PUBLIC_URL",
+    "alipay.fee_rate": "TUITION_CHANNEL_FEE_RATES",
+    "wechatpay.mchid": "TUITION_WECHATPAY_MCHID",
+    "wechatpay.appid": "TUITION_WECHATPAY_APPID",
+    "wechatpay.merchant_private_key": "TUITION_WECHATPAY_PRIVATE_KEY_FILE",
+    "wechatpay.merchant_serial_no": "TUITION_WECHATPAY_SERIAL_NO",
+    "wechatpay.apiv3_key": "TUITION_WECHATPAY_APIV3_KEY",
+    "wechatpay.wechatpay_public_key": "TUITION_WECHATPAY_PUBLIC_KEY_FILE",
+    "wechatpay.wechatpay_public_key_id": "TUITION_WECHATPAY_PUBLIC_KEY_ID",
+    "wechatpay.platform_certificates": "TUITION_WECHATPAY_PLATFORM_CERT_FILES",
+    "wechatpay.base_url": "TUITION_WECHATPAY_BASE_URL",
+    "wechatpay.notify_url": "TUITION_PUBLIC_URL",
+    "wechatpay.fee_rate": "TUITION_CHANNEL_FEE_RATES",
+}
 
 
 def simulator_key(settings: Settings) -> bytes:
-    """The simulator's RSA key, made once and kept in a file every process can read."""
-    path = Path(settings.simulator_key_file)
-    if not path.exists():
-        key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-        pem = key.private_bytes(
-            serialization.Encoding.PEM,
-            serialization.PrivateFormat.PKCS8,
-            serialization.NoEncryption(),
-        )
-        path.touch(mode=0o600)
-        path.write_bytes(pem)
-    return path.read_bytes()
+    """The simulator's sandbox RSA key, made once and kept in a file every process can read."""
+    return kept_rsa_key(Path(settings.simulator_key_file))
+
+
+def check_channels(settings: Settings) -> None:
+    """Load every enabled channel's settings now; raises ConfigError naming the variable."""
+    for slug in settings.enabled_channels:
+        if slug == "alipay":
+            alipay_config(settings)
+        elif slug == "wechatpay":
+            wechatpay_config(settings)
 
 
 def build_registry(
     settings: Settings, *, clock: Clock, simulator: Simulator | None = None
 ) -> ChannelRegistry:
-    """Channels named in ``settings.channels``.
+    """Channels named in ``settings.enabled_channels``, in that order.
 
-    With the simulator in this process the sandbox channel reaches it without a network
-    hop; otherwise it calls ``sandbox_url`` (default: this deployment's /simulator).
+    With the simulator in this process the channels reach it without a network hop (and
+    it learns the simulated merchants' keys); otherwise they call it over HTTP at
+    ``sandbox_url`` (default: this deployment's /simulator), or call the real gateways.
     """
     registry = ChannelRegistry()
-    for slug in settings.channels:
-        if slug == "sandbox":
-            registry.add(_sandbox(settings, clock=clock, simulator=simulator))
-        else:
-            raise ValueError(
-                f"TUITION_CHANNELS: channel {slug!r} needs its keys configured; "
-                "see docs/channels.md"
-            )
+    transport = simulator.transport if simulator is not None else None
+    for slug in settings.enabled_channels:
+        match slug:
+            case "sandbox":
+                registry.add(_sandbox(settings, clock=clock, simulator=simulator))
+            case "alipay":
+                alipay = alipay_config(settings, simulator=simulator)
+                registry.add(AlipayChannel(alipay, transport=transport, clock=clock))
+            case "wechatpay":
+                wechatpay = wechatpay_config(settings, simulator=simulator)
+                registry.add(WechatPayChannel(wechatpay, transport=transport, clock=clock))
+            case _:
+                raise ConfigError(f"TUITION_CHANNELS: unknown channel {slug!r}")
     return registry
 
 
+# -- Alipay ------------------------------------------------------------------------------
+
+
+def alipay_config(settings: Settings, *, simulator: Simulator | None = None) -> AlipayConfig:
+    fee_rate = settings.channel_fee_rates.get("alipay", Decimal("0.006"))
+    if settings.simulator:
+        app_key = kept_rsa_key(sibling(settings.simulator_key_file, "alipay-app"))
+        gateway_key = kept_rsa_key(sibling(settings.simulator_key_file, "alipay"))
+        with _naming_variables():
+            config = load_alipay_config(
+                app_id=SIMULATED_ALIPAY_APP_ID,
+                app_private_key=app_key,
+                alipay_public_key=_public_pem(gateway_key),
+                gateway_url=f"{_simulator_url(settings, simulator)}/alipay/gateway.do",
+                fee_rate=fee_rate,
+            )
+        if simulator is not None:
+            simulator.alipay.key.use(gateway_key)
+            simulator.alipay.add_app(config.app_id, _public_pem(app_key))
+        return config
+    _require(settings.alipay_app_id, "TUITION_ALIPAY_APP_ID", "the open-platform app id")
+    _require(settings.alipay_private_key_file, "TUITION_ALIPAY_PRIVATE_KEY_FILE", "a key file")
+    _require(settings.alipay_public_key_file, "TUITION_ALIPAY_PUBLIC_KEY_FILE", "a key file")
+    with _naming_variables():
+        return load_alipay_config(
+            app_id=settings.alipay_app_id,
+            app_private_key=Path(settings.alipay_private_key_file),
+            alipay_public_key=Path(settings.alipay_public_key_file),
+            gateway_url=settings.alipay_gateway_url,
+            fee_rate=fee_rate,
+        )
+
+
+# -- WeChat Pay --------------------------------------------------------------------------
+
+
+def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) -> WechatPayConfig:
+    fee_rate = settings.channel_fee_rates.get("wechatpay", Decimal("0.006"))
+    if settings.simulator:
+        merchant_key = kept_rsa_key(sibling(settings.simulator_key_file, "wechatpay-merchant"))
+        platform_key = kept_rsa_key(sibling(settings.simulator_key_file, "wechatpay"))
+        apiv3_file = sibling(settings.simulator_key_file, "wechatpay-apiv3").with_suffix(".key")
+        apiv3_key = kept_apiv3_key(apiv3_file)
+        with _naming_variables():
+            config = load_wechatpay_config(
+                mchid=SIMULATED_MCHID,
+                appid=SIMULATED_APPID,
+                merchant_private_key=merchant_key,
+                merchant_serial_no=_serial(merchant_key),
+                apiv3_key=apiv3_key,
+                wechatpay_public_key=_public_pem(platform_key),
+                wechatpay_public_key_id=f"PUB_KEY_ID_{_serial(platform_key)}",
+                base_url=f"{_simulator_url(settings, simulator)}/wechatpay",
+                fee_rate=fee_rate,
+            )
+        if simulator is not None:
+            simulator.wechatpay.use_key(platform_key, config.wechatpay_public_key_id)
+            simulator.wechatpay.add_merchant(
+                config.mchid,
+                appid=config.appid,
+                public_key_pem=_public_pem(merchant_key),
+                serial_no=config.merchant_serial_no,
+                apiv3_key=config.apiv3_key,
+            )
+        return config
+    _require(settings.wechatpay_mchid, "TUITION_WECHATPAY_MCHID", "the merchant id")
+    _require(settings.wechatpay_appid, "TUITION_WECHATPAY_APPID", "the app id")
+    _require(settings.wechatpay_private_key_file, "TUITION_WECHATPAY_PRIVATE_KEY_FILE", "a file")
+    _require(settings.wechatpay_serial_no, "TUITION_WECHATPAY_SERIAL_NO", "the serial number")
+    _require(settings.wechatpay_apiv3_key, "TUITION_WECHATPAY_APIV3_KEY", "the APIv3 key")
+    public_key_file = settings.wechatpay_public_key_file
+    certificates = _certificates(settings.wechatpay_platform_cert_files)
+    with _naming_variables():
+        return load_wechatpay_config(
+            mchid=settings.wechatpay_mchid,
+            appid=settings.wechatpay_appid,
+            merchant_private_key=Path(settings.wechatpay_private_key_file),
+            merchant_serial_no=settings.wechatpay_serial_no,
+            apiv3_key=settings.wechatpay_apiv3_key,
+            wechatpay_public_key=Path(public_key_file) if public_key_file else None,
+            wechatpay_public_key_id=settings.wechatpay_public_key_id or None,
+            platform_certificates=certificates,
+            base_url=settings.wechatpay_base_url,
+            fee_rate=fee_rate,
+        )
+
+
+def _certificates(files: list[str]) -> dict[str, bytes]:
+    """Platform certificate files by their serial number, as WeChat Pay names them."""
+    certificates = {}
+    for name in files:
+        setting = f"TUITION_WECHATPAY_PLATFORM_CERT_FILES: {name!r}"
+        try:
+            pem = Path(name).read_bytes()
+        except OSError as exc:
+            raise ConfigError(f"{setting}: cannot read the file: {exc.strerror}") from None
+        try:
+            serial = x509.load_pem_x509_certificate(pem).serial_number
+        except ValueError:
+            raise ConfigError(f"{setting}: not a PEM X.509 certificate") from None
+        certificates[f"{serial:X}"] = pem
+    return certificates
+
+
+# -- sandbox -----------------------------------------------------------------------------
+
+
 def _sandbox(settings: Settings, *, clock: Clock, simulator: Simulator | None) -> SandboxChannel:
-    key = serialization.load_pem_private_key(simulator_key(settings), password=None)
-    assert isinstance(key, rsa.RSAPrivateKey)
-    public_pem = key.public_key().public_bytes(
-        serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
-    )
+    key = load_rsa_private_key(simulator_key(settings), setting="TUITION_SIMULATOR_KEY_FILE")
     config = SandboxConfig(
         # In-process the transport goes straight to the simulator app, whose routes start
         # at its root; over HTTP it is wherever the simulator is served.
@@ -65,8 +221,48 @@ def _sandbox(settings: Settings, *, clock: Clock, simulator: Simulator | None) -
         else settings.sandbox_url or f"{settings.base_url}/simulator",
         app_id=settings.sandbox_app_id,
         secret=settings.sandbox_secret,
-        gateway_public_key_pem=public_pem.decode(),
+        gateway_public_key_pem=public_key_pem(key.public_key()).decode(),
         gateway_serial=key_serial(key.public_key()),
         fee_rate=settings.channel_fee_rates.get("sandbox", Decimal("0.006")),
     )
     return SandboxChannel(config, transport=simulator.transport if simulator else None, clock=clock)
+
+
+# -- helpers -----------------------------------------------------------------------------
+
+
+def _simulator_url(settings: Settings, simulator: Simulator | None) -> str:
+    """Where browsers (and, over HTTP, other processes) reach the simulator.
+
+    In-process the simulator's transport accepts these URLs too, so the Alipay page-pay
+    link a channel builds works both for the browser and for the channel itself.
+    """
+    if simulator is not None:
+        return simulator.config.public_base_url.rstrip("/")
+    return (settings.sandbox_url or f"{settings.base_url}/simulator").rstrip("/")
+
+
+def _public_pem(private_pem: bytes) -> bytes:
+    return public_key_pem(load_rsa_private_key(private_pem, setting="simulator key").public_key())
+
+
+def _serial(private_pem: bytes) -> str:
+    return key_serial(load_rsa_private_key(private_pem, setting="simulator key").public_key())
+
+
+def _require(value: str, variable: str, what: str) -> None:
+    if not value.strip():
+        raise ConfigError(f"{variable}: is not set; give {what} (the channel is enabled)")
+
+
+@contextmanager
+def _naming_variables() -> Iterator[None]:
+    """Turn a channel config's ValueError into a ConfigError naming the variables."""
+    try:
+        yield
+    except ValueError as exc:
+        message = str(exc)
+        # Longest first: "wechatpay.wechatpay_public_key_id" before its prefix.
+        for name in sorted(_VARIABLES, key=len, reverse=True):
+            message = message.replace(name, _VARIABLES[name])
+        raise ConfigError(message) from None

@@ -14,7 +14,6 @@ Success is ``200`` with the resource; a refusal is ``4xx {"code", "message"}``.
 
 from __future__ import annotations
 
-import contextlib
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Annotated, Literal, TypeVar
@@ -25,7 +24,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from tuition.domain.money import MAX_AMOUNT
-from tuition.simulator.faults import FAULT_HEADER, FaultKind, Operation
+from tuition.simulator.faults import Operation, with_faults
 from tuition.simulator.records import GatewayError
 
 if TYPE_CHECKING:
@@ -80,7 +79,7 @@ def _ref(request: Request, name: str) -> str:
     return value
 
 
-def _target(request: Request) -> str:
+def request_target(request: Request) -> str:
     # Sign what travelled on the wire (percent-encoded path plus query), as the client did.
     raw = request.scope.get("raw_path") or request.url.path.encode()
     query = request.scope.get("query_string", b"")
@@ -97,28 +96,18 @@ def merchant_routes(sim: Simulator) -> list[Route]:
         body = await request.body()
         try:
             app_id = sim.authenticator.authenticate(
-                request.method, _target(request), request.headers.get("authorization"), body
+                request.method, request_target(request), request.headers.get("authorization"), body
             )
         except GatewayError as exc:
             return _error(exc)
-        fault = sim.faults.take_api_fault(operation)
-        if fault is None:
+
+        def answer() -> Response:
             try:
                 return JSONResponse(action(app_id, body))
             except GatewayError as exc:
                 return _error(exc)
-        if fault.applied:
-            with contextlib.suppress(GatewayError):  # the answer is lost either way
-                action(app_id, body)
-        if fault.kind is FaultKind.TIMEOUT:
-            if sim.config.timeout_hang_seconds > 0:
-                await sim.config.sleep(sim.config.timeout_hang_seconds)
-            return JSONResponse(
-                {"code": "GATEWAY_TIMEOUT", "message": "simulated timeout"},
-                status_code=504,
-                headers={FAULT_HEADER: FaultKind.TIMEOUT.value},
-            )
-        return JSONResponse({"code": "SYSTEM_ERROR", "message": "simulated failure"}, 503)
+
+        return await with_faults(sim.faults, sim.config, operation, answer)
 
     async def create_payment(request: Request) -> Response:
         def action(app_id: str, body: bytes) -> dict[str, object]:

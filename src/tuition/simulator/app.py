@@ -1,4 +1,5 @@
-"""The simulator: an in-memory gateway speaking the plain ``sandbox`` protocol.
+"""The simulator: an in-memory gateway speaking the plain ``sandbox`` protocol, Alipay's
+open API (:mod:`.alipay`) and WeChat Pay API v3 (:mod:`.wechatpay`) over one shared state.
 
 ``create_simulator(config)`` returns a :class:`Simulator` whose ``.app`` is an ASGI app
 (serve it with uvicorn, or reach it in-process through ``httpx.ASGITransport`` or the
@@ -15,11 +16,13 @@ from __future__ import annotations
 import contextlib
 from collections.abc import AsyncIterator
 from typing import Literal
+from urllib.parse import urlsplit
 
 import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from tuition.simulator.alipay import AlipayGateway
 from tuition.simulator.api import merchant_routes
 from tuition.simulator.checkout import buyer_routes
 from tuition.simulator.config import SimulatorConfig
@@ -29,6 +32,7 @@ from tuition.simulator.notifier import DeliveryAttempt, Notifier
 from tuition.simulator.records import SimPayment, SimRefund
 from tuition.simulator.signing import NotificationSigner, RequestAuthenticator, load_private_key
 from tuition.simulator.state import GatewayEvent, GatewayState
+from tuition.simulator.wechatpay import WechatPayGateway
 
 
 class Simulator:
@@ -41,13 +45,27 @@ class Simulator:
         )
         self.notifier = Notifier(config, self.signer, self.faults)
         self.state = GatewayState(config.clock, config.public_base_url, self._notify)
-        routes: list[Route] = [*merchant_routes(self), *buyer_routes(self)]
+        # The same trades, spoken in the real gateways' protocols (keys and merchants are
+        # added to these by whoever configures the channels).
+        self.alipay = AlipayGateway(self)
+        self.wechatpay = WechatPayGateway(self)
+        self.notifier.formats["alipay"] = self.alipay.notifications
+        self.notifier.formats["wechatpay"] = self.wechatpay.notifications
+        routes: list[Route] = [
+            *merchant_routes(self),
+            *buyer_routes(self),
+            *self.alipay.routes(),
+            *self.wechatpay.routes(),
+        ]
         if config.control_enabled:
             routes += control_routes(self)
         self.app = Starlette(routes=routes, lifespan=self._lifespan)
         # In-process transport to the app that raises httpx.ReadTimeout on timeout faults.
+        # URLs under public_base_url reach it too (its path prefix is treated as the mount
+        # point, as when served at /simulator), so a channel can use the URLs a browser uses.
+        mount = urlsplit(config.public_base_url).path.rstrip("/")
         self.transport: httpx.AsyncBaseTransport = SimulatorTransport(
-            httpx.ASGITransport(app=self.app)
+            httpx.ASGITransport(app=self.app, root_path=mount)
         )
 
     @contextlib.asynccontextmanager

@@ -25,7 +25,11 @@ def buyer_routes(sim: Simulator) -> list[Route]:
             payment = sim.state.by_trade_no(str(request.path_params["trade_no"]))
         except GatewayError:
             return HTMLResponse(result_page(None), status_code=404)
-        return HTMLResponse(checkout_page(payment))
+        # WeChat Pay's H5 page takes where to send the buyer afterwards as redirect_url.
+        redirect_url = request.query_params.get("redirect_url", "")
+        if payment.return_url is None and redirect_url.startswith(("http://", "https://")):
+            payment.return_url = redirect_url
+        return HTMLResponse(checkout_page(payment, root=request.scope.get("root_path", "")))
 
     async def decide(request: Request, decision: str) -> Response:
         try:

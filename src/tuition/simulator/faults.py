@@ -20,10 +20,14 @@ next N (the amount is changed after signing).
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from enum import StrEnum
 
 import httpx
+from starlette.responses import JSONResponse, Response
+
+from tuition.simulator.config import SimulatorConfig
 
 FAULT_HEADER = "Sandbox-Fault"
 
@@ -114,6 +118,33 @@ class FaultPlan:
             "tamper_next": self.tamper_next,
             "failing_refunds": self.failing_refunds,
         }
+
+
+async def with_faults(
+    faults: FaultPlan,
+    config: SimulatorConfig,
+    operation: Operation,
+    answer: Callable[[], Response],
+) -> Response:
+    """``answer()`` unless a fault is queued for ``operation``; every protocol's API uses it.
+
+    ``answer`` renders refusals itself (in its protocol's format); an ``applied`` fault
+    runs it and throws the answer away, as a gateway that committed but lost the reply.
+    """
+    fault = faults.take_api_fault(operation)
+    if fault is None:
+        return answer()
+    if fault.applied:
+        answer()
+    if fault.kind is FaultKind.TIMEOUT:
+        if config.timeout_hang_seconds > 0:
+            await config.sleep(config.timeout_hang_seconds)
+        return JSONResponse(
+            {"code": "GATEWAY_TIMEOUT", "message": "simulated timeout"},
+            status_code=504,
+            headers={FAULT_HEADER: FaultKind.TIMEOUT.value},
+        )
+    return JSONResponse({"code": "SYSTEM_ERROR", "message": "simulated failure"}, 503)
 
 
 class SimulatorTransport(httpx.AsyncBaseTransport):

@@ -1,11 +1,17 @@
 """Signed asynchronous notifications to merchants, re-delivered until acknowledged.
 
-A notification is accepted only by ``HTTP 200`` with the JSON body ``{"code": "SUCCESS"}``;
-anything else, a timeout or a connection failure is retried with exponential backoff up
-to ``notify_max_attempts``. The body is fixed when the state changes (so every retry and
-duplicate carries the same ``notify_id``) and re-signed with a fresh timestamp and nonce
-on every attempt. Deliveries run as background tasks; :meth:`Notifier.drain` waits for
-them, and every attempt is appended to :attr:`Notifier.deliveries`.
+What a notification looks like, how it is signed and what counts as its ACK depend on the
+protocol the trade was opened through: a :class:`NotificationFormat` per protocol (the
+sandbox one is here; Alipay's and WeChat Pay's live beside their gateways). Whatever the
+format, a notification not acknowledged (a timeout and a connection failure included)
+is retried with exponential backoff up to ``notify_max_attempts``. The body is fixed
+when the state changes (so every retry and duplicate carries the same ``notify_id``);
+header signatures are made afresh on every attempt. Deliveries run as background tasks;
+:meth:`Notifier.drain` waits for them, and every attempt is appended to
+:attr:`Notifier.deliveries`.
+
+The sandbox format is accepted only by ``HTTP 200`` with the JSON body
+``{"code": "SUCCESS"}``.
 """
 
 from __future__ import annotations
@@ -13,9 +19,9 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
-from collections.abc import Coroutine
+from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import httpx
 
@@ -43,10 +49,30 @@ class DeliveryAttempt:
 
 
 @dataclass(frozen=True, slots=True)
+class NotificationBody:
+    signed: bytes
+    # The same notification with its amount changed after signing (fault injection).
+    tamper: Callable[[], bytes]
+
+
+class NotificationFormat(Protocol):
+    """One protocol's notifications: body, signature headers and what counts as an ACK."""
+
+    def body(self, event: GatewayEvent, notify_id: str) -> NotificationBody | None:
+        """The body to send, or None when this protocol does not notify ``event``."""
+        ...
+
+    def headers(self, body: bytes, timestamp: int) -> dict[str, str]: ...
+
+    def acknowledged(self, response: httpx.Response) -> bool: ...
+
+
+@dataclass(frozen=True, slots=True)
 class _Notification:
     notify_id: str
     event: str
     url: str
+    format: NotificationFormat
     signed_body: bytes
     sent_body: bytes  # differs from signed_body only when tampering was injected
     delay: float
@@ -108,13 +134,32 @@ def _acknowledged(response: httpx.Response) -> bool:
     return isinstance(data, dict) and data.get("code") == "SUCCESS"
 
 
+class SandboxFormat:
+    """The plain sandbox protocol: JSON body, ``Sandbox-*`` signature headers."""
+
+    def __init__(self, signer: NotificationSigner, config: SimulatorConfig) -> None:
+        self._signer = signer
+        self._config = config
+
+    def body(self, event: GatewayEvent, notify_id: str) -> NotificationBody:
+        body = notification_body(event, notify_id, wire_time(self._config.clock.now()))
+        return NotificationBody(_encode(body), lambda: _tamper(body))
+
+    def headers(self, body: bytes, timestamp: int) -> dict[str, str]:
+        return {**self._signer.headers(body, timestamp), "Content-Type": "application/json"}
+
+    def acknowledged(self, response: httpx.Response) -> bool:
+        return _acknowledged(response)
+
+
 class Notifier:
     def __init__(
         self, config: SimulatorConfig, signer: NotificationSigner, faults: FaultPlan
     ) -> None:
         self._config = config
-        self._signer = signer
         self._faults = faults
+        # By SimPayment.protocol; the simulator adds the other protocols' formats.
+        self.formats: dict[str, NotificationFormat] = {"sandbox": SandboxFormat(signer, config)}
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
         self.deliveries: list[DeliveryAttempt] = []
@@ -148,8 +193,11 @@ class Notifier:
     def submit(self, event: GatewayEvent, url: str) -> None:
         """Snapshot ``event`` now, apply the notification faults, deliver in the background."""
         notify_id = f"N{secrets.token_hex(12).upper()}"
-        body = notification_body(event, notify_id, wire_time(self._config.clock.now()))
-        signed = _encode(body)
+        fmt = self.formats[event.payment.protocol]
+        body = fmt.body(event, notify_id)
+        if body is None:
+            return
+        signed = body.signed
         if self._faults.take_drop():
             self.deliveries.append(
                 DeliveryAttempt(
@@ -161,8 +209,9 @@ class Notifier:
             notify_id=notify_id,
             event=event.name,
             url=url,
+            format=fmt,
             signed_body=signed,
-            sent_body=_tamper(body) if self._faults.take_tamper() else signed,
+            sent_body=body.tamper() if self._faults.take_tamper() else signed,
             delay=self._faults.notification_delay,
             extra_copies=self._faults.duplicates,
             concurrent=self._faults.concurrent_duplicates,
@@ -194,8 +243,7 @@ class Notifier:
         self, notification: _Notification, copy: int, attempt: int, waited: float
     ) -> bool:
         timestamp = int(self._config.clock.now().timestamp())
-        headers = self._signer.headers(notification.signed_body, timestamp)
-        headers["Content-Type"] = "application/json"
+        headers = notification.format.headers(notification.signed_body, timestamp)
         status_code: int | None = None
         error: str | None = None
         accepted = False
@@ -207,7 +255,7 @@ class Notifier:
             error = f"{type(exc).__name__}: {exc}"
         else:
             status_code = response.status_code
-            accepted = _acknowledged(response)
+            accepted = notification.format.acknowledged(response)
             if not accepted:
                 error = response.text[:200]
         self.deliveries.append(

@@ -17,7 +17,7 @@ _LAYOUT = """<!doctype html>
 <head>
 <meta charset="utf-8">
 <meta name="viewport" content="width=device-width, initial-scale=1">
-<title>{% block title %}Sandbox gateway{% endblock %}</title>
+<title>{% block title %}{{ gateway }}{% endblock %}</title>
 <style>
 body { font-family: system-ui, sans-serif; max-width: 28rem; margin: 3rem auto; padding: 0 1rem; }
 .amount { font-size: 2rem; font-weight: 600; margin: .5rem 0 1.5rem; }
@@ -29,7 +29,7 @@ button { font-size: 1rem; padding: .6rem 1.4rem; margin-right: .5rem; cursor: po
 </style>
 </head>
 <body>
-<p class="muted">Sandbox gateway &middot; simulated payment, no real money moves</p>
+<p class="muted">{{ gateway }} &middot; simulated payment, no real money moves</p>
 {% block content %}{% endblock %}
 </body>
 </html>
@@ -43,10 +43,11 @@ _CHECKOUT = """{% extends "layout.html" %}
 <p class="muted">Merchant {{ payment.app_id }} &middot; order {{ payment.out_trade_no }}
 &middot; trade {{ payment.trade_no }}</p>
 {% if payable %}
-<form method="post" action="/pay/{{ payment.trade_no }}/pay">
+{# root: where the simulator is mounted (e.g. /simulator), so the forms come back to it. #}
+<form method="post" action="{{ root }}/pay/{{ payment.trade_no }}/pay">
   <button class="pay" type="submit" name="action" value="pay">Pay</button>
 </form>
-<form method="post" action="/pay/{{ payment.trade_no }}/decline">
+<form method="post" action="{{ root }}/pay/{{ payment.trade_no }}/decline">
   <button class="decline" type="submit" name="action" value="decline">Decline</button>
 </form>
 {% else %}
@@ -80,6 +81,18 @@ _HEADLINES = {
 }
 
 
+# What the page calls the gateway the trade was opened through.
+_GATEWAYS = {
+    "sandbox": "Sandbox gateway",
+    "alipay": "Alipay (simulated)",
+    "wechatpay": "WeChat Pay (simulated)",
+}
+
+
+def _gateway(payment: SimPayment | None) -> str:
+    return _GATEWAYS.get(payment.protocol if payment else "sandbox", "Sandbox gateway")
+
+
 def display_amount(payment: SimPayment) -> str:
     try:
         return format_amount(payment.amount, get_currency(payment.currency))
@@ -87,11 +100,13 @@ def display_amount(payment: SimPayment) -> str:
         return str(payment.amount)  # minor units: better than refusing to show the page
 
 
-def checkout_page(payment: SimPayment) -> str:
+def checkout_page(payment: SimPayment, *, root: str = "") -> str:
     return _env.get_template("checkout.html").render(
         payment=payment,
         amount=display_amount(payment),
         payable=payment.status is PaymentWireStatus.WAIT_PAY,
+        gateway=_gateway(payment),
+        root=root,
     )
 
 
@@ -102,4 +117,5 @@ def result_page(payment: SimPayment | None, *, detail: str | None = None) -> str
         amount=display_amount(payment) if payment is not None else "",
         headline=headline,
         detail=detail,
+        gateway=_gateway(payment),
     )

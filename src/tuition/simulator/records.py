@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
 
@@ -51,6 +51,10 @@ class SimPayment:
     status: PaymentWireStatus = PaymentWireStatus.WAIT_PAY
     paid_at: datetime | None = None
     closed_at: datetime | None = None
+    # Which wire protocol the trade was opened through (sandbox, alipay, wechatpay) and
+    # what that protocol needs to answer about it later (e.g. WeChat's appid, openid).
+    protocol: str = "sandbox"
+    details: dict[str, str] = field(default_factory=dict)
 
     def to_wire(self, refunded_amount: int = 0) -> dict[str, object]:
         return {

@@ -93,7 +93,7 @@ class RequestAuthenticator:
         self._merchants = merchants
         self._clock = clock
         self._max_skew = max_skew_seconds
-        self._seen: dict[tuple[str, str], int] = {}
+        self._nonces = NonceBook(max_skew_seconds)
 
     def authenticate(self, method: str, target: str, header: str | None, body: bytes) -> str:
         """Return the authenticated app id or raise a 401 GatewayError."""
@@ -114,7 +114,8 @@ class RequestAuthenticator:
         expected = hmac.new(secret.encode(), message, hashlib.sha256).hexdigest()
         if not hmac.compare_digest(expected, params["signature"].lower()):
             raise _unauthorized("SIGNATURE_INVALID", "request signature does not match")
-        self._remember(app_id, nonce, now)
+        if not self._nonces.remember((app_id, nonce), now):
+            raise _unauthorized("NONCE_REUSED", "this nonce was already used")
         return app_id
 
     def _parse(self, header: str | None) -> dict[str, str]:
@@ -132,11 +133,58 @@ class RequestAuthenticator:
             raise _unauthorized("SIGNATURE_INVALID", f"missing {', '.join(sorted(missing))}")
         return params
 
-    def _remember(self, app_id: str, nonce: str, now: int) -> None:
+
+class NonceBook:
+    """Request nonces seen recently, per merchant: a replayed request is refused."""
+
+    def __init__(self, max_skew_seconds: int) -> None:
+        self._max_skew = max_skew_seconds
+        self._seen: dict[tuple[str, str], int] = {}
+
+    def remember(self, key: tuple[str, str], now: int) -> bool:
+        """False if ``key`` (merchant, nonce) was seen before."""
+        if key in self._seen:
+            return False
         # A nonce only needs remembering while its timestamp could still pass the skew check.
-        if (app_id, nonce) in self._seen:
-            raise _unauthorized("NONCE_REUSED", "this nonce was already used")
         if len(self._seen) >= _MAX_SEEN_NONCES:
             horizon = now - 2 * self._max_skew
             self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
-        self._seen[(app_id, nonce)] = now
+        self._seen[key] = now
+        return True
+
+
+class PlatformKey:
+    """A gateway's own RSA key (Alipay's, WeChat Pay's), made on first use unless given.
+
+    Generating RSA keys is slow, so a simulator that never plays a protocol never makes
+    its key; a deployment hands in the key kept on disk so every process agrees.
+    """
+
+    def __init__(self) -> None:
+        self._key: rsa.RSAPrivateKey | None = None
+
+    def __repr__(self) -> str:
+        serial = "not made yet" if self._key is None else key_serial(self._key.public_key())
+        return f"PlatformKey(serial={serial!r})"
+
+    def use(self, pem: bytes) -> None:
+        key = serialization.load_pem_private_key(pem, password=None)
+        if not isinstance(key, rsa.RSAPrivateKey) or key.key_size < 2048:
+            raise ValueError("a gateway key must be an RSA private key of at least 2048 bits")
+        self._key = key
+
+    @property
+    def private_key(self) -> rsa.RSAPrivateKey:
+        if self._key is None:
+            self._key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+        return self._key
+
+    @property
+    def public_key_pem(self) -> str:
+        return (
+            self.private_key.public_key()
+            .public_bytes(
+                serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo
+            )
+            .decode("ascii")
+        )

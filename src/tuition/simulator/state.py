@@ -9,7 +9,7 @@ settled) are reported through ``on_event`` so the notifier can tell the merchant
 from __future__ import annotations
 
 import secrets
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -30,6 +30,9 @@ class GatewayEvent:
     name: str
     payment: SimPayment
     refund: SimRefund | None = None
+
+
+_TRADE_PREFIXES = {"sandbox": "SBX", "alipay": "ALI", "wechatpay": "WX"}
 
 
 def _new_no(prefix: str, at: datetime) -> str:
@@ -61,6 +64,8 @@ class GatewayState:
         notify_url: str,
         return_url: str | None,
         expires_at: datetime,
+        protocol: str = "sandbox",
+        details: Mapping[str, str] | None = None,
     ) -> SimPayment:
         """Create a trade, or return the existing one for a retried identical request."""
         existing = self.payments.get((app_id, out_trade_no))
@@ -75,7 +80,7 @@ class GatewayState:
         now = self._clock.now()
         if expires_at <= now:
             raise GatewayError("INVALID_REQUEST", "expires_at must be in the future")
-        trade_no = _new_no("SBX", now)
+        trade_no = _new_no(_TRADE_PREFIXES.get(protocol, "SBX"), now)
         payment = SimPayment(
             app_id=app_id,
             out_trade_no=out_trade_no,
@@ -89,6 +94,8 @@ class GatewayState:
             expires_at=expires_at,
             created_at=now,
             pay_url=f"{self._base_url}/pay/{trade_no}",
+            protocol=protocol,
+            details=dict(details or {}),
         )
         self.payments[(app_id, out_trade_no)] = payment
         self._by_trade_no[trade_no] = payment
@@ -201,7 +208,7 @@ class GatewayState:
         refund = SimRefund(
             app_id=app_id,
             out_refund_no=out_refund_no,
-            refund_no=_new_no("RSBX", now),
+            refund_no=_new_no("R" + _TRADE_PREFIXES.get(payment.protocol, "SBX"), now),
             out_trade_no=out_trade_no,
             trade_no=payment.trade_no,
             amount=amount,
