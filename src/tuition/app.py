@@ -128,9 +128,10 @@ def create_app(
 
 
 def _feature_routers() -> list[APIRouter]:
+    from tuition import web
     from tuition.api import catalog, orders, payments, webhooks
 
-    return [*catalog.routers, *orders.routers, *payments.routers, *webhooks.routers]
+    return [*catalog.routers, *orders.routers, *payments.routers, *webhooks.routers, *web.routers]
 
 
 def app_from_env() -> FastAPI:

@@ -18,7 +18,9 @@ from tuition.clock import SystemClock
 from tuition.config import ConfigError, Settings, get_settings
 from tuition.domain.errors import TuitionError
 from tuition.logs import configure_logging
+from tuition.services import admin as admin_service
 from tuition.services import api_keys
+from tuition.services.demo import DemoInfo, seed_demo
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
 from tuition.store import schema
 from tuition.store.db import create_engine
@@ -27,6 +29,8 @@ from tuition.store.uow import UnitOfWork
 app = typer.Typer(help="Tuition: payments, billing and revenue share.", no_args_is_help=True)
 keys_app = typer.Typer(help="Create, list and revoke secret API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+admin_app = typer.Typer(help="Operators of the admin console (/admin).", no_args_is_help=True)
+app.add_typer(admin_app, name="admin")
 ledger_app = typer.Typer(help="Check the double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 console = Console()
@@ -229,6 +233,30 @@ def ledger_verify(
     raise typer.Exit(1)
 
 
+@admin_app.command("create-user")
+def admin_create_user(
+    email: Annotated[str, typer.Option(help="The operator's email; they log in with it")],
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True,
+            hide_input=True,
+            confirmation_prompt=True,
+            help="At least 10 characters (asked for when not given)",
+        ),
+    ],
+) -> None:
+    """Create an operator who can log in to /admin; the password is stored as argon2id."""
+    settings = _settings()
+
+    async def go(engine: Any) -> None:
+        await schema.ensure_current(engine)
+        await admin_service.create_admin_user(UnitOfWork(engine), email, password, SystemClock())
+
+    _run(_with_engine(settings, go))
+    console.print(f"created operator {email}; log in at {settings.base_url}/admin")
+
+
 @app.command()
 def demo(
     port: Annotated[int | None, typer.Option(help="Port")] = None,
@@ -242,21 +270,30 @@ def demo(
     settings = _settings()
     _check_channels(settings)
 
-    async def go(engine: Any) -> api_keys.CreatedKey:
+    async def go(engine: Any) -> tuple[api_keys.CreatedKey, DemoInfo]:
         await schema.upgrade(engine)
-        return await api_keys.create_key(
+        created = await api_keys.create_key(
             UnitOfWork(engine), name="demo", mode="test", clock=SystemClock()
         )
+        info = await seed_demo(lambda: UnitOfWork(engine), settings, SystemClock())
+        return created, info
 
-    created = _run(_with_engine(settings, go))
-    base = settings.public_url.rstrip("/") or f"http://{settings.host}:{port or settings.port}"
+    created, info = _run(_with_engine(settings, go))
+    base = settings.base_url
     console.rule("Tuition demo")
     console.print(f"database     {settings.database_url}")
+    console.print(f"checkout     {info.checkout_url}", soft_wrap=True)
+    console.print(f"             coupons: {', '.join(info.coupons)}")
+    console.print(
+        f"admin        {info.admin_url}  {info.admin_email} / {info.admin_password}",
+        soft_wrap=True,
+    )
     console.print(f"API docs     {base}/docs")
-    console.print(f"health       {base}/healthz")
-    console.print(f"API key      {created.secret}")
+    console.print(f"API key      {created.secret}", soft_wrap=True)
     console.print("try:")
-    typer.echo(f"  curl -s {base}/readyz")
+    typer.echo(
+        f'  curl -s {base}/v1/orders/{info.order_id} -H "Authorization: Bearer {created.secret}"'
+    )
     console.rule()
     serve(host=None, port=port, workers=1)
 

@@ -10,10 +10,12 @@ from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
 
 from tuition.api.deps import ContainerDep
 from tuition.api.routing import v1_router
+from tuition.config import Settings
 from tuition.domain.orders import MAX_QUANTITY, OrderStatus
 from tuition.services import entitlements as entitlement_service
 from tuition.services import orders as order_service
 from tuition.store.orders import EntitlementRecord, OrderFilter, OrderRecord
+from tuition.web.links import checkout_url
 
 router = v1_router(tags=["orders"])
 customers = v1_router(tags=["entitlements"])
@@ -79,6 +81,10 @@ class OrderOut(BaseModel):
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
     lines: list[LineOut]
     return_url: str | None
+    checkout_url: str | None = Field(
+        default=None,
+        description="The signed link to this order's hosted checkout page; send the buyer there",
+    )
     metadata: dict[str, Any]
     expires_at: datetime
     paid_at: datetime | None
@@ -115,7 +121,7 @@ class AccessOut(BaseModel):
     entitlements: list[EntitlementOut]
 
 
-def order_out(order: OrderRecord) -> OrderOut:
+def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
     return OrderOut(
         id=order.id,
         customer_id=order.customer_id,
@@ -149,6 +155,7 @@ def order_out(order: OrderRecord) -> OrderOut:
             for line in order.lines
         ],
         return_url=order.return_url,
+        checkout_url=None if settings is None else checkout_url(settings, order.id),
         metadata=order.metadata,
         expires_at=order.expires_at,
         paid_at=order.paid_at,
@@ -203,12 +210,12 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
     order = await order_service.create_order(
         cmd, container.uow(), clock=container.clock, policy=_policy(container)
     )
-    return order_out(order)
+    return order_out(order, container.settings)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, summary="Get an order")
 async def get_order(order_id: str, container: ContainerDep) -> OrderOut:
-    return order_out(await order_service.get_order(container.uow(), order_id))
+    return order_out(await order_service.get_order(container.uow(), order_id), container.settings)
 
 
 @router.get(
@@ -234,7 +241,7 @@ async def list_orders(
         limit=limit,
         starting_after=starting_after,
     )
-    return OrderList(data=[order_out(o) for o in orders], has_more=has_more)
+    return OrderList(data=[order_out(o, container.settings) for o in orders], has_more=has_more)
 
 
 @router.post(
@@ -246,7 +253,8 @@ async def list_orders(
 )
 async def cancel_order(order_id: str, container: ContainerDep) -> OrderOut:
     return order_out(
-        await order_service.cancel_order(container.uow(), order_id, clock=container.clock)
+        await order_service.cancel_order(container.uow(), order_id, clock=container.clock),
+        container.settings,
     )
 
 

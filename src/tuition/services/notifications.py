@@ -140,6 +140,8 @@ class _Recorder:
         self, channel: str, headers: Mapping[str, str], body: bytes, deps: PaymentDeps
     ) -> None:
         self.id = new_id("ntf")
+        # Stamped on arrival, so the audit trail orders causes before their effects.
+        self.received_at = deps.clock.now()
         self.channel = channel
         self.headers = {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
         self.body = mask(body.decode("utf-8", errors="replace"))
@@ -152,7 +154,7 @@ class _Recorder:
             NotificationRecord(
                 id=self.id,
                 channel=self.channel,
-                received_at=self.deps.clock.now(),
+                received_at=self.received_at,
                 headers=self.headers,
                 body=self.body,
                 verdict=verdict,

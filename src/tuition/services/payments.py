@@ -77,6 +77,14 @@ async def create_payment(
                 f"order {order.id} expired at {order.expires_at.isoformat()}",
                 code="order_not_payable",
             )
+        # Lock the order at the total we read: a coupon change committing meanwhile makes
+        # this fail instead of leaving a payment for the old total, and a change that
+        # read the order before us finds it updated and refuses (see services/checkout).
+        if not await uow.orders.hold_total(order.id, total=order.total, at=now):
+            raise Conflict(
+                f"order {order.id} changed while the payment was being started; try again",
+                code="order_changed",
+            )
         payment = PaymentRecord(
             id=new_id("pay"),
             order_id=order.id,

@@ -24,6 +24,7 @@ EVENT_TYPES = frozenset(
         "order.paid",
         "order.expired",
         "order.cancelled",
+        "order.updated",
         "payment.succeeded",
         "payment.failed",
         "payment.closed",

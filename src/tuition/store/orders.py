@@ -332,6 +332,146 @@ class OrderRepository:
         )
         return {r[0] for r in rows}
 
+    # --- re-pricing (the hosted checkout page's coupon) -------------------------------
+
+    async def hold_total(self, order_id: str, *, total: int, at: datetime) -> bool:
+        """Bump the order's version if it is still payable at ``total`` (row lock held)."""
+        result = await self.conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+                orders.c.total == total,
+            )
+            .values(updated_at=at)
+        )
+        return result.rowcount == 1
+
+    async def claim_version(
+        self, order_id: str, *, coupon_code: str | None, seen: datetime, at: datetime
+    ) -> bool:
+        """Compare-and-set on the version the caller read: still ``pending_payment``, still
+        the same coupon, not updated since ``seen``. Takes the order's row lock, so a
+        concurrent change (a re-pricing, a new payment attempt) waits here and then finds
+        the order changed."""
+        same_coupon = (
+            orders.c.coupon_code.is_(None)
+            if coupon_code is None
+            else orders.c.coupon_code == coupon_code
+        )
+        result = await self.conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+                orders.c.updated_at == seen,
+                same_coupon,
+            )
+            .values(updated_at=at)
+        )
+        return result.rowcount == 1
+
+    async def write_pricing(self, order: OrderRecord, *, at: datetime) -> bool:
+        """Store ``order``'s new amounts, coupon, breakdown and line amounts (same lines)."""
+        result = await self.conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order.id,
+                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+            )
+            .values(
+                subtotal=order.subtotal,
+                discount_total=order.discount_total,
+                tax_total=order.tax_total,
+                surcharge=order.surcharge,
+                total=order.total,
+                coupon_code=order.coupon_code,
+                pricing=order.pricing,
+                updated_at=at,
+            )
+        )
+        if result.rowcount != 1:
+            return False
+        for line in order.lines:
+            await self.conn.execute(
+                update(order_lines)
+                .where(
+                    order_lines.c.order_id == order.id,
+                    order_lines.c.line_index == line.line_index,
+                )
+                .values(
+                    promotion_discount=line.promotion_discount,
+                    coupon_discount=line.coupon_discount,
+                    tax=line.tax,
+                    surcharge=line.surcharge,
+                    total=line.total,
+                    components=line.components,
+                )
+            )
+        return True
+
+    async def redeem_coupon_again(
+        self,
+        *,
+        coupon_id: str,
+        order_id: str,
+        customer_id: str,
+        max_redemptions: int | None,
+        max_per_customer: int | None,
+        at: datetime,
+    ) -> str | None:
+        """:meth:`redeem_coupon` for an order that may have held a coupon before.
+
+        The same conditional UPDATEs count the use; the order's one redemption row
+        (``order_id`` is its key) is then pointed at the new coupon instead of inserted.
+        Call :meth:`release_coupon` first: only a released row is taken over.
+        """
+        taken = await self.conn.execute(
+            update(coupons)
+            .where(
+                coupons.c.id == coupon_id,
+                or_(
+                    coupons.c.max_redemptions.is_(None),
+                    coupons.c.times_redeemed < coupons.c.max_redemptions,
+                ),
+            )
+            .values(times_redeemed=coupons.c.times_redeemed + 1)
+        )
+        if taken.rowcount != 1:
+            return "coupon_exhausted"
+        await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, coupon_customer_usage).values(
+                coupon_id=coupon_id, customer_id=customer_id, times_redeemed=0
+            )
+        )
+        usage = coupon_customer_usage.c
+        mine = await self.conn.execute(
+            update(coupon_customer_usage)
+            .where(
+                usage.coupon_id == coupon_id,
+                usage.customer_id == customer_id,
+                usage.times_redeemed < max_per_customer if max_per_customer is not None else true(),
+            )
+            .values(times_redeemed=usage.times_redeemed + 1)
+        )
+        if mine.rowcount != 1:
+            return "coupon_customer_limit_reached"
+        reused = await self.conn.execute(
+            update(coupon_redemptions)
+            .where(
+                coupon_redemptions.c.order_id == order_id,
+                coupon_redemptions.c.released_at.is_not(None),
+            )
+            .values(coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at, released_at=None)
+        )
+        if reused.rowcount != 1:
+            await self.conn.execute(
+                insert(coupon_redemptions).values(
+                    order_id=order_id, coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at
+                )
+            )
+        return None
+
 
 _ORDER_FIELDS = [f for f in OrderRecord.__dataclass_fields__ if f != "lines"]
 _LINE_FIELDS = list(LineRecord.__dataclass_fields__)

@@ -1,0 +1,164 @@
+"""``make demo``: a small knowledge shop, an operator, and an order ready to pay.
+
+Safe to run again on the same database: the catalog is found by its creators'
+``external_id`` and the products' ``metadata["demo"]`` instead of being made twice, the
+operator gets a fresh password, and each run places a new order for a new reader.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import secrets
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import timedelta
+from decimal import Decimal
+
+from tuition.clock import Clock
+from tuition.config import Settings
+from tuition.domain.catalog import MembershipPeriod, ProductKind, Promotion
+from tuition.domain.errors import Conflict
+from tuition.services import admin as admin_service
+from tuition.services import catalog as catalog_service
+from tuition.services import coupons as coupon_service
+from tuition.services.catalog import NewCreator, NewProduct, PageQuery
+from tuition.services.coupons import NewCoupon
+from tuition.services.orders import CreateOrder, ItemRequest, OrderPolicy, create_order
+from tuition.store.catalog import ProductFilter
+from tuition.store.uow import UnitOfWork
+from tuition.web.links import checkout_url
+
+ADMIN_EMAIL = "admin@example.com"
+COUPONS = ("WELCOME20", "SAVE30")
+# The demo order's link keeps working for a day, not the usual quarter of an hour.
+DEMO_ORDER_TTL = timedelta(days=1)
+
+
+@dataclass(frozen=True, slots=True)
+class DemoInfo:
+    checkout_url: str
+    order_id: str
+    admin_url: str
+    admin_email: str
+    admin_password: str
+    coupons: tuple[str, ...]
+    products: dict[str, str]  # demo key -> product id
+
+
+_CREATORS = [
+    ("demo:li-ming", "李明", Decimal("0.7")),
+    ("demo:ada-chen", "Ada Chen", Decimal("0.6")),
+]
+
+
+async def seed_demo(
+    uow_factory: Callable[[], UnitOfWork], settings: Settings, clock: Clock
+) -> DemoInfo:
+    creators = await _creators(uow_factory, clock)
+    products = await _products(uow_factory, clock, creators)
+    await _coupons(uow_factory, clock)
+    password = secrets.token_urlsafe(12)
+    try:
+        await admin_service.create_admin_user(uow_factory(), ADMIN_EMAIL, password, clock)
+    except Conflict:
+        await admin_service.set_admin_password(uow_factory(), ADMIN_EMAIL, password)
+    order = await create_order(
+        CreateOrder(
+            customer_id=f"demo-reader-{secrets.token_hex(3)}",
+            currency="CNY",
+            items=(ItemRequest(products["python"]), ItemRequest(products["writing"])),
+        ),
+        uow_factory(),
+        clock=clock,
+        policy=OrderPolicy(order_ttl=DEMO_ORDER_TTL, channel_fee_rates=settings.channel_fee_rates),
+    )
+    return DemoInfo(
+        checkout_url=checkout_url(settings, order.id),
+        order_id=order.id,
+        admin_url=f"{settings.base_url}/admin",
+        admin_email=ADMIN_EMAIL,
+        admin_password=password,
+        coupons=COUPONS,
+        products=products,
+    )
+
+
+async def _creators(uow_factory: Callable[[], UnitOfWork], clock: Clock) -> dict[str, str]:
+    found: dict[str, str] = {}
+    records, _ = await catalog_service.list_creators(PageQuery(limit=100), uow_factory())
+    existing = {r.external_id: r.creator.id for r in records if r.external_id}
+    for external_id, name, share in _CREATORS:
+        if external_id in existing:
+            found[external_id] = existing[external_id]
+            continue
+        record = await catalog_service.create_creator(
+            NewCreator(name=name, default_revenue_share=share, external_id=external_id),
+            uow_factory(),
+            clock=clock,
+        )
+        found[external_id] = record.creator.id
+    return found
+
+
+async def _products(
+    uow_factory: Callable[[], UnitOfWork], clock: Clock, creators: dict[str, str]
+) -> dict[str, str]:
+    li, ada = creators["demo:li-ming"], creators["demo:ada-chen"]
+    have: dict[str, str] = {}
+    for creator in (li, ada):
+        records, _ = await catalog_service.list_products(
+            ProductFilter(creator_id=creator), PageQuery(limit=100), uow_factory()
+        )
+        have.update({r.metadata["demo"]: r.product.id for r in records if "demo" in r.metadata})
+    now = clock.now()
+    sale = Promotion(now - timedelta(days=1), now + timedelta(days=30), percent_off=Decimal("0.15"))
+
+    async def product(
+        key: str,
+        creator: str,
+        title: str,
+        price: int,
+        kind: ProductKind = ProductKind.COURSE,
+        *,
+        description: str = "",
+        components: tuple[str, ...] = (),
+        period: MembershipPeriod | None = None,
+        promotion: Promotion | None = None,
+    ) -> None:
+        if key in have:
+            return
+        new = NewProduct(
+            creator_id=creator,
+            kind=kind,
+            title=title,
+            prices={"CNY": price},
+            description=description,
+            components=components,
+            period=period,
+            promotion=promotion,
+            metadata={"demo": key},
+        )
+        record = await catalog_service.create_product(new, uow_factory(), clock=clock)
+        have[key] = record.product.id
+
+    await product("python", li, "Python 数据分析实战", 19900, description="从 pandas 到可视化")
+    await product("writing", li, "高效写作 30 讲", 9900)
+    await product("design", ada, "Design Systems in Practice", 29900, promotion=sale)
+    await product("compound", li, "一文读懂复利", 990, ProductKind.ARTICLE)
+    pair = (have["python"], have["writing"])
+    await product("bundle", li, "数据与写作套餐", 24900, ProductKind.BUNDLE, components=pair)
+    year = MembershipPeriod.YEAR
+    await product(
+        "membership", ada, "年度会员 Annual membership", 36500, ProductKind.MEMBERSHIP, period=year
+    )
+    return have
+
+
+async def _coupons(uow_factory: Callable[[], UnitOfWork], clock: Clock) -> None:
+    wanted = [
+        NewCoupon(code="WELCOME20", percent_off=Decimal("0.2"), max_per_customer=1),
+        NewCoupon(code="SAVE30", amount_off={"CNY": 3000}, min_spend={"CNY": 20000}),
+    ]
+    for coupon in wanted:
+        with contextlib.suppress(Conflict):  # made by an earlier run
+            await coupon_service.create_coupon(coupon, uow_factory(), clock=clock)

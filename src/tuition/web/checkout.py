@@ -1,0 +1,235 @@
+"""The hosted checkout page, ``/pay/{order_id}?sig=…``: what the buyer sees and does.
+
+Every route needs the link's signature (see :mod:`tuition.web.links`); a wrong one looks
+exactly like an unknown order. Forms post and redirect back (post/redirect/get), carrying
+only a message code, so nothing typed by anyone is reflected into the page. The page polls
+``/pay/{order_id}/status`` every two seconds and turns to "paid" by itself.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+from urllib.parse import urlencode
+
+import segno
+from fastapi import APIRouter, Form, Query, Request
+from fastapi.responses import JSONResponse, RedirectResponse, Response
+
+from tuition.api.deps import Container, get_container
+from tuition.channels.base import ChannelTimeout
+from tuition.domain.errors import NotFound, TuitionError
+from tuition.domain.payments import PaymentStatus
+from tuition.services import checkout as checkout_service
+from tuition.services import payments as payment_service
+from tuition.services.checkout import CheckoutView
+from tuition.web import labels
+from tuition.web.i18n import gettext_for, negotiate
+from tuition.web.links import checkout_path, signature_ok, signing_key
+from tuition.web.pages import render, secure
+
+router = APIRouter(tags=["checkout page"], include_in_schema=False)
+
+Sig = Annotated[str | None, Query(max_length=64)]
+FormSig = Annotated[str, Form(max_length=64)]
+
+
+@router.get("/pay/{order_id}")
+async def page(
+    order_id: str,
+    request: Request,
+    sig: Sig = None,
+    error: Annotated[str | None, Query(max_length=64)] = None,
+    notice: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    container = get_container(request)
+    view = await _view(container, order_id, sig)
+    if view is None:
+        return _not_found(request)
+    locale = negotiate(request)
+    message = None
+    if error:
+        message = labels.CHECKOUT_ERRORS.get(error, labels.GENERIC_ERROR)
+    elif view.payable and view.attempt and view.attempt.status is PaymentStatus.FAILED:
+        message = labels.CHECKOUT_ERRORS["payment_failed"]
+    shown = labels.NOTICES.get(notice or "")
+    context = _context(container, view, sig or "")
+    context.update(
+        error=gettext_for(locale, message) if message else None,
+        notice=gettext_for(locale, shown) if shown else None,
+    )
+    return render(request, "checkout/page.html", context, locale=locale)
+
+
+@router.get("/pay/{order_id}/status")
+async def status(order_id: str, request: Request, sig: Sig = None) -> Response:
+    """The order's status for the page's poll: nothing but states and the expiry."""
+    view = await _view(get_container(request), order_id, sig)
+    if view is None:
+        return secure(JSONResponse({"error": "not_found"}, status_code=404))
+    attempt = view.attempt
+    return secure(
+        JSONResponse(
+            {
+                "status": view.status,
+                "attempt": None if attempt is None else attempt.status.value,
+                # As the API writes times: UTC with a Z.
+                "expires_at": view.order.expires_at.isoformat().replace("+00:00", "Z"),
+            }
+        )
+    )
+
+
+@router.post("/pay/{order_id}/coupon")
+async def coupon(
+    order_id: str,
+    request: Request,
+    sig: FormSig,
+    code: Annotated[str, Form(max_length=64)] = "",
+    action: Annotated[str, Form(max_length=16)] = "apply",
+) -> Response:
+    container = get_container(request)
+    if await _view(container, order_id, sig) is None:
+        return _not_found(request)
+    wanted = None if action == "remove" else code.strip()
+    if wanted == "":
+        return _back(container, order_id, error="coupon_code_missing")
+    try:
+        await checkout_service.change_coupon(
+            container.uow(), order_id, wanted, clock=container.clock
+        )
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
+    return _back(
+        container, order_id, notice="coupon_removed" if wanted is None else "coupon_applied"
+    )
+
+
+@router.post("/pay/{order_id}/attempts")
+async def start_payment(
+    order_id: str,
+    request: Request,
+    sig: FormSig,
+    option: Annotated[str, Form(max_length=80)] = "",
+) -> Response:
+    """Start a payment attempt with the chosen channel and method, then send the buyer
+    on: to the gateway's page for page flows, back here (showing the QR code) for QR."""
+    container = get_container(request)
+    if await _view(container, order_id, sig) is None:
+        return _not_found(request)
+    channel, _, method = option.partition(":")
+    if (channel, method) not in {(o["channel"], o["method"]) for o in _options(container)}:
+        return _back(container, order_id, error="option_unknown")
+    try:
+        payment = await payment_service.create_payment(
+            payment_service.CreatePayment(
+                order_id=order_id,
+                channel=channel,
+                method=method,
+                client_ip=request.client.host if request.client else None,
+                return_url=container.settings.base_url
+                + checkout_path(container.settings, order_id),
+            ),
+            container.uow(),
+            deps=payment_service.PaymentDeps(
+                registry=container.registry,
+                clock=container.clock,
+                base_url=container.settings.base_url,
+            ),
+        )
+    except ChannelTimeout:
+        return _back(container, order_id, error="channel_timeout")
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
+    action = payment.next_action or {}
+    if action.get("type") == "redirect" and action.get("url"):
+        return RedirectResponse(str(action["url"]), status_code=303)
+    return _back(container, order_id)
+
+
+async def _view(container: Container, order_id: str, sig: str | None) -> CheckoutView | None:
+    if not signature_ok(signing_key(container.settings), order_id, sig):
+        return None
+    try:
+        return await checkout_service.checkout_view(
+            container.uow(), order_id, clock=container.clock
+        )
+    except NotFound:
+        return None
+
+
+def _back(container: Container, order_id: str, **message: str) -> Response:
+    url = checkout_path(container.settings, order_id)
+    if message:
+        url += "&" + urlencode(message)
+    return secure(RedirectResponse(url, status_code=303))
+
+
+def _not_found(request: Request) -> Response:
+    return render(request, "checkout/not_found.html", {}, status_code=404)
+
+
+def _options(container: Container) -> list[dict[str, str]]:
+    """Each enabled channel's buyer-facing methods, in the deployment's channel order."""
+    options = []
+    for channel in container.registry:
+        for method in (m for m in labels.METHODS if m in channel.methods):
+            options.append({"channel": channel.slug, "method": method})
+    return options
+
+
+def _context(container: Container, view: CheckoutView, sig: str) -> dict[str, Any]:
+    order = view.order
+    attempt = view.open_attempt
+    action = (attempt.next_action if attempt else None) or {}
+    qr_svg = None
+    if action.get("type") == "qr_code" and action.get("qr_payload"):
+        qr_svg = segno.make(str(action["qr_payload"]), error="m").svg_inline(
+            scale=1, border=2, omitsize=True, svgclass="qr-code", lineclass=None
+        )
+    options = [
+        {
+            "value": f"{o['channel']}:{o['method']}",
+            "channel_label": labels.CHANNELS.get(o["channel"], o["channel"]),
+            "method_label": labels.METHODS[o["method"]],
+        }
+        for o in _options(container)
+    ]
+    chosen = f"{attempt.channel}:{attempt.method}" if attempt else None
+    if options and chosen not in {o["value"] for o in options}:
+        chosen = options[0]["value"]
+    page_url = checkout_path(container.settings, order.id)
+    path, _, query = page_url.partition("?")
+    return {
+        "view": view,
+        "order": order,
+        "sig": sig,
+        "breakdown": _breakdown(order.pricing),
+        "options": options,
+        "chosen": chosen,
+        "attempt": attempt,
+        "redirect_url": action.get("url") if action.get("type") == "redirect" else None,
+        "qr_svg": qr_svg,
+        "labels": labels,
+        "page_url": page_url,
+        "status_url": f"{path}/status?{query}",
+        "coupon_url": f"{path}/coupon",
+        "attempts_url": f"{path}/attempts",
+    }
+
+
+def _breakdown(pricing: dict[str, Any]) -> dict[str, Any]:
+    steps = pricing.get("steps", [])
+    by_name: dict[str, int] = {}
+    for step in steps:
+        by_name[step["name"]] = by_name.get(step["name"], 0) + int(step["amount"])
+    coupon = next((s["detail"] for s in steps if s["name"] == "coupon"), None)
+    tax = next((s["detail"] for s in steps if s["name"] == "tax"), None)
+    return {
+        "promotion": by_name.get("promotion", 0),
+        "coupon": by_name.get("coupon", 0),
+        "coupon_code": coupon and coupon.get("code"),
+        "tax": tax and int(tax["tax"]),
+        "tax_inclusive": bool(tax and tax.get("mode") == "inclusive"),
+        "tax_rate": tax and tax.get("rate"),
+        "surcharge": by_name.get("surcharge", 0),
+    }

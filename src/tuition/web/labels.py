@@ -1,0 +1,81 @@
+"""Words the pages show for codes: channels, methods, kinds, statuses and refusals.
+
+Marked with ``N_`` for extraction and translated where they are shown (``_(label)`` in a
+template, or :func:`tuition.web.i18n.gettext_for`).
+"""
+
+from __future__ import annotations
+
+from tuition.web.i18n import N_
+
+CHANNELS = {
+    "alipay": N_("Alipay"),
+    "wechatpay": N_("WeChat Pay"),
+    "sandbox": N_("Sandbox"),
+}
+
+# Methods a buyer can use from this page, in the order offered; JSAPI and app payments
+# need WeChat or an app around the page.
+METHODS = {
+    "page": N_("Continue on the payment site"),
+    "wap": N_("Pay in the mobile browser"),
+    "h5": N_("Pay in the mobile browser"),
+    "qr": N_("Scan a QR code"),
+    "native": N_("Scan a QR code"),
+}
+
+KINDS = {
+    "course": N_("Course"),
+    "article": N_("Article"),
+    "column": N_("Column"),
+    "bundle": N_("Bundle"),
+    "membership": N_("Membership"),
+    "consultation": N_("Consultation"),
+    "topup": N_("Top-up"),
+}
+
+ORDER_STATUSES = {
+    "pending_payment": N_("Awaiting payment"),
+    "paid": N_("Paid"),
+    "partially_refunded": N_("Partially refunded"),
+    "refunded": N_("Refunded"),
+    "cancelled": N_("Cancelled"),
+    "expired": N_("Expired"),
+}
+
+PAYMENT_STATUSES = {
+    "created": N_("Created"),
+    "pending": N_("Pending"),
+    "succeeded": N_("Succeeded"),
+    "failed": N_("Failed"),
+    "closed": N_("Closed"),
+}
+
+# Errors the checkout page explains; any other code shows the generic message.
+CHECKOUT_ERRORS = {
+    "coupon_unknown": N_("There is no coupon with that code."),
+    "coupon_inactive": N_("This coupon is no longer active."),
+    "coupon_not_started": N_("This coupon cannot be used yet."),
+    "coupon_expired": N_("This coupon has expired."),
+    "coupon_exhausted": N_("This coupon has been fully redeemed."),
+    "coupon_customer_limit_reached": N_("You have already used this coupon."),
+    "coupon_not_applicable": N_("This coupon does not apply to this order."),
+    "coupon_below_minimum_spend": N_("This order does not reach the coupon's minimum spend."),
+    "coupon_code_missing": N_("Enter a coupon code."),
+    "payment_in_progress": N_(
+        "A payment is under way, so the coupon can no longer be changed. "
+        "Wait for it to finish or expire."
+    ),
+    "order_changed": N_("The order changed meanwhile; please try again."),
+    "order_not_payable": N_("This order can no longer be paid."),
+    "option_unknown": N_("Choose a payment method."),
+    "channel_timeout": N_("The payment service did not answer. Please try again."),
+    "channel_error": N_("The payment service refused the payment. Try another method."),
+    "payment_failed": N_("The payment did not go through. Try again or choose another method."),
+}
+GENERIC_ERROR = N_("Something went wrong. Please try again.")
+
+NOTICES = {
+    "coupon_applied": N_("Coupon applied."),
+    "coupon_removed": N_("Coupon removed."),
+}

@@ -1,0 +1,47 @@
+"""Signed links to the hosted checkout page: ``/pay/{order_id}?sig=…``.
+
+The signature is an HMAC-SHA256 of the order id under ``settings.signing_key``, cut to
+128 bits: a link can only be made by this deployment, and order ids alone (which sort by
+time and appear in webhooks) open nothing.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+from pathlib import Path
+from urllib.parse import quote
+
+from tuition.config import Settings
+
+_PURPOSE = b"tuition.checkout.v1:"
+
+
+_keys: dict[tuple[str, str], bytes] = {}
+
+
+def signing_key(settings: Settings) -> bytes:
+    """``settings.signing_key``, remembered per secret or key file (it reads a file)."""
+    cache_key = (settings.secret_key, str(Path(settings.secret_key_file).resolve()))
+    key = _keys.get(cache_key)
+    if key is None:
+        key = _keys[cache_key] = settings.signing_key
+    return key
+
+
+def order_signature(key: bytes, order_id: str) -> str:
+    return hmac.new(key, _PURPOSE + order_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def signature_ok(key: bytes, order_id: str, sig: str | None) -> bool:
+    return sig is not None and hmac.compare_digest(order_signature(key, order_id), sig)
+
+
+def checkout_path(settings: Settings, order_id: str) -> str:
+    sig = order_signature(signing_key(settings), order_id)
+    return f"/pay/{quote(order_id, safe='')}?sig={sig}"
+
+
+def checkout_url(settings: Settings, order_id: str) -> str:
+    """The buyer's link to pay ``order_id`` on this deployment's checkout page."""
+    return settings.base_url + checkout_path(settings, order_id)

@@ -1,0 +1,70 @@
+// The checkout page's only script: poll the order's status every 2 s and show the
+// outcome in place (no reload), and count down to the order's expiry. Without
+// JavaScript the page still works: reload it to see the new status.
+(function () {
+  "use strict";
+  var card = document.getElementById("checkout");
+  if (!card) return;
+  var statusUrl = card.getAttribute("data-status-url");
+  var expiresAt = Date.parse(card.getAttribute("data-expires-at"));
+  var current = card.getAttribute("data-status");
+  var lastAttempt = card.getAttribute("data-attempt") || "";
+  var countdown = document.getElementById("countdown");
+  var PAID = { paid: true, partially_refunded: true };
+
+  function show(status) {
+    current = status;
+    card.setAttribute("data-status", status);
+    var panel = document.getElementById(PAID[status] ? "state-paid" : "state-" + status);
+    if (!panel) { window.location.reload(); return; }
+    var payable = document.getElementById("payable");
+    if (payable) payable.hidden = true;
+    document.getElementById("attempt-failed").hidden = true;
+    var states = card.querySelectorAll(".state");
+    for (var i = 0; i < states.length; i++) states[i].hidden = states[i] !== panel;
+    var headline = document.getElementById("headline");
+    headline.textContent = panel.getAttribute("data-headline");
+    document.title = headline.textContent + " · Tuition";
+    headline.focus();
+  }
+
+  function attemptFailed() {
+    var qr = document.getElementById("qr");
+    if (qr) qr.hidden = true;
+    var other = document.getElementById("other-methods");
+    if (other) other.open = true;
+    document.getElementById("attempt-failed").hidden = false;
+    // No attempt is open any more, so the coupon may change again.
+    var locked = document.getElementById("coupon-locked");
+    if (locked) locked.hidden = true;
+    var fields = card.querySelectorAll(".coupon-form [disabled]");
+    for (var i = 0; i < fields.length; i++) fields[i].disabled = false;
+  }
+
+  function poll() {
+    fetch(statusUrl, { cache: "no-store", headers: { Accept: "application/json" } })
+      .then(function (r) { return r.ok ? r.json() : null; })
+      .then(function (s) {
+        if (!s) return;
+        if (s.status !== current) show(s.status);
+        else if (s.attempt === "failed" && lastAttempt !== "failed") attemptFailed();
+        lastAttempt = s.attempt || "";
+      })
+      .catch(function () { /* offline for a moment: try again next time */ })
+      .then(function () { if (current === "pending_payment") window.setTimeout(poll, 2000); });
+  }
+
+  function pad(n) { return (n < 10 ? "0" : "") + n; }
+  function tick() {
+    if (!countdown || current !== "pending_payment") return;
+    var left = Math.max(0, Math.floor((expiresAt - Date.now()) / 1000));
+    var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
+    countdown.textContent = (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s);
+  }
+
+  if (current === "pending_payment") {
+    tick();
+    window.setInterval(tick, 1000);
+    window.setTimeout(poll, 2000);
+  }
+})();

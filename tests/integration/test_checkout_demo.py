@@ -1,0 +1,68 @@
+"""``make demo``'s seed on both engines: a shop, an operator and a ready order; twice."""
+
+from __future__ import annotations
+
+from typing import Any
+from urllib.parse import urlsplit
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tuition import web
+from tuition.clock import FrozenClock
+from tuition.services import admin as admin_service
+from tuition.services.demo import seed_demo
+from tuition.store.tables import creators, products
+from tuition.store.uow import UnitOfWork
+
+
+@pytest.fixture(autouse=True)
+def _pages(app: FastAPI) -> None:
+    web.mount(app)
+
+
+async def _count(uow: UnitOfWork, table: Any) -> int:
+    async with uow:
+        return int((await uow.conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def test_the_demo_seeds_a_shop_an_operator_and_an_order_ready_to_pay(
+    engine: AsyncEngine,
+    settings: Any,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    anon_client: httpx.AsyncClient,
+) -> None:
+    first = await seed_demo(lambda: UnitOfWork(engine), settings, clock)
+    assert set(first.products) == {
+        "python",
+        "writing",
+        "design",
+        "compound",
+        "bundle",
+        "membership",
+    }
+    url = urlsplit(first.checkout_url)
+    page = await anon_client.get(f"{url.path}?{url.query}", headers={"accept-language": "zh-CN"})
+    assert page.status_code == 200
+    assert "Python 数据分析实战" in page.text
+    assert "¥298.00" in page.text
+    opened = await admin_service.login(
+        uow, first.admin_email, first.admin_password, clock=clock, ttl=admin_service.LOCK_FOR
+    )
+    assert opened.user.email == "admin@example.com"
+
+    second = await seed_demo(lambda: UnitOfWork(engine), settings, clock)
+    assert second.products == first.products
+    assert second.order_id != first.order_id
+    assert (await _count(uow, creators), await _count(uow, products)) == (2, 6)
+    with pytest.raises(admin_service.LoginRefused):
+        await admin_service.login(
+            uow, first.admin_email, first.admin_password, clock=clock, ttl=admin_service.LOCK_FOR
+        )
+    await admin_service.login(
+        uow, second.admin_email, second.admin_password, clock=clock, ttl=admin_service.LOCK_FOR
+    )
