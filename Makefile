@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fmt unit bench clean
+.PHONY: demo test lint fmt unit bench bench-ledger clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -24,13 +24,20 @@ unit: $(STAMP)
 	$(BIN)/python -m pytest tests/unit -q
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests
-	$(BIN)/ruff format --check src tests
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
 	$(BIN)/mypy
 
 fmt: $(STAMP)
-	$(BIN)/ruff check --fix src tests
-	$(BIN)/ruff format src tests
+	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests bench
+
+# Load and throughput (see docs/performance.md); never part of make test.
+bench: $(STAMP)
+	$(BIN)/python -m bench
+
+bench-ledger: $(STAMP)
+	$(BIN)/python -m bench.ledger
 
 clean:
 	rm -rf $(VENV) tuition.db tuition.db-wal tuition.db-shm .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,125 @@
+"""What must hold after a run: every order paid once, ledger clean, no outbox row lost."""
+
+from __future__ import annotations
+
+import asyncio
+import subprocess
+import time
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import asyncpg  # type: ignore[import-untyped]
+
+
+@dataclass
+class Check:
+    name: str
+    ok: bool
+    detail: str
+
+
+@dataclass
+class Checks:
+    items: list[Check] = field(default_factory=list)
+
+    def add(self, name: str, ok: bool, detail: str) -> None:
+        self.items.append(Check(name, ok, detail))
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.items)
+
+
+async def wait_for_outbox(conn: asyncpg.Connection, within: float) -> tuple[int, float]:
+    """Wait until the worker has dispatched every outbox event; (left over, seconds waited)."""
+    started = time.monotonic()
+    while True:
+        left = int(
+            await conn.fetchval("SELECT count(*) FROM outbox_events WHERE dispatched_at IS NULL")
+        )
+        waited = time.monotonic() - started
+        if left == 0 or waited >= within:
+            return left, waited
+        await asyncio.sleep(0.5)
+
+
+async def database_checks(conn: asyncpg.Connection, paid_by_client: list[str]) -> Checks:
+    checks = Checks()
+    confirmed = int(
+        await conn.fetchval(
+            "SELECT count(*) FROM orders WHERE id = ANY($1::text[]) AND status = 'paid'",
+            paid_by_client,
+        )
+    )
+    checks.add(
+        "orders the client saw paid are paid",
+        confirmed == len(paid_by_client),
+        f"{confirmed} of {len(paid_by_client)}",
+    )
+    paid = int(await conn.fetchval("SELECT count(*) FROM orders WHERE status = 'paid'"))
+    unpaid = int(await conn.fetchval("SELECT count(*) FROM orders WHERE status <> 'paid'"))
+    checks.add(
+        "no order paid that the client did not see paid",
+        paid == len(paid_by_client),
+        f"{paid} paid in the database; {unpaid} left unpaid by failed flows",
+    )
+    twice = int(
+        await conn.fetchval(
+            "SELECT count(*) FROM (SELECT order_id FROM payments WHERE status = 'succeeded' "
+            "GROUP BY order_id HAVING count(*) > 1) AS t"
+        )
+    )
+    succeeded = int(await conn.fetchval("SELECT count(*) FROM payments WHERE status='succeeded'"))
+    checks.add(
+        "every order paid once",
+        twice == 0 and succeeded == paid,
+        f"{succeeded} succeeded payments, {twice} orders with more than one",
+    )
+    entries = int(
+        await conn.fetchval("SELECT count(*) FROM journal_entries WHERE source LIKE 'payment:%'")
+    )
+    checks.add("one journal entry per payment", entries == succeeded, f"{entries} entries")
+    grants = int(await conn.fetchval("SELECT count(*) FROM entitlements"))
+    checks.add("one entitlement per paid order", grants == paid, f"{grants} entitlements")
+    verdicts = dict(
+        await conn.fetch("SELECT verdict, count(*) FROM notifications GROUP BY verdict")
+    )
+    checks.add(
+        "every notification applied",
+        verdicts.get("applied", 0) == paid and len(verdicts) <= 1,
+        ", ".join(f"{v}={n}" for v, n in sorted(verdicts.items())) or "none",
+    )
+    events = dict(await conn.fetch("SELECT type, count(*) FROM outbox_events GROUP BY type"))
+    checks.add(
+        "outbox: order.paid and payment.succeeded once per payment",
+        events.get("order.paid", 0) == paid and events.get("payment.succeeded", 0) == succeeded,
+        ", ".join(f"{t}={n}" for t, n in sorted(events.items())) or "none",
+    )
+    undispatched = int(
+        await conn.fetchval("SELECT count(*) FROM outbox_events WHERE dispatched_at IS NULL")
+    )
+    checks.add("no outbox row lost (all dispatched)", undispatched == 0, f"{undispatched} left")
+    return checks
+
+
+def ledger_verify(tuition: str, env: Mapping[str, str], timeout: float) -> Check:
+    """``tuition ledger verify`` (seals what the worker has not, then checks everything)."""
+    started = time.monotonic()
+    try:
+        result = subprocess.run(  # noqa: S603 - our own argv
+            [tuition, "ledger", "verify"],
+            env=dict(env),
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        return Check("tuition ledger verify", False, f"timed out after {timeout:.0f} s")
+    lines = [line for line in (result.stdout + result.stderr).splitlines() if line.strip()]
+    took = time.monotonic() - started
+    return Check(
+        "tuition ledger verify",
+        result.returncode == 0,
+        f"{' / '.join(lines[-2:])} ({took:.1f} s)",
+    )

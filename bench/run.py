@@ -1,0 +1,241 @@
+"""One bench run: pgbench, deploy, warm up, measure, drain, check, report."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import platform
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from bench import checks as checks_mod
+from bench import profile as profile_mod
+from bench.flows import LoadGenerator, Target, seed_catalog
+from bench.pgbench import PgbenchResult, run_pgbench
+from bench.postgres import Server, find_server
+from bench.processes import (
+    CpuSample,
+    cpu_between,
+    load_1min,
+    loadavg,
+    machine_busy,
+    memory_kib,
+    sample,
+)
+from bench.stack import APP_ID, HOST, Stack, deploy, make_stack, tuition_bin
+from bench.stats import Recorder, Summary
+
+DATABASE = "tuition_bench"
+
+
+@dataclass(frozen=True)
+class Options:
+    duration: int = 30
+    warmup: int = 5
+    users: int = 32
+    api_workers: int = 2
+    api_mode: str = "reuseport"  # or "serve": tuition serve --workers N
+    creators: int = 20
+    pool_size: int | None = None
+    pgbench_seconds: int = 15
+    pgbench_scale: int = 8
+    profile: bool = False
+    wait_idle: int = 0  # seconds to wait for the 1-minute load average to drop below 1
+    workdir: Path | None = None
+
+
+@dataclass
+class Result:
+    options: dict[str, Any]
+    machine: dict[str, str]
+    loadavg_start: str
+    loadavg_end: str = ""
+    seconds: float = 0.0
+    flows: int = 0
+    flows_per_s: float = 0.0
+    latency_ms: dict[str, Summary] = field(default_factory=dict)
+    errors: dict[str, int] = field(default_factory=dict)
+    measured_errors: int = 0
+    error_samples: list[str] = field(default_factory=list)
+    cpu_s: dict[str, float] = field(default_factory=dict)  # per role, over the window
+    machine_busy_pct: float = 0.0  # all CPUs, over the window
+    peak_rss_mib: dict[str, float] = field(default_factory=dict)
+    pgbench: PgbenchResult | None = None
+    checks: list[checks_mod.Check] = field(default_factory=list)
+    profile: profile_mod.Profile | None = None
+    workdir: str = ""
+    total_seconds: float = 0.0
+
+    @property
+    def ratio(self) -> float | None:
+        return self.flows_per_s / self.pgbench.tps if self.pgbench and self.pgbench.tps else None
+
+    @property
+    def ok(self) -> bool:
+        return all(c.ok for c in self.checks)
+
+
+def machine_info(pg: dict[str, str]) -> dict[str, str]:
+    model = "unknown"
+    for line in Path("/proc/cpuinfo").read_text().splitlines():
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = Path("/proc/meminfo").read_text().splitlines()[0].split()[1]
+    return {
+        "cpu": f"{os.cpu_count()} x {model}",
+        "memory": f"{int(mem) // 1024 // 1024} GiB",
+        "kernel": platform.release(),
+        "python": platform.python_version(),
+        "postgresql": pg.get("version", "?"),
+        "pg_settings": ", ".join(f"{k}={v}" for k, v in pg.items() if k != "version"),
+    }
+
+
+async def run(options: Options) -> Result:
+    started = time.monotonic()
+    workdir = options.workdir or Path(tempfile.mkdtemp(prefix="tuition-bench-"))
+    workdir.mkdir(parents=True, exist_ok=True)
+    await wait_for_idle(options.wait_idle)
+    server = await find_server()
+    try:
+        result = Result(
+            options={k: str(v) for k, v in vars(options).items()},
+            machine=machine_info(await server.describe()),
+            loadavg_start=loadavg(),
+            workdir=str(workdir),
+        )
+        if options.pgbench_seconds > 0:
+            print(f"pgbench: TPC-B, 8 clients, {options.pgbench_seconds} s ...", flush=True)
+            result.pgbench = await run_pgbench(
+                server, seconds=options.pgbench_seconds, scale=options.pgbench_scale
+            )
+        url = await server.recreate(DATABASE)
+        stack = make_stack(workdir, url, pool_size=options.pool_size)
+        try:
+            print(f"deploying in {workdir} ...", flush=True)
+            await deploy(stack, api_workers=options.api_workers, api_mode=options.api_mode)
+            await _load(stack, server, options, result)
+        finally:
+            stack.stop()
+        print("checking ...", flush=True)
+        result.checks += [checks_mod.ledger_verify(tuition_bin(), stack.env, timeout=120)]
+        result.loadavg_end = loadavg()
+    finally:
+        server.close()
+    result.total_seconds = time.monotonic() - started
+    return result
+
+
+async def wait_for_idle(seconds: int) -> None:
+    """Other work on a 2-core machine skews every number: wait for it to settle."""
+    deadline = time.monotonic() + seconds
+    if load_1min() >= 1.0 and seconds > 0:
+        print(f"waiting up to {seconds} s for the load average to drop below 1.0", flush=True)
+    while time.monotonic() < deadline:
+        if load_1min() < 1.0:
+            break
+        await asyncio.sleep(5)
+
+
+async def _load(stack: Stack, server: Server, options: Options, result: Result) -> None:
+    target = Target(HOST, stack.api_port, stack.api_key, APP_ID, stack.key_file)
+    products = await seed_catalog(target, creators=options.creators)
+    recorder = Recorder()
+    load = LoadGenerator(target, products, recorder)
+    stop = asyncio.Event()
+    print(
+        f"load: {options.users} users, {options.warmup} s warm-up, {options.duration} s measured",
+        flush=True,
+    )
+    users = asyncio.create_task(load.run(options.users, stop))
+    await asyncio.sleep(options.warmup)
+    conn = await server.connect(DATABASE)
+    try:
+        roles = await _roles(stack, conn)
+        spies = []
+        if options.profile and profile_mod.available():
+            profile_mod.pin(
+                roles["api"], [pid for r, ps in roles.items() if r != "api" for pid in ps]
+            )
+            for pid in roles["api"]:
+                raw = stack.workdir / f"profile-{pid}.txt"
+                spies.append(await profile_mod.record(pid, options.duration, raw))
+        first, self_cpu, busy = sample(_all(roles)), time.process_time(), machine_busy()
+        recorder.measuring = True
+        await asyncio.sleep(options.duration)
+        recorder.measuring = False
+        last, self_cpu = sample(_all(roles)), time.process_time() - self_cpu
+        busy_end = machine_busy()
+        result.machine_busy_pct = 100 * (busy_end[0] - busy[0]) / (busy_end[1] - busy[1])
+        elapsed = last.at - first.at
+        stop.set()
+        await asyncio.wait_for(users, timeout=60)
+        if spies:
+            await asyncio.gather(*(spy.wait() for spy in spies))
+            raws = [stack.workdir / f"profile-{pid}.txt" for pid in roles["api"]]
+            result.profile = profile_mod.summarize(raws)
+        result.seconds = elapsed
+        result.flows = recorder.flows_measured
+        result.flows_per_s = recorder.flows_measured / elapsed
+        result.latency_ms = recorder.summaries()
+        result.errors = dict(recorder.errors)
+        result.measured_errors = recorder.measured_errors
+        result.error_samples = recorder.error_samples
+        result.cpu_s = _cpu_by_role(roles, first, last)
+        result.cpu_s["load generator"] = self_cpu
+        for role, pids in roles.items():
+            if role == "postgres":
+                continue
+            for n, pid in enumerate(pids):
+                name = role if len(pids) == 1 else f"{role} {n + 1}"
+                result.peak_rss_mib[name] = memory_kib(pid).get("VmHWM", 0) / 1024
+        left, waited = await checks_mod.wait_for_outbox(conn, within=60)
+        print(f"outbox drained in {waited:.1f} s ({left} left)", flush=True)
+        found = await checks_mod.database_checks(conn, load.paid_orders)
+        result.checks += found.items
+    finally:
+        await conn.close()
+
+
+async def _roles(stack: Stack, conn: Any) -> dict[str, list[int]]:
+    backends = [
+        int(r[0])
+        for r in await conn.fetch(
+            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
+            DATABASE,
+        )
+    ]
+    return {
+        "api": stack.api_workers(),
+        "worker": [stack.worker.pid],
+        "simulator": [stack.simulator.pid],
+        "postgres": backends,
+    }
+
+
+def _all(roles: dict[str, list[int]]) -> list[int]:
+    return [pid for pids in roles.values() for pid in pids]
+
+
+def _cpu_by_role(
+    roles: dict[str, list[int]], first: CpuSample, last: CpuSample
+) -> dict[str, float]:
+    """CPU seconds per role, and per API worker (``api 1``, ...) to show the balance."""
+    out = {}
+    for role, pids in roles.items():
+        out[role] = _cpu_of(pids, first, last)
+        if role == "api" and len(pids) > 1:
+            for n, pid in enumerate(pids):
+                out[f"api {n + 1}"] = _cpu_of([pid], first, last)
+    return out
+
+
+def _cpu_of(pids: list[int], first: CpuSample, last: CpuSample) -> float:
+    mine = set(pids)
+    return cpu_between(
+        CpuSample(first.at, {p: t for p, t in first.by_pid.items() if p in mine}), last
+    )

@@ -1,0 +1,184 @@
+"""Tuition deployed as in production, on this machine: simulator, API workers, one worker.
+
+* the gateway simulator in its own uvicorn process (:mod:`bench.simulator_app`);
+* ``tuition serve --workers N`` (uvicorn, uvloop, httptools) with the embedded worker off;
+* one ``tuition worker`` process relaying the outbox and sealing the ledger.
+
+They share the merchant id/secret and the simulator's RSA key file through the usual
+``TUITION_*`` settings; nothing else in the environment's ``TUITION_*`` leaks in.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+import subprocess
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+
+from bench.processes import Proc, start, wait_for_http, wait_for_log
+
+HOST = "127.0.0.1"
+APP_ID = "bench_app"
+REPO = Path(__file__).resolve().parent.parent
+
+
+def tuition_bin() -> str:
+    return str(Path(sys.executable).parent / "tuition")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind((HOST, 0))
+        return int(s.getsockname()[1])
+
+
+def write_key(path: Path) -> None:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    path.touch(mode=0o600)
+    path.write_bytes(
+        key.private_bytes(
+            serialization.Encoding.PEM,
+            serialization.PrivateFormat.PKCS8,
+            serialization.NoEncryption(),
+        )
+    )
+
+
+@dataclass
+class Stack:
+    workdir: Path
+    env: dict[str, str]
+    api_port: int
+    sim_port: int
+    key_file: Path
+    procs: list[Proc] = field(default_factory=list)
+    api_key: str = ""
+
+    @property
+    def api(self) -> list[Proc]:
+        return [p for p in self.procs if p.name.startswith("api")]
+
+    @property
+    def worker(self) -> Proc:
+        return self._named("worker")
+
+    @property
+    def simulator(self) -> Proc:
+        return self._named("simulator")
+
+    def _named(self, name: str) -> Proc:
+        return next(p for p in self.procs if p.name == name)
+
+    def api_workers(self) -> list[int]:
+        """The API processes serving requests (not a supervisor or multiprocessing helpers)."""
+        pids = []
+        for pid in [pid for proc in self.api for pid in proc.workers()]:
+            try:
+                cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+            except OSError:
+                continue
+            if b"resource_tracker" not in cmdline:
+                pids.append(pid)
+        return pids
+
+    def tuition(self, *args: str, timeout: float = 120) -> str:
+        result = subprocess.run(  # noqa: S603 - our own argv
+            [tuition_bin(), *args],
+            env=self.env,
+            cwd=self.workdir,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+        if result.returncode != 0:
+            raise RuntimeError(f"tuition {' '.join(args)} failed:\n{result.stdout}{result.stderr}")
+        return result.stdout
+
+    def stop(self) -> None:
+        for proc in reversed(self.procs):
+            proc.stop()
+
+
+def make_stack(workdir: Path, database_url: str, *, pool_size: int | None) -> Stack:
+    api_port, sim_port = free_port(), free_port()
+    key_file = workdir / "simulator-key.pem"
+    write_key(key_file)
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("TUITION_", "BENCH_SIM"))}
+    env.update(
+        TUITION_DATABASE_URL=database_url,
+        TUITION_HOST=HOST,
+        TUITION_PORT=str(api_port),
+        TUITION_SECRET_KEY=secrets.token_urlsafe(32),
+        TUITION_SIMULATOR="false",
+        TUITION_SANDBOX_URL=f"http://{HOST}:{sim_port}",
+        TUITION_SIMULATOR_KEY_FILE=str(key_file),
+        TUITION_SANDBOX_APP_ID=APP_ID,
+        TUITION_SANDBOX_SECRET=secrets.token_urlsafe(24),
+        TUITION_EMBEDDED_WORKER="false",
+        BENCH_SIMULATOR_URL=f"http://{HOST}:{sim_port}",
+    )
+    if pool_size is not None:
+        env["TUITION_DB_POOL_SIZE"] = str(pool_size)
+    return Stack(workdir, env, api_port, sim_port, key_file)
+
+
+async def deploy(stack: Stack, *, api_workers: int, api_mode: str = "reuseport") -> None:
+    """Migrate, create an API key, and start the three programs; waits until they answer.
+
+    ``api_mode`` ``reuseport``: ``api_workers`` processes of :mod:`bench.api_server`;
+    ``serve``: ``tuition serve --workers api_workers`` (one shared accept socket).
+    """
+    stack.tuition("migrate")
+    created = stack.tuition("keys", "create", "--name", "bench")
+    stack.api_key = next(
+        line.strip() for line in reversed(created.splitlines()) if line.startswith("sk_")
+    )
+    # bench/ must be importable; a PYTHONPATH given to the bench (e.g. another src tree
+    # to measure) comes first.
+    path = os.pathsep.join(p for p in (os.environ.get("PYTHONPATH", ""), str(REPO)) if p)
+    sim_env = {**stack.env, "PYTHONPATH": path}
+    stack.procs.append(
+        start(
+            "simulator",
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "bench.simulator_app:app",
+                "--factory",
+                "--host",
+                HOST,
+                "--port",
+                str(stack.sim_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env=sim_env,
+            cwd=stack.workdir,
+        )
+    )
+    if api_mode == "serve":
+        argv = [tuition_bin(), "serve", "--workers", str(api_workers)]
+        stack.procs.append(
+            start("api", [*argv, "--port", str(stack.api_port)], env=stack.env, cwd=stack.workdir)
+        )
+    else:
+        for n in range(api_workers):
+            argv = [sys.executable, "-m", "bench.api_server", str(stack.api_port)]
+            stack.procs.append(start(f"api{n + 1}", argv, env=sim_env, cwd=stack.workdir))
+    stack.procs.append(start("worker", [tuition_bin(), "worker"], env=stack.env, cwd=stack.workdir))
+    await wait_for_http(stack.simulator, HOST, stack.sim_port, "/v1/public-key", 30)
+    for proc in stack.api:
+        if api_mode != "serve":
+            await wait_for_log(proc, "Application startup complete", 60)
+        await wait_for_http(proc, HOST, stack.api_port, "/readyz", 60)
+    if not stack.worker.alive():
+        raise RuntimeError(f"the worker exited:\n{stack.worker.tail()}")
