@@ -275,3 +275,32 @@ async def test_a_key_held_by_a_dead_request_can_be_taken_over_after_its_lease(
         "/v1/probe", json={"text": "a"}, headers={"Idempotency-Key": "k-dead"}
     )
     assert response.status_code == 201
+
+
+async def test_a_key_revoked_by_another_process_is_refused_once_the_cache_expires(
+    app: FastAPI, anon_client: httpx.AsyncClient, engine: object, db_url: str, clock: FrozenClock
+) -> None:
+    from tuition.api.deps import ApiKeyCache
+    from tuition.store.db import create_engine
+
+    _mount_probe(app)
+    ticks = [0.0]
+    app.state.container.api_keys = ApiKeyCache(5.0, now=lambda: ticks[0])
+    created = await create_key(UnitOfWork(engine), name="k", mode="test", clock=clock)  # type: ignore[arg-type]
+    headers = {"Authorization": f"Bearer {created.secret}"}
+    assert (
+        await anon_client.post("/v1/probe", json={"text": "a"}, headers=headers)
+    ).status_code == 201
+    other_process = create_engine(db_url)  # not watched by this app's cache
+    try:
+        await revoke_key(UnitOfWork(other_process), created.record.id, clock=clock)
+    finally:
+        await other_process.dispose()
+    ticks[0] = 4.0
+    assert (
+        await anon_client.post("/v1/probe", json={"text": "b"}, headers=headers)
+    ).status_code == 201
+    ticks[0] = 5.1
+    refused = await anon_client.post("/v1/probe", json={"text": "c"}, headers=headers)
+    assert refused.status_code == 401
+    assert refused.json()["error"]["code"] == "api_key_revoked"

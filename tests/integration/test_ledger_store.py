@@ -189,3 +189,14 @@ def test_ledger_verify_command_exits_non_zero_after_an_edit(
         assert "hash_mismatch" in bad.output
     finally:
         get_settings.cache_clear()
+
+
+async def test_a_batch_that_repeats_a_source_posts_it_once(
+    uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    entry = _payment(1, clock)
+    rebuilt = _payment(1, clock)  # same source, another entry id
+    assert await _post(uow, [entry, _payment(2, clock), rebuilt, entry], clock) == 2
+    assert await seal_ledger(uow) == 2
+    report = await verify_ledger(uow)
+    assert (report.entries, report.ok) == (2, True)
