@@ -63,6 +63,14 @@ class ComponentShare:
     tax: int
     surcharge: int
 
+    def to_dict(self) -> dict[str, str | int]:
+        return {
+            "product_id": self.product_id,
+            "amount": self.amount,
+            "tax": self.tax,
+            "surcharge": self.surcharge,
+        }
+
 
 @dataclass(frozen=True, slots=True)
 class PricedLine:
@@ -143,10 +151,7 @@ def _line_dict(line: PricedLine) -> dict[str, Any]:
         "tax": line.tax,
         "surcharge": line.surcharge,
         "total": line.total,
-        "components": [
-            {"product_id": c.product_id, "amount": c.amount, "tax": c.tax, "surcharge": c.surcharge}
-            for c in line.components
-        ],
+        "components": [c.to_dict() for c in line.components],
     }
 
 

@@ -127,7 +127,7 @@ async def change_coupon(
             catalog=catalog,
         )
         if coupon_id is not None and coupon is not None:
-            refused = await uow.orders.redeem_coupon_again(
+            refused = await uow.orders.redeem_coupon(
                 coupon_id=coupon_id,
                 order_id=order_id,
                 customer_id=order.customer_id,
@@ -236,15 +236,7 @@ def _repriced(order: OrderRecord, quote: Quote, now: datetime) -> OrderRecord:
             tax=new.tax,
             surcharge=new.surcharge,
             total=new.total,
-            components=[
-                {
-                    "product_id": c.product_id,
-                    "amount": c.amount,
-                    "tax": c.tax,
-                    "surcharge": c.surcharge,
-                }
-                for c in new.components
-            ],
+            components=[c.to_dict() for c in new.components],
         )
         for old, new in zip(order.lines, quote.lines, strict=True)
     )

@@ -291,15 +291,7 @@ def _order_record(
             tax=priced.tax,
             surcharge=priced.surcharge,
             total=priced.total,
-            components=[
-                {
-                    "product_id": c.product_id,
-                    "amount": c.amount,
-                    "tax": c.tax,
-                    "surcharge": c.surcharge,
-                }
-                for c in priced.components
-            ],
+            components=[c.to_dict() for c in priced.components],
         )
         for priced, line in zip(quote.lines, lines, strict=True)
     )

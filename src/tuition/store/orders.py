@@ -220,6 +220,8 @@ class OrderRepository:
     ) -> str | None:
         """Count one use atomically; the refusal code when a limit is reached, else None.
 
+        For an order that held a coupon before, call :meth:`release_coupon` first.
+
         Conditional UPDATEs are the guard: concurrent checkouts serialise on the coupon
         row and each re-checks the limit against the committed count.
         """
@@ -253,11 +255,22 @@ class OrderRepository:
         )
         if mine.rowcount != 1:
             return "coupon_customer_limit_reached"
-        await self.conn.execute(
-            insert(coupon_redemptions).values(
-                order_id=order_id, coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at
+        # An order has one redemption row (order_id is its key): a re-priced order whose
+        # earlier coupon was released takes its row over; a new order inserts one.
+        reused = await self.conn.execute(
+            update(coupon_redemptions)
+            .where(
+                coupon_redemptions.c.order_id == order_id,
+                coupon_redemptions.c.released_at.is_not(None),
             )
+            .values(coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at, released_at=None)
         )
+        if reused.rowcount != 1:
+            await self.conn.execute(
+                insert(coupon_redemptions).values(
+                    order_id=order_id, coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at
+                )
+            )
         return None
 
     async def release_coupon(self, order_id: str, at: datetime) -> bool:
@@ -409,68 +422,6 @@ class OrderRepository:
                 )
             )
         return True
-
-    async def redeem_coupon_again(
-        self,
-        *,
-        coupon_id: str,
-        order_id: str,
-        customer_id: str,
-        max_redemptions: int | None,
-        max_per_customer: int | None,
-        at: datetime,
-    ) -> str | None:
-        """:meth:`redeem_coupon` for an order that may have held a coupon before.
-
-        The same conditional UPDATEs count the use; the order's one redemption row
-        (``order_id`` is its key) is then pointed at the new coupon instead of inserted.
-        Call :meth:`release_coupon` first: only a released row is taken over.
-        """
-        taken = await self.conn.execute(
-            update(coupons)
-            .where(
-                coupons.c.id == coupon_id,
-                or_(
-                    coupons.c.max_redemptions.is_(None),
-                    coupons.c.times_redeemed < coupons.c.max_redemptions,
-                ),
-            )
-            .values(times_redeemed=coupons.c.times_redeemed + 1)
-        )
-        if taken.rowcount != 1:
-            return "coupon_exhausted"
-        await self.conn.execute(
-            insert_ignoring_conflicts(self.conn, coupon_customer_usage).values(
-                coupon_id=coupon_id, customer_id=customer_id, times_redeemed=0
-            )
-        )
-        usage = coupon_customer_usage.c
-        mine = await self.conn.execute(
-            update(coupon_customer_usage)
-            .where(
-                usage.coupon_id == coupon_id,
-                usage.customer_id == customer_id,
-                usage.times_redeemed < max_per_customer if max_per_customer is not None else true(),
-            )
-            .values(times_redeemed=usage.times_redeemed + 1)
-        )
-        if mine.rowcount != 1:
-            return "coupon_customer_limit_reached"
-        reused = await self.conn.execute(
-            update(coupon_redemptions)
-            .where(
-                coupon_redemptions.c.order_id == order_id,
-                coupon_redemptions.c.released_at.is_not(None),
-            )
-            .values(coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at, released_at=None)
-        )
-        if reused.rowcount != 1:
-            await self.conn.execute(
-                insert(coupon_redemptions).values(
-                    order_id=order_id, coupon_id=coupon_id, customer_id=customer_id, redeemed_at=at
-                )
-            )
-        return None
 
 
 _ORDER_FIELDS = [f for f in OrderRecord.__dataclass_fields__ if f != "lines"]
