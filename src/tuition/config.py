@@ -26,7 +26,6 @@ class Settings(BaseSettings):
     )
 
     database_url: str = "sqlite+aiosqlite:///./tuition.db"
-    environment: Literal["test", "live"] = "test"
     log_level: Literal["debug", "info", "warning", "error"] = "info"
     log_json: bool = True
     host: str = "127.0.0.1"
