@@ -17,6 +17,7 @@ from tuition.channels.base import (
     Channel,
     NotificationKind,
     NotificationRejected,
+    RefundState,
     VerifiedNotification,
 )
 from tuition.domain.ids import new_id
@@ -25,6 +26,7 @@ from tuition.logs import get_logger, mask
 from tuition.services.payments import PaymentDeps, submit_refund
 from tuition.services.settlement import Settled, apply_payment_state, apply_refund_state
 from tuition.store.events import NotificationRecord
+from tuition.store.payments import PaymentRecord, RefundRecord
 from tuition.store.uow import UnitOfWork
 
 log = get_logger(__name__)
@@ -57,7 +59,7 @@ async def handle_notification(
 
     settled = Settled()
     async with uow:
-        reason = await _mismatch(uow, channel, verified)
+        reason, loaded = await _mismatch(uow, channel, verified)
         if reason is not None:
             await record.write(uow, "rejected", reason, verified)
             await uow.commit()
@@ -71,7 +73,8 @@ async def handle_notification(
         )
         verdict = "duplicate"
         if first:
-            settled = await _settle(uow, channel, verified, deps)
+            assert loaded is not None
+            settled = await _settle(uow, channel, verified, loaded, deps)
             verdict = "applied" if settled.changed else "ignored"
         await record.write(uow, verdict, None, verified)
         await uow.commit()
@@ -80,27 +83,40 @@ async def handle_notification(
     return Outcome(verdict, None, channel.ack(True))
 
 
-async def _mismatch(uow: UnitOfWork, channel: Channel, n: VerifiedNotification) -> str | None:
+async def _mismatch(
+    uow: UnitOfWork, channel: Channel, n: VerifiedNotification
+) -> tuple[str | None, PaymentRecord | RefundRecord | None]:
+    """Why ``n`` does not match our records (None if it does), and the payment or refund
+    it was matched against, read in this unit of work so that settling need not read it
+    again (every change to it is a compare-and-set on its status anyway)."""
     if n.app_id != channel.app_id:
-        return f"app id {n.app_id!r} is not ours"
+        return f"app id {n.app_id!r} is not ours", None
     if n.kind is NotificationKind.PAYMENT:
         state = n.payment
         assert state is not None
         payment = await uow.payments.get(state.payment_id)
         if payment is None:
-            return f"unknown payment {state.payment_id!r}"
+            return f"unknown payment {state.payment_id!r}", None
         if payment.channel != channel.slug:
-            return f"payment {payment.id} was made through {payment.channel}"
+            return f"payment {payment.id} was made through {payment.channel}", payment
         if state.amount != payment.amount:
-            return f"amount {state.amount} does not match payment amount {payment.amount}"
+            reason = f"amount {state.amount} does not match payment amount {payment.amount}"
+            return reason, payment
         if state.currency != payment.currency:
-            return f"currency {state.currency} does not match payment currency {payment.currency}"
-        return None
+            reason = f"currency {state.currency} does not match payment currency {payment.currency}"
+            return reason, payment
+        return None, payment
     refund_state = n.refund
     assert refund_state is not None
     refund = await uow.payments.get_refund(refund_state.refund_id)
     if refund is None:
-        return f"unknown refund {refund_state.refund_id!r}"
+        return f"unknown refund {refund_state.refund_id!r}", None
+    return await _refund_mismatch(uow, refund, refund_state), refund
+
+
+async def _refund_mismatch(
+    uow: UnitOfWork, refund: RefundRecord, refund_state: RefundState
+) -> str | None:
     if refund.payment_id != refund_state.payment_id:
         return f"refund {refund.id} belongs to payment {refund.payment_id}"
     if refund_state.currency != refund.currency:
@@ -119,17 +135,22 @@ async def _mismatch(uow: UnitOfWork, channel: Channel, n: VerifiedNotification) 
 
 
 async def _settle(
-    uow: UnitOfWork, channel: Channel, n: VerifiedNotification, deps: PaymentDeps
+    uow: UnitOfWork,
+    channel: Channel,
+    n: VerifiedNotification,
+    loaded: PaymentRecord | RefundRecord,
+    deps: PaymentDeps,
 ) -> Settled:
     now = deps.clock.now()
     if n.kind is NotificationKind.PAYMENT:
         assert n.payment is not None
-        payment = await uow.payments.get(n.payment.payment_id)
-        assert payment is not None
-        return await apply_payment_state(uow, payment, n.payment, fee_rate=channel.fee_rate, at=now)
+        assert isinstance(loaded, PaymentRecord)
+        assert loaded.id == n.payment.payment_id
+        return await apply_payment_state(uow, loaded, n.payment, fee_rate=channel.fee_rate, at=now)
     assert n.refund is not None
-    refund = await uow.payments.get_refund(n.refund.refund_id)
-    assert refund is not None
+    refund = loaded
+    assert isinstance(refund, RefundRecord)
+    assert refund.id == n.refund.refund_id
     return Settled(changed=await apply_refund_state(uow, refund, n.refund, at=now))
 
 

@@ -181,16 +181,22 @@ async def _close(
     return await get_order(uow, order_id)
 
 
-async def mark_order_paid(uow: UnitOfWork, order_id: str, *, at: datetime) -> bool:
+async def mark_order_paid(uow: UnitOfWork, order: str | OrderRecord, *, at: datetime) -> bool:
     """Inside an open unit of work: move the order to paid and grant its entitlements.
 
-    Compare-and-set on ``pending_payment``: returns True for the one caller that made the
-    move, False if the order is already paid (a retry, or a racing notification). The
-    caller commits. Raises IllegalTransition for a cancelled, expired or refunded order.
+    ``order`` is an order id, or the order with its lines as the caller already read it
+    in this unit of work (saves reading it again). Compare-and-set on
+    ``pending_payment``: returns True for the one caller that made the move, False if the
+    order is already paid (a retry, or a racing notification). The caller commits.
+    Raises IllegalTransition for a cancelled, expired or refunded order.
     """
-    order = await uow.orders.get(order_id)
-    if order is None:
-        raise NotFound(f"no order {order_id!r}", code="order_not_found", param="order_id")
+    if isinstance(order, str):
+        order_id = order
+        loaded = await uow.orders.get(order_id)
+        if loaded is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found", param="order_id")
+        order = loaded
+    order_id = order.id
     if order.status is not OrderStatus.PENDING_PAYMENT:
         if order.status is OrderStatus.PAID:
             return False

@@ -64,9 +64,11 @@ async def create_payment(
         )
     now = deps.clock.now()
     async with uow:
-        order = await uow.orders.get(cmd.order_id, with_lines=True)
-        if order is None:
+        # The order and just what the subject line needs of its lines, in one statement.
+        found = await uow.orders.get_with_summary(cmd.order_id)
+        if found is None:
             raise NotFound(f"no order {cmd.order_id!r}", code="order_not_found", param="order_id")
+        order, first_title, line_count = found
         if order.status is not OrderStatus.PENDING_PAYMENT:
             raise Conflict(
                 f"order {order.id} is {order.status}; only a pending_payment order can be paid",
@@ -110,11 +112,9 @@ async def create_payment(
         await uow.payments.add(payment)
         await uow.commit()
 
-    subject = (
-        order.lines[0].title
-        if len(order.lines) == 1
-        else f"{order.lines[0].title} +{len(order.lines) - 1}"
-    )
+    if first_title is None:  # an order always has lines
+        raise IndexError(f"order {order.id} has no lines")
+    subject = first_title if line_count == 1 else f"{first_title} +{line_count - 1}"
     request = PaymentRequest(
         payment_id=payment.id,
         order_id=order.id,
@@ -155,7 +155,8 @@ async def create_payment(
             await uow.commit()
         raise
     async with uow:
-        await uow.payments.set_status(
+        # RETURNING gives the row as written, so no third transaction reads it back.
+        pending = await uow.payments.set_status_returning(
             payment.id,
             expected=(PaymentStatus.CREATED,),
             target=PaymentStatus.PENDING,
@@ -164,6 +165,9 @@ async def create_payment(
             next_action={k: v for k, v in asdict(created.next_action).items()},
         )
         await uow.commit()
+    if pending is not None:
+        return pending
+    # Settled (or failed) by someone else meanwhile: return the payment as it now is.
     return await get_payment(uow, payment.id)
 
 

@@ -94,7 +94,7 @@ async def _succeed(
     order = await uow.orders.get(payment.order_id)
     assert order is not None, "a payment always has its order"
     try:
-        paid_now = await mark_order_paid(uow, order.id, at=at)
+        paid_now = await mark_order_paid(uow, order, at=at)
     except IllegalTransition:  # cancelled or expired before this money came
         paid_now = False
     await uow.events.emit("payment.succeeded", payment.id, _payment_data(payment), at=at)

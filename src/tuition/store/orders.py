@@ -127,6 +127,36 @@ class OrderRepository:
         lines = await self._lines([order_id]) if with_lines else {}
         return _order(row._mapping, lines.get(order_id, ()))
 
+    async def get_with_summary(self, order_id: str) -> tuple[OrderRecord, str | None, int] | None:
+        """The order without its lines, its first line's title and its number of lines, in
+        one statement: what starting a payment needs (the gateway's subject line)."""
+        first_title = (
+            select(order_lines.c.title)
+            .where(order_lines.c.order_id == orders.c.id)
+            .order_by(order_lines.c.line_index)
+            .limit(1)
+            .scalar_subquery()
+        )
+        line_count = (
+            select(func.count())
+            .select_from(order_lines)
+            .where(order_lines.c.order_id == orders.c.id)
+            .scalar_subquery()
+        )
+        row = (
+            await self.conn.execute(
+                select(
+                    orders,
+                    first_title.label("first_line_title__"),
+                    line_count.label("line_count__"),
+                ).where(orders.c.id == order_id)
+            )
+        ).first()
+        if row is None:
+            return None
+        m = row._mapping
+        return _order(m, ()), m["first_line_title__"], int(m["line_count__"])
+
     async def find(
         self, filt: OrderFilter, *, limit: int, starting_after: str | None
     ) -> tuple[list[OrderRecord], bool]:

@@ -136,6 +136,30 @@ class PaymentRepository:
         )
         return result.rowcount == 1
 
+    async def set_status_returning(
+        self,
+        payment_id: str,
+        *,
+        expected: Collection[PaymentStatus],
+        target: PaymentStatus,
+        at: datetime,
+        **values: Any,
+    ) -> PaymentRecord | None:
+        """``set_status`` that returns the row as written (``UPDATE … RETURNING``), in the
+        same round trip; None for a caller whose expected status no longer held."""
+        row = (
+            await self.conn.execute(
+                update(payments)
+                .where(
+                    payments.c.id == payment_id,
+                    payments.c.status.in_([s.value for s in expected]),
+                )
+                .values(status=target.value, updated_at=at, **values)
+                .returning(*payments.c)
+            )
+        ).first()
+        return None if row is None else _payment(row._mapping)
+
     async def mark_duplicate(self, payment_id: str, *, of_order: str) -> None:
         """Flag a payment that succeeded for an order that no longer wanted it."""
         await self.conn.execute(
