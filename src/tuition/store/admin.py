@@ -15,7 +15,8 @@ from sqlalchemy import Select, case, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.orders import OrderStatus
-from tuition.store.orders import OrderRecord, insert_ignoring_conflicts
+from tuition.store.db import insert_ignoring_conflicts
+from tuition.store.orders import OrderRecord
 from tuition.store.tables import (
     admin_sessions,
     admin_users,

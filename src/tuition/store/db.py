@@ -6,12 +6,24 @@ import time
 from typing import Any
 
 from sqlalchemy import event, exc
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 # A pooled connection unused for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 5.0
 _CHECKED_IN = "tuition_checked_in"
+
+
+def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
+    """An INSERT that knows ``ON CONFLICT`` in the connection's dialect."""
+    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
+    return dialect.insert(table)
+
+
+def insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING`` in the connection's dialect."""
+    return dialect_insert(conn, table).on_conflict_do_nothing()
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -11,7 +11,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.ids import new_id
-from tuition.store.orders import insert_ignoring_conflicts
+from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.tables import notification_effects, notifications, outbox_events
 
 

@@ -19,7 +19,6 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import func, insert, select, text, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.ledger import (
@@ -31,7 +30,7 @@ from tuition.domain.ledger import (
     SealedEntry,
     seal_all,
 )
-from tuition.store.orders import insert_ignoring_conflicts
+from tuition.store.db import dialect_insert, insert_ignoring_conflicts
 from tuition.store.tables import (
     journal_entries,
     ledger_accounts,
@@ -187,13 +186,12 @@ class LedgerRepository:
         return int(result.scalar_one())
 
     async def _post_in_steps(self, entries: Sequence[JournalEntry], *, at: datetime) -> int:
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
         rows = await self.conn.execute(
-            dialect.insert(journal_entries)
             # Any conflict means "already posted": the same entry retried has the same id
             # and source, and a rebuilt one the same source.
-            .on_conflict_do_nothing()
-            .returning(journal_entries.c.seq, journal_entries.c.source),
+            insert_ignoring_conflicts(self.conn, journal_entries).returning(
+                journal_entries.c.seq, journal_entries.c.source
+            ),
             [
                 {
                     "id": e.id,
@@ -245,8 +243,7 @@ class LedgerRepository:
         for entry in entries:
             for p in entry.postings:
                 deltas[(p.account.key, _shard(p.account))] += p.amount
-        dialect = postgresql if self.conn.dialect.name == "postgresql" else sqlite
-        stmt = dialect.insert(ledger_balances)
+        stmt = dialect_insert(self.conn, ledger_balances)
         stmt = stmt.on_conflict_do_update(
             index_elements=["account_key", "shard"],
             set_={"balance": ledger_balances.c.balance + stmt.excluded.balance},

@@ -14,10 +14,10 @@ from decimal import Decimal
 from typing import Any
 
 from sqlalchemy import Select, and_, func, insert, or_, select, true, update
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.orders import OrderStatus
+from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.tables import (
     coupon_customer_usage,
     coupon_redemptions,
@@ -94,12 +94,6 @@ class OrderFilter:
     status: OrderStatus | None = None
     created_gte: datetime | None = None
     created_lt: datetime | None = None
-
-
-def insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` in the connection's dialect."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table).on_conflict_do_nothing()
 
 
 class OrderRepository:

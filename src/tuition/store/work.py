@@ -15,7 +15,7 @@ from typing import Any
 from sqlalchemy import Select, and_, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tuition.store.orders import insert_ignoring_conflicts
+from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.tables import (
     delivery_attempts,
     jobs,
