@@ -16,15 +16,33 @@ from pathlib import Path
 _TICKS = os.sysconf("SC_CLK_TCK")
 
 
-def cpu_seconds(pid: int) -> float:
-    """User + system CPU seconds of ``pid`` so far (0 once it is gone)."""
+@dataclass(frozen=True)
+class CpuTime:
+    """CPU seconds: ``user`` in the process's own code, ``system`` in the kernel for it."""
+
+    user: float = 0.0
+    system: float = 0.0
+
+    @property
+    def total(self) -> float:
+        return self.user + self.system
+
+    def __add__(self, other: CpuTime) -> CpuTime:
+        return CpuTime(self.user + other.user, self.system + other.system)
+
+    def since(self, earlier: CpuTime) -> CpuTime:
+        return CpuTime(max(0.0, self.user - earlier.user), max(0.0, self.system - earlier.system))
+
+
+def cpu_seconds(pid: int) -> CpuTime:
+    """User and system CPU seconds of ``pid`` so far (zero once it is gone)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return 0.0
+        return CpuTime()
     # The command name may hold spaces and parentheses: fields start after the last ")".
     fields = stat.rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / _TICKS
+    return CpuTime(int(fields[11]) / _TICKS, int(fields[12]) / _TICKS)
 
 
 def memory_kib(pid: int) -> dict[str, int]:
@@ -163,13 +181,16 @@ async def wait_for_log(proc: Proc, text: str, within: float) -> None:
 @dataclass(frozen=True)
 class CpuSample:
     at: float
-    by_pid: dict[int, float]
+    by_pid: dict[int, CpuTime]
 
 
 def sample(pids: Iterable[int]) -> CpuSample:
     return CpuSample(time.monotonic(), {pid: cpu_seconds(pid) for pid in pids})
 
 
-def cpu_between(first: CpuSample, last: CpuSample) -> float:
-    """CPU seconds spent between two samples by the processes present in the first."""
-    return sum(max(0.0, last.by_pid.get(pid, 0.0) - t) for pid, t in first.by_pid.items())
+def cpu_between(first: CpuSample, last: CpuSample) -> CpuTime:
+    """CPU time spent between two samples by the processes present in the first."""
+    spent = CpuTime()
+    for pid, before in first.by_pid.items():
+        spent += last.by_pid.get(pid, before).since(before)
+    return spent

@@ -7,6 +7,7 @@ import json
 from typing import Any
 
 from bench.flows import STEPS
+from bench.processes import CpuTime
 from bench.run import Result
 
 TARGET_FLOWS = 1000.0
@@ -52,7 +53,7 @@ def markdown(r: Result) -> str:
             f"| flows/s ÷ pgbench tps | {r.ratio:.3f} | ≥ {TARGET_RATIO} "
             f"| {_mark(r.ratio >= TARGET_RATIO)} |",
         ]
-    server_cpu = r.cpu_s.get("api", 0.0) + r.cpu_s.get("worker", 0.0)
+    server_cpu = r.cpu_s.get("api", CpuTime()).total + r.cpu_s.get("worker", CpuTime()).total
     per_flow = server_cpu / r.flows * 1000 if r.flows else 0.0
     out.append(f"| server CPU per flow (API + worker) | {per_flow:.2f} ms | | |")
     out.append(f"| machine CPU busy in window (all cores) | {r.machine_busy_pct:.0f} % | | |")
@@ -80,13 +81,14 @@ def markdown(r: Result) -> str:
             )
     out += [
         "",
-        "| process | CPU s in window | CPU ms per flow | peak RSS MiB |",
-        "| --- | ---: | ---: | ---: |",
+        "| process | CPU s in window | CPU ms per flow | of which in the kernel | peak RSS MiB |",
+        "| --- | ---: | ---: | ---: | ---: |",
     ]
     for role, cpu in r.cpu_s.items():
         rss = f"{r.peak_rss_mib[role]:.0f}" if role in r.peak_rss_mib else ""
-        per = cpu / r.flows * 1000 if r.flows else 0.0
-        out.append(f"| {role} | {cpu:.1f} | {per:.2f} | {rss} |")
+        per = cpu.total / r.flows * 1000 if r.flows else 0.0
+        kernel = 100 * cpu.system / cpu.total if cpu.total else 0.0
+        out.append(f"| {role} | {cpu.total:.1f} | {per:.2f} | {kernel:.0f} % | {rss} |")
     out += ["", "| check | ok | detail |", "| --- | :---: | --- |"]
     out += [f"| {c.name} | {_mark(c.ok)} | {c.detail} |" for c in r.checks]
     if r.error_samples:

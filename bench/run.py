@@ -18,7 +18,9 @@ from bench.pgbench import PgbenchResult, run_pgbench
 from bench.postgres import Server, find_server
 from bench.processes import (
     CpuSample,
+    CpuTime,
     cpu_between,
+    cpu_seconds,
     load_1min,
     loadavg,
     machine_busy,
@@ -60,7 +62,7 @@ class Result:
     errors: dict[str, int] = field(default_factory=dict)
     measured_errors: int = 0
     error_samples: list[str] = field(default_factory=list)
-    cpu_s: dict[str, float] = field(default_factory=dict)  # per role, over the window
+    cpu_s: dict[str, CpuTime] = field(default_factory=dict)  # per role, over the window
     machine_busy_pct: float = 0.0  # all CPUs, over the window
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
     pgbench: PgbenchResult | None = None
@@ -164,11 +166,11 @@ async def _load(stack: Stack, server: Server, options: Options, result: Result) 
             for pid in roles["api"]:
                 raw = stack.workdir / f"profile-{pid}.txt"
                 spies.append(await profile_mod.record(pid, options.duration, raw))
-        first, self_cpu, busy = sample(_all(roles)), time.process_time(), machine_busy()
+        first, self_cpu, busy = sample(_all(roles)), cpu_seconds(os.getpid()), machine_busy()
         recorder.measuring = True
         await asyncio.sleep(options.duration)
         recorder.measuring = False
-        last, self_cpu = sample(_all(roles)), time.process_time() - self_cpu
+        last, self_cpu = sample(_all(roles)), cpu_seconds(os.getpid()).since(self_cpu)
         busy_end = machine_busy()
         result.machine_busy_pct = 100 * (busy_end[0] - busy[0]) / (busy_end[1] - busy[1])
         elapsed = last.at - first.at
@@ -223,8 +225,8 @@ def _all(roles: dict[str, list[int]]) -> list[int]:
 
 def _cpu_by_role(
     roles: dict[str, list[int]], first: CpuSample, last: CpuSample
-) -> dict[str, float]:
-    """CPU seconds per role, and per API worker (``api 1``, ...) to show the balance."""
+) -> dict[str, CpuTime]:
+    """CPU time per role, and per API worker (``api 1``, ...) to show the balance."""
     out = {}
     for role, pids in roles.items():
         out[role] = _cpu_of(pids, first, last)
@@ -234,7 +236,7 @@ def _cpu_by_role(
     return out
 
 
-def _cpu_of(pids: list[int], first: CpuSample, last: CpuSample) -> float:
+def _cpu_of(pids: list[int], first: CpuSample, last: CpuSample) -> CpuTime:
     mine = set(pids)
     return cpu_between(
         CpuSample(first.at, {p: t for p, t in first.by_pid.items() if p in mine}), last

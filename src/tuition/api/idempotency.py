@@ -1,7 +1,8 @@
 """``Idempotency-Key`` for POST routes, enforced by a UNIQUE constraint.
 
-The first request with a key inserts a ``running`` record in its own short transaction;
-the UNIQUE (api key, key) constraint makes that insert the single winner. The handler
+The first request with a key inserts a ``running`` record with one ``INSERT … ON
+CONFLICT DO NOTHING`` that commits on its own, before the handler's work; the UNIQUE
+(api key, key) constraint makes that insert the single winner. The handler
 then runs, and its response (status and body) is stored. A later request with the same
 key and the same body gets the stored response without the handler running; with a
 different body it gets 422 ``idempotency_key_reused``. A request arriving while the
@@ -76,7 +77,9 @@ async def _idempotent(
 
     while True:
         now = clock.now()
-        async with container.uow() as uow:
+        # Every statement here is atomic by itself (INSERT … ON CONFLICT, a CAS), so no
+        # transaction wraps them: on PostgreSQL that is one round trip for the claim.
+        async with container.uow(autocommit=True) as uow:
             record_id = await uow.idempotency.claim(
                 api_key_id=api_key.id,
                 key=key,
@@ -134,7 +137,7 @@ async def _run_and_store(
         response = await handler(request)
     except BaseException as exc:
         # A refusal is an answer and is replayed; a crash is not, so a retry runs again.
-        async with container.uow() as uow:
+        async with container.uow(autocommit=True) as uow:
             if isinstance(exc, TuitionError) and exc.status < 500:
                 await uow.idempotency.finish(
                     record_id, status=exc.status, body=json.dumps({"error": exc.to_dict()})
@@ -143,7 +146,7 @@ async def _run_and_store(
                 await uow.idempotency.release(record_id)
             await uow.commit()
         raise
-    async with container.uow() as uow:
+    async with container.uow(autocommit=True) as uow:
         if response.status_code >= 500:
             await uow.idempotency.release(record_id)
         else:

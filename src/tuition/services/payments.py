@@ -128,23 +128,25 @@ async def create_payment(
         client_ip=cmd.client_ip,
         payer_id=cmd.payer_id,
     )
+    # Each write after the call is one compare-and-set statement: no transaction needs to
+    # wrap it, so it runs in an autocommit unit of work (two round trips fewer).
     try:
         created = await channel.create_payment(request)
     except ChannelTimeout:
-        async with uow:
-            await uow.payments.set_status(
+        async with uow.autocommit() as single:
+            await single.payments.set_status(
                 payment.id,
                 expected=(PaymentStatus.CREATED,),
                 target=PaymentStatus.PENDING,
                 at=deps.clock.now(),
             )
-            await uow.commit()
+            await single.commit()
         raise
     except TuitionError as exc:
         # The gateway refused, or the channel refused our request before sending it
         # (e.g. a JSAPI payment without payer_id): this attempt is over either way.
-        async with uow:
-            await uow.payments.set_status(
+        async with uow.autocommit() as single:
+            await single.payments.set_status(
                 payment.id,
                 expected=(PaymentStatus.CREATED,),
                 target=PaymentStatus.FAILED,
@@ -152,11 +154,11 @@ async def create_payment(
                 failure_code=exc.code,
                 failure_message=exc.message[:500],
             )
-            await uow.commit()
+            await single.commit()
         raise
-    async with uow:
+    async with uow.autocommit() as single:
         # RETURNING gives the row as written, so no third transaction reads it back.
-        pending = await uow.payments.set_status_returning(
+        pending = await single.payments.set_status_returning(
             payment.id,
             expected=(PaymentStatus.CREATED,),
             target=PaymentStatus.PENDING,
@@ -164,7 +166,7 @@ async def create_payment(
             channel_trade_no=created.channel_trade_no,
             next_action={k: v for k, v in asdict(created.next_action).items()},
         )
-        await uow.commit()
+        await single.commit()
     if pending is not None:
         return pending
     # Settled (or failed) by someone else meanwhile: return the payment as it now is.

@@ -5,10 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import delete, insert, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.tables import api_keys, idempotency_keys
 
 
@@ -98,27 +98,27 @@ class IdempotencyRepository:
         locked_until: datetime,
         expires_at: datetime,
     ) -> int | None:
-        """Insert a running record; None when the key already exists (UNIQUE decides)."""
-        try:
-            async with self.conn.begin_nested():
-                result = await self.conn.execute(
-                    insert(idempotency_keys)
-                    .values(
-                        api_key_id=api_key_id,
-                        key=key,
-                        request_hash=request_hash,
-                        method=method,
-                        path=path,
-                        state="running",
-                        created_at=now,
-                        locked_until=locked_until,
-                        expires_at=expires_at,
-                    )
-                    .returning(idempotency_keys.c.id)
-                )
-                return int(result.scalar_one())
-        except IntegrityError:
-            return None
+        """Insert a running record; None when the key already exists (UNIQUE decides).
+
+        One statement (``ON CONFLICT DO NOTHING``, no savepoint): atomic on its own, so
+        it may run in an autocommit unit of work.
+        """
+        result = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, idempotency_keys, idempotency_keys.c.id),
+            {
+                "api_key_id": api_key_id,
+                "key": key,
+                "request_hash": request_hash,
+                "method": method,
+                "path": path,
+                "state": "running",
+                "created_at": now,
+                "locked_until": locked_until,
+                "expires_at": expires_at,
+            },
+        )
+        record_id = result.scalar_one_or_none()
+        return None if record_id is None else int(record_id)
 
     async def get(self, api_key_id: str, key: str) -> IdempotencyRecord | None:
         row = (
@@ -174,9 +174,13 @@ class IdempotencyRepository:
 
     async def finish(self, record_id: int, *, status: int, body: str) -> None:
         await self.conn.execute(
-            update(idempotency_keys)
-            .where(idempotency_keys.c.id == record_id)
-            .values(state="done", response_status=status, response_body=body)
+            _FINISH,
+            {
+                "where_id": record_id,
+                "state": "done",
+                "response_status": status,
+                "response_body": body,
+            },
         )
 
     async def release(self, record_id: int) -> None:
@@ -192,3 +196,6 @@ class IdempotencyRepository:
             delete(idempotency_keys).where(idempotency_keys.c.expires_at <= now)
         )
         return result.rowcount
+
+
+_FINISH = update(idempotency_keys).where(idempotency_keys.c.id == bindparam("where_id"))

@@ -13,7 +13,7 @@ such a value names no row, and PostgreSQL would refuse the NUL with an error (a 
 
 from __future__ import annotations
 
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -23,8 +23,12 @@ from sqlalchemy import (
     ColumnElement,
     RowMapping,
     Select,
+    String,
+    bindparam,
+    cast,
     delete,
     exists,
+    func,
     insert,
     null,
     select,
@@ -303,14 +307,14 @@ class CatalogRepository:
     ) -> ProductRecord | None:
         if not is_valid_id(product_id, Prefix.PRODUCT):
             return None
-        stmt = select(products).where(products.c.id == product_id)
-        found = await self._load(stmt.with_for_update() if for_update else stmt)
+        stmt = select(*_PRODUCT).where(products.c.id == product_id)
+        found = await self._load(stmt.with_for_update(of=products) if for_update else stmt)
         return found[0] if found else None
 
     async def list_products(
         self, where: ProductFilter, *, limit: int, starting_after: str | None
     ) -> tuple[list[ProductRecord], bool]:
-        stmt = select(products)
+        stmt = select(*_PRODUCT)
         if where.kind is not None:
             stmt = stmt.where(products.c.kind == str(where.kind))
         if where.status is not None:
@@ -338,14 +342,14 @@ class CatalogRepository:
         wanted = {i for i in ids if is_valid_id(i, Prefix.PRODUCT)}
         found = {
             r.product.id: r.product
-            for r in await self._load(select(products).where(products.c.id.in_(wanted)))
+            for r in await self._load(_SELECT_PRODUCTS, {"ids": list(wanted)})
         }
         # Components are never bundles (a rule enforced on creation), so one more level
         # completes the mapping.
         missing = {c for p in found.values() for c in p.components} - found.keys()
         if missing:
-            stmt = select(products).where(products.c.id.in_(missing))
-            found.update((r.product.id, r.product) for r in await self._load(stmt))
+            more = await self._load(_SELECT_PRODUCTS, {"ids": list(missing)})
+            found.update((r.product.id, r.product) for r in more)
         return found
 
     async def bundles_containing(self, product_id: str) -> list[Product]:
@@ -353,32 +357,15 @@ class CatalogRepository:
         bundle_ids = select(bundle_components.c.bundle_id).where(
             bundle_components.c.component_id == product_id
         )
-        stmt = select(products).where(products.c.id.in_(bundle_ids)).order_by(products.c.id)
+        stmt = select(*_PRODUCT).where(products.c.id.in_(bundle_ids)).order_by(products.c.id)
         return [r.product for r in await self._load(stmt)]
 
-    async def _load(self, stmt: Select[Any]) -> list[ProductRecord]:
-        """Run a SELECT over ``products`` and attach prices and components (two queries)."""
-        rows = (await self.conn.execute(stmt)).mappings().all()
-        if not rows:
-            return []
-        ids = [row["id"] for row in rows]
-        prices: dict[str, dict[str, int]] = {pid: {} for pid in ids}
-        price_rows = await self.conn.execute(
-            select(product_prices).where(product_prices.c.product_id.in_(ids))
-        )
-        for price in price_rows.mappings():
-            prices[price["product_id"]][price["currency"]] = price["amount"]
-        components: dict[str, list[str]] = {}
-        bundle_ids = [row["id"] for row in rows if row["kind"] == ProductKind.BUNDLE]
-        if bundle_ids:
-            component_rows = await self.conn.execute(
-                select(bundle_components)
-                .where(bundle_components.c.bundle_id.in_(bundle_ids))
-                .order_by(bundle_components.c.bundle_id, bundle_components.c.position)
-            )
-            for link in component_rows.mappings():
-                components.setdefault(link["bundle_id"], []).append(link["component_id"])
-        return [_product(row, prices[row["id"]], components.get(row["id"], ())) for row in rows]
+    async def _load(
+        self, stmt: Select[Any], params: Mapping[str, Any] | None = None
+    ) -> list[ProductRecord]:
+        """Run a ``select(*_PRODUCT)``: products with their prices and components."""
+        rows = (await self.conn.execute(stmt, params)).mappings().all()
+        return [_product(row) for row in rows]
 
     # --- tax rates ----------------------------------------------------------------------
 
@@ -475,9 +462,17 @@ def _tax_rate(row: RowMapping) -> TaxRateRecord:
     return TaxRateRecord(TaxRule(row["rate"], row["inclusive"], row["region"]), row["updated_at"])
 
 
-def _product(
-    row: RowMapping, prices: Mapping[str, int], components: Sequence[str]
-) -> ProductRecord:
+def _pairs(aggregated: str | None) -> list[tuple[str, str]]:
+    """``"a:1,b:2"`` (see ``_PRICES``) as ``[("a", "1"), ("b", "2")]``; None is no pairs."""
+    if not aggregated:
+        return []
+    return [(left, right) for left, _, right in (p.partition(":") for p in aggregated.split(","))]
+
+
+def _product(row: RowMapping) -> ProductRecord:
+    prices = {currency: int(amount) for currency, amount in _pairs(row["prices__"])}
+    positioned = sorted(_pairs(row["components__"]), key=lambda pair: int(pair[0]))
+    components = [component for _, component in positioned]
     product = Product(
         id=row["id"],
         creator_id=row["creator_id"],
@@ -494,3 +489,34 @@ def _product(
     return ProductRecord(
         product, row["description"], row["metadata"], row["created_at"], row["updated_at"]
     )
+
+
+# A product row carries its prices and a bundle's components, aggregated in the same
+# statement as "CNY:9900,USD:1500" and "0:prod_…,1:prod_…" (``aggregate_strings`` is
+# string_agg on PostgreSQL, group_concat on SQLite). Currency codes and ids never hold
+# ":" or ",", and aggregation order is not relied on: components carry their position.
+_PRICES = (
+    select(
+        func.aggregate_strings(
+            product_prices.c.currency + ":" + cast(product_prices.c.amount, String), ","
+        )
+    )
+    .where(product_prices.c.product_id == products.c.id)
+    .scalar_subquery()
+    .label("prices__")
+)
+_COMPONENTS = (
+    select(
+        func.aggregate_strings(
+            cast(bundle_components.c.position, String) + ":" + bundle_components.c.component_id,
+            ",",
+        )
+    )
+    .where(bundle_components.c.bundle_id == products.c.id)
+    .scalar_subquery()
+    .label("components__")
+)
+_PRODUCT = (products, _PRICES, _COMPONENTS)
+
+# Statements of the payment flow, built once (see ``store/db.py`` on prebuilt statements).
+_SELECT_PRODUCTS = select(*_PRODUCT).where(products.c.id.in_(bindparam("ids", expanding=True)))

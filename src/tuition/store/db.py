@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import time
+from collections.abc import Mapping
 from typing import Any
 
-from sqlalchemy import event, exc
+from sqlalchemy import Column, Table, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
@@ -15,15 +17,45 @@ PING_AFTER_IDLE_SECONDS = 5.0
 _CHECKED_IN = "tuition_checked_in"
 
 
+# Prebuilt statements. Building a Core statement (``select(t).where(t.c.id == x)``,
+# ``insert(t).values(**row)``) and computing its cache key costs 0.1-0.3 ms of CPU per
+# call here, about as much as the round trip itself. The payment flow's repositories
+# therefore build their statements once, at import, with ``bindparam()`` placeholders,
+# and pass the values to ``execute()``: SQLAlchemy then reuses the statement's memoized
+# cache key and compiled form. See docs/performance.md.
+
+
+def columns_of(table: Table, values: Mapping[str, Any]) -> Mapping[str, Any]:
+    """``values`` after checking each key names a column of ``table``.
+
+    A prebuilt UPDATE takes its SET columns from the parameters named after columns and
+    would silently ignore a misspelt one; ``.values(**values)`` raised instead.
+    """
+    unknown = values.keys() - table.c.keys()
+    if unknown:
+        raise TypeError(f"table {table.name!r} has no column {', '.join(sorted(unknown))}")
+    return values
+
+
 def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
     """An INSERT that knows ``ON CONFLICT`` in the connection's dialect."""
     dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
     return dialect.insert(table)
 
 
-def insert_ignoring_conflicts(conn: AsyncConnection, table: Any) -> Any:
-    """``INSERT … ON CONFLICT DO NOTHING`` in the connection's dialect."""
-    return dialect_insert(conn, table).on_conflict_do_nothing()
+def insert_ignoring_conflicts(conn: AsyncConnection, table: Table, *returning: Column[Any]) -> Any:
+    """``INSERT … ON CONFLICT DO NOTHING [RETURNING …]`` in the connection's dialect,
+    built once per dialect, table and returned columns; pass the row(s) to ``execute()``."""
+    return _insert_ignoring_conflicts(conn.dialect.name, table, returning)
+
+
+@functools.cache
+def _insert_ignoring_conflicts(
+    dialect_name: str, table: Table, returning: tuple[Column[Any], ...]
+) -> Any:
+    dialect = postgresql if dialect_name == "postgresql" else sqlite
+    stmt = dialect.insert(table).on_conflict_do_nothing()
+    return stmt.returning(*returning) if returning else stmt
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -45,9 +45,8 @@ class EventRepository:
 
     async def record_notification(self, record: NotificationRecord) -> None:
         await self.conn.execute(
-            insert(notifications).values(
-                {f: getattr(record, f) for f in NotificationRecord.__dataclass_fields__}
-            )
+            _INSERT_NOTIFICATION,
+            {f: getattr(record, f) for f in NotificationRecord.__dataclass_fields__},
         )
 
     async def claim_effect(
@@ -55,9 +54,13 @@ class EventRepository:
     ) -> bool:
         """True for the first notification with this key; a copy gets False (UNIQUE)."""
         result = await self.conn.execute(
-            insert_ignoring_conflicts(self.conn, notification_effects).values(
-                channel=channel, trade_no=trade_no, event=event, notification_id=notification_id
-            )
+            insert_ignoring_conflicts(self.conn, notification_effects),
+            {
+                "channel": channel,
+                "trade_no": trade_no,
+                "event": event,
+                "notification_id": notification_id,
+            },
         )
         return result.rowcount == 1
 
@@ -80,9 +83,14 @@ class EventRepository:
         """Write an event in the caller's transaction; the worker delivers it later."""
         event_id = new_id("evt")
         await self.conn.execute(
-            insert(outbox_events).values(
-                id=event_id, type=type_, object_id=object_id, data=dict(data), created_at=at
-            )
+            _INSERT_EVENT,
+            {
+                "id": event_id,
+                "type": type_,
+                "object_id": object_id,
+                "data": dict(data),
+                "created_at": at,
+            },
         )
         return event_id
 
@@ -93,3 +101,7 @@ class EventRepository:
             .order_by(outbox_events.c.id)
         )
         return [OutboxEvent(r.id, r.type, r.object_id, r.data, r.created_at) for r in rows]
+
+
+_INSERT_NOTIFICATION = insert(notifications)
+_INSERT_EVENT = insert(outbox_events)

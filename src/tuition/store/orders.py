@@ -13,11 +13,11 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select, true, update
+from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.orders import OrderStatus
-from tuition.store.db import insert_ignoring_conflicts
+from tuition.store.db import columns_of, insert_ignoring_conflicts
 from tuition.store.tables import (
     coupon_customer_usage,
     coupon_redemptions,
@@ -103,11 +103,10 @@ class OrderRepository:
     # --- orders -------------------------------------------------------------------------
 
     async def add(self, order: OrderRecord) -> None:
-        values = {f: getattr(order, f) for f in _ORDER_FIELDS}
-        await self.conn.execute(insert(orders).values(**values))
+        await self.conn.execute(_INSERT_ORDER, {f: getattr(order, f) for f in _ORDER_FIELDS})
         if order.lines:
             await self.conn.execute(
-                insert(order_lines),
+                _INSERT_LINE,
                 [
                     {"order_id": order.id, **{f: getattr(line, f) for f in _LINE_FIELDS}}
                     for line in order.lines
@@ -115,37 +114,24 @@ class OrderRepository:
             )
 
     async def get(self, order_id: str, *, with_lines: bool = True) -> OrderRecord | None:
-        row = (await self.conn.execute(select(orders).where(orders.c.id == order_id))).first()
-        if row is None:
+        if not with_lines:
+            row = (await self.conn.execute(_SELECT_ORDER, {"order_id": order_id})).first()
+            return None if row is None else _order(row._mapping, ())
+        # The order's columns repeat on each of its lines' rows: one round trip.
+        rows = (await self.conn.execute(_SELECT_ORDER_WITH_LINES, {"order_id": order_id})).all()
+        if not rows:
             return None
-        lines = await self._lines([order_id]) if with_lines else {}
-        return _order(row._mapping, lines.get(order_id, ()))
+        lines = tuple(
+            LineRecord(**{f: r._mapping[f"line__{f}"] for f in _LINE_FIELDS})
+            for r in rows
+            if r._mapping["line__line_index"] is not None
+        )
+        return _order(rows[0]._mapping, lines)
 
     async def get_with_summary(self, order_id: str) -> tuple[OrderRecord, str | None, int] | None:
         """The order without its lines, its first line's title and its number of lines, in
         one statement: what starting a payment needs (the gateway's subject line)."""
-        first_title = (
-            select(order_lines.c.title)
-            .where(order_lines.c.order_id == orders.c.id)
-            .order_by(order_lines.c.line_index)
-            .limit(1)
-            .scalar_subquery()
-        )
-        line_count = (
-            select(func.count())
-            .select_from(order_lines)
-            .where(order_lines.c.order_id == orders.c.id)
-            .scalar_subquery()
-        )
-        row = (
-            await self.conn.execute(
-                select(
-                    orders,
-                    first_title.label("first_line_title__"),
-                    line_count.label("line_count__"),
-                ).where(orders.c.id == order_id)
-            )
-        ).first()
+        row = (await self.conn.execute(_SELECT_ORDER_SUMMARY, {"order_id": order_id})).first()
         if row is None:
             return None
         m = row._mapping
@@ -181,9 +167,14 @@ class OrderRepository:
     ) -> bool:
         """Compare-and-set: True only for the caller whose expected status still held."""
         result = await self.conn.execute(
-            update(orders)
-            .where(orders.c.id == order_id, orders.c.status == expected.value)
-            .values(status=target.value, updated_at=at, **values)
+            _UPDATE_ORDER_IF_STATUS,
+            {
+                "where_id": order_id,
+                "where_status": expected.value,
+                "status": target.value,
+                "updated_at": at,
+                **columns_of(orders, values),
+            },
         )
         return result.rowcount == 1
 
@@ -202,11 +193,7 @@ class OrderRepository:
     async def _lines(self, order_ids: Sequence[str]) -> dict[str, tuple[LineRecord, ...]]:
         if not order_ids:
             return {}
-        rows = await self.conn.execute(
-            select(order_lines)
-            .where(order_lines.c.order_id.in_(order_ids))
-            .order_by(order_lines.c.order_id, order_lines.c.line_index)
-        )
+        rows = await self.conn.execute(_SELECT_LINES, {"order_ids": list(order_ids)})
         out: dict[str, list[LineRecord]] = {}
         for row in rows:
             m = row._mapping
@@ -360,12 +347,8 @@ class OrderRepository:
     async def permanent_holdings(self, customer_id: str, product_ids: Sequence[str]) -> set[str]:
         """Which of ``product_ids`` the customer holds for good (unrevoked, no expiry)."""
         rows = await self.conn.execute(
-            select(func.distinct(entitlements.c.product_id)).where(
-                entitlements.c.customer_id == customer_id,
-                entitlements.c.product_id.in_(product_ids),
-                entitlements.c.revoked_at.is_(None),
-                entitlements.c.expires_at.is_(None),
-            )
+            _SELECT_PERMANENT_HOLDINGS,
+            {"customer_id": customer_id, "product_ids": list(product_ids)},
         )
         return {r[0] for r in rows}
 
@@ -374,13 +357,7 @@ class OrderRepository:
     async def hold_total(self, order_id: str, *, total: int, at: datetime) -> bool:
         """Bump the order's version if it is still payable at ``total`` (row lock held)."""
         result = await self.conn.execute(
-            update(orders)
-            .where(
-                orders.c.id == order_id,
-                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
-                orders.c.total == total,
-            )
-            .values(updated_at=at)
+            _HOLD_TOTAL, {"where_id": order_id, "where_total": total, "updated_at": at}
         )
         return result.rowcount == 1
 
@@ -451,6 +428,52 @@ class OrderRepository:
 _ORDER_FIELDS = [f for f in OrderRecord.__dataclass_fields__ if f != "lines"]
 _LINE_FIELDS = list(LineRecord.__dataclass_fields__)
 _ENTITLEMENT_FIELDS = list(EntitlementRecord.__dataclass_fields__)
+
+# The payment flow's statements, built once (see ``store/db.py`` on prebuilt statements).
+# In an UPDATE the SET columns are the parameters named after columns; WHERE parameters
+# are named ``where_*`` so they never collide with them.
+_INSERT_ORDER = insert(orders)
+_INSERT_LINE = insert(order_lines)
+_SELECT_ORDER = select(orders).where(orders.c.id == bindparam("order_id"))
+_SELECT_ORDER_WITH_LINES = (
+    select(orders, *(order_lines.c[f].label(f"line__{f}") for f in _LINE_FIELDS))
+    .outerjoin(order_lines, order_lines.c.order_id == orders.c.id)
+    .where(orders.c.id == bindparam("order_id"))
+    .order_by(order_lines.c.line_index)
+)
+_SELECT_ORDER_SUMMARY = select(
+    orders,
+    select(order_lines.c.title)
+    .where(order_lines.c.order_id == orders.c.id)
+    .order_by(order_lines.c.line_index)
+    .limit(1)
+    .scalar_subquery()
+    .label("first_line_title__"),
+    select(func.count())
+    .select_from(order_lines)
+    .where(order_lines.c.order_id == orders.c.id)
+    .scalar_subquery()
+    .label("line_count__"),
+).where(orders.c.id == bindparam("order_id"))
+_SELECT_LINES = (
+    select(order_lines)
+    .where(order_lines.c.order_id.in_(bindparam("order_ids", expanding=True)))
+    .order_by(order_lines.c.order_id, order_lines.c.line_index)
+)
+_UPDATE_ORDER_IF_STATUS = update(orders).where(
+    orders.c.id == bindparam("where_id"), orders.c.status == bindparam("where_status")
+)
+_HOLD_TOTAL = update(orders).where(
+    orders.c.id == bindparam("where_id"),
+    orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+    orders.c.total == bindparam("where_total"),
+)
+_SELECT_PERMANENT_HOLDINGS = select(func.distinct(entitlements.c.product_id)).where(
+    entitlements.c.customer_id == bindparam("customer_id"),
+    entitlements.c.product_id.in_(bindparam("product_ids", expanding=True)),
+    entitlements.c.revoked_at.is_(None),
+    entitlements.c.expires_at.is_(None),
+)
 
 
 def _order(m: Any, lines: tuple[LineRecord, ...]) -> OrderRecord:

@@ -7,10 +7,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, insert, select, update
+from sqlalchemy import Select, bindparam, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.store.db import columns_of
 from tuition.store.tables import payments, refunds
 
 
@@ -87,10 +88,10 @@ class PaymentRepository:
     async def add(self, payment: PaymentRecord) -> None:
         values = {f: getattr(payment, f) for f in _PAYMENT_FIELDS}
         values["status"] = payment.status.value
-        await self.conn.execute(insert(payments).values(**values))
+        await self.conn.execute(_INSERT_PAYMENT, values)
 
     async def get(self, payment_id: str) -> PaymentRecord | None:
-        row = (await self.conn.execute(select(payments).where(payments.c.id == payment_id))).first()
+        row = (await self.conn.execute(_SELECT_PAYMENT, {"payment_id": payment_id})).first()
         return None if row is None else _payment(row._mapping)
 
     async def find(
@@ -127,12 +128,7 @@ class PaymentRepository:
     ) -> bool:
         """Compare-and-set from any of ``expected``; True for the one caller that moved it."""
         result = await self.conn.execute(
-            update(payments)
-            .where(
-                payments.c.id == payment_id,
-                payments.c.status.in_([s.value for s in expected]),
-            )
-            .values(status=target.value, updated_at=at, **values)
+            _UPDATE_PAYMENT_IF_STATUS, _cas_params(payment_id, expected, target, at, values)
         )
         return result.rowcount == 1
 
@@ -149,13 +145,8 @@ class PaymentRepository:
         same round trip; None for a caller whose expected status no longer held."""
         row = (
             await self.conn.execute(
-                update(payments)
-                .where(
-                    payments.c.id == payment_id,
-                    payments.c.status.in_([s.value for s in expected]),
-                )
-                .values(status=target.value, updated_at=at, **values)
-                .returning(*payments.c)
+                _UPDATE_PAYMENT_IF_STATUS_RETURNING,
+                _cas_params(payment_id, expected, target, at, values),
             )
         ).first()
         return None if row is None else _payment(row._mapping)
@@ -240,3 +231,31 @@ class PaymentRepository:
             .values(status=target.value, updated_at=at, **values)
         )
         return result.rowcount == 1
+
+
+def _cas_params(
+    payment_id: str,
+    expected: Collection[PaymentStatus],
+    target: PaymentStatus,
+    at: datetime,
+    values: dict[str, Any],
+) -> dict[str, Any]:
+    return {
+        "where_id": payment_id,
+        "where_statuses": [s.value for s in expected],
+        "status": target.value,
+        "updated_at": at,
+        **columns_of(payments, values),
+    }
+
+
+# The payment flow's statements, built once (see ``store/db.py`` on prebuilt statements).
+# In an UPDATE the SET columns are the parameters named after columns; WHERE parameters
+# are named ``where_*`` so they never collide with them.
+_INSERT_PAYMENT = insert(payments)
+_SELECT_PAYMENT = select(payments).where(payments.c.id == bindparam("payment_id"))
+_UPDATE_PAYMENT_IF_STATUS = update(payments).where(
+    payments.c.id == bindparam("where_id"),
+    payments.c.status.in_(bindparam("where_statuses", expanding=True)),
+)
+_UPDATE_PAYMENT_IF_STATUS_RETURNING = _UPDATE_PAYMENT_IF_STATUS.returning(*payments.c)

@@ -17,7 +17,15 @@ from tuition.store.work import WorkRepository
 
 
 class UnitOfWork:
-    """``async with uow:`` opens a transaction; leave without ``commit()`` to roll back."""
+    """``async with uow:`` opens a transaction; leave without ``commit()`` to roll back.
+
+    ``autocommit=True`` (or :meth:`autocommit`) is for work made of statements that are
+    each atomic on their own (a compare-and-set, an ``INSERT … ON CONFLICT``): on
+    PostgreSQL each statement commits by itself, which saves the BEGIN and COMMIT round
+    trips. SQLite keeps one transaction (its ``BEGIN IMMEDIATE`` is how writers queue),
+    so call ``commit()`` as usual, and rely neither on the statements being grouped nor
+    on them being separate.
+    """
 
     conn: AsyncConnection
     api_keys: ApiKeyRepository
@@ -29,13 +37,21 @@ class UnitOfWork:
     events: EventRepository
     work: WorkRepository
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self._engine = engine
+        self._autocommit = autocommit and engine.dialect.name == "postgresql"
         self._tx: AsyncTransaction | None = None
+
+    def autocommit(self) -> UnitOfWork:
+        """A unit of work on the same engine whose statements each commit on their own."""
+        return UnitOfWork(self._engine, autocommit=True)
 
     async def __aenter__(self) -> Self:
         self.conn = await self._engine.connect()
-        self._tx = await self.conn.begin()
+        if self._autocommit:
+            await self.conn.execution_options(isolation_level="AUTOCOMMIT")
+        else:
+            self._tx = await self.conn.begin()
         self.api_keys = ApiKeyRepository(self.conn)
         self.idempotency = IdempotencyRepository(self.conn)
         self.catalog = CatalogRepository(self.conn)
@@ -60,9 +76,11 @@ class UnitOfWork:
             await self.conn.close()
 
     async def commit(self) -> None:
+        if self._autocommit:
+            return
         assert self._tx is not None, "commit() outside `async with`"
         await self._tx.commit()
 
     async def rollback(self) -> None:
-        assert self._tx is not None, "rollback() outside `async with`"
+        assert self._tx is not None, "rollback() outside `async with` or in autocommit"
         await self._tx.rollback()
