@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 
 import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -43,6 +45,17 @@ async def test_migrations_build_every_table_from_an_empty_database(
     assert set(metadata.tables) <= tables
     assert await schema.current_revision(empty_engine) == schema.head_revision()
     await schema.ensure_current(empty_engine)
+
+
+async def test_the_migrations_build_exactly_what_tables_py_describes(
+    empty_engine: AsyncEngine,
+) -> None:
+    await schema.upgrade(empty_engine)
+    async with empty_engine.connect() as conn:
+        differences = await conn.run_sync(
+            lambda sync: compare_metadata(MigrationContext.configure(sync), metadata)
+        )
+    assert differences == [], "tables.py changed without a migration: see store/schema.py"
 
 
 async def test_migrating_twice_is_a_no_op(empty_engine: AsyncEngine) -> None:

@@ -14,7 +14,7 @@ fault-aware ``simulator.transport``) and whose methods drive it directly from te
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -86,8 +86,8 @@ class Simulator:
     # -- background work --------------------------------------------------------------
 
     @property
-    def deliveries(self) -> list[DeliveryAttempt]:
-        """Every notification delivery attempt so far, in order (dropped ones included)."""
+    def deliveries(self) -> Sequence[DeliveryAttempt]:
+        """The latest notification delivery attempts, in order (dropped ones included)."""
         return self.notifier.deliveries
 
     async def drain(self) -> None:

@@ -8,7 +8,7 @@ is retried with exponential backoff up to ``notify_max_attempts``. The body is f
 when the state changes (so every retry and duplicate carries the same ``notify_id``);
 header signatures are made afresh on every attempt. Deliveries run as background tasks;
 :meth:`Notifier.drain` waits for them, and every attempt is appended to
-:attr:`Notifier.deliveries`.
+:attr:`Notifier.deliveries` (the latest :data:`DELIVERY_LOG_SIZE`).
 
 The sandbox format is accepted only by ``HTTP 200`` with the JSON body
 ``{"code": "SUCCESS"}``.
@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import json
 import secrets
+from collections import deque
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any, Protocol
@@ -30,6 +31,9 @@ from tuition.simulator.faults import FaultPlan
 from tuition.simulator.records import wire_time
 from tuition.simulator.signing import NotificationSigner
 from tuition.simulator.state import GatewayEvent
+
+# How many delivery attempts the simulator keeps for /_control/deliveries and tests.
+DELIVERY_LOG_SIZE = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -162,7 +166,7 @@ class Notifier:
         self.formats: dict[str, NotificationFormat] = {"sandbox": SandboxFormat(signer, config)}
         self._tasks: set[asyncio.Task[None]] = set()
         self._client: httpx.AsyncClient | None = None
-        self.deliveries: list[DeliveryAttempt] = []
+        self.deliveries: deque[DeliveryAttempt] = deque(maxlen=DELIVERY_LOG_SIZE)
 
     @property
     def pending(self) -> int:

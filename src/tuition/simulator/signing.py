@@ -23,6 +23,7 @@ import hashlib
 import hmac
 import re
 import secrets
+from collections import deque
 
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
@@ -33,7 +34,6 @@ from tuition.simulator.records import GatewayError
 
 AUTH_SCHEME = "SANDBOX-HMAC-SHA256"
 _AUTH_PARAM = re.compile(r'\s*([a-z_]+)="([^"]*)"\s*')
-_MAX_SEEN_NONCES = 100_000
 
 
 def load_private_key(config: SimulatorConfig) -> rsa.RSAPrivateKey:
@@ -135,21 +135,30 @@ class RequestAuthenticator:
 
 
 class NonceBook:
-    """Request nonces seen recently, per merchant: a replayed request is refused."""
+    """Request nonces seen recently, per merchant: a replayed request is refused.
+
+    A nonce only needs remembering while a request carrying it could still pass the
+    timestamp check, so nonces older than twice the allowed skew are forgotten as time
+    moves on, oldest first: constant work per request however long the simulator runs.
+    """
 
     def __init__(self, max_skew_seconds: int) -> None:
         self._max_skew = max_skew_seconds
-        self._seen: dict[tuple[str, str], int] = {}
+        self._seen: set[tuple[str, str]] = set()
+        self._by_age: deque[tuple[int, tuple[str, str]]] = deque()
+
+    def __len__(self) -> int:
+        return len(self._seen)
 
     def remember(self, key: tuple[str, str], now: int) -> bool:
         """False if ``key`` (merchant, nonce) was seen before."""
+        horizon = now - 2 * self._max_skew
+        while self._by_age and self._by_age[0][0] < horizon:
+            self._seen.discard(self._by_age.popleft()[1])
         if key in self._seen:
             return False
-        # A nonce only needs remembering while its timestamp could still pass the skew check.
-        if len(self._seen) >= _MAX_SEEN_NONCES:
-            horizon = now - 2 * self._max_skew
-            self._seen = {k: t for k, t in self._seen.items() if t >= horizon}
-        self._seen[key] = now
+        self._seen.add(key)
+        self._by_age.append((now, key))
         return True
 
 

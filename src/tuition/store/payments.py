@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, bindparam, insert, select, update
+from sqlalchemy import Select, Update, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.payments import PaymentStatus, RefundStatus
@@ -128,7 +129,8 @@ class PaymentRepository:
     ) -> bool:
         """Compare-and-set from any of ``expected``; True for the one caller that moved it."""
         result = await self.conn.execute(
-            _UPDATE_PAYMENT_IF_STATUS, _cas_params(payment_id, expected, target, at, values)
+            _compare_and_set(frozenset(expected), returning=False),
+            _cas_params(payment_id, target, at, values),
         )
         return result.rowcount == 1
 
@@ -145,8 +147,8 @@ class PaymentRepository:
         same round trip; None for a caller whose expected status no longer held."""
         row = (
             await self.conn.execute(
-                _UPDATE_PAYMENT_IF_STATUS_RETURNING,
-                _cas_params(payment_id, expected, target, at, values),
+                _compare_and_set(frozenset(expected), returning=True),
+                _cas_params(payment_id, target, at, values),
             )
         ).first()
         return None if row is None else _payment(row._mapping)
@@ -235,14 +237,12 @@ class PaymentRepository:
 
 def _cas_params(
     payment_id: str,
-    expected: Collection[PaymentStatus],
     target: PaymentStatus,
     at: datetime,
     values: dict[str, Any],
 ) -> dict[str, Any]:
     return {
         "where_id": payment_id,
-        "where_statuses": [s.value for s in expected],
         "status": target.value,
         "updated_at": at,
         **columns_of(payments, values),
@@ -254,8 +254,15 @@ def _cas_params(
 # are named ``where_*`` so they never collide with them.
 _INSERT_PAYMENT = insert(payments)
 _SELECT_PAYMENT = select(payments).where(payments.c.id == bindparam("payment_id"))
-_UPDATE_PAYMENT_IF_STATUS = update(payments).where(
-    payments.c.id == bindparam("where_id"),
-    payments.c.status.in_(bindparam("where_statuses", expanding=True)),
-)
-_UPDATE_PAYMENT_IF_STATUS_RETURNING = _UPDATE_PAYMENT_IF_STATUS.returning(*payments.c)
+
+
+@functools.cache
+def _compare_and_set(expected: frozenset[PaymentStatus], *, returning: bool) -> Update:
+    """``UPDATE payments … WHERE id = :where_id AND status is one of expected``, one
+    statement per set of expected statuses (there are a handful), which carries their
+    values, so no ``IN`` list is expanded on every execution."""
+    stmt = update(payments).where(
+        payments.c.id == bindparam("where_id"),
+        or_(*(payments.c.status == status.value for status in sorted(expected))),
+    )
+    return stmt.returning(*payments.c) if returning else stmt

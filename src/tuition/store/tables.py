@@ -385,6 +385,9 @@ journal_entries = Table(
     Column("hash", String(64)),
 )
 
+# The admin dashboard sums the journal by day over a recent window.
+Index("ix_journal_entries_occurred_at", journal_entries.c.occurred_at)
+
 postings = Table(
     "postings",
     metadata,
