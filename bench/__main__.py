@@ -18,13 +18,6 @@ def _options(argv: list[str]) -> tuple[Options, Path | None]:
     parser.add_argument("--warmup", type=int, default=5, help="seconds before measuring")
     parser.add_argument("--users", type=int, default=32, help="concurrent simulated platforms")
     parser.add_argument("--api-workers", type=int, default=2, help="tuition serve --workers")
-    parser.add_argument(
-        "--api-mode",
-        choices=["reuseport", "serve"],
-        default="reuseport",
-        help="reuseport: N uvicorn processes on one SO_REUSEPORT port (default); "
-        "serve: tuition serve --workers N",
-    )
     parser.add_argument("--creators", type=int, default=20, help="creators (one course each)")
     parser.add_argument("--pool-size", type=int, default=None, help="TUITION_DB_POOL_SIZE")
     parser.add_argument("--pgbench-seconds", type=int, default=15, help="0 skips pgbench")
@@ -45,7 +38,6 @@ def _options(argv: list[str]) -> tuple[Options, Path | None]:
         warmup=args.warmup,
         users=args.users,
         api_workers=args.api_workers,
-        api_mode=args.api_mode,
         creators=args.creators,
         pool_size=args.pool_size,
         pgbench_seconds=args.pgbench_seconds,

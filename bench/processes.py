@@ -9,7 +9,7 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -166,16 +166,35 @@ async def wait_for_http(proc: Proc, host: str, port: int, path: str, within: flo
     raise RuntimeError(f"{proc.name} did not answer {path} within {within} s:\n{proc.tail()}")
 
 
-async def wait_for_log(proc: Proc, text: str, within: float) -> None:
-    """Wait until ``text`` appears in the program's log, or fail with the log."""
+def listening(pid: int, port: int) -> bool:
+    """Whether ``pid`` holds a socket listening on TCP ``port`` (read from /proc)."""
+    listeners = set()
+    for table in ("/proc/net/tcp", "/proc/net/tcp6"):
+        with contextlib.suppress(OSError):
+            for line in Path(table).read_text().splitlines()[1:]:
+                fields = line.split()
+                if int(fields[1].rsplit(":", 1)[1], 16) == port and fields[3] == "0A":
+                    listeners.add(f"socket:[{fields[9]}]")
+    with contextlib.suppress(OSError):
+        for fd in Path(f"/proc/{pid}/fd").iterdir():
+            with contextlib.suppress(OSError):
+                if os.readlink(fd) in listeners:
+                    return True
+    return False
+
+
+async def wait_for_listeners(
+    proc: Proc, pids: Callable[[], list[int]], port: int, count: int, within: float
+) -> None:
+    """Wait until ``count`` of the processes ``pids()`` listen on ``port``."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
         if not proc.alive():
             raise RuntimeError(f"{proc.name} exited early:\n{proc.tail()}")
-        if text in proc.log.read_text(errors="replace"):
+        if sum(listening(pid, port) for pid in pids()) >= count:
             return
         await asyncio.sleep(0.1)
-    raise RuntimeError(f"{proc.name} did not log {text!r} within {within} s:\n{proc.tail()}")
+    raise RuntimeError(f"{count} {proc.name} workers did not listen within {within} s")
 
 
 @dataclass(frozen=True)

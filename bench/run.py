@@ -39,7 +39,6 @@ class Options:
     warmup: int = 5
     users: int = 32
     api_workers: int = 2
-    api_mode: str = "reuseport"  # or "serve": tuition serve --workers N
     creators: int = 20
     pool_size: int | None = None
     pgbench_seconds: int = 15
@@ -119,7 +118,7 @@ async def run(options: Options) -> Result:
         stack = make_stack(workdir, url, pool_size=options.pool_size)
         try:
             print(f"deploying in {workdir} ...", flush=True)
-            await deploy(stack, api_workers=options.api_workers, api_mode=options.api_mode)
+            await deploy(stack, api_workers=options.api_workers)
             await _load(stack, server, options, result)
         finally:
             stack.stop()

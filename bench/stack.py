@@ -21,7 +21,7 @@ from pathlib import Path
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 
-from bench.processes import Proc, start, wait_for_http, wait_for_log
+from bench.processes import Proc, start, wait_for_http, wait_for_listeners
 
 HOST = "127.0.0.1"
 APP_ID = "bench_app"
@@ -129,12 +129,9 @@ def make_stack(workdir: Path, database_url: str, *, pool_size: int | None) -> St
     return Stack(workdir, env, api_port, sim_port, key_file)
 
 
-async def deploy(stack: Stack, *, api_workers: int, api_mode: str = "reuseport") -> None:
-    """Migrate, create an API key, and start the three programs; waits until they answer.
-
-    ``api_mode`` ``reuseport``: ``api_workers`` processes of :mod:`bench.api_server`;
-    ``serve``: ``tuition serve --workers api_workers`` (one shared accept socket).
-    """
+async def deploy(stack: Stack, *, api_workers: int) -> None:
+    """Migrate, create an API key, and start the three programs; waits until they answer
+    and every API worker listens (else the first connections would all go to one)."""
     stack.tuition("migrate")
     created = stack.tuition("keys", "create", "--name", "bench")
     stack.api_key = next(
@@ -165,20 +162,11 @@ async def deploy(stack: Stack, *, api_workers: int, api_mode: str = "reuseport")
             cwd=stack.workdir,
         )
     )
-    if api_mode == "serve":
-        argv = [tuition_bin(), "serve", "--workers", str(api_workers)]
-        stack.procs.append(
-            start("api", [*argv, "--port", str(stack.api_port)], env=stack.env, cwd=stack.workdir)
-        )
-    else:
-        for n in range(api_workers):
-            argv = [sys.executable, "-m", "bench.api_server", str(stack.api_port)]
-            stack.procs.append(start(f"api{n + 1}", argv, env=sim_env, cwd=stack.workdir))
+    argv = [tuition_bin(), "serve", "--workers", str(api_workers), "--port", str(stack.api_port)]
+    stack.procs.append(start("api", argv, env=stack.env, cwd=stack.workdir))
     stack.procs.append(start("worker", [tuition_bin(), "worker"], env=stack.env, cwd=stack.workdir))
     await wait_for_http(stack.simulator, HOST, stack.sim_port, "/v1/public-key", 30)
-    for proc in stack.api:
-        if api_mode != "serve":
-            await wait_for_log(proc, "Application startup complete", 60)
-        await wait_for_http(proc, HOST, stack.api_port, "/readyz", 60)
+    await wait_for_http(stack.api[0], HOST, stack.api_port, "/readyz", 60)
+    await wait_for_listeners(stack.api[0], stack.api_workers, stack.api_port, api_workers, 60)
     if not stack.worker.alive():
         raise RuntimeError(f"the worker exited:\n{stack.worker.tail()}")

@@ -9,11 +9,11 @@ from collections.abc import Coroutine
 from typing import Annotated, Any, TypeVar
 
 import typer
-import uvicorn
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tuition import server
 from tuition.clock import SystemClock
 from tuition.config import ConfigError, Settings, get_settings
 from tuition.domain.errors import TuitionError
@@ -91,21 +91,19 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Bind address")] = None,
     port: Annotated[int | None, typer.Option(help="Port")] = None,
-    workers: Annotated[int, typer.Option(help="API worker processes")] = 1,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="API worker processes, each on its own SO_REUSEPORT socket (Linux)"
+        ),
+    ] = 1,
 ) -> None:
     """Run the API server. Refuses to start against an out-of-date schema."""
     settings = _settings()
     _check_channels(settings)
     _run(_with_engine(settings, schema.ensure_current))
-    uvicorn.run(
-        "tuition.app:app_from_env",
-        factory=True,
-        host=host or settings.host,
-        port=port or settings.port,
-        workers=workers,
-        access_log=False,
-        log_level="warning",
-    )
+    configure_logging(settings.log_level, json=settings.log_json)
+    server.serve(host or settings.host, port or settings.port, workers)
 
 
 @keys_app.command("create")

@@ -14,7 +14,7 @@ fault-aware ``simulator.transport``) and whose methods drive it directly from te
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator
 from typing import Literal
 from urllib.parse import urlsplit
 
@@ -86,9 +86,9 @@ class Simulator:
     # -- background work --------------------------------------------------------------
 
     @property
-    def deliveries(self) -> Sequence[DeliveryAttempt]:
+    def deliveries(self) -> list[DeliveryAttempt]:
         """The latest notification delivery attempts, in order (dropped ones included)."""
-        return self.notifier.deliveries
+        return list(self.notifier.deliveries)
 
     async def drain(self) -> None:
         """Wait until no notification delivery or refund settlement is pending."""
