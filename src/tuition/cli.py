@@ -94,7 +94,7 @@ def serve(
     workers: Annotated[
         int,
         typer.Option(
-            min=1, help="API worker processes, each on its own SO_REUSEPORT socket (Linux)"
+            min=1, help="API worker processes (on Linux each on its own SO_REUSEPORT socket)"
         ),
     ] = 1,
 ) -> None:
@@ -103,7 +103,11 @@ def serve(
     _check_channels(settings)
     _run(_with_engine(settings, schema.ensure_current))
     configure_logging(settings.log_level, json=settings.log_json)
-    server.serve(host or settings.host, port or settings.port, workers)
+    try:
+        server.serve(host or settings.host, port or settings.port, workers)
+    except server.AddressInUse as exc:
+        err.print(f"[red]error:[/red] {exc}")
+        raise typer.Exit(1) from None
 
 
 @keys_app.command("create")

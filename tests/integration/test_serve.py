@@ -1,5 +1,6 @@
 """`tuition serve --workers N`: every worker gets connections; one that dies is replaced;
-SIGTERM stops them all. Linux only (it reads /proc to see who holds which socket)."""
+SIGTERM stops them all; a second server on the same port is refused. Linux only (it reads
+/proc to see who holds which socket)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,12 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+
+from tuition.server import MIN_LIFETIME_SECONDS
 
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="reads /proc")
 
@@ -28,13 +32,16 @@ def _free_port() -> int:
 
 
 def _tuition(*args: str, env: dict[str, str], cwd: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "tuition.cli", *args],
-        env=env,
-        cwd=cwd,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+    """Run the CLI; its output goes to ``cwd/<command>.log`` (a pipe nobody reads could
+    fill up and stall it)."""
+    with open(cwd / f"{args[0]}.log", "ab") as log:
+        return subprocess.Popen(
+            [sys.executable, "-m", "tuition.cli", *args],
+            env=env,
+            cwd=cwd,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+        )
 
 
 def _wait(condition: Callable[[], object], what: str, timeout: float = 60.0) -> None:
@@ -87,8 +94,19 @@ def _workers(supervisor: int, port: int) -> dict[int, list[str]]:
     return out
 
 
+@dataclass
+class Served:
+    proc: subprocess.Popen[bytes]
+    port: int
+    env: dict[str, str]
+    cwd: Path
+
+    def log(self) -> str:
+        return (self.cwd / "serve.log").read_text(errors="replace")
+
+
 @pytest.fixture
-def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
+def served(tmp_path: Path) -> Iterator[Served]:
     port = _free_port()
     env = {
         **os.environ,
@@ -98,21 +116,28 @@ def served(tmp_path: Path) -> Iterator[tuple[subprocess.Popen[bytes], int]]:
         "TUITION_LOG_LEVEL": "warning",
     }
     migrate = _tuition("migrate", env=env, cwd=tmp_path)
-    assert migrate.wait(60) == 0, migrate.stderr.read() if migrate.stderr else ""
+    assert migrate.wait(60) == 0, (tmp_path / "migrate.log").read_text()
     proc = _tuition("serve", "--workers", str(WORKERS), "--port", str(port), env=env, cwd=tmp_path)
     try:
         _wait(lambda: len(_workers(proc.pid, port)) == WORKERS, "the workers to listen")
-        yield proc, port
+        yield Served(proc, port, env, tmp_path)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
 
 
-def test_every_worker_gets_connections_and_sigterm_stops_them_all(
-    served: tuple[subprocess.Popen[bytes], int],
-) -> None:
-    proc, port = served
+def _healthy(port: int) -> bool:
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
+    try:
+        conn.request("GET", "/healthz")
+        return conn.getresponse().status == 200
+    finally:
+        conn.close()
+
+
+def test_every_worker_gets_connections_and_sigterm_stops_them_all(served: Served) -> None:
+    proc, port = served.proc, served.port
     connections = []
     for _ in range(CONNECTIONS):
         conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
@@ -131,22 +156,36 @@ def test_every_worker_gets_connections_and_sigterm_stops_them_all(
 
     workers = list(established)
     proc.send_signal(signal.SIGTERM)
-    assert proc.wait(40) == 0, proc.stderr.read() if proc.stderr else ""
+    assert proc.wait(40) == 0, served.log()
     assert not [pid for pid in workers if Path(f"/proc/{pid}").exists()]
 
 
-def test_a_worker_that_dies_is_replaced(served: tuple[subprocess.Popen[bytes], int]) -> None:
-    proc, port = served
+def test_a_second_server_on_the_same_port_is_refused(served: Served) -> None:
+    second = _tuition(
+        "serve", "--workers", "2", "--port", str(served.port), env=served.env, cwd=served.cwd
+    )
+    assert second.wait(60) == 1
+    assert "already in use" in served.log()
+    assert _healthy(served.port)
+    assert len(_workers(served.proc.pid, served.port)) == WORKERS
+
+
+def test_a_worker_that_dies_is_replaced_and_all_stop_with_their_supervisor(
+    served: Served,
+) -> None:
+    proc, port = served.proc, served.port
     before = set(_workers(proc.pid, port))
-    time.sleep(5.5)  # older than MIN_LIFETIME_SECONDS: a crash, not a failure to start
+    time.sleep(MIN_LIFETIME_SECONDS + 0.5)  # a crash, not a failure to start
     victim = min(before)
     os.kill(victim, signal.SIGKILL)
     _wait(
         lambda: len(_workers(proc.pid, port)) == WORKERS and victim not in _workers(proc.pid, port),
         "a replacement worker",
     )
-    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=10)
-    conn.request("GET", "/healthz")
-    assert conn.getresponse().status == 200
-    conn.close()
+    assert _healthy(port)
     assert proc.poll() is None
+
+    workers = list(_workers(proc.pid, port))
+    proc.kill()  # no chance to stop them: the workers must notice on their own
+    proc.wait()
+    _wait(lambda: not [pid for pid in workers if Path(f"/proc/{pid}").exists()], "workers to exit")

@@ -88,8 +88,8 @@ class Container:
     def __post_init__(self) -> None:
         self.api_keys.watch(self.engine)
 
-    def uow(self, *, autocommit: bool = False) -> UnitOfWork:
-        return UnitOfWork(self.engine, autocommit=autocommit)
+    def uow(self) -> UnitOfWork:
+        return UnitOfWork(self.engine)
 
 
 def get_container(request: Request) -> Container:

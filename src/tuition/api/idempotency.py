@@ -79,7 +79,7 @@ async def _idempotent(
         now = clock.now()
         # Every statement here is atomic by itself (INSERT … ON CONFLICT, a CAS), so no
         # transaction wraps them: on PostgreSQL that is one round trip for the claim.
-        async with container.uow(autocommit=True) as uow:
+        async with container.uow().autocommit() as uow:
             record_id = await uow.idempotency.claim(
                 api_key_id=api_key.id,
                 key=key,
@@ -137,7 +137,7 @@ async def _run_and_store(
         response = await handler(request)
     except BaseException as exc:
         # A refusal is an answer and is replayed; a crash is not, so a retry runs again.
-        async with container.uow(autocommit=True) as uow:
+        async with container.uow().autocommit() as uow:
             if isinstance(exc, TuitionError) and exc.status < 500:
                 await uow.idempotency.finish(
                     record_id, status=exc.status, body=json.dumps({"error": exc.to_dict()})
@@ -146,7 +146,7 @@ async def _run_and_store(
                 await uow.idempotency.release(record_id)
             await uow.commit()
         raise
-    async with container.uow(autocommit=True) as uow:
+    async with container.uow().autocommit() as uow:
         if response.status_code >= 500:
             await uow.idempotency.release(record_id)
         else:

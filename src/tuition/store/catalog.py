@@ -307,8 +307,14 @@ class CatalogRepository:
     ) -> ProductRecord | None:
         if not is_valid_id(product_id, Prefix.PRODUCT):
             return None
-        stmt = select(*_PRODUCT).where(products.c.id == product_id)
-        found = await self._load(stmt.with_for_update(of=products) if for_update else stmt)
+        if for_update:
+            # Lock first, then read. One locking statement would return the product row
+            # as committed by a writer it waited for but its prices (subqueries) as they
+            # stood before the wait, and a concurrent price change would be written back.
+            locked = select(products.c.id).where(products.c.id == product_id).with_for_update()
+            if (await self.conn.execute(locked)).first() is None:
+                return None
+        found = await self._load(select(*_PRODUCT).where(products.c.id == product_id))
         return found[0] if found else None
 
     async def list_products(

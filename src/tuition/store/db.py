@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import functools
 import time
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from typing import Any
 
 from sqlalchemy import Column, Table, event, exc
@@ -25,15 +25,22 @@ _CHECKED_IN = "tuition_checked_in"
 # cache key and compiled form. See docs/performance.md.
 
 
-def columns_of(table: Table, values: Mapping[str, Any]) -> Mapping[str, Any]:
-    """``values`` after checking each key names a column of ``table``.
+def columns_of(
+    table: Table, values: Mapping[str, Any], *, reserved: Collection[str] = ()
+) -> Mapping[str, Any]:
+    """``values`` after checking each key names a column of ``table`` and none is one
+    the caller sets itself (``reserved``).
 
-    A prebuilt UPDATE takes its SET columns from the parameters named after columns and
-    would silently ignore a misspelt one; ``.values(**values)`` raised instead.
+    A prebuilt UPDATE takes its SET columns from the parameters named after columns: a
+    misspelt key would be silently ignored and a reserved one would silently win, where
+    ``.values(status=…, **values)`` raised in both cases.
     """
     unknown = values.keys() - table.c.keys()
     if unknown:
         raise TypeError(f"table {table.name!r} has no column {', '.join(sorted(unknown))}")
+    clashing = values.keys() & set(reserved)
+    if clashing:
+        raise TypeError(f"{', '.join(sorted(clashing))} is set by the caller, not by values")
     return values
 
 

@@ -173,7 +173,7 @@ class OrderRepository:
                 "where_status": expected.value,
                 "status": target.value,
                 "updated_at": at,
-                **columns_of(orders, values),
+                **columns_of(orders, values, reserved=("status", "updated_at")),
             },
         )
         return result.rowcount == 1

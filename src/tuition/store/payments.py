@@ -245,7 +245,7 @@ def _cas_params(
         "where_id": payment_id,
         "status": target.value,
         "updated_at": at,
-        **columns_of(payments, values),
+        **columns_of(payments, values, reserved=("status", "updated_at")),
     }
 
 
@@ -261,6 +261,8 @@ def _compare_and_set(expected: frozenset[PaymentStatus], *, returning: bool) -> 
     """``UPDATE payments … WHERE id = :where_id AND status is one of expected``, one
     statement per set of expected statuses (there are a handful), which carries their
     values, so no ``IN`` list is expanded on every execution."""
+    if not expected:
+        raise ValueError("a compare-and-set needs at least one expected status")
     stmt = update(payments).where(
         payments.c.id == bindparam("where_id"),
         or_(*(payments.c.status == status.value for status in sorted(expected))),
