@@ -5,6 +5,7 @@ from __future__ import annotations
 import functools
 import time
 from collections.abc import Collection, Mapping
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy import Column, Table, event, exc
@@ -44,10 +45,22 @@ def columns_of(
     return values
 
 
+def status_change(
+    table: Table, status: str, at: datetime, values: Mapping[str, Any]
+) -> dict[str, Any]:
+    """The SET parameters of a prebuilt status compare-and-set on ``table``: the new
+    ``status``, ``updated_at`` and the caller's other columns (checked by
+    :func:`columns_of`, which refuses a second status or timestamp among them)."""
+    return {
+        "status": status,
+        "updated_at": at,
+        **columns_of(table, values, reserved=("status", "updated_at")),
+    }
+
+
 def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
     """An INSERT that knows ``ON CONFLICT`` in the connection's dialect."""
-    dialect = postgresql if conn.dialect.name == "postgresql" else sqlite
-    return dialect.insert(table)
+    return _dialect(conn.dialect.name).insert(table)
 
 
 def insert_ignoring_conflicts(conn: AsyncConnection, table: Table, *returning: Column[Any]) -> Any:
@@ -60,9 +73,13 @@ def insert_ignoring_conflicts(conn: AsyncConnection, table: Table, *returning: C
 def _insert_ignoring_conflicts(
     dialect_name: str, table: Table, returning: tuple[Column[Any], ...]
 ) -> Any:
-    dialect = postgresql if dialect_name == "postgresql" else sqlite
-    stmt = dialect.insert(table).on_conflict_do_nothing()
+    stmt = _dialect(dialect_name).insert(table).on_conflict_do_nothing()
     return stmt.returning(*returning) if returning else stmt
+
+
+def _dialect(name: str) -> Any:
+    """The SQLAlchemy dialect module whose INSERT knows ``ON CONFLICT``."""
+    return postgresql if name == "postgresql" else sqlite
 
 
 def is_sqlite(engine: AsyncEngine) -> bool:

@@ -17,7 +17,7 @@ from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, true,
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.orders import OrderStatus
-from tuition.store.db import columns_of, insert_ignoring_conflicts
+from tuition.store.db import insert_ignoring_conflicts, status_change
 from tuition.store.tables import (
     coupon_customer_usage,
     coupon_redemptions,
@@ -171,9 +171,7 @@ class OrderRepository:
             {
                 "where_id": order_id,
                 "where_status": expected.value,
-                "status": target.value,
-                "updated_at": at,
-                **columns_of(orders, values, reserved=("status", "updated_at")),
+                **status_change(orders, target.value, at, values),
             },
         )
         return result.rowcount == 1

@@ -12,7 +12,7 @@ from sqlalchemy import Select, Update, bindparam, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.payments import PaymentStatus, RefundStatus
-from tuition.store.db import columns_of
+from tuition.store.db import status_change
 from tuition.store.tables import payments, refunds
 
 
@@ -130,7 +130,7 @@ class PaymentRepository:
         """Compare-and-set from any of ``expected``; True for the one caller that moved it."""
         result = await self.conn.execute(
             _compare_and_set(frozenset(expected), returning=False),
-            _cas_params(payment_id, target, at, values),
+            {"where_id": payment_id, **status_change(payments, target.value, at, values)},
         )
         return result.rowcount == 1
 
@@ -148,7 +148,7 @@ class PaymentRepository:
         row = (
             await self.conn.execute(
                 _compare_and_set(frozenset(expected), returning=True),
-                _cas_params(payment_id, target, at, values),
+                {"where_id": payment_id, **status_change(payments, target.value, at, values)},
             )
         ).first()
         return None if row is None else _payment(row._mapping)
@@ -233,20 +233,6 @@ class PaymentRepository:
             .values(status=target.value, updated_at=at, **values)
         )
         return result.rowcount == 1
-
-
-def _cas_params(
-    payment_id: str,
-    target: PaymentStatus,
-    at: datetime,
-    values: dict[str, Any],
-) -> dict[str, Any]:
-    return {
-        "where_id": payment_id,
-        "status": target.value,
-        "updated_at": at,
-        **columns_of(payments, values, reserved=("status", "updated_at")),
-    }
 
 
 # The payment flow's statements, built once (see ``store/db.py`` on prebuilt statements).
