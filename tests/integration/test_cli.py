@@ -56,3 +56,9 @@ def test_bad_configuration_exits_with_a_message_naming_the_variable(
         get_settings.cache_clear()
     assert result.exit_code == 2
     assert "TUITION_DATABASE_URL" in result.output
+
+
+def test_serve_refuses_fewer_than_one_worker(db_file: Path) -> None:
+    result = runner.invoke(app, ["serve", "--workers", "0"])
+    assert result.exit_code == 2
+    assert "--workers" in result.output
