@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tuition.api import errors, health
+from tuition.api import errors, health, openapi
 from tuition.api.deps import Container
 from tuition.api.middleware import RequestContextMiddleware
 from tuition.channels.registry import ChannelRegistry
@@ -118,6 +118,7 @@ def create_app(
     app.state.container = runtime.container
     app.state.runtime = runtime
     errors.install(app)
+    openapi.install(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     for router in _feature_routers():
@@ -129,9 +130,17 @@ def create_app(
 
 def _feature_routers() -> list[APIRouter]:
     from tuition import web
-    from tuition.api import catalog, orders, payments, webhooks
+    from tuition.api import catalog, orders, payments, refunds, wallet, webhooks
 
-    return [*catalog.routers, *orders.routers, *payments.routers, *webhooks.routers, *web.routers]
+    return [
+        *catalog.routers,
+        *orders.routers,
+        *payments.routers,
+        *refunds.routers,
+        *wallet.routers,
+        *webhooks.routers,
+        *web.routers,
+    ]
 
 
 def app_from_env() -> FastAPI:

@@ -6,19 +6,27 @@ import asyncio
 import os
 import signal
 from collections.abc import Coroutine
+from importlib.metadata import version
+from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
+import httpx
 import typer
 from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import server
+from tuition.cli_refunds import refunds_app
+from tuition.cli_wallet import wallet_app
 from tuition.clock import SystemClock
 from tuition.config import ConfigError, Settings, get_settings
 from tuition.domain.errors import TuitionError
 from tuition.logs import configure_logging
 from tuition.services import admin as admin_service
+from tuition.services import anchors as ledger_anchors
 from tuition.services import api_keys
 from tuition.services.demo import DemoInfo, seed_demo
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
@@ -26,23 +34,48 @@ from tuition.store import schema
 from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
 
-app = typer.Typer(help="Tuition: payments, billing and revenue share.", no_args_is_help=True)
+# No local variables in a crash's traceback: they would print settings and secrets.
+app = typer.Typer(
+    help="Tuition: payments, billing and revenue share.",
+    no_args_is_help=True,
+    pretty_exceptions_show_locals=False,
+)
 keys_app = typer.Typer(help="Create, list and revoke secret API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
 admin_app = typer.Typer(help="Operators of the admin console (/admin).", no_args_is_help=True)
 app.add_typer(admin_app, name="admin")
-ledger_app = typer.Typer(help="Check the double-entry ledger.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Check and anchor the double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
+app.add_typer(refunds_app, name="refunds")
+app.add_typer(wallet_app, name="wallet")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
+
+
+def _version(wanted: bool) -> None:
+    if wanted:
+        typer.echo(f"tuition {version('tuition')}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    _version_flag: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Print the version and exit"
+        ),
+    ] = False,
+) -> None:
+    """Tuition: payments, billing and revenue share."""
 
 
 def _settings() -> Settings:
     try:
         return get_settings()
     except ConfigError as exc:
-        err.print(f"[red]{exc}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
 
 
@@ -61,7 +94,7 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
     try:
         return asyncio.run(coro)
     except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
     except TuitionError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
@@ -74,9 +107,30 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
 async def _with_engine(settings: Settings, fn: Any) -> Any:
     engine = create_engine(settings.database_url)
     try:
+        await _reachable(engine)
         return await fn(engine)
     finally:
         await engine.dispose()
+
+
+def _sqlite_directory_missing(engine: AsyncEngine) -> bool:
+    path = engine.url.database if engine.url.get_backend_name() == "sqlite" else None
+    return bool(path) and path != ":memory:" and not Path(str(path)).resolve().parent.is_dir()
+
+
+async def _reachable(engine: AsyncEngine) -> None:
+    """One line naming TUITION_DATABASE_URL, instead of the driver's traceback, when the
+    database cannot be opened (server down, wrong name or password, no such directory)."""
+    where = engine.url.render_as_string(hide_password=True)
+    if _sqlite_directory_missing(engine):
+        # Checked here: aiosqlite's failed open can race the event loop's closing.
+        raise ConfigError(f"TUITION_DATABASE_URL: cannot open {where}: no such directory")
+    try:
+        async with engine.connect():
+            pass
+    except (OSError, DBAPIError, TimeoutError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).splitlines()[0]
+        raise ConfigError(f"TUITION_DATABASE_URL: cannot open {where}: {reason}") from None
 
 
 @app.command()
@@ -185,6 +239,7 @@ def worker() -> None:
 
         runtime = build_runtime(settings, host_simulator=False)
         try:
+            await _reachable(runtime.container.engine)
             await schema.ensure_current(runtime.container.engine)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
@@ -207,6 +262,10 @@ def ledger_verify(
     seal: Annotated[
         bool, typer.Option(help="Chain entries posted since the last seal before checking")
     ] = True,
+    anchors: Annotated[
+        Path | None,
+        typer.Option(help="Also prove the chain holds every signed head in this directory"),
+    ] = None,
 ) -> None:
     """Check every entry balances, the hash chain is intact and balances match postings.
 
@@ -217,22 +276,79 @@ def ledger_verify(
     async def go(engine: Any) -> tuple[int, LedgerReport]:
         await schema.ensure_current(engine)
         sealed = await seal_ledger(UnitOfWork(engine)) if seal else 0
-        return sealed, await verify_ledger(UnitOfWork(engine))
+        return sealed, await verify_ledger(UnitOfWork(engine), anchors=found)
 
+    found: list[ledger_anchors.Anchor] = []
+    unreadable: list[ledger_anchors.AnchorProblem] = []
+    if anchors is not None:
+        if not anchors.is_dir():
+            err.print(f"[red]error:[/red] --anchors {escape(str(anchors))}: no such directory")
+            raise typer.Exit(2)
+        key = _anchor_key(settings)
+        found, unreadable = ledger_anchors.read_anchors(anchors, key)
     sealed, report = _run(_with_engine(settings, go))
     console.print(
         f"{report.entries} entries ({report.sealed} chained, {sealed} just now), "
         f"{report.accounts} accounts"
+        + (f", {report.anchors} anchors" if anchors is not None else "")
     )
-    if report.ok:
+    problems = [*report.problems, *unreadable, *report.anchor_problems]
+    if not problems:
         console.print("[green]ledger OK[/green]: balanced, chain intact, balances match")
         return
-    table = Table("problem", "entry / account", "detail")
-    for problem in report.problems:
+    table = Table("problem", "entry / account / anchor", "detail")
+    for problem in problems:
         table.add_row(problem.kind.value, problem.ref, problem.detail)
     console.print(table)
-    err.print(f"[red]ledger verify found {len(report.problems)} problem(s)[/red]")
+    err.print(f"[red]ledger verify found {len(problems)} problem(s)[/red]")
     raise typer.Exit(1)
+
+
+def _anchor_key(settings: Settings) -> ledger_anchors.AnchorKey:
+    try:
+        return ledger_anchors.anchor_key(settings)
+    except ConfigError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
+        raise typer.Exit(2) from None
+
+
+@ledger_app.command("anchor")
+def ledger_anchor(
+    directory: Annotated[
+        Path | None, typer.Option("--dir", help="Where to write (TUITION_LEDGER_ANCHOR_DIR)")
+    ] = None,
+    url: Annotated[
+        str | None, typer.Option(help="Also POST the anchor here (TUITION_LEDGER_ANCHOR_URL)")
+    ] = None,
+) -> None:
+    """Seal the chain, then sign its head and write it to a file outside the database."""
+    settings = _settings()
+    target = directory or (Path(settings.ledger_anchor_dir) if settings.ledger_anchor_dir else None)
+    if target is None:
+        err.print("[red]error:[/red] give --dir or set TUITION_LEDGER_ANCHOR_DIR")
+        raise typer.Exit(2)
+    key = _anchor_key(settings)
+    if not key.can_sign:
+        err.print("[red]error:[/red] the anchor key is a public key; signing needs the private")
+        raise typer.Exit(2)
+
+    async def go(engine: Any) -> tuple[ledger_anchors.Anchor, Path]:
+        await schema.ensure_current(engine)
+        await seal_ledger(UnitOfWork(engine))
+        return await ledger_anchors.anchor_ledger(
+            UnitOfWork(engine),
+            key,
+            target,
+            now=SystemClock().now(),
+            url=settings.ledger_anchor_url if url is None else url,
+        )
+
+    try:
+        anchor, path = _run(_with_engine(settings, go))
+    except (OSError, httpx.HTTPError) as exc:
+        err.print(f"[red]error:[/red] {escape(type(exc).__name__ + ': ' + str(exc))}")
+        raise typer.Exit(1) from None
+    console.print(f"anchored chain index {anchor.chain_index} ({anchor.hash}) in {path}")
 
 
 @admin_app.command("create-user")
@@ -268,9 +384,16 @@ def demo(
     if port is not None:
         os.environ["TUITION_PORT"] = str(port)
     os.environ.setdefault("TUITION_LOG_JSON", "false")
+    # A webhook receiver on this machine is what one tries with the demo.
+    os.environ.setdefault("TUITION_WEBHOOK_ALLOWED_HOSTS", '["127.0.0.1", "localhost", "::1"]')
     get_settings.cache_clear()
     settings = _settings()
     _check_channels(settings)
+    try:  # before credentials are printed that would not work
+        server.check_address_free(settings.host, settings.port)
+    except server.AddressInUse as exc:
+        err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
+        raise typer.Exit(1) from None
 
     async def go(engine: Any) -> tuple[api_keys.CreatedKey, DemoInfo]:
         await schema.upgrade(engine)
@@ -295,6 +418,17 @@ def demo(
     console.print("try:")
     typer.echo(
         f'  curl -s {base}/v1/orders/{info.order_id} -H "Authorization: Bearer {created.secret}"'
+    )
+    console.print("after paying on the checkout page, refund a line (or see it in the admin):")
+    typer.echo(
+        f'  curl -s {base}/v1/refunds -H "Authorization: Bearer {created.secret}" '
+        f"-H 'Content-Type: application/json' "
+        f'-d \'{{"order_id": "{info.order_id}", "lines": [{{"line_id": 1}}]}}\''
+    )
+    typer.echo(f"  .venv/bin/tuition refunds list --order {info.order_id}")
+    console.print(
+        f"wallet: buy the top-up product {info.products['topup']} (¥100), then pay an order "
+        'with {"channel": "wallet"}; .venv/bin/tuition wallet show <customer>'
     )
     console.rule()
     serve(host=None, port=port, workers=1)

@@ -6,12 +6,15 @@ import secrets
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field, ValidationError, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
+
+from tuition.domain.errors import ValidationFailed
+from tuition.domain.refunds import RefundPolicy, parse_policy
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -34,6 +37,11 @@ class Settings(BaseSettings):
     idempotency_ttl_seconds: int = Field(default=24 * 3600, ge=60)
     order_ttl_seconds: int = Field(default=15 * 60, ge=60, le=7 * 24 * 3600)
     db_pool_size: int = Field(default=10, ge=1, le=200)
+    # Request bodies: refused with 413 over these sizes (notifications come unauthenticated,
+    # so theirs is small), and with 408 when one has not fully arrived in time.
+    max_body_bytes: int = Field(default=1024 * 1024, ge=1024)
+    max_notify_body_bytes: int = Field(default=64 * 1024, ge=1024)
+    body_timeout_seconds: float = Field(default=30, gt=0)
     # What each channel charges, as a fraction of the amount (for fees and surcharge mode).
     channel_fee_rates: dict[str, Decimal] = Field(
         default_factory=lambda: {
@@ -42,6 +50,13 @@ class Settings(BaseSettings):
             "wechatpay": Decimal("0.006"),
         }
     )
+    # The refund rules of every product that sets none of its own (docs/refunds.md), as
+    # JSON: {"window_days": 7, "consumption": null | "limit" | "prorate",
+    # "max_progress": "0.3", "revoke_on_partial": false}.
+    refund_policy: dict[str, Any] = Field(default_factory=lambda: {"window_days": 7})
+    # What each channel does with its fee on a refund: {"alipay": "kept"}; a channel not
+    # named returns it pro rata, as Alipay and WeChat Pay do (docs/channels.md).
+    refund_fee_policies: dict[str, Literal["pro_rata", "kept"]] = Field(default_factory=dict)
 
     # Signs checkout links and admin cookies. Set it in production; when empty, one is
     # made once and kept in secret_key_file so every local process agrees.
@@ -63,6 +78,16 @@ class Settings(BaseSettings):
     worker_poll_seconds: float = Field(default=0.5, gt=0)
     # Payments still open this long after creation are queried (lost notifications).
     recover_after_seconds: float = Field(default=60, ge=0)
+    # Webhooks go to public addresses only; these hosts (exact names or IPs) are exempt,
+    # for local development. See docs/webhooks.md.
+    webhook_allowed_hosts: list[str] = Field(default_factory=list)
+    # Ledger anchors (docs/operations.md): where signed chain heads are written, the
+    # signing key (an Ed25519 private key PEM, or any other bytes for HMAC-SHA256), and
+    # an optional URL each anchor is also POSTed to. Empty dir: no daily anchor.
+    ledger_anchor_dir: str = ""
+    ledger_anchor_key_file: str = ""
+    ledger_anchor_key: str = Field(default="", repr=False)  # HMAC key, instead of a file
+    ledger_anchor_url: str = ""
 
     # Alipay open platform, public-key mode (RSA2); see docs/channels.md. Key files hold
     # PEM (PKCS#8 or PKCS#1) or the bare base64 body Alipay's key tool prints.
@@ -110,6 +135,18 @@ class Settings(BaseSettings):
                 raise ValueError(f"fee rate of {channel!r} must be in [0, 1), got {rate}")
         return value
 
+    @field_validator("refund_policy")
+    @classmethod
+    def _refund_policy_valid(cls, value: dict[str, Any]) -> dict[str, Any]:
+        try:
+            parse_policy(value, param="TUITION_REFUND_POLICY")
+        except ValidationFailed as exc:
+            raise ValueError(exc.message) from None
+        return value
+
+    def default_refund_policy(self) -> RefundPolicy:
+        return parse_policy(self.refund_policy)
+
     @field_validator("database_url")
     @classmethod
     def _known_database_url(cls, value: str) -> str:
@@ -147,6 +184,8 @@ class Settings(BaseSettings):
 
 def load_settings(**overrides: object) -> Settings:
     """Build settings, turning pydantic's report into one line per bad variable."""
+    from pydantic_settings import SettingsError
+
     try:
         return Settings(**overrides)  # type: ignore[arg-type]
     except ValidationError as exc:
@@ -154,7 +193,17 @@ def load_settings(**overrides: object) -> Settings:
         for err in exc.errors():
             name = "TUITION_" + "_".join(str(p) for p in err["loc"]).upper()
             lines.append(f"{name}: {err['msg']}")
+        if len(lines) == 1:
+            raise ConfigError(f"invalid configuration: {lines[0]}") from None
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None
+    except SettingsError as exc:
+        # A list or dict setting whose value is not JSON: pydantic-settings names only
+        # the field (`error parsing value for field "channels" from source ...`).
+        field = str(exc).split('"')[1] if str(exc).count('"') >= 2 else "?"
+        raise ConfigError(
+            f"invalid configuration: TUITION_{field.upper()}: not valid JSON; write a list "
+            'or object, e.g. TUITION_CHANNELS=\'["sandbox", "alipay"]\''
+        ) from None
 
 
 @lru_cache(maxsize=1)

@@ -54,6 +54,7 @@ def serve(host: str, port: int, workers: int) -> None:
     if workers < 1:
         raise ValueError("workers must be at least 1")
     if workers == 1:
+        check_address_free(host, port)  # a clear error, not uvicorn's after start-up
         uvicorn.Server(_config(host, port)).run()
     elif sys.platform != "linux":
         uvicorn.run(
@@ -163,13 +164,8 @@ class Supervisor:
                 process.join()
 
 
-def _claim_address(host: str, port: int) -> socket.socket:
-    """Refuse an address something already listens on, then hold it for the workers.
-
-    A plain bind fails on an address in use, ``SO_REUSEPORT`` listeners included; the
-    returned socket (``SO_REUSEPORT``, bound, never listening, so it gets no
-    connections) makes another server's same check fail while this one runs.
-    """
+def check_address_free(host: str, port: int) -> None:
+    """Raise :class:`AddressInUse` if ``host:port`` cannot be bound now."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     with socket.socket(family, socket.SOCK_STREAM) as probe:
         probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -180,6 +176,16 @@ def _claim_address(host: str, port: int) -> socket.socket:
                 f"{host}:{port} is already in use ({exc.strerror}); "
                 "is another tuition serve running?"
             ) from None
+
+
+def _claim_address(host: str, port: int) -> socket.socket:
+    """Refuse an address something already listens on, then hold it for the workers.
+
+    A plain bind fails on an address in use, ``SO_REUSEPORT`` listeners included; the
+    returned socket (``SO_REUSEPORT``, bound, never listening, so it gets no
+    connections) makes another server's same check fail while this one runs.
+    """
+    check_address_free(host, port)
     claim = _reuseport_socket(host)
     claim.bind((host, port))
     return claim

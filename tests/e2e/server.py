@@ -113,6 +113,7 @@ def start(workdir: Path | None = None) -> Servers:
         worker_poll_seconds=0.2,
         log_json=False,
         log_level="warning",
+        webhook_allowed_hosts=["127.0.0.1"],  # the platform's receiver is this server
     )
     clock = ShiftedClock()
     servers = Servers(

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import socket
 from collections.abc import Iterator
+from importlib.metadata import version
 from pathlib import Path
 
 import pytest
+from click.testing import Result
 from typer.testing import CliRunner
 
 from tuition.cli import app
@@ -62,3 +66,71 @@ def test_serve_refuses_fewer_than_one_worker(db_file: Path) -> None:
     result = runner.invoke(app, ["serve", "--workers", "0"])
     assert result.exit_code == 2
     assert "--workers" in result.output
+
+
+def _fails_in_one_line(result: Result, setting: str) -> None:
+    assert result.exit_code == 2, result.output
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    assert setting in lines[0]
+    assert "Traceback" not in result.output
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "postgresql://tuition:hunter2-password@127.0.0.1:1/tuition",
+        "sqlite+aiosqlite:////nonexistent/directory/tuition.db",
+    ],
+)
+@pytest.mark.parametrize("command", [["migrate"], ["worker"], ["keys", "list"]])
+def test_an_unreachable_database_is_one_line_naming_the_setting(
+    monkeypatch: pytest.MonkeyPatch, url: str, command: list[str]
+) -> None:
+    monkeypatch.setenv("TUITION_DATABASE_URL", url)
+    get_settings.cache_clear()
+    try:
+        result = runner.invoke(app, command)
+    finally:
+        get_settings.cache_clear()
+    _fails_in_one_line(result, "TUITION_DATABASE_URL")
+    assert "hunter2-password" not in result.output
+
+
+def test_a_list_setting_that_is_not_json_is_one_line_naming_it(
+    db_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TUITION_CHANNELS", "sandbox,alipay")
+    get_settings.cache_clear()
+    _fails_in_one_line(runner.invoke(app, ["migrate"]), "TUITION_CHANNELS")
+
+
+def test_demo_on_a_busy_port_stops_before_printing_credentials(
+    db_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    for name in (
+        "TUITION_SIMULATOR",
+        "TUITION_LOG_JSON",
+        "TUITION_WEBHOOK_ALLOWED_HOSTS",
+        "TUITION_PORT",
+    ):
+        monkeypatch.setenv(name, os.environ.get(name, ""))  # demo sets them; restore after
+        monkeypatch.delenv(name)
+    monkeypatch.setenv("TUITION_SIMULATOR_KEY_FILE", str(db_file.parent / "sim.pem"))
+    monkeypatch.setenv("TUITION_SECRET_KEY_FILE", str(db_file.parent / "secret"))
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = runner.invoke(app, ["demo", "--port", str(port)])
+    assert result.exit_code == 1, result.output
+    assert "already in use" in result.output
+    assert "sk_test_" not in result.output
+    assert "checkout" not in result.output
+    assert not db_file.exists()  # nothing was set up either
+
+
+def test_version_is_printed() -> None:
+    result = runner.invoke(app, ["--version"])
+    assert result.exit_code == 0
+    assert result.output.strip() == f"tuition {version('tuition')}"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import ipaddress
 import itertools
 import json
 import random
@@ -16,6 +17,7 @@ from sqlalchemy import select
 
 from tests.integration.shop import order_body, post
 from tuition.clock import FrozenClock
+from tuition.services.webhook_targets import IPAddress
 from tuition.simulator.app import Simulator
 from tuition.store.tables import webhook_deliveries
 from tuition.store.uow import UnitOfWork
@@ -74,12 +76,18 @@ async def _endpoint(client: httpx.AsyncClient, events: list[str] | None = None) 
     )
 
 
+async def _public_dns(_host: str, _port: int) -> list[IPAddress]:
+    """platform.example as if it resolved to a public address (no DNS in tests)."""
+    return [ipaddress.ip_address("93.184.215.14")]
+
+
 def _worker(app: FastAPI, receiver: Receiver, **config: Any) -> Worker:
     return Worker(
         app.state.container,
         WorkerConfig(**{"sweep_interval": timedelta(seconds=0), **config}),
         transport=receiver.transport(),
         rng=random.Random(7),
+        resolver=_public_dns,
     )
 
 

@@ -57,6 +57,7 @@ def _start_worker(db_url: str) -> subprocess.Popen[bytes]:
         "TUITION_WORKER_LEASE_SECONDS": "2",
         "TUITION_WORKER_POLL_SECONDS": "0.05",
         "TUITION_LOG_LEVEL": "warning",
+        "TUITION_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1"]',
     }
     return subprocess.Popen(
         [sys.executable, "-m", "tuition.cli", "worker"],
@@ -79,7 +80,14 @@ async def test_a_worker_killed_mid_batch_loses_no_event(
 ) -> None:
     url, received = receiver
     clock = SystemClock()
-    await create_endpoint(uow, url=url, events=["*"], description="crash test", clock=clock)
+    await create_endpoint(
+        uow,
+        url=url,
+        events=["*"],
+        description="crash test",
+        clock=clock,
+        allowed_hosts=["127.0.0.1"],
+    )
     async with uow:
         ids = [
             await uow.events.emit("order.paid", f"ord_{n}", {"n": n}, at=clock.now())

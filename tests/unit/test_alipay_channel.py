@@ -38,6 +38,7 @@ from tuition.channels.base import (
     NotificationKind,
     NotificationRejected,
     PaymentRequest,
+    RefundNotFound,
     RefundRequest,
 )
 from tuition.clock import FrozenClock
@@ -522,9 +523,49 @@ async def test_a_refund_query_that_finds_nothing_says_so(
     channel: AlipayChannel, gateway: FakeGateway
 ) -> None:
     gateway.answer_fixture("fastpay_refund_query", "not_found")
-    with pytest.raises(AlipayRefused) as caught:
+    with pytest.raises(RefundNotFound) as caught:
         await channel.query_refund(REFUND_ID, PAYMENT_ID)
     assert caught.value.code == "refund_not_found"
+
+
+async def test_an_over_refund_is_refused_with_alipays_sub_code(
+    channel: AlipayChannel, gateway: FakeGateway
+) -> None:
+    gateway.answer_fixture("trade_refund", "over_refund")
+    with pytest.raises(AlipayRefused) as caught:
+        await channel.refund(refund_request())
+    assert caught.value.code == "ACQ.REFUND_AMT_NOT_EQUAL_TOTAL"
+
+
+async def test_a_refund_reports_the_fee_alipay_gave_back(
+    channel: AlipayChannel, gateway: FakeGateway
+) -> None:
+    gateway.answer_fixture("trade_refund", "success_with_charge")
+    state = await channel.refund(refund_request())
+    assert (state.status, state.fee_returned) == (RefundStatus.SUCCEEDED, 18)
+
+
+async def test_a_refund_query_reports_the_fee_and_a_failed_refund(
+    channel: AlipayChannel, gateway: FakeGateway
+) -> None:
+    gateway.answer_fixture("fastpay_refund_query", "success_with_charge")
+    gateway.answer_fixture("fastpay_refund_query", "failed")
+    done = await channel.query_refund(REFUND_ID, PAYMENT_ID)
+    failed = await channel.query_refund(REFUND_ID, PAYMENT_ID)
+    assert (done.status, done.fee_returned) == (RefundStatus.SUCCEEDED, 18)
+    assert (failed.status, failed.raw_status, failed.fee_returned) == (
+        RefundStatus.FAILED,
+        "REFUND_FAIL",
+        None,
+    )
+
+
+async def test_a_refund_query_with_an_unknown_status_raises(
+    channel: AlipayChannel, gateway: FakeGateway
+) -> None:
+    gateway.answer_fixture("fastpay_refund_query", "unknown_status")
+    with pytest.raises(UnknownWireStatus):
+        await channel.query_refund(REFUND_ID, PAYMENT_ID)
 
 
 # -- statements ----------------------------------------------------------------------------

@@ -273,3 +273,20 @@ def test_the_cli_refuses_to_start_with_a_misconfigured_channel(
         get_settings.cache_clear()
     assert result.exit_code == 2, result.output
     assert "TUITION_ALIPAY_PRIVATE_KEY_FILE: is not set" in result.output
+
+
+def test_a_channels_refund_fee_policy_comes_from_the_settings(tmp_path: Path) -> None:
+    from tuition.channels.base import RefundFeePolicy
+    from tuition.channels.setup import build_registry
+    from tuition.clock import FrozenClock
+    from tuition.config import load_settings
+
+    settings = load_settings(
+        database_url=f"sqlite+aiosqlite:///{tmp_path / 't.db'}",
+        simulator=True,
+        simulator_key_file=str(tmp_path / "sim.pem"),
+        refund_fee_policies={"alipay": "kept"},
+    )
+    registry = build_registry(settings, clock=FrozenClock())
+    assert registry.get("alipay").refund_fee_policy is RefundFeePolicy.KEPT
+    assert registry.get("wechatpay").refund_fee_policy is RefundFeePolicy.PRO_RATA

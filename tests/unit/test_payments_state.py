@@ -32,6 +32,7 @@ LEGAL_PAYMENT_MOVES = {
     (P.PENDING, P.SUCCEEDED),
     (P.PENDING, P.FAILED),
     (P.PENDING, P.CLOSED),
+    (P.CLOSED, P.SUCCEEDED),  # money the gateway took for an attempt we had closed
 }
 LEGAL_REFUND_MOVES = {(R.PENDING, R.SUCCEEDED), (R.PENDING, R.FAILED)}
 

@@ -12,6 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 
 from tuition.api.deps import ContainerDep
+from tuition.api.listing import Limit, StartingAfter
 from tuition.api.routing import v1_router
 from tuition.api.schemas_catalog import (
     CouponCreate,
@@ -39,11 +40,6 @@ from tuition.services import catalog, coupons
 from tuition.services.catalog import KEEP, PageQuery
 from tuition.store.catalog import ProductFilter
 
-Limit = Annotated[int, Query(ge=1, le=100, description="Page size, 1 to 100")]
-StartingAfter = Annotated[
-    str | None,
-    Query(max_length=40, description="The last id of the previous page; omit for the first"),
-]
 CreatorId = Annotated[str, Path(description="A creator id, cre_…")]
 ProductId = Annotated[str, Path(description="A product id, prod_…")]
 CouponCode = Annotated[str, Path(description="The coupon code, matched case-insensitively")]
@@ -141,6 +137,7 @@ async def create_product(body: ProductCreate, container: ContainerDep) -> Produc
         topup_credit=body.topup_credit,
         promotion=None if body.promotion is None else body.promotion.to_domain(),
         metadata=body.metadata,
+        refund_policy=None if body.refund_policy is None else body.refund_policy.to_domain(),
     )
     record = await catalog.create_product(command, container.uow(), clock=container.clock)
     return ProductOut.of(record)
@@ -197,6 +194,11 @@ async def update_product(
         revenue_share=optional_rate(body.revenue_share, param="revenue_share"),
         promotion=promotion if "promotion" in body.model_fields_set else KEEP,
         metadata=body.metadata,
+        refund_policy=(
+            (None if body.refund_policy is None else body.refund_policy.to_domain())
+            if "refund_policy" in body.model_fields_set
+            else KEEP
+        ),
     )
     record = await catalog.update_product(command, container.uow(), clock=container.clock)
     return ProductOut.of(record)

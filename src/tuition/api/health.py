@@ -16,7 +16,11 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", summary="The process can serve: the database answers")
+@router.get(
+    "/readyz",
+    summary="The process can serve: the database answers",
+    responses={503: {"description": "The database does not answer"}},
+)
 async def readyz(container: ContainerDep) -> JSONResponse:
     try:
         async with container.engine.connect() as conn:

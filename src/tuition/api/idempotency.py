@@ -1,4 +1,10 @@
-"""``Idempotency-Key`` for POST routes, enforced by a UNIQUE constraint.
+"""The ``/v1`` route class: authenticate, check the body, then ``Idempotency-Key``.
+
+Every request is authenticated before any of its body is read (an anonymous caller
+cannot make us read megabytes), then a JSON body is read and checked once for every
+route (size, nesting, text: see json_body.py). Only then does Idempotency-Key apply.
+
+``Idempotency-Key`` for POST routes, enforced by a UNIQUE constraint.
 
 The first request with a key inserts a ``running`` record with one ``INSERT … ON
 CONFLICT DO NOTHING`` that commits on its own, before the handler's work; the UNIQUE
@@ -7,8 +13,12 @@ then runs, and its response (status and body) is stored. A later request with th
 key and the same body gets the stored response without the handler running; with a
 different body it gets 422 ``idempotency_key_reused``. A request arriving while the
 first is still running waits a little for it, then gets 409 ``idempotency_key_in_use``.
-Responses of 5xx are not stored: the record is released so a retry runs again. A holder
-that died leaves a record whose lease expires, after which the key can be taken over.
+Every answer below 500 that the route gives is stored, refusals included (a 422 naming a
+field, a 409), so a key stands for one request and one answer. Answers given before the
+key is claimed are not stored, because nothing ran: 401, an invalid key, a body that is
+too large, late, malformed or holds invalid text. Responses of 5xx are not stored: the
+record is released so a retry runs again. A holder that died leaves a record whose lease
+expires, after which the key can be taken over.
 """
 
 from __future__ import annotations
@@ -23,15 +33,19 @@ from typing import Any
 from fastapi import Request, Response
 from fastapi.routing import APIRoute
 
+from tuition.api import errors
 from tuition.api.deps import Container, current_api_key, get_container
+from tuition.api.json_body import check_json, is_json
 from tuition.domain.errors import (
     IdempotencyKeyInUse,
     IdempotencyKeyReused,
-    TuitionError,
     ValidationFailed,
 )
 
 HEADER = "idempotency-key"
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH"})
+# The column's length; the fingerprint covers the whole path, this is only for messages.
+_STORED_PATH_CHARS = 500
 LEASE = timedelta(seconds=60)
 WAIT_FOR_RUNNING = 5.0
 POLL_INTERVAL = 0.05
@@ -42,7 +56,7 @@ def request_fingerprint(method: str, path: str, body: bytes) -> str:
     """Hash of what makes two requests "the same": JSON compared by value, not bytes."""
     try:
         canonical = json.dumps(json.loads(body), sort_keys=True, separators=(",", ":")).encode()
-    except ValueError:
+    except (ValueError, RecursionError):  # not JSON (JSON bodies were checked before)
         canonical = body
     return hashlib.sha256(method.encode() + b" " + path.encode() + b"\n" + canonical).hexdigest()
 
@@ -52,10 +66,22 @@ class IdempotentRoute(APIRoute):
 
     def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
         handler = super().get_route_handler()
+        authenticated = any(d.dependency is current_api_key for d in self.dependencies)
 
         async def route(request: Request) -> Response:
-            key = request.headers.get(HEADER)
-            if request.method != "POST" or key is None:
+            if authenticated:
+                await current_api_key(request)
+            key = request.headers.get(HEADER) if request.method == "POST" else None
+            if key is not None and (not 1 <= len(key) <= 255 or not key.isprintable()):
+                raise ValidationFailed(
+                    "Idempotency-Key must be 1 to 255 printable characters",
+                    param="Idempotency-Key",
+                )
+            if request.method in _BODY_METHODS:
+                body = await request.body()  # bounded in size and time by the middleware
+                if body and is_json(request.headers.get("content-type")):
+                    check_json(body)
+            if key is None:
                 return await handler(request)
             return await _idempotent(request, key, handler)
 
@@ -65,10 +91,6 @@ class IdempotentRoute(APIRoute):
 async def _idempotent(
     request: Request, key: str, handler: Callable[[Request], Awaitable[Response]]
 ) -> Response:
-    if not 1 <= len(key) <= 255 or not key.isprintable():
-        raise ValidationFailed(
-            "Idempotency-Key must be 1 to 255 printable characters", param="Idempotency-Key"
-        )
     api_key = await current_api_key(request)
     container = get_container(request)
     clock, ttl = container.clock, timedelta(seconds=container.settings.idempotency_ttl_seconds)
@@ -85,7 +107,7 @@ async def _idempotent(
                 key=key,
                 request_hash=fingerprint,
                 method=request.method,
-                path=request.url.path,
+                path=request.url.path[:_STORED_PATH_CHARS],
                 now=now,
                 locked_until=now + LEASE,
                 expires_at=now + ttl,
@@ -136,15 +158,20 @@ async def _run_and_store(
     try:
         response = await handler(request)
     except BaseException as exc:
-        # A refusal is an answer and is replayed; a crash is not, so a retry runs again.
+        # A refusal (a 4xx, validation of the body included) is an answer and is replayed;
+        # a crash is not, so a retry runs again.
+        answer = errors.answer_for(request, exc)
+        refused = answer is not None and answer.status_code < 500
         async with container.uow().autocommit() as uow:
-            if isinstance(exc, TuitionError) and exc.status < 500:
+            if answer is not None and refused:
                 await uow.idempotency.finish(
-                    record_id, status=exc.status, body=json.dumps({"error": exc.to_dict()})
+                    record_id, status=answer.status_code, body=bytes(answer.body).decode()
                 )
             else:
                 await uow.idempotency.release(record_id)
             await uow.commit()
+        if answer is not None and refused:
+            return answer
         raise
     async with container.uow().autocommit() as uow:
         if response.status_code >= 500:

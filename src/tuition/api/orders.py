@@ -5,22 +5,26 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Path, Query
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from fastapi import APIRouter, Path
+from pydantic import BaseModel, ConfigDict, Field
 
 from tuition.api.deps import ContainerDep
+from tuition.api.fields import CustomerId, CustomerIdPath, CustomerIdQuery, Metadata
+from tuition.api.listing import CreatedGte, CreatedLt, Page, page_of
+from tuition.api.payments import payment_deps
 from tuition.api.routing import v1_router
 from tuition.config import Settings
+from tuition.domain.ids import Prefix
 from tuition.domain.orders import MAX_QUANTITY, OrderStatus
+from tuition.services import closing
 from tuition.services import entitlements as entitlement_service
 from tuition.services import orders as order_service
+from tuition.services.refunds import line_id
 from tuition.store.orders import EntitlementRecord, OrderFilter, OrderRecord
 from tuition.web.links import checkout_url
 
 router = v1_router(tags=["orders"])
 customers = v1_router(tags=["entitlements"])
-
-CustomerId = Annotated[str, Field(min_length=1, max_length=200, pattern=r"^[\w.:@-]+$")]
 
 
 class Item(BaseModel):
@@ -42,13 +46,15 @@ class OrderCreate(BaseModel):
     )
     surcharge_channel: str | None = Field(
         default=None,
+        max_length=32,
         description="Surcharge mode: the buyer pays amount x (1 + this channel's fee rate)",
     )
     return_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
-    metadata: dict[str, str] = Field(default_factory=dict, max_length=50)
+    metadata: Metadata = Field(default_factory=dict)
 
 
 class LineOut(BaseModel):
+    id: str = Field(description="The line's id, `<order id>:<index>`: refunds name lines by it")
     index: int
     product_id: str
     kind: str
@@ -62,6 +68,7 @@ class LineOut(BaseModel):
     surcharge: int
     total: int
     components: list[dict[str, Any]]
+    amount_refunded: int = Field(description="Refunded so far, by succeeded refunds")
 
 
 class OrderOut(BaseModel):
@@ -138,6 +145,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         pricing=order.pricing,
         lines=[
             LineOut(
+                id=line_id(order.id, line.line_index),
                 index=line.line_index,
                 product_id=line.product_id,
                 kind=line.kind,
@@ -151,6 +159,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
                 surcharge=line.surcharge,
                 total=line.total,
                 components=line.components,
+                amount_refunded=line.amount_refunded,
             )
             for line in order.lines
         ],
@@ -228,18 +237,17 @@ async def get_order(order_id: str, container: ContainerDep) -> OrderOut:
 )
 async def list_orders(
     container: ContainerDep,
-    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    page: Annotated[Page, page_of(Prefix.ORDER)],
+    customer_id: CustomerIdQuery = None,
     status: OrderStatus | None = None,
-    created_gte: AwareDatetime | None = None,
-    created_lt: AwareDatetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+    created_gte: CreatedGte = None,
+    created_lt: CreatedLt = None,
 ) -> OrderList:
     orders, has_more = await order_service.list_orders(
         container.uow(),
         OrderFilter(customer_id, status, created_gte, created_lt),
-        limit=limit,
-        starting_after=starting_after,
+        limit=page.limit,
+        starting_after=page.starting_after,
     )
     return OrderList(data=[order_out(o, container.settings) for o in orders], has_more=has_more)
 
@@ -248,12 +256,14 @@ async def list_orders(
     "/orders/{order_id}/cancel",
     response_model=OrderOut,
     summary="Cancel an unpaid order",
-    description="Only a `pending_payment` order can be cancelled (409 otherwise); its "
-    "coupon use is given back.",
+    description="Only a `pending_payment` order can be cancelled (409 otherwise). Its open "
+    "payment attempts are closed on their channels first, so the buyer can no longer pay "
+    "them (a channel timeout answers 502 and leaves the order as it was); its coupon use "
+    "is given back.",
 )
 async def cancel_order(order_id: str, container: ContainerDep) -> OrderOut:
     return order_out(
-        await order_service.cancel_order(container.uow(), order_id, clock=container.clock),
+        await closing.cancel_order(container.uow(), order_id, deps=payment_deps(container)),
         container.settings,
     )
 
@@ -265,7 +275,7 @@ async def cancel_order(order_id: str, container: ContainerDep) -> OrderOut:
     description="Active grants; `include_inactive=true` adds expired and revoked ones.",
 )
 async def list_entitlements(
-    customer_id: Annotated[str, Path(max_length=200)],
+    customer_id: CustomerIdPath,
     container: ContainerDep,
     include_inactive: bool = False,
 ) -> EntitlementList:
@@ -282,7 +292,7 @@ async def list_entitlements(
     summary="Check access to one product",
 )
 async def check_entitlement(
-    customer_id: Annotated[str, Path(max_length=200)],
+    customer_id: CustomerIdPath,
     product_id: Annotated[str, Path(max_length=40)],
     container: ContainerDep,
 ) -> AccessOut:

@@ -2,16 +2,22 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from tuition.api.deps import Container, ContainerDep
+from tuition.api.fields import CustomerIdQuery
+from tuition.api.listing import CreatedGte, CreatedLt, Page, page_of
 from tuition.api.routing import v1_router
+from tuition.domain.errors import ValidationFailed
+from tuition.domain.ids import Prefix
 from tuition.domain.payments import PaymentStatus
+from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services import payments as payment_service
+from tuition.services import wallet as wallet_service
 from tuition.services.notifications import handle_notification
 from tuition.store.payments import PaymentFilter, PaymentRecord
 
@@ -21,8 +27,15 @@ notify = APIRouter(prefix="/v1", tags=["notifications"])
 
 class PaymentCreate(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    channel: str = Field(min_length=1, max_length=32, description="e.g. sandbox, alipay")
-    method: str = Field(min_length=1, max_length=32, description="e.g. page, qr, jsapi, h5")
+    channel: str = Field(
+        min_length=1, max_length=32, description="e.g. sandbox, alipay; wallet pays from balance"
+    )
+    method: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=32,
+        description="e.g. page, qr, jsapi, h5; needed for every channel but wallet",
+    )
     client_ip: str | None = Field(default=None, max_length=64)
     payer_id: str | None = Field(
         default=None, max_length=128, description="e.g. the buyer's WeChat openid (JSAPI)"
@@ -81,8 +94,12 @@ def payment_out(p: PaymentRecord) -> PaymentOut:
 
 
 def payment_deps(container: Container) -> payment_service.PaymentDeps:
+    settings = container.settings
     return payment_service.PaymentDeps(
-        registry=container.registry, clock=container.clock, base_url=container.settings.base_url
+        registry=container.registry,
+        clock=container.clock,
+        base_url=settings.base_url,
+        recover_after=timedelta(seconds=settings.recover_after_seconds),
     )
 
 
@@ -91,12 +108,23 @@ def payment_deps(container: Container) -> payment_service.PaymentDeps:
     status_code=201,
     response_model=PaymentOut,
     summary="Start a payment attempt",
+    responses={502: {"description": "The gateway refused or did not answer in time"}},
     description="Creates a payment for the order's total through the channel and returns "
     "the buyer's next action. An order may have several attempts; one on a paid, expired "
     "or cancelled order is refused (409 `order_not_payable`). A gateway timeout answers "
-    "502 `channel_timeout` and leaves the attempt pending for the recovery job.",
+    "502 `channel_timeout` and leaves the attempt pending for the recovery job. "
+    '`{"channel": "wallet"}` pays from the buyer\'s balance at once (the payment is '
+    "`succeeded`, the order `paid`), or answers 409 `insufficient_balance` naming the "
+    "shortfall and writes nothing.",
 )
 async def create_payment(order_id: str, body: PaymentCreate, container: ContainerDep) -> PaymentOut:
+    if body.channel == WALLET_CHANNEL:
+        paid = await wallet_service.pay_with_wallet(
+            order_id, container.uow(), deps=payment_deps(container)
+        )
+        return payment_out(paid)
+    if body.method is None:
+        raise ValidationFailed("method is required for this channel", param="method")
     payment = await payment_service.create_payment(
         payment_service.CreatePayment(
             order_id=order_id,
@@ -122,14 +150,13 @@ async def get_payment(payment_id: str, container: ContainerDep) -> PaymentOut:
 async def order_payments(
     order_id: str,
     container: ContainerDep,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+    page: Annotated[Page, page_of(Prefix.PAYMENT)],
 ) -> PaymentList:
     items, has_more = await payment_service.list_payments(
         container.uow(),
         PaymentFilter(order_id=order_id),
-        limit=limit,
-        starting_after=starting_after,
+        limit=page.limit,
+        starting_after=page.starting_after,
     )
     return PaymentList(data=[payment_out(p) for p in items], has_more=has_more)
 
@@ -143,13 +170,12 @@ async def order_payments(
 )
 async def list_payments(
     container: ContainerDep,
-    customer_id: Annotated[str | None, Query(max_length=200)] = None,
+    page: Annotated[Page, page_of(Prefix.PAYMENT)],
+    customer_id: CustomerIdQuery = None,
     status: PaymentStatus | None = None,
     channel: Annotated[str | None, Query(max_length=32)] = None,
-    created_gte: AwareDatetime | None = None,
-    created_lt: AwareDatetime | None = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    starting_after: Annotated[str | None, Query(max_length=40)] = None,
+    created_gte: CreatedGte = None,
+    created_lt: CreatedLt = None,
 ) -> PaymentList:
     items, has_more = await payment_service.list_payments(
         container.uow(),
@@ -160,8 +186,8 @@ async def list_payments(
             created_gte=created_gte,
             created_lt=created_lt,
         ),
-        limit=limit,
-        starting_after=starting_after,
+        limit=page.limit,
+        starting_after=page.starting_after,
     )
     return PaymentList(data=[payment_out(p) for p in items], has_more=has_more)
 
@@ -170,8 +196,15 @@ async def list_payments(
     "/notify/{channel}",
     summary="Channel notification endpoint (for gateways, not for platforms)",
     description="Authenticated by the channel's signature, not an API key. Answers in the "
-    "channel's own ACK format.",
+    "channel's own ACK format: its success ACK once the notification is applied (or was "
+    "already), its failure ACK (400) when it is refused. Every "
+    "notification received is recorded.",
     response_class=Response,
+    responses={
+        200: {"description": "The channel's success ACK"},
+        204: {"description": "WeChat Pay's success ACK (no body)"},
+        400: {"description": "The channel's failure ACK, or a channel not enabled here"},
+    },
 )
 async def channel_notification(channel: str, request: Request, container: ContainerDep) -> Response:
     outcome = await handle_notification(

@@ -8,13 +8,11 @@ Request bodies forbid unknown fields, so a misspelt field is a 422 naming it.
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import datetime
 from decimal import Decimal
-from typing import Annotated
+from typing import Annotated, Any, Literal
 
 from pydantic import (
-    AfterValidator,
-    AwareDatetime,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -25,25 +23,15 @@ from pydantic import (
 )
 from pydantic_core import PydanticCustomError
 
+from tuition.api.fields import IsoDatetime, Metadata, NoNul
 from tuition.domain.catalog import MembershipPeriod, ProductKind, ProductStatus, Promotion
 from tuition.domain.coupons import CouponKind
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.money import parse_rate
+from tuition.domain.refunds import parse_policy
 from tuition.store.catalog import CouponRecord, CreatorRecord, ProductRecord, TaxRateRecord
 
 # --- field types ------------------------------------------------------------------------
-
-
-def _no_nul(value: str) -> str:
-    # PostgreSQL text cannot hold NUL, and a lone surrogate ("\ud800" in JSON) cannot be
-    # encoded at all; refusing both here keeps them a 422 rather than a database 500.
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters")
-    try:
-        value.encode()
-    except UnicodeEncodeError:
-        raise ValueError("must be valid Unicode text") from None
-    return value
 
 
 def _rate_text(value: object) -> object:
@@ -56,17 +44,8 @@ def _rate_text(value: object) -> object:
     return value
 
 
-def _datetime_text(value: object) -> object:
-    if not isinstance(value, str):
-        raise PydanticCustomError(
-            "datetime_not_string",
-            "must be an ISO 8601 string with an offset, such as 2026-11-01T09:00:00+08:00",
-        )
-    return value
-
-
 # Strings bounded by their column's length and free of NUL characters.
-_NoNul = AfterValidator(_no_nul)
+_NoNul = NoNul
 Name = Annotated[str, Field(min_length=1, max_length=200), _NoNul]
 Title = Annotated[str, Field(max_length=300), _NoNul]  # blank: the domain's title_required
 Description = Annotated[str, Field(max_length=20_000), _NoNul]
@@ -74,8 +53,6 @@ CouponCode = Annotated[str, Field(min_length=1, max_length=64), _NoNul]
 # The column is a 32-bit INTEGER; the lower bound is the domain's (code limit_invalid).
 Limit = Annotated[StrictInt, Field(le=1_000_000_000)]
 ObjectId = Annotated[str, Field(min_length=1, max_length=40), _NoNul]
-MetaKey = Annotated[str, Field(min_length=1, max_length=40), _NoNul]
-MetaValue = Annotated[str, Field(max_length=500), _NoNul]
 
 RateText = Annotated[
     str,
@@ -84,26 +61,9 @@ RateText = Annotated[
 ]
 
 
-def _in_utc(value: datetime) -> datetime:
-    try:
-        return value.astimezone(UTC)
-    except OverflowError:  # e.g. 9999-12-31T23:00-05:00 is past the last UTC datetime
-        raise ValueError("is out of range") from None
-
-
-IsoDatetime = Annotated[
-    AwareDatetime,
-    BeforeValidator(_datetime_text),
-    AfterValidator(_in_utc),
-    WithJsonSchema({"type": "string", "format": "date-time"}),
-]
 AmountMap = Annotated[
     dict[str, StrictInt],
     Field(description="Minor units per ISO 4217 currency code", examples=[{"CNY": 19900}]),
-]
-Metadata = Annotated[
-    dict[MetaKey, MetaValue],
-    Field(max_length=50, description="Up to 50 string pairs for your own use"),
 ]
 
 
@@ -215,6 +175,30 @@ class PromotionOut(BaseModel):
         )
 
 
+class RefundPolicyIn(Body):
+    """Refund rules for one product; a field left out takes the platform's default."""
+
+    window_days: Annotated[StrictInt, Field(ge=0, le=3650)] | None = Field(
+        default=None, description="Days after payment a refund may be asked for; null: no limit"
+    )
+    consumption: Literal["limit", "prorate"] | None = Field(
+        default=None,
+        description="limit: no refund above max_progress; prorate: refund the unconsumed share",
+    )
+    max_progress: str | None = Field(
+        default=None, max_length=20, description='With consumption=limit, e.g. "0.3"'
+    )
+    revoke_on_partial: StrictBool | None = Field(
+        default=None, description="Whether a partial refund also ends access (default: no)"
+    )
+
+    def to_domain(self) -> dict[str, Any]:
+        """The rules as given, checked (ValidationFailed names the field)."""
+        given = self.model_dump(exclude_unset=True)
+        parse_policy(given)
+        return given
+
+
 class ProductCreate(Body):
     creator_id: ObjectId
     kind: ProductKind
@@ -232,6 +216,9 @@ class ProductCreate(Body):
         default=None, description="Top-ups only: minor units credited to the wallet per unit"
     )
     promotion: PromotionIn | None = None
+    refund_policy: RefundPolicyIn | None = Field(
+        default=None, description="Refund rules; left out: the platform's default"
+    )
     metadata: Metadata = Field(default_factory=dict)
 
 
@@ -243,6 +230,9 @@ class ProductUpdate(Body):
     prices: AmountMap | None = Field(default=None, description="Replaces all prices")
     revenue_share: RateText | None = None
     promotion: PromotionIn | None = None
+    refund_policy: RefundPolicyIn | None = Field(
+        default=None, description="Replaces the refund rules; null: the platform's default"
+    )
     metadata: Metadata | None = Field(default=None, description="Replaces all metadata")
 
 
@@ -259,6 +249,9 @@ class ProductOut(BaseModel):
     period: MembershipPeriod | None
     topup_credit: int | None
     promotion: PromotionOut | None
+    refund_policy: dict[str, Any] | None = Field(
+        description="The refund rules set on the product; null: the platform's default"
+    )
     metadata: dict[str, str]
     created_at: datetime
     updated_at: datetime
@@ -279,6 +272,7 @@ class ProductOut(BaseModel):
             period=product.period,
             topup_credit=product.topup_credit,
             promotion=PromotionOut.of(product.promotion),
+            refund_policy=None if record.refund_policy is None else dict(record.refund_policy),
             metadata=dict(record.metadata),
             created_at=record.created_at,
             updated_at=record.updated_at,

@@ -9,8 +9,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuition.api.deps import ContainerDep
+from tuition.api.listing import Page, check_choice, page_of
 from tuition.api.routing import v1_router
 from tuition.domain.errors import NotFound
+from tuition.domain.ids import Prefix
 from tuition.services import webhooks as webhook_service
 from tuition.store.work import Endpoint
 
@@ -55,7 +57,9 @@ class AttemptOut(BaseModel):
     attempted_at: datetime
     status_code: int | None
     latency_ms: int
-    response_excerpt: str | None
+    response_excerpt: str | None = Field(
+        description="The first 200 characters of the endpoint's answer"
+    )
     error: str | None
 
 
@@ -122,7 +126,9 @@ def _event_out(row: dict[str, Any]) -> EventOut:
     response_model=EndpointOut,
     summary="Register a webhook endpoint",
     description="The response carries the signing `secret`; it is shown only this once. "
-    "Deliveries are signed `Tuition-Signature: t=<unix>,v1=<hex HMAC-SHA256>`.",
+    "Deliveries are signed `Tuition-Signature: t=<unix>,v1=<hex HMAC-SHA256>`. The `url` "
+    "must be http(s), without credentials, and reach a public address (422 `url_forbidden` "
+    "otherwise; `TUITION_WEBHOOK_ALLOWED_HOSTS` exempts hosts for local development).",
 )
 async def create_endpoint(body: EndpointCreate, container: ContainerDep) -> EndpointOut:
     endpoint = await webhook_service.create_endpoint(
@@ -131,6 +137,7 @@ async def create_endpoint(body: EndpointCreate, container: ContainerDep) -> Endp
         events=body.events,
         description=body.description,
         clock=container.clock,
+        allowed_hosts=container.settings.webhook_allowed_hosts,
     )
     return _endpoint_out(endpoint, with_secret=True)
 
@@ -158,6 +165,7 @@ async def update_endpoint(
         description=body.description,
         enabled=body.enabled,
         clock=container.clock,
+        allowed_hosts=container.settings.webhook_allowed_hosts,
     )
     return _endpoint_out(endpoint)
 
@@ -165,13 +173,13 @@ async def update_endpoint(
 @router.get("/events", response_model=EventList, summary="List events, newest first")
 async def list_events(
     container: ContainerDep,
+    page: Annotated[Page, page_of(Prefix.EVENT)],
     type: Annotated[str | None, Query(max_length=64)] = None,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20,
-    starting_after: Annotated[str | None, Query(max_length=40)] = None,
 ) -> EventList:
+    check_choice(type, webhook_service.EVENT_TYPES, param="type")
     async with container.uow() as uow:
         rows, has_more = await uow.work.events(
-            type_=type, limit=limit, starting_after=starting_after
+            type_=type, limit=page.limit, starting_after=page.starting_after
         )
     return EventList(data=[_event_out(r) for r in rows], has_more=has_more)
 
@@ -201,7 +209,10 @@ async def get_event(event_id: str, container: ContainerDep) -> EventOut:
                     attempted_at=a.attempted_at,
                     status_code=a.status_code,
                     latency_ms=a.latency_ms,
-                    response_excerpt=a.response_excerpt,
+                    # Attempts recorded before the cap kept 500 characters.
+                    response_excerpt=a.response_excerpt[: webhook_service.EXCERPT_CHARS]
+                    if a.response_excerpt is not None
+                    else None,
                     error=a.error,
                 )
                 for a in attempts

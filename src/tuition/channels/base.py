@@ -11,8 +11,23 @@ Failure semantics every channel keeps:
   timeout, 5xx). The caller leaves the payment as it was for the recovery job to query;
   it never marks it failed on a guess.
 - ``ChannelError``: the gateway answered and refused (a business error code).
+- ``RefundNotFound`` (a ``ChannelError``): ``query_refund`` asked about a refund the
+  gateway has no record of. After a lost answer this means the request never arrived:
+  submitting it again with the same refund id is safe (gateways de-duplicate by it).
+- ``PaymentNotFound`` (a ``ChannelError``): ``query_payment`` asked about a trade the
+  gateway has no record of (Alipay ``ACQ.TRADE_NOT_EXIST``, WeChat Pay a signed
+  ``ORDER_NOT_EXIST``, the sandbox ``TRADE_NOT_EXIST``): the attempt never reached it
+  (an API killed while creating it) or the buyer never opened it. ``code`` is the
+  gateway's own code.
 - ``NotificationRejected``: a notification failed verification (signature, app id,
   malformed body); it changes nothing and is answered with the failure ACK.
+
+Refunds: ``refund()`` returns the state the gateway reports at once (``SUCCEEDED``,
+``PENDING`` while it processes, ``FAILED``) or raises ``ChannelError`` when the gateway
+refuses it outright (over-refund, balance too low: nothing was applied). A ``PENDING``
+refund is settled later by a notification or by ``query_refund``. What the gateway does
+with its fee is ``Channel.refund_fee_policy``; the fee it says it gave back for one
+refund, when it says so, is ``RefundState.fee_returned``.
 """
 
 from __future__ import annotations
@@ -32,6 +47,18 @@ class ChannelTimeout(ChannelError):
     """The outcome is unknown: the request may have been applied by the gateway."""
 
     default_code = "channel_timeout"
+
+
+class RefundNotFound(ChannelError):
+    """The gateway has no refund by that id (never received, or dropped as failed)."""
+
+    default_code = "refund_not_found"
+
+
+class PaymentNotFound(ChannelError):
+    """The gateway has no trade by that id: the attempt never reached it."""
+
+    default_code = "payment_not_found"
 
 
 class NotificationRejected(Exception):
@@ -90,6 +117,19 @@ class PaymentState:
     raw_status: str = ""
 
 
+class RefundFeePolicy(StrEnum):
+    """What a channel does with its service fee when a payment is refunded.
+
+    ``PRO_RATA``: the gateway gives back the fee in proportion to the amount refunded
+    (the merchant's fee on the payment shrinks to the fee on what was kept).
+    ``KEPT``: the gateway keeps the whole fee it took on the payment.
+    See docs/channels.md for each channel's default and the sources.
+    """
+
+    PRO_RATA = "pro_rata"
+    KEPT = "kept"
+
+
 @dataclass(frozen=True, slots=True)
 class RefundRequest:
     refund_id: str  # our id, sent as out_refund_no / out_request_no
@@ -114,6 +154,9 @@ class RefundState:
     # Some gateways (Alipay's trade notification) report the payment's total refunded so
     # far instead of this refund's amount; the service then checks against that total.
     amount_is_cumulative: bool = False
+    # The service fee the gateway says it gave back for this refund, in minor units;
+    # None when the gateway did not say (the ledger then applies ``refund_fee_policy``).
+    fee_returned: int | None = None
 
 
 class NotificationKind(StrEnum):
@@ -152,6 +195,7 @@ class Channel(Protocol):
     slug: str
     app_id: str
     fee_rate: Decimal
+    refund_fee_policy: RefundFeePolicy
     methods: frozenset[str]
 
     async def create_payment(self, request: PaymentRequest) -> CreatedPayment: ...

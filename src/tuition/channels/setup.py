@@ -27,6 +27,7 @@ from tuition.channels.alipay.config import (
     load_rsa_private_key,
     public_key_pem,
 )
+from tuition.channels.base import RefundFeePolicy
 from tuition.channels.registry import ChannelRegistry
 from tuition.channels.sandbox.client import SandboxChannel, SandboxConfig
 from tuition.channels.wechatpay.client import WechatPayChannel
@@ -119,6 +120,7 @@ def alipay_config(settings: Settings, *, simulator: Simulator | None = None) -> 
                 alipay_public_key=_public_pem(gateway_key),
                 gateway_url=f"{_simulator_url(settings, simulator)}/alipay/gateway.do",
                 fee_rate=fee_rate,
+                refund_fee_policy=_refund_fee_policy(settings, "alipay"),
             )
         if simulator is not None:
             simulator.alipay.key.use(gateway_key)
@@ -134,6 +136,7 @@ def alipay_config(settings: Settings, *, simulator: Simulator | None = None) -> 
             alipay_public_key=Path(settings.alipay_public_key_file),
             gateway_url=settings.alipay_gateway_url,
             fee_rate=fee_rate,
+            refund_fee_policy=_refund_fee_policy(settings, "alipay"),
         )
 
 
@@ -158,6 +161,7 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
                 wechatpay_public_key_id=f"PUB_KEY_ID_{_serial(platform_key)}",
                 base_url=f"{_simulator_url(settings, simulator)}/wechatpay",
                 fee_rate=fee_rate,
+                refund_fee_policy=_refund_fee_policy(settings, "wechatpay"),
             )
         if simulator is not None:
             simulator.wechatpay.use_key(platform_key, config.wechatpay_public_key_id)
@@ -188,6 +192,7 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
             platform_certificates=certificates,
             base_url=settings.wechatpay_base_url,
             fee_rate=fee_rate,
+            refund_fee_policy=_refund_fee_policy(settings, "wechatpay"),
         )
 
 
@@ -224,11 +229,16 @@ def _sandbox(settings: Settings, *, clock: Clock, simulator: Simulator | None) -
         gateway_public_key_pem=public_key_pem(key.public_key()).decode(),
         gateway_serial=key_serial(key.public_key()),
         fee_rate=settings.channel_fee_rates.get("sandbox", Decimal("0.006")),
+        refund_fee_policy=_refund_fee_policy(settings, "sandbox"),
     )
     return SandboxChannel(config, transport=simulator.transport if simulator else None, clock=clock)
 
 
 # -- helpers -----------------------------------------------------------------------------
+
+
+def _refund_fee_policy(settings: Settings, slug: str) -> RefundFeePolicy:
+    return RefundFeePolicy(settings.refund_fee_policies.get(slug, RefundFeePolicy.PRO_RATA.value))
 
 
 def _simulator_url(settings: Settings, simulator: Simulator | None) -> str:

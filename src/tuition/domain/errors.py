@@ -7,7 +7,9 @@ Every error a caller can see is one of these. The API maps each to the envelope
     ├── InvalidRequest                400 invalid_request_error
     │   ├── ValidationFailed          422   (a field is malformed or out of range)
     │   ├── CurrencyError             400   (unknown currency, mixed currencies)
-    │   └── AmountOverflow            400   (an amount beyond the storable range)
+    │   ├── AmountOverflow            400   (an amount beyond the storable range)
+    │   ├── RequestTimeout            408   (the request body did not arrive in time)
+    │   └── PayloadTooLarge           413   (the request body is over the size limit)
     ├── AuthenticationFailed          401 authentication_error
     ├── NotFound                      404 invalid_request_error / resource_missing
     ├── Conflict                      409 conflict_error
@@ -57,6 +59,16 @@ class CurrencyError(InvalidRequest):
 
 class AmountOverflow(InvalidRequest):
     default_code = "amount_too_large"
+
+
+class RequestTimeout(InvalidRequest):
+    status = 408
+    default_code = "request_timeout"
+
+
+class PayloadTooLarge(InvalidRequest):
+    status = 413
+    default_code = "body_too_large"
 
 
 class AuthenticationFailed(TuitionError):

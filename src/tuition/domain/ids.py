@@ -43,6 +43,9 @@ class Prefix(StrEnum):
     ENTITLEMENT = "ent"
     JOB = "job"
     ADMIN = "adm"
+    WALLET_TRANSACTION = "wtx"
+    WALLET_LOT = "lot"
+    WALLET_ADJUSTMENT = "wadj"
 
 
 class _Generator:

@@ -85,6 +85,7 @@ class AccountKind(StrEnum):
     TAX_PAYABLE = "tax_payable"
     REFUNDS = "refunds"  # contra-revenue
     CASH = "cash"  # the platform's bank: settlements in, payouts out
+    WALLET_ADJUSTMENTS = "wallet_adjustments"  # operator credits (a cost) and debits
 
     @property
     def account_type(self) -> AccountType:
@@ -105,6 +106,7 @@ _KIND_TYPES = {
     AccountKind.TAX_PAYABLE: AccountType.LIABILITY,
     AccountKind.REFUNDS: AccountType.REVENUE,
     AccountKind.CASH: AccountType.ASSET,
+    AccountKind.WALLET_ADJUSTMENTS: AccountType.EXPENSE,
 }
 _QUALIFIED = frozenset(
     {AccountKind.CHANNEL_CLEARING, AccountKind.CREATOR_PAYABLE, AccountKind.CUSTOMER_WALLET}
@@ -239,11 +241,17 @@ def payment_succeeded_entry(
     creator_shares: Sequence[tuple[str, int]],
     occurred_at: datetime,
     entry_id: str | None = None,
+    wallet_credits: Sequence[tuple[str, int]] = (),
+    paid_from_wallet: str | None = None,
 ) -> JournalEntry:
     """Post a captured payment (see the module docstring for the shape).
 
-    Revenue is ``amount - tax - sum(creator shares)`` and must not be negative. Shares of
-    one creator are merged; zero amounts are left out rather than posted.
+    Revenue is ``amount - tax - sum(creator shares) - sum(wallet credits)``: a top-up is
+    a liability to the customer (``wallet_credits``: customer, amount), never revenue; a
+    pack that credits more than it earns makes the difference a revenue debit (a
+    promotional cost). Shares of one creator are merged; zero amounts are left out.
+    ``paid_from_wallet`` names the customer whose balance paid, in place of a channel's
+    clearing account (and no fee).
     """
     if type(amount) is not int or amount <= 0:
         raise ValidationFailed("payment amount must be a positive int", param="amount")
@@ -255,15 +263,25 @@ def payment_succeeded_entry(
     for value, param in ((fee, "fee"), (tax, "tax")):
         if type(value) is not int or not 0 <= value <= amount:
             raise ValidationFailed(f"{param} must be an int within [0, amount]", param=param)
-    revenue = amount - tax - sum(merged.values())
-    if revenue < 0:
+    if amount - tax - sum(merged.values()) < 0:
         raise ValidationFailed("tax and creator shares exceed the amount", param="shares")
-    clearing = AccountRef(AccountKind.CHANNEL_CLEARING, currency, channel)
+    credits: dict[str, int] = defaultdict(int)
+    for customer_id, credit in wallet_credits:
+        if type(credit) is not int or credit <= 0:
+            raise ValidationFailed("wallet credits must be positive ints", param="wallet")
+        credits[customer_id] += credit
+    revenue = amount - tax - sum(merged.values()) - sum(credits.values())
+    clearing = (
+        AccountRef(AccountKind.CHANNEL_CLEARING, currency, channel)
+        if paid_from_wallet is None
+        else AccountRef(AccountKind.CUSTOMER_WALLET, currency, paid_from_wallet)
+    )
     lines = [
         (clearing, amount),
         (AccountRef(AccountKind.CHANNEL_FEES, currency), fee),
         (clearing, -fee),
         *((AccountRef(AccountKind.CREATOR_PAYABLE, currency, c), -s) for c, s in merged.items()),
+        *((AccountRef(AccountKind.CUSTOMER_WALLET, currency, c), -v) for c, v in credits.items()),
         (AccountRef(AccountKind.TAX_PAYABLE, currency), -tax),
         (AccountRef(AccountKind.PLATFORM_REVENUE, currency), -revenue),
     ]
@@ -274,6 +292,20 @@ def payment_succeeded_entry(
         occurred_at,
         entry_id=entry_id,
     )
+
+
+def funding_account(original: JournalEntry) -> AccountRef:
+    """The account a payment entry was paid from: the channel's clearing account, or the
+    customer's wallet for a payment from balance (its one debit of either kind)."""
+    funding = [
+        p.account
+        for p in original.postings
+        if p.amount > 0
+        and p.account.kind in (AccountKind.CHANNEL_CLEARING, AccountKind.CUSTOMER_WALLET)
+    ]
+    if len(funding) != 1:
+        raise ValidationFailed("original is not a payment entry", param="original")
+    return funding[0]
 
 
 def _refund_target(account: AccountRef) -> AccountRef:
@@ -300,21 +332,14 @@ def refund_entry(
     takes more from an account than the payment gave it and a full refund returns every
     account exactly. ``fee_returned`` is the part of the fee the channel gave back.
     """
-    clearings = [
-        p
-        for p in original.postings
-        if p.account.kind is AccountKind.CHANNEL_CLEARING and p.amount > 0
-    ]
-    if len(clearings) != 1:
-        raise ValidationFailed("original is not a payment entry", param="original")
-    clearing = clearings[0].account
+    clearing = funding_account(original)
     fee_account = AccountRef(AccountKind.CHANNEL_FEES, clearing.currency)
     remaining: dict[AccountRef, int] = defaultdict(int)
     fee_left = 0
     for posting in original.postings:
         if posting.account.kind is AccountKind.CHANNEL_FEES:
             fee_left += posting.amount
-        elif posting.account.kind is not AccountKind.CHANNEL_CLEARING:
+        elif posting.account != clearing:
             remaining[_refund_target(posting.account)] -= posting.amount
     for prior in prior_refunds:
         for posting in prior.postings:
@@ -346,6 +371,89 @@ def refund_entry(
         occurred_at,
         entry_id=entry_id,
     )
+
+
+@dataclass(frozen=True, slots=True)
+class RefundedPart:
+    """What a refund takes back from one order line's parties (see domain/refunds.py)."""
+
+    creator_id: str
+    creator_amount: int
+    tax_amount: int
+    platform_amount: int  # may be below zero only beside a wallet part (a generous pack)
+    wallet_amount: int = 0  # a top-up's credit, taken back from the buyer's wallet
+
+
+def order_refund_entry(
+    original: JournalEntry,
+    *,
+    refund_id: str,
+    parts: Sequence[RefundedPart],
+    occurred_at: datetime,
+    fee_returned: int = 0,
+    customer_id: str = "",
+    pay_to: AccountRef | None = None,
+    entry_id: str | None = None,
+) -> JournalEntry:
+    """Post a refund of order lines: each line's creator share, tax and platform part
+    come back as the refund split them (creator payable debited, tax payable debited,
+    revenue reversed into ``refunds``), and clearing pays the buyer. ``fee_returned`` is
+    what the channel gave back of its fee. A creator already paid out may go negative:
+    the debit is carried, never dropped. ``pay_to`` pays the buyer somewhere else than
+    where the payment came from (the buyer's wallet)."""
+    clearing = funding_account(original)
+    currency = clearing.currency
+    amount = sum(
+        p.creator_amount + p.tax_amount + p.platform_amount + p.wallet_amount for p in parts
+    )
+    if amount <= 0 or any(
+        min(p.creator_amount, p.tax_amount, p.wallet_amount) < 0
+        or (p.platform_amount < 0 and not p.wallet_amount)
+        for p in parts
+    ):
+        raise ValidationFailed("a refund takes back non-negative parts", param="parts")
+    wallet = sum(p.wallet_amount for p in parts)
+    if wallet and not customer_id:
+        raise ValidationFailed("a top-up refund names the customer", param="customer_id")
+    creators: dict[str, int] = defaultdict(int)
+    for part in parts:
+        creators[part.creator_id] += part.creator_amount
+    lines = [
+        (pay_to or clearing, -amount),
+        *((AccountRef(AccountKind.CREATOR_PAYABLE, currency, c), v) for c, v in creators.items()),
+        (AccountRef(AccountKind.TAX_PAYABLE, currency), sum(p.tax_amount for p in parts)),
+        (AccountRef(AccountKind.REFUNDS, currency), sum(p.platform_amount for p in parts)),
+        *(
+            [(AccountRef(AccountKind.CUSTOMER_WALLET, currency, customer_id), wallet)]
+            if wallet
+            else []
+        ),
+        (AccountRef(AccountKind.CHANNEL_FEES, currency), -fee_returned),
+        (clearing, fee_returned),
+    ]
+    return build_entry(
+        refund_source(refund_id),
+        f"refund {refund_id} of {original.source}",
+        (Posting(account, value) for account, value in lines if value),
+        occurred_at,
+        entry_id=entry_id,
+    )
+
+
+def pro_rata_fee(fee: int, payment_amount: int, refunded_before: int, amount: int) -> int:
+    """The part of the fee a channel returns with a refund when it returns fees pro rata:
+    ``round(fee x refunded after / paid) - round(fee x refunded before / paid)``, half-up,
+    so the parts of any sequence of refunds add up to the whole fee at a full refund."""
+    if (
+        payment_amount <= 0
+        or not 0 <= refunded_before <= refunded_before + amount <= payment_amount
+    ):
+        raise ValidationFailed("refunded amounts must lie within the payment", param="amount")
+
+    def share(refunded: int) -> int:
+        return (2 * fee * refunded + payment_amount) // (2 * payment_amount)
+
+    return share(refunded_before + amount) - share(refunded_before)
 
 
 def reversal_entry(

@@ -67,7 +67,10 @@ PAYMENT_TRANSITIONS: Mapping[PaymentStatus, frozenset[PaymentStatus]] = {
     ),
     PaymentStatus.SUCCEEDED: frozenset(),
     PaymentStatus.FAILED: frozenset(),
-    PaymentStatus.CLOSED: frozenset(),
+    # An attempt closed on our side (expiry, cancel, an orphan the gateway said it never
+    # saw) while the buyer was paying it: the money is real, so it is taken and, the
+    # order having moved on, refunded. Ignoring it would keep the buyer's money.
+    PaymentStatus.CLOSED: frozenset({PaymentStatus.SUCCEEDED}),
 }
 
 REFUND_TRANSITIONS: Mapping[RefundStatus, frozenset[RefundStatus]] = {

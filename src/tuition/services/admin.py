@@ -1,9 +1,13 @@
-"""Admin console use cases: operators, login with lockout, sessions, an order's timeline.
+"""Admin console use cases: operators, throttled login, sessions, an order's timeline, and
+the read side of a customer's wallet page (and of a top-up's checkout page).
 
 Passwords are hashed with argon2id (``argon2-cffi``); hashing runs in a thread, and never
 inside a database transaction, so a login does not hold SQLite's write lock while it
-thinks. After ``MAX_FAILURES`` wrong passwords in a row an account is locked for
-``LOCK_FOR``; an unknown email costs the same hashing time as a wrong password.
+thinks. Every attempt is counted per IP, per account and per (IP, account) before its
+password is checked (services/admin_throttle.py): ``MAX_FAILURES`` attempts from one IP
+lock that IP out of the account for ``LOCK_FOR``. Every refusal is the same
+:class:`LoginRefused`, and an unknown email costs the same hashing time as a wrong
+password, so no answer tells which accounts exist.
 """
 
 from __future__ import annotations
@@ -12,28 +16,46 @@ import asyncio
 import hashlib
 import re
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
+from sqlalchemy import func, select
 
 from tuition.clock import Clock
+from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import JournalEntry, payment_source, refund_source
+from tuition.domain.wallet import TransactionCause
+from tuition.logs import get_logger
+from tuition.services.admin_throttle import (
+    DEFAULT_THROTTLE,
+    AttemptKeys,
+    SignInThrottle,
+    attempt_keys,
+    subject_of,
+)
+from tuition.store import tables
 from tuition.store.admin import AdminRepository, AdminSession, AdminUser
 from tuition.store.events import NotificationRecord, OutboxEvent
 from tuition.store.orders import OrderRecord
-from tuition.store.payments import PaymentFilter, PaymentRecord, RefundRecord
+from tuition.store.payments import PaymentFilter, PaymentRecord
+from tuition.store.refunds import RefundRecord
 from tuition.store.uow import UnitOfWork
+from tuition.store.wallet import WalletTransaction
 from tuition.store.work import Attempt, Delivery
 
-MAX_FAILURES = 5
-LOCK_FOR = timedelta(minutes=15)
+MAX_FAILURES = DEFAULT_THROTTLE.per_ip_and_account
+LOCK_FOR = DEFAULT_THROTTLE.lock_for
+# Throttle rows whose window ended this long ago are deleted as logins go by.
+_THROTTLE_KEPT = timedelta(days=1)
 MIN_PASSWORD_LENGTH = 10
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
 _hasher = PasswordHasher()
+log = get_logger(__name__)
 
 
 # Verified against when the email is unknown, so both answers take as long (the hash of a
@@ -45,13 +67,12 @@ _DUMMY_HASH = (
 
 
 class LoginRefused(AuthenticationFailed):
-    """Wrong email or password (``login_failed``), or locked (``account_locked``)."""
+    """Any refused sign-in: wrong email, wrong password or throttled look alike."""
 
     default_code = "login_failed"
 
-    def __init__(self, message: str, *, code: str | None = None, until: datetime | None = None):
-        super().__init__(message, code=code)
-        self.until = until
+    def __init__(self) -> None:
+        super().__init__("wrong email or password, or too many attempts")
 
 
 def normalize_email(email: str) -> str:
@@ -94,6 +115,7 @@ async def set_admin_password(uow: UnitOfWork, email: str, password: str) -> None
         if user is None:
             raise NotFound(f"no operator {email!r}", param="email")
         await repo.set_password(user.id, password_hash)
+        await repo.clear_subject(subject_of(user.email))
         await uow.commit()
 
 
@@ -112,28 +134,39 @@ class NewSession:
 
 
 async def login(
-    uow: UnitOfWork, email: str, password: str, *, clock: Clock, ttl: timedelta
+    uow: UnitOfWork,
+    email: str,
+    password: str,
+    *,
+    clock: Clock,
+    ttl: timedelta,
+    client_ip: str | None = None,
+    throttle: SignInThrottle = DEFAULT_THROTTLE,
 ) -> NewSession:
-    """Check the password and open a session, or raise :class:`LoginRefused`."""
-    async with uow:
-        user = await AdminRepository(uow.conn).user_by_email(normalize_email(email))
+    """Check the password and open a session, or raise :class:`LoginRefused`.
+
+    The attempt is counted first, in a transaction of its own; only an attempt that got
+    a slot has its password checked, so no number of concurrent attempts checks more
+    passwords than the throttle allows.
+    """
+    address = normalize_email(email)
+    keys = attempt_keys(address, client_ip)
     now = clock.now()
-    if user is not None and user.locked_until is not None and user.locked_until > now:
-        raise LoginRefused("too many failed logins", code="account_locked", until=user.locked_until)
+    async with uow:
+        repo = AdminRepository(uow.conn)
+        allowed = await _claim(repo, keys, throttle, now)
+        user = await repo.user_by_email(address) if allowed else None
+        if allowed:
+            await repo.purge_throttles(before=now - _THROTTLE_KEPT)
+            await uow.commit()
+    if not allowed:
+        log.warning("admin_login_throttled")
+        raise LoginRefused()
     stored = user.password_hash if user is not None else _DUMMY_HASH
     ok = await asyncio.to_thread(_verify, stored, password)
     if user is None or not ok:
-        if user is not None:
-            async with uow:
-                failures = await AdminRepository(uow.conn).count_failure(
-                    user.id, max_failures=MAX_FAILURES, locked_until=now + LOCK_FOR
-                )
-                await uow.commit()
-            if failures >= MAX_FAILURES:
-                raise LoginRefused(
-                    "too many failed logins", code="account_locked", until=now + LOCK_FOR
-                )
-        raise LoginRefused("wrong email or password")
+        log.info("admin_login_failed")
+        raise LoginRefused()
     rehash = _hasher.check_needs_rehash(user.password_hash)
     new_hash = await asyncio.to_thread(_hasher.hash, password) if rehash else None
     token = secrets.token_urlsafe(32)
@@ -150,9 +183,34 @@ async def login(
         if new_hash is not None:
             await repo.set_password(user.id, new_hash)
         await repo.record_login(user.id, at=now)
+        await repo.release_attempt(keys.ip)
+        await repo.clear_throttles(keys.pair, keys.account)
         await repo.add_session(session)
         await uow.commit()
     return NewSession(token, session, user)
+
+
+async def _claim(
+    repo: AdminRepository, keys: AttemptKeys, throttle: SignInThrottle, now: datetime
+) -> bool:
+    """Count the attempt on all three counters, or on none (the caller then does not
+    commit). Always in this order, so concurrent claims never deadlock."""
+    for key, subject, limit in (
+        (keys.pair, keys.subject, throttle.per_ip_and_account),
+        (keys.ip, None, throttle.per_ip),
+        (keys.account, keys.subject, throttle.per_account),
+    ):
+        claimed = await repo.claim_attempt(
+            key,
+            subject=subject,
+            limit=limit,
+            window=throttle.window,
+            lock_for=throttle.lock_for,
+            now=now,
+        )
+        if not claimed:
+            return False
+    return True
 
 
 def _verify(stored: str, password: str) -> bool:
@@ -199,6 +257,13 @@ class OrderTimeline:
     payments: list[PaymentTrail]
     entries: list[JournalEntry]
     events: list[EventTrail]
+    refunds: list[RefundRecord] = field(default_factory=list)  # newest first, with lines
+
+    @property
+    def double_charges(self) -> list[PaymentTrail]:
+        """Payments that came after the order was paid (or closed) and were refunded
+        automatically: the buyer was charged twice."""
+        return [t for t in self.payments if t.payment.duplicate_of is not None]
 
 
 async def order_timeline(uow: UnitOfWork, order_id: str) -> OrderTimeline:
@@ -211,12 +276,13 @@ async def order_timeline(uow: UnitOfWork, order_id: str) -> OrderTimeline:
         found, _ = await uow.payments.find(
             PaymentFilter(order_id=order_id), limit=100, starting_after=None
         )
+        refunds = await uow.refunds.of_order(order_id)
         trails, entries, subjects = [], [], [order_id]
         for payment in sorted(found, key=lambda p: p.id):
             trail = PaymentTrail(
                 payment,
                 await uow.events.notifications_for(payment.id),
-                await uow.payments.refunds_of(payment.id),
+                [r for r in refunds if r.payment_id == payment.id],
             )
             trails.append(trail)
             subjects.append(payment.id)
@@ -231,4 +297,75 @@ async def order_timeline(uow: UnitOfWork, order_id: str) -> OrderTimeline:
             for event in await uow.events.events_for(subject):
                 events.append(EventTrail(event, await uow.work.deliveries_of(event.id)))
     events.sort(key=lambda e: (e.event.created_at, e.event.id))
-    return OrderTimeline(order, trails, entries, events)
+    return OrderTimeline(order, trails, entries, events, sorted(refunds, key=lambda r: r.id)[::-1])
+
+
+async def automatic_refunds(
+    uow: UnitOfWork, payments: list[PaymentRecord]
+) -> dict[str, RefundRecord | None]:
+    """For each double charge among ``payments`` (a payment with ``duplicate_of`` set),
+    its newest refund: the automatic one, or the retry of it if that failed."""
+    found: dict[str, RefundRecord | None] = {}
+    async with uow:
+        for payment in payments:
+            if payment.duplicate_of is not None:
+                refunds = await uow.refunds.of_payment(payment.id)
+                found[payment.id] = refunds[-1] if refunds else None
+    return found
+
+
+# --- a customer's wallet ----------------------------------------------------------------
+
+
+async def wallet_cause_orders(
+    uow: UnitOfWork, transactions: Sequence[WalletTransaction]
+) -> dict[str, str]:
+    """For each wallet transaction with an order behind it, that order's id: a top-up's
+    order, the order a payment from balance paid, the order a refund gave back. An
+    adjustment has none. Two queries whatever the page size."""
+    found: dict[str, str] = {}
+    by_payment: dict[str, list[str]] = {}
+    by_refund: dict[str, list[str]] = {}
+    for tx in transactions:
+        if tx.cause == TransactionCause.TOPUP:
+            found[tx.id] = tx.cause_id.partition(":")[0]  # "<order id>:<line index>"
+        elif tx.cause == TransactionCause.ORDER:
+            by_payment.setdefault(tx.cause_id, []).append(tx.id)
+        elif tx.cause == TransactionCause.REFUND:
+            by_refund.setdefault(tx.cause_id, []).append(tx.id)
+    async with uow:
+        for table, wanted in ((tables.payments, by_payment), (tables.refunds, by_refund)):
+            if not wanted:
+                continue
+            rows = await uow.conn.execute(
+                select(table.c.id, table.c.order_id).where(table.c.id.in_(list(wanted)))
+            )
+            for row in rows:
+                for tx_id in wanted[row.id]:
+                    found[tx_id] = row.order_id
+    return found
+
+
+async def topup_credit(uow: UnitOfWork, order: OrderRecord) -> int | None:
+    """What a top-up order credits to the buyer's balance, in the order's currency (None
+    when the order has no top-up line): once paid, what was credited; before, what the
+    packs say they credit."""
+    lines = [line for line in order.lines if line.kind == ProductKind.TOPUP.value]
+    if not lines:
+        return None
+    async with uow:
+        if order.paid_at is not None:
+            credited = await uow.conn.execute(
+                select(func.coalesce(func.sum(tables.wallet_transactions.c.amount), 0)).where(
+                    tables.wallet_transactions.c.cause == TransactionCause.TOPUP.value,
+                    tables.wallet_transactions.c.cause_id.in_(
+                        [f"{order.id}:{line.line_index}" for line in lines]
+                    ),
+                )
+            )
+            amount = int(credited.scalar_one())
+            if amount:
+                return amount
+        catalog = await uow.catalog.products_by_ids([line.product_id for line in lines])
+    packs = [(catalog.get(line.product_id), line.quantity) for line in lines]
+    return sum((p.topup_credit or 0) * n for p, n in packs if p is not None) or None

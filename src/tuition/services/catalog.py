@@ -13,6 +13,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
+from typing import Any
 
 from tuition.clock import Clock
 from tuition.domain.catalog import (
@@ -181,6 +182,8 @@ class NewProduct:
     topup_credit: int | None = None
     promotion: Promotion | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
+    # Refund rules as given (checked by domain.refunds.parse_policy); None: the default.
+    refund_policy: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -194,6 +197,7 @@ class ProductChanges:
     revenue_share: Decimal | None = None
     promotion: Promotion | Keep | None = KEEP
     metadata: Mapping[str, str] | None = None
+    refund_policy: Mapping[str, Any] | Keep | None = KEEP
 
 
 async def _check_components(bundle: Product, uow: UnitOfWork, *, require_active: bool) -> None:
@@ -247,7 +251,14 @@ async def create_product(cmd: NewProduct, uow: UnitOfWork, *, clock: Clock) -> P
         product = _utc_promotion(product)
         if product.kind is ProductKind.BUNDLE:
             await _check_components(product, uow, require_active=True)
-        record = ProductRecord(product, cmd.description, dict(cmd.metadata), now, now)
+        record = ProductRecord(
+            product,
+            cmd.description,
+            dict(cmd.metadata),
+            now,
+            now,
+            None if cmd.refund_policy is None else dict(cmd.refund_policy),
+        )
         await uow.catalog.add_product(record)
         await uow.commit()
     return record
@@ -287,6 +298,9 @@ async def update_product(cmd: ProductChanges, uow: UnitOfWork, *, clock: Clock) 
             product=product,
             description=found.description if cmd.description is None else cmd.description,
             metadata=found.metadata if cmd.metadata is None else dict(cmd.metadata),
+            refund_policy=(
+                found.refund_policy if isinstance(cmd.refund_policy, Keep) else cmd.refund_policy
+            ),
             updated_at=clock.now(),
         )
         await uow.catalog.update_product(record)

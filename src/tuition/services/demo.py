@@ -124,6 +124,8 @@ async def _products(
         components: tuple[str, ...] = (),
         period: MembershipPeriod | None = None,
         promotion: Promotion | None = None,
+        refund_policy: dict[str, object] | None = None,
+        topup_credit: int | None = None,
     ) -> None:
         if key in have:
             return
@@ -137,16 +139,22 @@ async def _products(
             period=period,
             promotion=promotion,
             metadata={"demo": key},
+            refund_policy=refund_policy,
+            topup_credit=topup_credit,
         )
         record = await catalog_service.create_product(new, uow_factory(), clock=clock)
         have[key] = record.product.id
 
     await product("python", li, "Python 数据分析实战", 19900, description="从 pandas 到可视化")
-    await product("writing", li, "高效写作 30 讲", 9900)
+    # Refunds: the unconsumed share of this one (report progress to see it shrink).
+    prorate = {"window_days": 14, "consumption": "prorate"}
+    await product("writing", li, "高效写作 30 讲", 9900, refund_policy=prorate)
     await product("design", ada, "Design Systems in Practice", 29900, promotion=sale)
     await product("compound", li, "一文读懂复利", 990, ProductKind.ARTICLE)
     pair = (have["python"], have["writing"])
     await product("bundle", li, "数据与写作套餐", 24900, ProductKind.BUNDLE, components=pair)
+    # A top-up credits the reader's balance (a liability), which then pays for courses.
+    await product("topup", li, "余额充值 ¥100", 10000, ProductKind.TOPUP, topup_credit=10000)
     year = MembershipPeriod.YEAR
     await product(
         "membership", ada, "年度会员 Annual membership", 36500, ProductKind.MEMBERSHIP, period=year

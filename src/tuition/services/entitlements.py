@@ -42,8 +42,9 @@ async def grant_for_order(uow: UnitOfWork, order: OrderRecord, *, paid_at: datet
 
 async def revoke_for_refund(
     uow: UnitOfWork, order_id: str, *, line_index: int | None, at: datetime
-) -> int:
-    """Inside an open unit of work: take back access a refund returns (one line, or all)."""
+) -> list[EntitlementRecord]:
+    """Inside an open unit of work: take back access a refund returns (one line, or all);
+    the grants it ended."""
     return await uow.orders.revoke(order_id, line_index, at)
 
 

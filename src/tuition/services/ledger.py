@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, field
 
 from tuition.domain.ledger import (
     LedgerProblem,
@@ -11,6 +12,7 @@ from tuition.domain.ledger import (
     entry_problems,
     verify_chain,
 )
+from tuition.services.anchors import Anchor, AnchorProblem, check_anchors
 from tuition.store.uow import UnitOfWork
 
 
@@ -20,10 +22,12 @@ class LedgerReport:
     sealed: int
     accounts: int
     problems: list[LedgerProblem]
+    anchors: int = 0  # anchors checked against the chain
+    anchor_problems: list[AnchorProblem] = field(default_factory=list)
 
     @property
     def ok(self) -> bool:
-        return not self.problems
+        return not self.problems and not self.anchor_problems
 
 
 async def seal_ledger(uow: UnitOfWork, *, batch: int = 5000) -> int:
@@ -38,8 +42,9 @@ async def seal_ledger(uow: UnitOfWork, *, batch: int = 5000) -> int:
             return total
 
 
-async def verify_ledger(uow: UnitOfWork) -> LedgerReport:
-    """Report unbalanced entries, a broken or edited chain, and drifted balances.
+async def verify_ledger(uow: UnitOfWork, *, anchors: Sequence[Anchor] = ()) -> LedgerReport:
+    """Report unbalanced entries, a broken or edited chain, drifted balances, and any of
+    ``anchors`` (signed heads kept outside the database) the chain no longer contains.
 
     Reads in one transaction so the picture is consistent; writes nothing.
     """
@@ -68,4 +73,6 @@ async def verify_ledger(uow: UnitOfWork) -> LedgerReport:
         sealed=len(sealed),
         accounts=len(stored.keys() | computed.keys()),
         problems=problems,
+        anchors=len(anchors),
+        anchor_problems=check_anchors(list(anchors), sealed),
     )

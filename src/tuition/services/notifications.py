@@ -9,6 +9,7 @@ is recognised by the UNIQUE (channel, trade number, event) row and changes nothi
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
@@ -24,15 +25,23 @@ from tuition.domain.ids import new_id
 from tuition.domain.payments import RefundStatus
 from tuition.logs import get_logger, mask
 from tuition.services.payments import PaymentDeps, submit_refund
-from tuition.services.settlement import Settled, apply_payment_state, apply_refund_state
+from tuition.services.refund_settlement import apply_refund_state
+from tuition.services.settlement import Settled, apply_payment_state
 from tuition.store.events import NotificationRecord
-from tuition.store.payments import PaymentRecord, RefundRecord
+from tuition.store.payments import PaymentRecord
+from tuition.store.refunds import RefundRecord
 from tuition.store.uow import UnitOfWork
 
 log = get_logger(__name__)
 
 # Headers worth keeping for audit; cookies and auth never are.
 _DROP_HEADERS = frozenset({"authorization", "cookie"})
+# What is kept of a notification that anyone could have sent: enough to diagnose it,
+# too little to fill the disk with (verified ones are bounded by the body size limit).
+MAX_UNVERIFIED_BODY_CHARS = 4096
+_MAX_HEADERS = 50
+_MAX_HEADER_CHARS = 1000
+_BAD_TEXT = re.compile("[\x00\ud800-\udfff]")
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,10 +61,15 @@ async def handle_notification(
 ) -> Outcome:
     channel = deps.registry.get(channel_slug)
     record = _Recorder(channel_slug, headers, body, deps)
+    if b"\x00" in body:  # no channel sends one; it could reach text columns unchanged
+        return await record.reject(uow, "the body contains a NUL byte", channel)
     try:
         verified = channel.verify_notification(headers, body)
     except NotificationRejected as exc:
         return await record.reject(uow, exc.reason, channel)
+    unstorable = _unstorable(verified)
+    if unstorable is not None:  # signed, yet it cannot be ours: nothing of it is looked up
+        return await record.reject(uow, unstorable, channel, verified=True)
 
     settled = Settled()
     async with uow:
@@ -79,8 +93,50 @@ async def handle_notification(
         await record.write(uow, verdict, None, verified)
         await uow.commit()
     for refund_id in settled.refunds_to_submit:
-        await submit_refund(uow, refund_id, deps=deps)
+        # The notification is applied and committed: the gateway must get the success ACK
+        # whatever the refund call does, or it redelivers what is already done. A refund
+        # that could not be submitted stays pending; the worker's sweep submits it again.
+        try:
+            await submit_refund(uow, refund_id, deps=deps)
+        except Exception:
+            log.exception("refund_submission_failed", channel=channel_slug, refund_id=refund_id)
     return Outcome(verdict, None, channel.ack(True))
+
+
+# Column lengths of what a verified notification's ids are stored in or looked up by.
+_ID_CHARS = 40
+_TRADE_CHARS = 64
+
+
+def _unstorable(n: VerifiedNotification) -> str | None:
+    """Why a verified notification's fields cannot be ours (None if they can): too long
+    for our columns, or text no column can hold (NUL, a lone surrogate)."""
+    fields: list[tuple[str, str | None, int]] = [
+        ("app id", n.app_id, 200),
+        ("event", n.event, _TRADE_CHARS),
+        ("trade number", n.trade_no, _TRADE_CHARS),
+    ]
+    if n.payment is not None:
+        fields += [
+            ("payment id", n.payment.payment_id, _ID_CHARS),
+            ("channel trade number", n.payment.channel_trade_no, _TRADE_CHARS),
+            ("currency", n.payment.currency, 3),
+        ]
+    if n.refund is not None:
+        fields += [
+            ("refund id", n.refund.refund_id, _ID_CHARS),
+            ("payment id", n.refund.payment_id, _ID_CHARS),
+            ("channel refund number", n.refund.channel_refund_no, _TRADE_CHARS),
+            ("currency", n.refund.currency, 3),
+        ]
+    for name, value, limit in fields:
+        if value is None:
+            continue
+        if len(value) > limit:
+            return f"the {name} is longer than {limit} characters"
+        if _BAD_TEXT.search(value):
+            return f"the {name} contains a NUL or an invalid character"
+    return None
 
 
 async def _mismatch(
@@ -108,7 +164,7 @@ async def _mismatch(
         return None, payment
     refund_state = n.refund
     assert refund_state is not None
-    refund = await uow.payments.get_refund(refund_state.refund_id)
+    refund = await uow.refunds.get(refund_state.refund_id, with_lines=False)
     if refund is None:
         return f"unknown refund {refund_state.refund_id!r}", None
     return await _refund_mismatch(uow, refund, refund_state), refund
@@ -151,7 +207,10 @@ async def _settle(
     refund = loaded
     assert isinstance(refund, RefundRecord)
     assert refund.id == n.refund.refund_id
-    return Settled(changed=await apply_refund_state(uow, refund, n.refund, at=now))
+    moved = await apply_refund_state(
+        uow, refund, n.refund, fee_policy=channel.refund_fee_policy, at=now
+    )
+    return Settled(changed=moved)
 
 
 class _Recorder:
@@ -164,8 +223,12 @@ class _Recorder:
         # Stamped on arrival, so the audit trail orders causes before their effects.
         self.received_at = deps.clock.now()
         self.channel = channel
-        self.headers = {k.lower(): v for k, v in headers.items() if k.lower() not in _DROP_HEADERS}
-        self.body = mask(body.decode("utf-8", errors="replace"))
+        kept = [(k.lower(), v) for k, v in headers.items() if k.lower() not in _DROP_HEADERS]
+        self.headers = {
+            _storable(k)[:_MAX_HEADER_CHARS]: _storable(v)[:_MAX_HEADER_CHARS]
+            for k, v in kept[:_MAX_HEADERS]
+        }
+        self.body = _storable(mask(body.decode("utf-8", errors="replace")))
         self.deps = deps
 
     async def write(
@@ -187,7 +250,11 @@ class _Recorder:
             )
         )
 
-    async def reject(self, uow: UnitOfWork, reason: str, channel: Channel) -> Outcome:
+    async def reject(
+        self, uow: UnitOfWork, reason: str, channel: Channel, *, verified: bool = False
+    ) -> Outcome:
+        if not verified:
+            self.body = self.body[:MAX_UNVERIFIED_BODY_CHARS]
         async with uow:
             await self.write(uow, "rejected", reason, None)
             await uow.commit()
@@ -201,3 +268,8 @@ def _payment_id(n: VerifiedNotification | None) -> str | None:
     if n.payment is not None:
         return n.payment.payment_id
     return n.refund.payment_id if n.refund is not None else None
+
+
+def _storable(text: str) -> str:
+    """``text`` as any text column holds it: NUL (PostgreSQL refuses it) shown escaped."""
+    return text.replace("\x00", "\\u0000")

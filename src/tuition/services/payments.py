@@ -1,13 +1,18 @@
-"""Payment use cases: start a payment attempt, read payments, submit and settle refunds."""
+"""Payment use cases: start a payment attempt, read payments, recover one, submit refunds."""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from datetime import timedelta
 
 from tuition.channels.base import (
     ChannelTimeout,
+    PaymentNotFound,
     PaymentRequest,
+    RefundFeePolicy,
+    RefundNotFound,
     RefundRequest,
+    RefundState,
 )
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
@@ -21,8 +26,10 @@ from tuition.domain.errors import (
 from tuition.domain.ids import new_id
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
-from tuition.services.settlement import apply_payment_state, apply_refund_state
-from tuition.store.payments import PaymentFilter, PaymentRecord
+from tuition.domain.wallet import WALLET_CHANNEL
+from tuition.services.refund_settlement import apply_refund_state
+from tuition.services.settlement import apply_payment_state
+from tuition.store.payments import PaymentFilter, PaymentRecord, new_attempt
 from tuition.store.uow import UnitOfWork
 
 
@@ -38,11 +45,17 @@ class CreatePayment:
     return_url: str | None = None
 
 
+RECOVER_AFTER = timedelta(seconds=60)
+
+
 @dataclass(frozen=True, slots=True)
 class PaymentDeps:
     registry: ChannelRegistry
     clock: Clock
     base_url: str  # where gateways reach /v1/notify/{channel}
+    # An open payment is first asked about this long after it was created (its
+    # ``reconcile_payment`` job, queued with it); see docs/operations.md.
+    recover_after: timedelta = RECOVER_AFTER
 
 
 async def create_payment(
@@ -87,29 +100,22 @@ async def create_payment(
                 f"order {order.id} changed while the payment was being started; try again",
                 code="order_changed",
             )
-        payment = PaymentRecord(
-            id=new_id("pay"),
+        payment = new_attempt(
+            payment_id=new_id("pay"),
             order_id=order.id,
             customer_id=order.customer_id,
             channel=channel.slug,
             method=cmd.method,
             app_id=channel.app_id,
-            status=PaymentStatus.CREATED,
             amount=order.total,
             currency=order.currency,
-            fee=None,
-            amount_refunded=0,
-            channel_trade_no=None,
-            next_action=None,
-            failure_code=None,
-            failure_message=None,
-            duplicate_of=None,
-            succeeded_at=None,
-            closed_at=None,
-            created_at=now,
-            updated_at=now,
+            at=now,
         )
-        await uow.payments.add(payment)
+        # With its recovery query, in the same transaction: every open payment has one,
+        # whatever else is open (see worker/jobs.py ``reconcile``).
+        await uow.payments.add_with_job(
+            payment, kind="reconcile_payment", run_at=now + deps.recover_after
+        )
         await uow.commit()
 
     if first_title is None:  # an order always has lines
@@ -194,13 +200,19 @@ async def reconcile_payment(
     """Ask the channel for a payment's state and settle it through the same paid path.
 
     This is how a lost notification is recovered; a gateway that cannot answer leaves
-    the payment as it was.
+    the payment as it was. A gateway that has no such trade (the API died before it
+    reached it, or an attempt never opened) closes the attempt once the order no longer
+    waits for it (paid by another attempt, cancelled, expired, or past its expiry);
+    before that the attempt stays open for the next query.
     """
     payment = await get_payment(uow, payment_id)
     if payment.status not in (PaymentStatus.CREATED, PaymentStatus.PENDING):
         return payment
     channel = deps.registry.get(payment.channel)
-    state = await channel.query_payment(payment.id)
+    try:
+        state = await channel.query_payment(payment.id)
+    except PaymentNotFound as exc:
+        return await _close_unknown(uow, payment, exc, deps=deps)
     if state.amount != payment.amount or state.currency != payment.currency:
         raise ChannelError(
             f"channel reports {state.amount} {state.currency} for payment {payment.id} of "
@@ -217,36 +229,114 @@ async def reconcile_payment(
     return await get_payment(uow, payment_id)
 
 
+async def _close_unknown(
+    uow: UnitOfWork, payment: PaymentRecord, exc: PaymentNotFound, *, deps: PaymentDeps
+) -> PaymentRecord:
+    """Close an attempt the gateway never saw, if its order no longer waits for it."""
+    now = deps.clock.now()
+    async with uow:
+        order = await uow.orders.get(payment.order_id, with_lines=False)
+        if order is None:
+            raise NotFound(f"no order {payment.order_id!r}", code="order_not_found")
+        if order.status is OrderStatus.PENDING_PAYMENT and order.expires_at > now:
+            return payment  # the order still waits: asked again later
+        why = "expired" if order.status is OrderStatus.PENDING_PAYMENT else order.status.value
+        if await uow.payments.set_status(
+            payment.id,
+            expected=(PaymentStatus.CREATED, PaymentStatus.PENDING),
+            target=PaymentStatus.CLOSED,
+            at=now,
+            closed_at=now,
+            failure_code=exc.code,
+            failure_message=f"the gateway has no such trade and the order is {why}"[:500],
+        ):
+            await uow.events.emit(
+                "payment.closed",
+                payment.id,
+                {"id": payment.id, "order_id": payment.order_id},
+                at=now,
+            )
+        await uow.commit()
+    return await get_payment(uow, payment.id)
+
+
 async def submit_refund(uow: UnitOfWork, refund_id: str, *, deps: PaymentDeps) -> RefundStatus:
     """Send a pending refund to its channel and settle what the channel answers at once.
 
-    Safe to repeat: channels de-duplicate by our refund id, and settling is a
-    compare-and-set. A timeout leaves the refund pending for the next attempt.
+    Safe to repeat: a refund sent before (whose answer may have been lost) is first
+    asked about with the channel's query, and sent again only if the gateway has no
+    record of it; gateways de-duplicate by our refund id anyway, and settling is a
+    compare-and-set. A timeout leaves the refund pending for the next attempt; a refusal
+    fails it (its holds are released, so it may be retried as a new refund).
     """
     async with uow:
-        refund = await uow.payments.get_refund(refund_id)
+        refund = await uow.refunds.get(refund_id, with_lines=False)
         payment = None if refund is None else await uow.payments.get(refund.payment_id)
     if refund is None or payment is None:
         raise NotFound(f"no refund {refund_id!r}", code="refund_not_found", param="refund_id")
     if refund.status is not RefundStatus.PENDING:
         return refund.status
+    if payment.channel == WALLET_CHANNEL or refund.destination == "wallet":
+        # Paid from balance, or asked to go to the balance: at once, no gateway.
+        done = RefundState(
+            refund.id, payment.id, RefundStatus.SUCCEEDED, refund.amount, refund.currency
+        )
+        async with uow:
+            await apply_refund_state(
+                uow, refund, done, fee_policy=RefundFeePolicy.KEPT, at=deps.clock.now()
+            )
+            await uow.commit()
+        return RefundStatus.SUCCEEDED
     channel = deps.registry.get(payment.channel)
-    try:
-        state = await channel.refund(
-            RefundRequest(
+    message: str | None = None
+    state: RefundState | None = None
+    if refund.submitted_at is not None:
+        try:
+            state = await channel.query_refund(refund.id, payment.id)
+        except ChannelTimeout:
+            return RefundStatus.PENDING
+        except RefundNotFound:
+            state = None  # the first submission never arrived: send it again
+    if state is None:
+        async with uow.autocommit() as single:
+            await single.refunds.mark_submitted(refund.id, deps.clock.now())
+            await single.commit()
+        try:
+            state = await channel.refund(
+                RefundRequest(
+                    refund_id=refund.id,
+                    payment_id=payment.id,
+                    channel_trade_no=payment.channel_trade_no,
+                    amount=refund.amount,
+                    payment_amount=payment.amount,
+                    currency=refund.currency,
+                    reason=refund.reason,
+                    notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{channel.slug}",
+                )
+            )
+        except ChannelTimeout:
+            return RefundStatus.PENDING
+        except ChannelError as exc:
+            # The gateway answered and refused: nothing was applied there.
+            message = exc.message
+            state = RefundState(
                 refund_id=refund.id,
                 payment_id=payment.id,
-                channel_trade_no=payment.channel_trade_no,
+                status=RefundStatus.FAILED,
                 amount=refund.amount,
-                payment_amount=payment.amount,
                 currency=refund.currency,
-                reason=refund.reason,
-                notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{channel.slug}",
+                raw_status=exc.code,
             )
-        )
-    except ChannelTimeout:
+    if state.status is RefundStatus.PENDING:
         return RefundStatus.PENDING
     async with uow:
-        await apply_refund_state(uow, refund, state, at=deps.clock.now())
+        await apply_refund_state(
+            uow,
+            refund,
+            state,
+            fee_policy=channel.refund_fee_policy,
+            at=deps.clock.now(),
+            failure_message=message,
+        )
         await uow.commit()
     return state.status

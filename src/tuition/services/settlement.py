@@ -1,4 +1,5 @@
-"""The one paid path: what happens when a gateway says a payment or refund settled.
+"""The one paid path: what happens when a gateway says a payment settled (refunds:
+services/refund_settlement.py).
 
 Both a verified notification and the recovery job's query end here, inside the caller's
 unit of work, so a payment is settled the same way whichever arrives first, and only
@@ -11,24 +12,22 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 
-from tuition.channels.base import PaymentState, RefundState
+from tuition.channels.base import PaymentState
+from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import IllegalTransition
-from tuition.domain.ids import new_id
-from tuition.domain.ledger import (
-    creator_shares,
-    payment_source,
-    payment_succeeded_entry,
-    refund_entry,
-    refund_source,
-)
+from tuition.domain.ledger import creator_shares, payment_succeeded_entry
 from tuition.domain.orders import OrderStatus
-from tuition.domain.payments import PaymentStatus, RefundStatus, channel_fee
+from tuition.domain.payments import PAYMENT_TRANSITIONS, PaymentStatus, channel_fee
+from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
+from tuition.services.balances import credit, topup_source
 from tuition.services.orders import mark_order_paid
+from tuition.services.refund_settlement import hold_payment, open_refund
 from tuition.store.orders import OrderRecord
-from tuition.store.payments import PaymentRecord, RefundRecord
+from tuition.store.payments import PaymentRecord
 from tuition.store.uow import UnitOfWork
 
 _OPEN = (PaymentStatus.CREATED, PaymentStatus.PENDING)
+_MAY_SUCCEED = tuple(s for s in PaymentStatus if PaymentStatus.SUCCEEDED in PAYMENT_TRANSITIONS[s])
 _RETURN_REASONS = {OrderStatus.EXPIRED: "order_expired", OrderStatus.CANCELLED: "order_cancelled"}
 
 
@@ -82,7 +81,7 @@ async def _succeed(
     paid_at = state.paid_at or at
     moved = await uow.payments.set_status(
         payment.id,
-        expected=_OPEN,
+        expected=_MAY_SUCCEED,
         target=PaymentStatus.SUCCEEDED,
         at=at,
         fee=fee,
@@ -99,20 +98,7 @@ async def _succeed(
         paid_now = False
     await uow.events.emit("payment.succeeded", payment.id, _payment_data(payment), at=at)
     if paid_now:
-        await uow.ledger.post(
-            payment_succeeded_entry(
-                payment_id=payment.id,
-                channel=payment.channel,
-                currency=payment.currency,
-                amount=payment.amount,
-                fee=fee,
-                tax=order.tax_total,
-                creator_shares=_creator_shares(order),
-                occurred_at=paid_at,
-            ),
-            at=at,
-        )
-        await uow.events.emit("order.paid", order.id, _order_data(order), at=at)
+        await _book_paid_order(uow, payment, order, fee=fee, paid_at=paid_at, at=at)
         return Settled(changed=True)
     # The order was paid by another attempt, or closed, before this money came: keep the
     # order as it is, book the money as revenue, and send it back through its channel
@@ -134,96 +120,100 @@ async def _succeed(
         at=at,
     )
     reason = _RETURN_REASONS.get(current.status, "duplicate_payment")
-    refund_id = await open_refund(uow, payment, amount=payment.amount, reason=reason, at=at)
-    return Settled(changed=True, refunds_to_submit=[refund_id])
+    await hold_payment(uow, payment, payment.amount, at)
+    refund = await open_refund(uow, payment, amount=payment.amount, reason=reason, at=at)
+    return Settled(changed=True, refunds_to_submit=[refund.id])
 
 
-async def open_refund(
-    uow: UnitOfWork, payment: PaymentRecord, *, amount: int, reason: str, at: datetime
-) -> str:
-    """Record a pending refund; the channel is asked after commit (see submit_refund)."""
-    refund_id = new_id("re")
-    await uow.payments.add_refund(
-        RefundRecord(
-            id=refund_id,
-            payment_id=payment.id,
-            order_id=payment.order_id,
-            amount=amount,
-            currency=payment.currency,
-            status=RefundStatus.PENDING,
-            reason=reason,
-            channel_refund_no=None,
-            failure_message=None,
-            succeeded_at=None,
-            created_at=at,
-            updated_at=at,
-        )
+async def settle_wallet_payment(
+    uow: UnitOfWork, payment: PaymentRecord, order: OrderRecord, *, at: datetime
+) -> None:
+    """Inside the unit of work that debited the balance: the payment from balance
+    succeeds and pays the order (it is ``pending_payment``: the caller checked)."""
+    moved = await uow.payments.set_status(
+        payment.id,
+        expected=_OPEN,
+        target=PaymentStatus.SUCCEEDED,
+        at=at,
+        fee=0,
+        succeeded_at=at,
     )
-    await uow.events.emit(
-        "refund.created",
-        refund_id,
-        {"id": refund_id, "payment_id": payment.id, "amount": amount, "reason": reason},
+    if not moved or not await mark_order_paid(uow, order, at=at):
+        raise IllegalTransition(f"order {order.id} was paid meanwhile", code="order_not_payable")
+    await uow.events.emit("payment.succeeded", payment.id, _payment_data(payment), at=at)
+    await _book_paid_order(uow, payment, order, fee=0, paid_at=at, at=at)
+
+
+async def _book_paid_order(
+    uow: UnitOfWork,
+    payment: PaymentRecord,
+    order: OrderRecord,
+    *,
+    fee: int,
+    paid_at: datetime,
+    at: datetime,
+) -> None:
+    """The paid order's entry (creator shares; top-ups credit the buyer's wallet, a
+    liability, never revenue), the wallet credits themselves, and ``order.paid``."""
+    credits = await topup_credits(uow, order)
+    from_wallet = payment.channel == WALLET_CHANNEL
+    # The wallet before the ledger, on every path that touches both: one lock order,
+    # so a top-up, a payment from balance and a refund into it never deadlock.
+    for line_index, amount in credits:
+        await credit(
+            uow,
+            customer_id=order.customer_id,
+            currency=order.currency,
+            amount=amount,
+            kind=LotKind.TOPUP,
+            source=topup_source(order.id, line_index),
+            cause=TransactionCause.TOPUP,
+            cause_id=f"{order.id}:{line_index}",
+            description=f"top-up, order {order.id}",
+            created_by="system",
+            at=at,
+        )
+    await uow.ledger.post(
+        payment_succeeded_entry(
+            payment_id=payment.id,
+            channel=payment.channel,
+            currency=payment.currency,
+            amount=payment.amount,
+            fee=fee,
+            tax=order.tax_total,
+            creator_shares=creator_shares_of(order),
+            wallet_credits=[(order.customer_id, amount) for _, amount in credits],
+            paid_from_wallet=order.customer_id if from_wallet else None,
+            occurred_at=paid_at,
+        ),
         at=at,
     )
-    return refund_id
+    await uow.events.emit("order.paid", order.id, _order_data(order), at=at)
 
 
-async def apply_refund_state(
-    uow: UnitOfWork, refund: RefundRecord, state: RefundState, *, at: datetime
-) -> bool:
-    """Settle a refund the gateway reported as done or failed; True if it moved."""
-    match state.status:
-        case RefundStatus.SUCCEEDED:
-            moved = await uow.payments.set_refund_status(
-                refund.id,
-                expected=RefundStatus.PENDING,
-                target=RefundStatus.SUCCEEDED,
-                at=at,
-                succeeded_at=at,
-                channel_refund_no=state.channel_refund_no,
-            )
-            if not moved:
-                return False
-            if not await uow.payments.add_refunded(refund.payment_id, refund.amount, at):
-                raise AssertionError(f"refund {refund.id} exceeds payment {refund.payment_id}")
-            original = await uow.ledger.entry_by_source(payment_source(refund.payment_id))
-            assert original is not None, "a refunded payment was posted"
-            prior = []
-            for other in await uow.payments.refunds_of(refund.payment_id):
-                if other.id != refund.id and (
-                    entry := await uow.ledger.entry_by_source(refund_source(other.id))
-                ):
-                    prior.append(entry)
-            await uow.ledger.post(
-                refund_entry(
-                    original,
-                    refund_id=refund.id,
-                    amount=refund.amount,
-                    occurred_at=at,
-                    prior_refunds=prior,
-                ),
-                at=at,
-            )
-            await uow.events.emit("refund.succeeded", refund.id, _refund_data(refund), at=at)
-            return True
-        case RefundStatus.FAILED:
-            moved = await uow.payments.set_refund_status(
-                refund.id,
-                expected=RefundStatus.PENDING,
-                target=RefundStatus.FAILED,
-                at=at,
-                failure_message=state.raw_status or "refused by the channel",
-            )
-            if moved:
-                await uow.events.emit("refund.failed", refund.id, _refund_data(refund), at=at)
-            return moved
-        case RefundStatus.PENDING:
-            return False
+async def topup_credits(uow: UnitOfWork, order: OrderRecord) -> list[tuple[int, int]]:
+    """(line index, amount credited) for each top-up line of the order."""
+    topups = [line for line in order.lines if line.kind == ProductKind.TOPUP.value]
+    if not topups:
+        return []
+    catalog = await uow.catalog.products_by_ids([line.product_id for line in topups])
+    credits = []
+    for line in topups:
+        product = catalog.get(line.product_id)
+        credit_each = product.topup_credit if product is not None else None
+        if credit_each is None:
+            raise AssertionError(f"top-up {line.product_id} of order {order.id} has no credit")
+        credits.append((line.line_index, credit_each * line.quantity))
+    return credits
 
 
-def _creator_shares(order: OrderRecord) -> list[tuple[str, int]]:
-    # A bundle's share goes to the bundle's creator at the bundle's rate (as priced).
-    nets = [line.total - line.tax - line.surcharge for line in order.lines]
+def creator_shares_of(order: OrderRecord) -> list[tuple[str, int]]:
+    """Each line's creator share. A bundle's share goes to the bundle's creator at the
+    bundle's rate (as priced); a top-up has none (it is the buyer's money, not a sale)."""
+    nets = [
+        0 if line.kind == ProductKind.TOPUP.value else line.total - line.tax - line.surcharge
+        for line in order.lines
+    ]
     amounts = creator_shares(nets, [line.revenue_share for line in order.lines])
     return [(line.creator_id, share) for line, share in zip(order.lines, amounts, strict=True)]
 
@@ -246,15 +236,4 @@ def _payment_data(payment: PaymentRecord) -> dict[str, object]:
         "currency": payment.currency,
         "channel": payment.channel,
         "customer_id": payment.customer_id,
-    }
-
-
-def _refund_data(refund: RefundRecord) -> dict[str, object]:
-    return {
-        "id": refund.id,
-        "payment_id": refund.payment_id,
-        "order_id": refund.order_id,
-        "amount": refund.amount,
-        "currency": refund.currency,
-        "reason": refund.reason,
     }

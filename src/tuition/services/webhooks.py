@@ -6,6 +6,7 @@ import json
 import random
 import secrets
 import time
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -15,6 +16,7 @@ import httpx
 from tuition.clock import Clock
 from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import new_id
+from tuition.services.webhook_targets import TargetPolicy, check_url
 from tuition.store.uow import UnitOfWork
 from tuition.store.work import Attempt, Delivery, Endpoint
 from tuition.webhooks import sign
@@ -37,6 +39,10 @@ RETRY_FOR = timedelta(days=3)
 BASE_DELAY = 30.0
 MAX_DELAY = 6 * 3600.0
 JITTER = 0.2  # ±20 %, so endpoints that failed together do not retry together
+# How much of an endpoint's answer is read and kept: enough to see why it failed, too
+# little to make the delivery history a way to read whatever a URL serves.
+EXCERPT_CHARS = 200
+_READ_AT_MOST = 4 * EXCERPT_CHARS  # bytes; the rest of a large answer is never read
 
 
 def backoff(attempts: int, rng: random.Random) -> timedelta:
@@ -58,22 +64,20 @@ def _check_events(events: list[str]) -> list[str]:
     return sorted(set(events))
 
 
-def _check_url(url: str) -> str:
-    parsed = httpx.URL(url)
-    if parsed.scheme not in ("http", "https") or not parsed.host:
-        raise ValidationFailed(
-            "url must be an absolute http(s) URL", code="url_invalid", param="url"
-        )
-    return url
-
-
 async def create_endpoint(
-    uow: UnitOfWork, *, url: str, events: list[str], description: str, clock: Clock
+    uow: UnitOfWork,
+    *,
+    url: str,
+    events: list[str],
+    description: str,
+    clock: Clock,
+    allowed_hosts: Collection[str] = (),
 ) -> Endpoint:
+    """Register an endpoint; ``allowed_hosts`` may be non-public (see webhook_targets)."""
     now = clock.now()
     endpoint = Endpoint(
         id=new_id("whe"),
-        url=_check_url(url),
+        url=check_url(url, TargetPolicy.allowing(allowed_hosts)),
         description=description,
         events=_check_events(events),
         secret=f"whsec_{secrets.token_urlsafe(32)}",
@@ -96,10 +100,11 @@ async def update_endpoint(
     description: str | None = None,
     enabled: bool | None = None,
     clock: Clock,
+    allowed_hosts: Collection[str] = (),
 ) -> Endpoint:
     values: dict[str, Any] = {"updated_at": clock.now()}
     if url is not None:
-        values["url"] = _check_url(url)
+        values["url"] = check_url(url, TargetPolicy.allowing(allowed_hosts))
     if events is not None:
         values["events"] = _check_events(events)
     if description is not None:
@@ -118,7 +123,8 @@ async def update_endpoint(
 
 @dataclass(slots=True)
 class Deliverer:
-    """Sends claimed deliveries; one per worker, holding its HTTP client."""
+    """Sends claimed deliveries; one per worker, holding its HTTP client (whose transport
+    is a :class:`~tuition.services.webhook_targets.GuardedTransport`)."""
 
     client: httpx.AsyncClient
     clock: Clock
@@ -158,7 +164,8 @@ class Deliverer:
         excerpt: str | None = None
         error: str | None = None
         try:
-            response = await self.client.post(
+            async with self.client.stream(
+                "POST",
                 endpoint.url,
                 content=body,
                 headers={
@@ -169,11 +176,11 @@ class Deliverer:
                     "Tuition-Event-Id": event["id"],
                     "User-Agent": "Tuition-Webhooks/1",
                 },
-            )
-            status_code, excerpt = response.status_code, response.text[:500]
+            ) as response:
+                status_code, excerpt = response.status_code, await _excerpt(response)
             if not 200 <= response.status_code < 300:
                 error = f"HTTP {response.status_code}"
-        except httpx.HTTPError as exc:
+        except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
         latency = int((time.perf_counter() - started) * 1000)
         status, next_at = self._next(delivery, attempted_at, failed=error is not None)
@@ -194,3 +201,17 @@ class Deliverer:
         if retry_at > delivery.created_at + RETRY_FOR:
             return "failed", now
         return "pending", retry_at
+
+
+async def _excerpt(response: httpx.Response) -> str:
+    """The first :data:`EXCERPT_CHARS` characters of the answer, reading little of it."""
+    head = b""
+    async for chunk in response.aiter_bytes():
+        head += chunk
+        if len(head) >= _READ_AT_MOST:
+            break
+    try:
+        text = head[:_READ_AT_MOST].decode(response.charset_encoding or "utf-8", "replace")
+    except LookupError:  # a charset Python does not know
+        text = head[:_READ_AT_MOST].decode("utf-8", "replace")
+    return text[:EXCERPT_CHARS]

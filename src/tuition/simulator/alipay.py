@@ -18,7 +18,10 @@ answers are signed with the simulator's own "Alipay" key (:attr:`AlipayGateway.k
 Refusals before business processing (bad signature, unknown app) are unsigned, as Alipay's
 are. Trades live in the simulator's shared state, so paying, expiry, fault injection and
 notifications work as for every protocol. Refunds settle at once (Alipay refunds
-synchronously) unless the simulator is set to settle them later.
+synchronously, ``fund_change=Y``) unless planned otherwise: a held, delayed or abnormal
+refund answers ``fund_change=N`` and shows in the refund query without ``refund_status``
+until it succeeds; a failed one is refused (``ACQ.SELLER_BALANCE_NOT_ENOUGH``) and may
+be retried with the same ``out_request_no``.
 """
 
 from __future__ import annotations
@@ -198,17 +201,23 @@ class AlipayGateway:
             currency=None,
             reason=wire.text(biz, "refund_reason", required=False)[:256],
             notify_url=None,
+            # Alipay asks that a failed refund be retried with the same out_request_no.
+            retry_failed=True,
         )
-        config = self._sim.config
-        if new and config.auto_settle_refunds and config.refund_settle_seconds == 0:
-            failed = self._sim.faults.take_refund_failure()
-            self._sim.state.settle_refund(refund, succeed=not failed)
-        elif new:
-            self._sim.start_refund_settlement(refund)
+        if new:
+            self._sim.start_refund(refund, synchronous=True)
         if refund.status is RefundWireStatus.REFUND_FAILED:
             raise GatewayError("ACQ.SELLER_BALANCE_NOT_ENOUGH", "the refund could not be paid")
         refund_fee = wire.refunded(self._sim.state, payment)
-        return wire.refund_node(payment, refund, refund_fee, new=new)
+        config = self._sim.config
+        return wire.refund_node(
+            payment,
+            refund,
+            refund_fee,
+            new=new,
+            fee_returned=config.fee_returned(refund.amount),
+            fee_rate=config.refund_fee_rate,
+        )
 
     def _refund_query(
         self, app_id: str, _params: Mapping[str, str], biz: Mapping[str, object]
@@ -218,7 +227,8 @@ class AlipayGateway:
         refund = self._sim.state.refunds.get((app_id, out_request_no))
         if refund is not None and refund.out_trade_no != payment.out_trade_no:
             refund = None
-        return wire.refund_query_node(payment, refund)
+        fee = None if refund is None else self._sim.config.fee_returned(refund.amount)
+        return wire.refund_query_node(payment, refund, fee_returned=fee)
 
     # -- helpers ----------------------------------------------------------------------
 

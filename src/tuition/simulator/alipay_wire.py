@@ -112,25 +112,52 @@ def trade_node(payment: SimPayment, refunded_amount: int) -> JsonNode:
     return node
 
 
-def refund_node(payment: SimPayment, refund: SimRefund, refund_fee: int, *, new: bool) -> JsonNode:
-    """An ``alipay.trade.refund`` answer; ``fund_change=N`` for a repeat or one in flight."""
+def refund_node(
+    payment: SimPayment,
+    refund: SimRefund,
+    refund_fee: int,
+    *,
+    new: bool,
+    fee_returned: int | None = None,
+    fee_rate: Decimal | None = None,
+) -> JsonNode:
+    """An ``alipay.trade.refund`` answer; ``fund_change=N`` for a repeat or one in flight.
+
+    ``refund_fee`` is the trade's total refunded so far; ``fee_returned`` (with the rate)
+    fills ``refund_charge_info_list`` for a refund that moved money now.
+    """
+    moved = new and refund.status is RefundWireStatus.REFUND_SUCCESS
     node: JsonNode = {
         **SUCCESS,
         "trade_no": payment.trade_no,
         "out_trade_no": payment.out_trade_no,
         "buyer_logon_id": BUYER_LOGON_ID,
-        "fund_change": "Y" if new and refund.status is RefundWireStatus.REFUND_SUCCESS else "N",
+        "fund_change": "Y" if moved else "N",
         "refund_fee": yuan(refund_fee),
     }
     if refund.refunded_at is not None:
         node["gmt_refund_pay"] = wire_time(refund.refunded_at)
+    if moved and fee_returned is not None:
+        node["refund_charge_info_list"] = [
+            {
+                "refund_charge_fee": yuan(fee_returned),
+                "switch_fee_rate": str(fee_rate),
+                "charge_type": "trade",
+            }
+        ]
     return node
 
 
-def refund_query_node(payment: SimPayment, refund: SimRefund | None) -> JsonNode:
-    """An ``alipay.trade.fastpay.refund.query`` answer (no ``out_request_no``: not found)."""
+def refund_query_node(
+    payment: SimPayment, refund: SimRefund | None, *, fee_returned: int | None = None
+) -> JsonNode:
+    """An ``alipay.trade.fastpay.refund.query`` answer (no ``out_request_no``: not found).
+
+    A failed refund is answered as not found ("未返回…表示退款请求未收到或者退款失败"):
+    the merchant retries it with the same out_request_no.
+    """
     node: JsonNode = {**SUCCESS, "trade_no": payment.trade_no, "out_trade_no": payment.out_trade_no}
-    if refund is None:
+    if refund is None or refund.status is RefundWireStatus.REFUND_FAILED:
         return node
     node.update(
         out_request_no=refund.out_refund_no,
@@ -140,6 +167,8 @@ def refund_query_node(payment: SimPayment, refund: SimRefund | None) -> JsonNode
     # Alipay names a refund's status only once it succeeded; absent means in flight.
     if refund.status is RefundWireStatus.REFUND_SUCCESS and refund.refunded_at is not None:
         node.update(refund_status="REFUND_SUCCESS", gmt_refund_pay=wire_time(refund.refunded_at))
+        if fee_returned is not None:
+            node["refund_charge_amount"] = yuan(fee_returned)
     return node
 
 
@@ -201,7 +230,7 @@ class AlipayNotifications:
         self._clock = clock
 
     def body(self, event: GatewayEvent, notify_id: str) -> NotificationBody | None:
-        if event.name == "refund.failed" or not event.payment.notify_url:
+        if event.name in ("refund.failed", "refund.abnormal") or not event.payment.notify_url:
             return None  # no notify_url given: Alipay does not notify
         params = self.params(event, notify_id)
         signed = gateway_side.sign_notification(params, self._key.private_key)

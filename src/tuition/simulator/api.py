@@ -138,7 +138,7 @@ def merchant_routes(sim: Simulator) -> list[Route]:
                 app_id, out_trade_no=_ref(request, "out_trade_no"), **data.model_dump()
             )
             if is_new:
-                sim.start_refund_settlement(created)
+                sim.start_refund(created)
             return created.to_wire()
 
         return await call(request, Operation.REFUND, action)

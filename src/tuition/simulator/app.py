@@ -27,7 +27,13 @@ from tuition.simulator.api import merchant_routes
 from tuition.simulator.checkout import buyer_routes
 from tuition.simulator.config import SimulatorConfig
 from tuition.simulator.control import control_routes
-from tuition.simulator.faults import FaultKind, FaultPlan, Operation, SimulatorTransport
+from tuition.simulator.faults import (
+    FaultKind,
+    FaultPlan,
+    Operation,
+    RefundOutcome,
+    SimulatorTransport,
+)
 from tuition.simulator.notifier import DeliveryAttempt, Notifier
 from tuition.simulator.records import SimPayment, SimRefund
 from tuition.simulator.signing import NotificationSigner, RequestAuthenticator, load_private_key
@@ -101,14 +107,46 @@ class Simulator:
         url = event.refund.notify_url if event.refund is not None else event.payment.notify_url
         self.notifier.submit(event, url)
 
-    def start_refund_settlement(self, refund: SimRefund) -> None:
-        if self.config.auto_settle_refunds:
-            self.notifier.spawn(self._settle_later(refund))
+    def start_refund(self, refund: SimRefund, *, synchronous: bool = False) -> None:
+        """Play a new refund's life as planned (see :class:`RefundOutcome`).
 
-    async def _settle_later(self, refund: SimRefund) -> None:
-        if self.config.refund_settle_seconds > 0:
-            await self.config.sleep(self.config.refund_settle_seconds)
-        self.state.settle_refund(refund, succeed=not self.faults.take_refund_failure())
+        Unplanned, it succeeds after ``config.refund_settle_seconds`` (or waits for
+        :meth:`settle_refunds` when ``auto_settle_refunds`` is off). ``synchronous``
+        settles an immediate outcome before the answer is rendered, as Alipay does.
+        """
+        plan = self.faults.take_refund_plan()
+        outcome = None if plan is None else plan.outcome
+        seconds = self.config.refund_settle_seconds
+        match outcome:
+            case RefundOutcome.HOLD:
+                return
+            case None if not self.config.auto_settle_refunds:
+                return
+            case RefundOutcome.DELAY:
+                assert plan is not None
+                seconds = plan.seconds
+            case None | RefundOutcome.FAIL | RefundOutcome.ABNORMAL:
+                pass
+        if synchronous and seconds == 0:
+            self._end_refund(refund, outcome)
+        else:
+            self.notifier.spawn(self._end_refund_later(refund, outcome, seconds))
+
+    def start_refund_settlement(self, refund: SimRefund) -> None:
+        self.start_refund(refund)
+
+    def _end_refund(self, refund: SimRefund, outcome: RefundOutcome | None) -> None:
+        if outcome is RefundOutcome.ABNORMAL:
+            self.state.mark_abnormal(refund)
+        else:
+            self.state.settle_refund(refund, succeed=outcome is not RefundOutcome.FAIL)
+
+    async def _end_refund_later(
+        self, refund: SimRefund, outcome: RefundOutcome | None, seconds: float
+    ) -> None:
+        if seconds > 0:
+            await self.config.sleep(seconds)
+        self._end_refund(refund, outcome)
 
     async def settle_refunds(self) -> int:
         """Settle every refund still processing now; returns how many were settled."""
@@ -116,6 +154,18 @@ class Simulator:
         for refund in pending:
             self.state.settle_refund(refund, succeed=not self.faults.take_refund_failure())
         return len(pending)
+
+    def refund(self, out_refund_no: str, *, app_id: str | None = None) -> SimRefund:
+        """The simulator's record of a refund (``app_id`` needed only if ambiguous)."""
+        return self.state.find_refund(out_refund_no, app_id)
+
+    async def settle_refund(
+        self, out_refund_no: str, *, succeed: bool = True, app_id: str | None = None
+    ) -> SimRefund:
+        """End one held, delayed or abnormal refund now: success, or failure (closed)."""
+        refund = self.state.find_refund(out_refund_no, app_id)
+        self.state.settle_refund(refund, succeed=succeed)
+        return refund
 
     # -- the buyer --------------------------------------------------------------------
 
@@ -166,8 +216,32 @@ class Simulator:
         self.faults.tamper_next = count
 
     def fail_next_refunds(self, count: int = 1) -> None:
-        """Settle the next ``count`` refunds as ``REFUND_FAILED``."""
+        """Settle the next ``count`` refunds as ``REFUND_FAILED``.
+
+        Alipay refuses it at once (``ACQ.SELLER_BALANCE_NOT_ENOUGH``); WeChat Pay and the
+        sandbox answer processing and then report it closed / failed.
+        """
         self.faults.failing_refunds = count
+
+    def hold_next_refunds(self, count: int = 1) -> None:
+        """Keep the next ``count`` refunds processing until :meth:`settle_refund`."""
+        self.faults.plan_refunds(RefundOutcome.HOLD, count)
+
+    def delay_next_refunds(self, seconds: float, count: int = 1) -> None:
+        """Keep the next ``count`` refunds processing ``seconds``, then succeed (notified)."""
+        self.faults.plan_refunds(RefundOutcome.DELAY, count, seconds=seconds)
+
+    def abnormal_next_refunds(self, count: int = 1) -> None:
+        """End the next ``count`` refunds ABNORMAL (WeChat notifies ``REFUND.ABNORMAL``).
+
+        The money stays out until :meth:`settle_refund` re-routes it (success) or gives
+        it back; Alipay and the sandbox show such a refund as still processing.
+        """
+        self.faults.plan_refunds(RefundOutcome.ABNORMAL, count)
+
+    def lose_next_refund_answers(self, count: int = 1) -> None:
+        """Apply the next ``count`` refunds but time their answers out (ChannelTimeout)."""
+        self.faults.fail_next(Operation.REFUND, count, kind=FaultKind.TIMEOUT, applied=True)
 
     def reset_faults(self) -> None:
         self.faults.reset()

@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 
 import httpx
 
 from tuition.clock import Clock, SystemClock
+from tuition.domain.payments import channel_fee
 
 SleepFn = Callable[[float], Awaitable[None]]
 
@@ -55,6 +57,10 @@ class SimulatorConfig:
     # client's timeout when the simulator is served over a real network.
     timeout_hang_seconds: float = 0.0
     control_enabled: bool = True
+    # When set, a succeeded refund reports the service fee given back (refund x rate,
+    # half-up): Alipay's refund_charge_info_list / refund_charge_amount, WeChat Pay's
+    # amount.refund_fee. Unset, the answers leave it out, as most real contracts do.
+    refund_fee_rate: Decimal | None = None
 
     def __post_init__(self) -> None:
         if not self.merchants:
@@ -65,6 +71,14 @@ class SimulatorConfig:
             raise ValueError("need 0 <= notify_backoff_base <= notify_backoff_cap")
         if self.private_key_pem is not None and self.private_key_pem_path is not None:
             raise ValueError("give private_key_pem or private_key_pem_path, not both")
+        if self.refund_fee_rate is not None and not Decimal(0) <= self.refund_fee_rate < 1:
+            raise ValueError("refund_fee_rate must be in [0, 1)")
+
+    def fee_returned(self, refund_amount: int) -> int | None:
+        """The fee a refund of ``refund_amount`` gives back, or None if not reported."""
+        if self.refund_fee_rate is None:
+            return None
+        return channel_fee(refund_amount, self.refund_fee_rate)
 
     def backoff(self, attempt: int) -> float:
         """Seconds to wait before delivery ``attempt`` (1-based); 0 before the first."""

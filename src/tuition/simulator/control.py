@@ -12,13 +12,19 @@ internet; ``SimulatorConfig.control_enabled=False`` removes these routes.
 ``GET  /_control/faults``                      the current fault plan
 ``POST /_control/payments/{out_trade_no}/pay``  (or ``/decline``; ``?app_id=`` if ambiguous)
 ``POST /_control/refunds/settle``              settle refunds held by auto_settle_refunds=False
+``POST /_control/refunds/next``                ``{"outcome", "count", "seconds"}``: how the
+                                               next refunds end (``fail``, ``hold``,
+                                               ``delay``, ``abnormal``, ``lost_answer``)
+``GET  /_control/refunds/{out_refund_no}``      the refund as the simulator has it
+``POST /_control/refunds/{out_refund_no}/settle``  ``{"succeed": true}``: end a held,
+                                               delayed or abnormal refund now
 ``GET  /_control/deliveries``                  the notification delivery log
 =============================================  =============================================
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Annotated
+from typing import TYPE_CHECKING, Annotated, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 from starlette.requests import Request
@@ -50,6 +56,18 @@ class _NotificationFaultsIn(BaseModel):
     drop_next: _Count | None = None
     tamper_next: _Count | None = None
     fail_refunds: _Count | None = None
+
+
+class _RefundPlanIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    outcome: Literal["fail", "hold", "delay", "abnormal", "lost_answer"]
+    count: _Count = 1
+    seconds: Annotated[float, Field(ge=0, le=3600)] = 0.0
+
+
+class _SettleIn(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+    succeed: bool = True
 
 
 def _invalid(exc: ValidationError) -> JSONResponse:
@@ -113,6 +131,50 @@ def control_routes(sim: Simulator) -> list[Route]:
     async def settle(_request: Request) -> Response:
         return JSONResponse({"settled": await sim.settle_refunds()})
 
+    async def plan_refunds(request: Request) -> Response:
+        try:
+            data = _RefundPlanIn.model_validate_json(await request.body())
+        except ValidationError as exc:
+            return _invalid(exc)
+        match data.outcome:
+            case "fail":
+                sim.fail_next_refunds(sim.faults.failing_refunds + data.count)
+            case "hold":
+                sim.hold_next_refunds(data.count)
+            case "delay":
+                sim.delay_next_refunds(data.seconds, data.count)
+            case "abnormal":
+                sim.abnormal_next_refunds(data.count)
+            case "lost_answer":
+                sim.lose_next_refund_answers(data.count)
+        return JSONResponse(sim.faults.describe())
+
+    async def show_refund(request: Request) -> Response:
+        try:
+            refund = sim.refund(
+                str(request.path_params["out_refund_no"]),
+                app_id=request.query_params.get("app_id"),
+            )
+        except GatewayError as exc:
+            return JSONResponse({"code": exc.code, "message": exc.message}, exc.status)
+        return JSONResponse({**refund.to_wire(), "gateway_status": str(refund.status)})
+
+    async def settle_refund(request: Request) -> Response:
+        try:
+            body = await request.body()
+            data = _SettleIn.model_validate_json(body or b"{}")
+        except ValidationError as exc:
+            return _invalid(exc)
+        try:
+            refund = await sim.settle_refund(
+                str(request.path_params["out_refund_no"]),
+                succeed=data.succeed,
+                app_id=request.query_params.get("app_id"),
+            )
+        except GatewayError as exc:
+            return JSONResponse({"code": exc.code, "message": exc.message}, exc.status)
+        return JSONResponse({**refund.to_wire(), "gateway_status": str(refund.status)})
+
     async def deliveries(_request: Request) -> Response:
         return JSONResponse(
             [
@@ -141,5 +203,8 @@ def control_routes(sim: Simulator) -> list[Route]:
         Route("/_control/payments/{out_trade_no}/pay", pay, methods=["POST"]),
         Route("/_control/payments/{out_trade_no}/decline", decline, methods=["POST"]),
         Route("/_control/refunds/settle", settle, methods=["POST"]),
+        Route("/_control/refunds/next", plan_refunds, methods=["POST"]),
+        Route("/_control/refunds/{out_refund_no}", show_refund, methods=["GET"]),
+        Route("/_control/refunds/{out_refund_no}/settle", settle_refund, methods=["POST"]),
         Route("/_control/deliveries", deliveries, methods=["GET"]),
     ]

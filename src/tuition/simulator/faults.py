@@ -12,6 +12,12 @@ API faults are queued per operation and consumed one per call:
 With ``applied=True`` the gateway performs the operation before failing, as when a
 response is lost after the gateway committed: the case recovery polling exists for.
 
+Refund outcomes are queued too and taken one per new refund (:class:`RefundOutcome`):
+``fail`` (refused or closed), ``hold`` (processing until the test settles it), ``delay``
+(processing for some seconds, then success) and ``abnormal`` (WeChat Pay's ABNORMAL: the
+money is out but stuck until settled). A lost answer is a ``timeout`` fault with
+``applied=True`` on ``refund``.
+
 Notification faults: a delay before the first attempt, extra copies of each notification
 (sequential or concurrent), dropping the next N notifications, and tampering with the
 next N (the amount is changed after signing).
@@ -45,6 +51,19 @@ class FaultKind(StrEnum):
     TIMEOUT = "timeout"
 
 
+class RefundOutcome(StrEnum):
+    FAIL = "fail"
+    HOLD = "hold"
+    DELAY = "delay"
+    ABNORMAL = "abnormal"
+
+
+@dataclass(frozen=True, slots=True)
+class RefundPlan:
+    outcome: RefundOutcome
+    seconds: float = 0.0  # how long a DELAY refund stays processing
+
+
 @dataclass(frozen=True, slots=True)
 class ApiFault:
     kind: FaultKind
@@ -61,11 +80,13 @@ class FaultPlan:
 
     def __init__(self) -> None:
         self._api: dict[Operation, deque[ApiFault]] = {op: deque() for op in Operation}
+        self._refunds: deque[RefundPlan] = deque()
         self.reset()
 
     def reset(self) -> None:
         for queue in self._api.values():
             queue.clear()
+        self._refunds.clear()
         self.notification_delay = 0.0
         self.duplicates = 0
         self.concurrent_duplicates = False
@@ -108,6 +129,23 @@ class FaultPlan:
             return True
         return False
 
+    def plan_refunds(
+        self, outcome: RefundOutcome | str, count: int = 1, *, seconds: float = 0.0
+    ) -> None:
+        if count < 0:
+            raise ValueError("count must be >= 0")
+        if seconds < 0:
+            raise ValueError("seconds must be >= 0")
+        self._refunds.extend([RefundPlan(RefundOutcome(outcome), seconds)] * count)
+
+    def take_refund_plan(self) -> RefundPlan | None:
+        """The outcome planned for the next new refund (a plain failure counts too)."""
+        if self._refunds:
+            return self._refunds.popleft()
+        if self.take_refund_failure():
+            return RefundPlan(RefundOutcome.FAIL)
+        return None
+
     def describe(self) -> dict[str, object]:
         return {
             "api": {str(op): [f.kind.value for f in q] for op, q in self._api.items() if q},
@@ -117,6 +155,7 @@ class FaultPlan:
             "drop_next": self.drop_next,
             "tamper_next": self.tamper_next,
             "failing_refunds": self.failing_refunds,
+            "refunds": [{"outcome": p.outcome.value, "seconds": p.seconds} for p in self._refunds],
         }
 
 

@@ -145,7 +145,9 @@ class SandboxFormat:
         self._signer = signer
         self._config = config
 
-    def body(self, event: GatewayEvent, notify_id: str) -> NotificationBody:
+    def body(self, event: GatewayEvent, notify_id: str) -> NotificationBody | None:
+        if event.name == "refund.abnormal":
+            return None  # the sandbox protocol has no such state: it stays processing
         body = notification_body(event, notify_id, wire_time(self._config.clock.now()))
         return NotificationBody(_encode(body), lambda: _tamper(body))
 

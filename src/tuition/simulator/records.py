@@ -87,6 +87,9 @@ class SimRefund:
     created_at: datetime
     status: RefundWireStatus = RefundWireStatus.REFUND_PROCESSING
     refunded_at: datetime | None = None
+    # Still processing, but the buyer's account refused the money (WeChat Pay's ABNORMAL):
+    # it is out of the merchant's hands until re-routed. Other protocols see processing.
+    abnormal: bool = False
 
     def to_wire(self) -> dict[str, object]:
         return {

@@ -164,7 +164,7 @@ class GatewayState:
     # -- refunds ----------------------------------------------------------------------
 
     def refunded_amount(self, payment: SimPayment) -> int:
-        """Refunded or still settling; failed refunds give their amount back."""
+        """Refunded or still settling (abnormal too); failed refunds give their amount back."""
         return sum(
             r.amount
             for r in self.refunds.values()
@@ -183,8 +183,13 @@ class GatewayState:
         currency: str | None,
         reason: str,
         notify_url: str | None,
+        retry_failed: bool = False,
     ) -> tuple[SimRefund, bool]:
-        """Start a refund; returns it and whether it is new (a retry returns the original)."""
+        """Start a refund; returns it and whether it is new (a retry returns the original).
+
+        With ``retry_failed`` (Alipay's rule: retry a failed refund with the same request
+        number) a failed refund sent again is started again, as if new.
+        """
         existing = self.refunds.get((app_id, out_refund_no))
         if existing is not None:
             if (existing.out_trade_no, existing.amount) != (out_trade_no, amount):
@@ -193,7 +198,16 @@ class GatewayState:
                     f"out_refund_no {out_refund_no} was used for another refund",
                     409,
                 )
-            return existing, False
+            if not (retry_failed and existing.status is RefundWireStatus.REFUND_FAILED):
+                return existing, False
+            payment = self.get_payment(app_id, out_trade_no)
+            remaining = payment.amount - self.refunded_amount(payment)
+            if amount > remaining:
+                raise GatewayError(
+                    "REFUND_AMOUNT_EXCEEDED", f"at most {remaining} is left to refund", 409
+                )
+            existing.status = RefundWireStatus.REFUND_PROCESSING
+            return existing, True
         payment = self.get_payment(app_id, out_trade_no)
         if payment.status is not PaymentWireStatus.PAID:
             raise GatewayError("TRADE_NOT_PAID", f"trade is {payment.status}", 409)
@@ -226,9 +240,30 @@ class GatewayState:
             raise GatewayError("REFUND_NOT_EXIST", f"no refund {out_refund_no}", 404)
         return refund
 
+    def find_refund(self, out_refund_no: str, app_id: str | None = None) -> SimRefund:
+        """A refund by its out_refund_no alone when only one merchant has it (for tests)."""
+        found = [
+            r
+            for (app, no), r in self.refunds.items()
+            if no == out_refund_no and app_id in (None, app)
+        ]
+        if len(found) != 1:
+            raise GatewayError("REFUND_NOT_EXIST", f"{len(found)} refunds {out_refund_no}", 404)
+        return found[0]
+
+    def mark_abnormal(self, refund: SimRefund) -> None:
+        """The buyer's account refused the money: it waits, out of the merchant's hands."""
+        if refund.status is not RefundWireStatus.REFUND_PROCESSING or refund.abnormal:
+            return
+        refund.abnormal = True
+        payment = self.payments[(refund.app_id, refund.out_trade_no)]
+        self._on_event(GatewayEvent("refund.abnormal", payment, refund))
+
     def settle_refund(self, refund: SimRefund, *, succeed: bool) -> None:
+        """End a processing (or abnormal) refund; anything already settled is left alone."""
         if refund.status is not RefundWireStatus.REFUND_PROCESSING:
             return
+        refund.abnormal = False
         if succeed:
             refund.status = RefundWireStatus.REFUND_SUCCESS
             refund.refunded_at = self._clock.now()

@@ -53,7 +53,7 @@ class WechatPayGateway:
         self.merchants: dict[str, wire.WechatMerchant] = {}
         self._nonces = NonceBook(sim.config.auth_max_skew_seconds)
         self.notifications = wire.WechatNotifications(
-            self.merchants, self._signing_key, sim.config.clock
+            self.merchants, self._signing_key, sim.config.clock, sim.config.fee_returned
         )
 
     def use_key(self, pem: bytes, public_key_id: str | None = None) -> None:
@@ -253,8 +253,9 @@ class WechatPayGateway:
                 notify_url=data.notify_url,
             )
             if new:
-                self._sim.start_refund_settlement(refund)
-            return 200, wire.refund_object(payment, refund)
+                self._sim.start_refund(refund)
+            fee = self._sim.config.fee_returned(refund.amount)
+            return 200, wire.refund_object(payment, refund, fee_returned=fee)
 
         return await self._handle(request, Operation.REFUND, action)
 
@@ -265,7 +266,8 @@ class WechatPayGateway:
             if refund is None:
                 raise GatewayError("RESOURCE_NOT_EXISTS", "退款单不存在", 404)
             payment = self._sim.state.get_payment(merchant.mchid, refund.out_trade_no)
-            return 200, wire.refund_object(payment, refund)
+            fee = self._sim.config.fee_returned(refund.amount)
+            return 200, wire.refund_object(payment, refund, fee_returned=fee)
 
         return await self._handle(request, Operation.REFUND_QUERY, action)
 

@@ -115,7 +115,7 @@ _STATE_DESCRIPTIONS = {
 def refund_status(refund: SimRefund) -> str:
     match refund.status:
         case RefundWireStatus.REFUND_PROCESSING:
-            return "PROCESSING"
+            return "ABNORMAL" if refund.abnormal else "PROCESSING"
         case RefundWireStatus.REFUND_SUCCESS:
             return "SUCCESS"
         case RefundWireStatus.REFUND_FAILED:
@@ -123,9 +123,16 @@ def refund_status(refund: SimRefund) -> str:
 
 
 def refund_object(
-    payment: SimPayment, refund: SimRefund, *, status_key: str = "status"
+    payment: SimPayment,
+    refund: SimRefund,
+    *,
+    status_key: str = "status",
+    fee_returned: int | None = None,
 ) -> JsonNode:
-    """A refund: the API's answer (``status``) or a notification resource (``refund_status``)."""
+    """A refund: the API's answer (``status``) or a notification resource (``refund_status``).
+
+    ``fee_returned`` becomes ``amount.refund_fee`` (手续费退款金额) once it succeeded.
+    """
     node: JsonNode = {
         "mchid": payment.app_id,
         "refund_id": refund.refund_no,
@@ -150,6 +157,10 @@ def refund_object(
     }
     if refund.refunded_at is not None:
         node["success_time"] = wire_time(refund.refunded_at)
+    if fee_returned is not None and refund.status is RefundWireStatus.REFUND_SUCCESS:
+        amount = node["amount"]
+        assert isinstance(amount, dict)
+        amount["refund_fee"] = fee_returned
     return node
 
 
@@ -234,10 +245,12 @@ class WechatNotifications:
         merchants: Mapping[str, WechatMerchant],
         signing_key: Callable[[], tuple[rsa.RSAPrivateKey, str]],
         clock: Clock,
+        fee_returned: Callable[[int], int | None] = lambda _amount: None,
     ) -> None:
         self._merchants = merchants
         self._signing_key = signing_key
         self._clock = clock
+        self._fee_returned = fee_returned
 
     def body(self, event: GatewayEvent, notify_id: str) -> NotificationBody | None:
         merchant = self._merchants.get(event.payment.app_id)
@@ -247,8 +260,13 @@ class WechatNotifications:
         match event.name, refund:
             case "payment.paid", None:
                 event_type, resource = "TRANSACTION.SUCCESS", transaction(payment, 0)
-            case "refund.succeeded" | "refund.failed", SimRefund():
-                resource = refund_object(payment, refund, status_key="refund_status")
+            case "refund.succeeded" | "refund.failed" | "refund.abnormal", SimRefund():
+                resource = refund_object(
+                    payment,
+                    refund,
+                    status_key="refund_status",
+                    fee_returned=self._fee_returned(refund.amount),
+                )
                 event_type = f"REFUND.{resource['refund_status']}"
             case _:
                 return None

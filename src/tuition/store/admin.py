@@ -1,23 +1,24 @@
 """Admin console storage: operators, their sessions, and the console's read models.
 
 A session row stores the SHA-256 of the cookie's random token, never the token: a copy of
-the table opens no session. Failed logins are counted by an atomic UPDATE, so parallel
-guesses cannot slip past the lockout.
+the table opens no session. Sign-in attempts are counted by a conditional UPDATE before
+the password is checked, so parallel guesses cannot slip past the throttle.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, func, insert, or_, select, update
+from sqlalchemy import Select, case, delete, func, insert, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.orders import OrderStatus
 from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.orders import OrderRecord
 from tuition.store.tables import (
+    admin_login_throttles,
     admin_sessions,
     admin_users,
     journal_entries,
@@ -118,28 +119,62 @@ class AdminRepository:
             .values(password_hash=password_hash, failed_logins=0, locked_until=None)
         )
 
-    async def count_failure(
-        self, user_id: str, *, max_failures: int, locked_until: datetime
-    ) -> int:
-        """Add one failed login; the ``max_failures``-th in a row locks the account.
-        Returns the count after this failure."""
-        count = admin_users.c.failed_logins + 1
+    # --- sign-in throttles ---------------------------------------------------------------
+
+    async def claim_attempt(
+        self,
+        key: str,
+        *,
+        subject: str | None,
+        limit: int,
+        window: timedelta,
+        lock_for: timedelta,
+        now: datetime,
+    ) -> bool:
+        """Count one attempt against ``key``; False (nothing counted) when ``limit``
+        attempts were already made in its window. The ``limit``-th attempt extends the
+        window to ``lock_for`` from now. One conditional UPDATE decides, so concurrent
+        attempts can never claim more than ``limit`` slots between them."""
+        t = admin_login_throttles
         await self.conn.execute(
-            update(admin_users)
-            .where(admin_users.c.id == user_id)
+            insert_ignoring_conflicts(self.conn, t),
+            {"key": key, "subject": subject, "attempts": 0, "window_ends": now + window},
+        )
+        expired = t.c.window_ends <= now
+        fresh_window_ends = now + (lock_for if limit <= 1 else window)
+        result = await self.conn.execute(
+            update(t)
+            .where(t.c.key == key, or_(expired, t.c.attempts < limit))
             .values(
-                failed_logins=count,
-                locked_until=case(
-                    (count >= max_failures, locked_until), else_=admin_users.c.locked_until
+                attempts=case((expired, 1), else_=t.c.attempts + 1),
+                window_ends=case(
+                    (expired, fresh_window_ends),
+                    (t.c.attempts + 1 >= limit, now + lock_for),
+                    else_=t.c.window_ends,
                 ),
             )
         )
-        row = (
-            await self.conn.execute(
-                select(admin_users.c.failed_logins).where(admin_users.c.id == user_id)
-            )
-        ).scalar_one()
-        return int(row)
+        return result.rowcount == 1
+
+    async def release_attempt(self, key: str) -> None:
+        """Give back one counted attempt (it turned out to be a successful sign-in)."""
+        t = admin_login_throttles
+        await self.conn.execute(
+            update(t).where(t.c.key == key, t.c.attempts > 0).values(attempts=t.c.attempts - 1)
+        )
+
+    async def clear_throttles(self, *keys: str) -> None:
+        t = admin_login_throttles
+        await self.conn.execute(delete(t).where(t.c.key.in_(keys)))
+
+    async def clear_subject(self, subject: str) -> None:
+        """Lift every lock on one account (from any IP)."""
+        t = admin_login_throttles
+        await self.conn.execute(delete(t).where(t.c.subject == subject))
+
+    async def purge_throttles(self, *, before: datetime) -> None:
+        t = admin_login_throttles
+        await self.conn.execute(delete(t).where(t.c.window_ends < before))
 
     async def record_login(self, user_id: str, *, at: datetime) -> None:
         await self.conn.execute(

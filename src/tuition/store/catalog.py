@@ -74,6 +74,9 @@ class ProductRecord:
     metadata: Mapping[str, str]
     created_at: datetime
     updated_at: datetime
+    # The refund rules set on the product, as given (a checked, possibly partial
+    # RefundPolicy in JSON form, see domain/refunds.py); None: the platform's default.
+    refund_policy: Mapping[str, Any] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +279,7 @@ class CatalogRepository:
             "description": record.description,
             "revenue_share": product.revenue_share,
             "promotion": _json_or_null(_promotion_json(product.promotion)),
+            "refund_policy": _json_or_null(record.refund_policy),
             "metadata": dict(record.metadata),
             "updated_at": record.updated_at,
         }
@@ -357,6 +361,16 @@ class CatalogRepository:
             more = await self._load(_SELECT_PRODUCTS, {"ids": list(missing)})
             found.update((r.product.id, r.product) for r in more)
         return found
+
+    async def refund_policies(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The refund rules set on these products, as given (those on the default are
+        absent); read them over the default with ``domain.refunds.parse_policy``."""
+        rows = await self.conn.execute(
+            select(products.c.id, products.c.refund_policy).where(
+                products.c.id.in_(list(ids)), products.c.refund_policy.is_not(None)
+            )
+        )
+        return {r.id: dict(r.refund_policy) for r in rows if r.refund_policy is not None}
 
     async def bundles_containing(self, product_id: str) -> list[Product]:
         """Every bundle that lists ``product_id`` as a component, archived ones included."""
@@ -493,7 +507,12 @@ def _product(row: RowMapping) -> ProductRecord:
         promotion=_promotion_from(row["promotion"]),
     )
     return ProductRecord(
-        product, row["description"], row["metadata"], row["created_at"], row["updated_at"]
+        product,
+        row["description"],
+        row["metadata"],
+        row["created_at"],
+        row["updated_at"],
+        row["refund_policy"],
     )
 
 

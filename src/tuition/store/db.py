@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import re
 import time
 from collections.abc import Collection, Mapping
 from datetime import datetime
@@ -94,19 +95,61 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
     that upgrades to a writer fails at once with SQLITE_BUSY instead of waiting.
     """
     parsed = make_url(url)
+    # Bound values never go into an error message or an echo line: they include webhook
+    # secrets, key hashes and personal data (see _scrub_driver_errors for the rest).
     if parsed.get_backend_name() == "sqlite":
-        engine = create_async_engine(url, echo=echo, connect_args={"timeout": 30})
+        engine = create_async_engine(
+            url, echo=echo, hide_parameters=True, connect_args={"timeout": 30}
+        )
         _configure_sqlite(engine)
+        _scrub_driver_errors(engine)
         return engine
     engine = create_async_engine(
         url,
         echo=echo,
+        hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
         connect_args={"server_settings": {"application_name": "tuition"}},
     )
     _ping_when_idle(engine)
+    _scrub_driver_errors(engine)
     return engine
+
+
+# Parts of a driver's error message that quote a value: PostgreSQL's DETAIL ("Key
+# (secret)=(whsec_…) already exists", "Failing row contains (…)") and HINT lines,
+# asyncpg's "invalid input for query argument $1: 'whsec_…'", and PostgreSQL's
+# 'invalid input syntax for type integer: "…"'.
+_DETAIL_LINES = re.compile(r"\n?(DETAIL|HINT):.*", re.DOTALL)
+_QUERY_ARGUMENT = re.compile(r"(query argument \$\d+: ).*?( \(|$)", re.DOTALL)
+_QUOTED_INPUT = re.compile(r'((?:for type|for enum|for encoding) [^:]*: )(".*?"|\S+)')
+
+
+def scrub_message(message: str) -> str:
+    """``message`` without the values a database error may quote."""
+    message = _DETAIL_LINES.sub("", message)
+    message = _QUERY_ARGUMENT.sub(r"\1[value hidden]\2", message)
+    return _QUOTED_INPUT.sub(r"\1[value hidden]", message)
+
+
+def _scrub_driver_errors(engine: AsyncEngine) -> None:
+    """Make every database error safe to log, whatever statement failed.
+
+    ``hide_parameters`` keeps the bound values out of SQLAlchemy's own message, but the
+    driver's message (and asyncpg's exception, chained below it and printed in every
+    traceback) still quotes them. So the DBAPI error's message is scrubbed and the
+    driver's chain is cut; its SQLSTATE stays on the DBAPI error (``.sqlstate``).
+    """
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: Any) -> None:
+        for error in (context.original_exception, context.sqlalchemy_exception):
+            if error is not None and error.args and isinstance(error.args[0], str):
+                error.args = (scrub_message(error.args[0]), *error.args[1:])
+        if context.original_exception is not None:
+            context.original_exception.__cause__ = None
+            context.original_exception.__suppress_context__ = True
 
 
 def _ping_when_idle(engine: AsyncEngine) -> None:

@@ -45,6 +45,8 @@ class LineRecord:
     surcharge: int
     total: int
     components: list[dict[str, Any]]
+    refund_reserved: int = 0  # held by pending and succeeded refunds
+    amount_refunded: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -324,14 +326,21 @@ class OrderRepository:
         )
         return max(result.rowcount, 0)
 
-    async def revoke(self, order_id: str, line_index: int | None, at: datetime) -> int:
+    async def revoke(
+        self, order_id: str, line_index: int | None, at: datetime
+    ) -> list[EntitlementRecord]:
+        """End the grants of one line (or of the whole order) that are still in force; the
+        grants this call ended, so each revocation is reported once."""
         conditions = [entitlements.c.order_id == order_id, entitlements.c.revoked_at.is_(None)]
         if line_index is not None:
             conditions.append(entitlements.c.line_index == line_index)
-        result = await self.conn.execute(
-            update(entitlements).where(and_(*conditions)).values(revoked_at=at)
+        rows = await self.conn.execute(
+            update(entitlements)
+            .where(and_(*conditions))
+            .values(revoked_at=at)
+            .returning(*entitlements.c)
         )
-        return result.rowcount
+        return [EntitlementRecord(**{f: r._mapping[f] for f in _ENTITLEMENT_FIELDS}) for r in rows]
 
     async def entitlements_of(
         self, customer_id: str, *, product_id: str | None = None

@@ -1,4 +1,4 @@
-"""Payment and refund repositories; every status change is a compare-and-set."""
+"""Payment repository; every status change is a compare-and-set (refunds: store/refunds.py)."""
 
 from __future__ import annotations
 
@@ -8,12 +8,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, Update, bindparam, insert, or_, select, update
+from sqlalchemy import Insert, Select, Update, bindparam, insert, literal, or_, select, update
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tuition.domain.payments import PaymentStatus, RefundStatus
-from tuition.store.db import status_change
-from tuition.store.tables import payments, refunds
+from tuition.domain.payments import PaymentStatus
+from tuition.store.db import insert_ignoring_conflicts, status_change
+from tuition.store.tables import jobs, payments
 
 
 @dataclass(frozen=True, slots=True)
@@ -29,6 +30,7 @@ class PaymentRecord:
     currency: str
     fee: int | None
     amount_refunded: int
+    refund_reserved: int  # held by pending and succeeded refunds
     channel_trade_no: str | None
     next_action: dict[str, Any] | None
     failure_code: str | None
@@ -40,20 +42,42 @@ class PaymentRecord:
     updated_at: datetime
 
 
-@dataclass(frozen=True, slots=True)
-class RefundRecord:
-    id: str
-    payment_id: str
-    order_id: str
-    amount: int
-    currency: str
-    status: RefundStatus
-    reason: str
-    channel_refund_no: str | None
-    failure_message: str | None
-    succeeded_at: datetime | None
-    created_at: datetime
-    updated_at: datetime
+def new_attempt(
+    *,
+    payment_id: str,
+    order_id: str,
+    customer_id: str,
+    channel: str,
+    method: str,
+    app_id: str,
+    amount: int,
+    currency: str,
+    at: datetime,
+) -> PaymentRecord:
+    """A payment attempt as it is first stored: ``created``, nothing settled yet."""
+    return PaymentRecord(
+        id=payment_id,
+        order_id=order_id,
+        customer_id=customer_id,
+        channel=channel,
+        method=method,
+        app_id=app_id,
+        status=PaymentStatus.CREATED,
+        amount=amount,
+        currency=currency,
+        fee=None,
+        amount_refunded=0,
+        refund_reserved=0,
+        channel_trade_no=None,
+        next_action=None,
+        failure_code=None,
+        failure_message=None,
+        duplicate_of=None,
+        succeeded_at=None,
+        closed_at=None,
+        created_at=at,
+        updated_at=at,
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,19 +91,12 @@ class PaymentFilter:
 
 
 _PAYMENT_FIELDS = list(PaymentRecord.__dataclass_fields__)
-_REFUND_FIELDS = list(RefundRecord.__dataclass_fields__)
 
 
 def _payment(m: Any) -> PaymentRecord:
     values = {f: m[f] for f in _PAYMENT_FIELDS}
     values["status"] = PaymentStatus(values["status"])
     return PaymentRecord(**values)
-
-
-def _refund(m: Any) -> RefundRecord:
-    values = {f: m[f] for f in _REFUND_FIELDS}
-    values["status"] = RefundStatus(values["status"])
-    return RefundRecord(**values)
 
 
 class PaymentRepository:
@@ -90,6 +107,31 @@ class PaymentRepository:
         values = {f: getattr(payment, f) for f in _PAYMENT_FIELDS}
         values["status"] = payment.status.value
         await self.conn.execute(_INSERT_PAYMENT, values)
+
+    async def add_with_job(self, payment: PaymentRecord, *, kind: str, run_at: datetime) -> None:
+        """``add`` and queue the payment's ``kind:<id>`` job at ``run_at`` in the same
+        transaction; on PostgreSQL one statement (a data-modifying CTE), so the job costs
+        the payment flow no round trip."""
+        values = {f: getattr(payment, f) for f in _PAYMENT_FIELDS}
+        values["status"] = payment.status.value
+        if self.conn.dialect.name == "postgresql":
+            await self.conn.execute(
+                _insert_payment_with_job(kind), {**values, "job_run_at": run_at}
+            )
+            return
+        await self.conn.execute(_INSERT_PAYMENT, values)
+        await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, jobs),
+            {
+                "kind": kind,
+                "key": f"{kind}:{payment.id}",
+                "status": "queued",
+                "attempts": 0,
+                "run_at": run_at,
+                "created_at": payment.created_at,
+                "updated_at": payment.created_at,
+            },
+        )
 
     async def get(self, payment_id: str) -> PaymentRecord | None:
         row = (await self.conn.execute(_SELECT_PAYMENT, {"payment_id": payment_id})).first()
@@ -159,29 +201,34 @@ class PaymentRepository:
             update(payments).where(payments.c.id == payment_id).values(duplicate_of=of_order)
         )
 
-    async def add_refunded(self, payment_id: str, amount: int, at: datetime) -> bool:
-        """Count a refund against the payment; False if it would exceed the amount."""
-        result = await self.conn.execute(
-            update(payments)
-            .where(
-                payments.c.id == payment_id,
-                payments.c.amount_refunded + amount <= payments.c.amount,
+    async def add_refunded(self, payment_id: str, amount: int, at: datetime) -> int | None:
+        """Count a refund against the payment: its new refunded total, or None if that
+        would exceed the amount."""
+        row = (
+            await self.conn.execute(
+                update(payments)
+                .where(
+                    payments.c.id == payment_id,
+                    payments.c.amount_refunded + amount <= payments.c.amount,
+                )
+                .values(amount_refunded=payments.c.amount_refunded + amount, updated_at=at)
+                .returning(payments.c.amount_refunded)
             )
-            .values(amount_refunded=payments.c.amount_refunded + amount, updated_at=at)
-        )
-        return result.rowcount == 1
+        ).first()
+        return None if row is None else int(row[0])
 
-    async def pending_before(self, cutoff: datetime, limit: int) -> list[PaymentRecord]:
-        rows = await self.conn.execute(
-            select(payments)
-            .where(
-                payments.c.status.in_([PaymentStatus.CREATED.value, PaymentStatus.PENDING.value]),
-                payments.c.created_at <= cutoff,
+    async def paying(self, order_id: str) -> PaymentRecord | None:
+        """The payment that paid the order (not a duplicate that arrived after it)."""
+        row = (
+            await self.conn.execute(
+                select(payments).where(
+                    payments.c.order_id == order_id,
+                    payments.c.status == PaymentStatus.SUCCEEDED.value,
+                    payments.c.duplicate_of.is_(None),
+                )
             )
-            .order_by(payments.c.created_at)
-            .limit(limit)
-        )
-        return [_payment(r._mapping) for r in rows]
+        ).first()
+        return None if row is None else _payment(row._mapping)
 
     async def open_for_order(self, order_id: str) -> list[PaymentRecord]:
         rows = await self.conn.execute(
@@ -192,54 +239,40 @@ class PaymentRepository:
         )
         return [_payment(r._mapping) for r in rows]
 
-    # --- refunds ------------------------------------------------------------------------
-
-    async def add_refund(self, refund: RefundRecord) -> None:
-        values = {f: getattr(refund, f) for f in _REFUND_FIELDS}
-        values["status"] = refund.status.value
-        await self.conn.execute(insert(refunds).values(**values))
-
-    async def get_refund(self, refund_id: str) -> RefundRecord | None:
-        row = (await self.conn.execute(select(refunds).where(refunds.c.id == refund_id))).first()
-        return None if row is None else _refund(row._mapping)
-
-    async def refunds_of(self, payment_id: str) -> list[RefundRecord]:
-        rows = await self.conn.execute(
-            select(refunds).where(refunds.c.payment_id == payment_id).order_by(refunds.c.id)
-        )
-        return [_refund(r._mapping) for r in rows]
-
-    async def pending_refunds(self, limit: int) -> list[RefundRecord]:
-        rows = await self.conn.execute(
-            select(refunds)
-            .where(refunds.c.status == RefundStatus.PENDING.value)
-            .order_by(refunds.c.id)
-            .limit(limit)
-        )
-        return [_refund(r._mapping) for r in rows]
-
-    async def set_refund_status(
-        self,
-        refund_id: str,
-        *,
-        expected: RefundStatus,
-        target: RefundStatus,
-        at: datetime,
-        **values: Any,
-    ) -> bool:
-        result = await self.conn.execute(
-            update(refunds)
-            .where(refunds.c.id == refund_id, refunds.c.status == expected.value)
-            .values(status=target.value, updated_at=at, **values)
-        )
-        return result.rowcount == 1
-
 
 # The payment flow's statements, built once (see ``store/db.py`` on prebuilt statements).
 # In an UPDATE the SET columns are the parameters named after columns; WHERE parameters
 # are named ``where_*`` so they never collide with them.
 _INSERT_PAYMENT = insert(payments)
 _SELECT_PAYMENT = select(payments).where(payments.c.id == bindparam("payment_id"))
+
+
+@functools.cache
+def _insert_payment_with_job(kind: str) -> Insert:
+    """``WITH added AS (INSERT INTO payments … RETURNING id, created_at) INSERT INTO jobs
+    SELECT … FROM added ON CONFLICT DO NOTHING`` (PostgreSQL)."""
+    added = (
+        insert(payments)
+        .values({f: bindparam(f, type_=payments.c[f].type) for f in _PAYMENT_FIELDS})
+        .returning(payments.c.id, payments.c.created_at)
+        .cte("added")
+    )
+    return (
+        postgresql.insert(jobs)
+        .from_select(
+            ["kind", "key", "status", "attempts", "run_at", "created_at", "updated_at"],
+            select(
+                literal(kind),
+                literal(f"{kind}:") + added.c.id,
+                literal("queued"),
+                literal(0),
+                bindparam("job_run_at", type_=jobs.c.run_at.type),
+                added.c.created_at,
+                added.c.created_at,
+            ),
+        )
+        .on_conflict_do_nothing()
+    )
 
 
 @functools.cache

@@ -102,6 +102,9 @@ products = Table(
     Column("topup_credit", BigInteger),
     # {"starts_at", "ends_at", "percent_off" | "amount_off"}: read whole with the product.
     Column("promotion", JSON),
+    # {"window_days", "consumption", "max_progress", "revoke_on_partial"}; NULL = the
+    # platform's default (TUITION_REFUND_POLICY). See domain/refunds.py.
+    Column("refund_policy", JSON),
     Column("metadata", JSON, nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
@@ -240,6 +243,14 @@ order_lines = Table(
     Column("surcharge", BigInteger, nullable=False),
     Column("total", BigInteger, nullable=False),
     Column("components", JSON, nullable=False),
+    # Held by pending and succeeded refunds (a conditional UPDATE is the guard), and
+    # refunded for good; 0 <= amount_refunded <= refund_reserved <= total.
+    Column("refund_reserved", BigInteger, nullable=False, server_default="0"),
+    Column("amount_refunded", BigInteger, nullable=False, server_default="0"),
+    CheckConstraint(
+        "amount_refunded >= 0 AND amount_refunded <= refund_reserved AND refund_reserved <= total",
+        name="refunds",
+    ),
 )
 
 entitlements = Table(
@@ -277,6 +288,8 @@ payments = Table(
     Column("currency", String(3), nullable=False),
     Column("fee", BigInteger),
     Column("amount_refunded", BigInteger, nullable=False, default=0),
+    # What pending and succeeded refunds hold of the amount: the over-refund guard.
+    Column("refund_reserved", BigInteger, nullable=False, server_default="0"),
     Column("channel_trade_no", String(64)),
     Column("next_action", JSON),
     Column("failure_code", String(64)),
@@ -291,6 +304,9 @@ payments = Table(
         "status IN ('created', 'pending', 'succeeded', 'failed', 'closed')", name="status"
     ),
     CheckConstraint("amount_refunded >= 0 AND amount_refunded <= amount", name="refunded"),
+    CheckConstraint(
+        "refund_reserved >= amount_refunded AND refund_reserved <= amount", name="reserved"
+    ),
 )
 Index("ix_payments_status_created_at", payments.c.status, payments.c.created_at)
 Index("ix_payments_customer_id_id", payments.c.customer_id, payments.c.id)
@@ -302,17 +318,73 @@ refunds = Table(
     Column("id", ID, primary_key=True),  # also the channel's out_refund_no
     Column("payment_id", ID, ForeignKey("payments.id"), nullable=False, index=True),
     Column("order_id", ID, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False, server_default=""),
     Column("amount", BigInteger, nullable=False),
     Column("currency", String(3), nullable=False),
     Column("status", String(12), nullable=False),
     Column("reason", String(64), nullable=False),
+    # original (back through the payment's channel) or wallet.
+    Column("destination", String(12), nullable=False, server_default="original"),
     Column("channel_refund_no", String(64)),
+    Column("failure_code", String(64)),
     Column("failure_message", String(500)),
+    # What the channel gave back of its fee, posted with the refund.
+    Column("fee_returned", BigInteger),
+    # Who asked: "api_key:key_…", "admin:<email>" or "system" (automatic refunds).
+    Column("requested_by", String(254), nullable=False, server_default="system"),
+    # Set when the refund rules were overridden, naming who did it.
+    Column("override_by", String(254)),
+    Column("retry_of", ID),
+    Column("metadata", JSON),
+    Column("submitted_at", UTCDateTime),
     Column("succeeded_at", UTCDateTime),
+    Column("failed_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
     CheckConstraint("status IN ('pending', 'succeeded', 'failed')", name="status"),
     CheckConstraint("amount > 0", name="positive"),
+    CheckConstraint("destination IN ('original', 'wallet')", name="destination"),
+)
+Index("ix_refunds_customer_id_id", refunds.c.customer_id, refunds.c.id)
+Index("ix_refunds_status_id", refunds.c.status, refunds.c.id)
+Index("ix_refunds_created_at", refunds.c.created_at)
+# A failed refund is retried once: a second retry (a double click) finds this taken.
+Index("ix_refunds_retry_of", refunds.c.retry_of, unique=True)
+
+# How a refund of an order is split over its lines, and each line's part over the parties
+# the payment credited (creator, tax, platform): fixed when the refund is created, so the
+# ledger entry posted when it succeeds takes back exactly these parts.
+refund_lines = Table(
+    "refund_lines",
+    metadata,
+    Column("refund_id", ID, ForeignKey("refunds.id"), primary_key=True),
+    Column("line_index", Integer, primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("creator_id", ID, nullable=False),
+    Column("creator_amount", BigInteger, nullable=False),
+    Column("tax_amount", BigInteger, nullable=False),
+    Column("platform_amount", BigInteger, nullable=False),
+    # A top-up line's credit, taken back from the buyer's (unspent) wallet lot.
+    Column("wallet_amount", BigInteger, nullable=False, server_default="0"),
+    # Whether this refund ends the buyer's access to what the line bought.
+    Column("revokes_access", Boolean, nullable=False),
+    CheckConstraint(
+        "amount > 0 AND amount = creator_amount + tax_amount + platform_amount + wallet_amount",
+        name="parts",
+    ),
+)
+
+# The platform's report of how much of a product a customer has consumed (0..1): the
+# consumption refund rules read it.
+consumption = Table(
+    "consumption",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("product_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("progress", DecimalText, nullable=False),
+    Column("lessons_consumed", Integer),
+    Column("lessons_total", Integer),
+    Column("updated_at", UTCDateTime, nullable=False),
 )
 
 notifications = Table(
@@ -341,6 +413,70 @@ notification_effects = Table(
     Column("trade_no", String(64), primary_key=True),
     Column("event", String(64), primary_key=True),
     Column("notification_id", ID, nullable=False),
+)
+
+# --- wallets ----------------------------------------------------------------------------
+
+# A customer's balance per currency: changed only by conditional UPDATEs, so it never goes
+# below zero however many spends race (CHECK as the last guard).
+wallet_balances = Table(
+    "wallet_balances",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("balance", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("balance >= 0", name="non_negative"),
+)
+
+# What a balance is made of: one lot per credit (a top-up line, a refund, an adjustment),
+# spent first in, first out. ``source`` is UNIQUE: a retried top-up credits once.
+wallet_lots = Table(
+    "wallet_lots",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("source", String(200), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("remaining", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('topup', 'refund', 'adjustment')", name="kind"),
+    CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="amounts"),
+)
+Index(
+    "ix_wallet_lots_customer_id_currency_remaining",
+    wallet_lots.c.customer_id,
+    wallet_lots.c.currency,
+    wallet_lots.c.remaining,
+)
+
+# Every credit and debit with the balance after it; UNIQUE by cause, so a retried credit
+# or debit is recorded once.
+wallet_transactions = Table(
+    "wallet_transactions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # credit positive, debit negative
+    Column("balance_after", BigInteger, nullable=False),
+    Column("cause", String(12), nullable=False),
+    Column("cause_id", String(200), nullable=False),
+    Column("description", String(500), nullable=False),
+    # [{"lot_id", "amount"}]: the lots credited or spent.
+    Column("lots", JSON, nullable=False),
+    Column("created_by", String(254), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint("cause", "cause_id", name="uq_wallet_transactions_cause"),
+    CheckConstraint("cause IN ('topup', 'order', 'refund', 'adjustment')", name="cause"),
+    CheckConstraint("amount <> 0 AND balance_after >= 0", name="amounts"),
+)
+Index(
+    "ix_wallet_transactions_customer_id_id",
+    wallet_transactions.c.customer_id,
+    wallet_transactions.c.id,
 )
 
 # --- ledger -----------------------------------------------------------------------------
@@ -533,4 +669,16 @@ admin_sessions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+)
+
+# Sign-in attempts per IP, per account and per (IP, account), counted before a password
+# is checked (services/admin_throttle.py). Keys are SHA-256 hashes: no email or address
+# is kept in clear; ``subject`` (the email's hash) lets a password reset lift its locks.
+admin_login_throttles = Table(
+    "admin_login_throttles",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("subject", String(64), index=True),
+    Column("attempts", Integer, nullable=False),
+    Column("window_ends", UTCDateTime, nullable=False, index=True),
 )

@@ -13,6 +13,8 @@ from tuition.store.events import EventRepository
 from tuition.store.ledger import LedgerRepository
 from tuition.store.orders import OrderRepository
 from tuition.store.payments import PaymentRepository
+from tuition.store.refunds import RefundRepository
+from tuition.store.wallet import WalletRepository
 from tuition.store.work import WorkRepository
 
 
@@ -33,6 +35,8 @@ class UnitOfWork:
     catalog: CatalogRepository
     orders: OrderRepository
     payments: PaymentRepository
+    refunds: RefundRepository
+    wallets: WalletRepository
     ledger: LedgerRepository
     events: EventRepository
     work: WorkRepository
@@ -57,6 +61,8 @@ class UnitOfWork:
         self.catalog = CatalogRepository(self.conn)
         self.orders = OrderRepository(self.conn)
         self.payments = PaymentRepository(self.conn)
+        self.refunds = RefundRepository(self.conn)
+        self.wallets = WalletRepository(self.conn)
         self.ledger = LedgerRepository(self.conn)
         self.events = EventRepository(self.conn)
         self.work = WorkRepository(self.conn)

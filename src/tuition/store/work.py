@@ -8,11 +8,12 @@ A worker that dies leaves its rows locked only until the lease passes.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, and_, func, insert, or_, select, update
+from sqlalchemy import Select, Table, and_, exists, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.store.db import insert_ignoring_conflicts
@@ -23,6 +24,10 @@ from tuition.store.tables import (
     webhook_deliveries,
     webhook_endpoints,
 )
+
+# Events that start a job about their object: an order paid by one attempt has its
+# other open attempts closed on their channels (worker/jobs.py ``close_attempts``).
+EVENT_JOBS = {"order.paid": "close_attempts"}
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,6 +112,60 @@ class WorkRepository:
         )
         return result.rowcount == 1
 
+    async def enqueue_many(
+        self, kind: str, subjects: Sequence[str], *, run_at: datetime, now: datetime
+    ) -> int:
+        """``enqueue`` for many subjects in one statement; how many were new."""
+        if not subjects:
+            return 0
+        result = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, jobs).values(
+                [
+                    {
+                        "kind": kind,
+                        "key": f"{kind}:{subject}",
+                        "status": "queued",
+                        "attempts": 0,
+                        "run_at": run_at,
+                        "created_at": now,
+                        "updated_at": now,
+                    }
+                    for subject in subjects
+                ]
+            )
+        )
+        return max(result.rowcount, 0)
+
+    async def without_job(
+        self,
+        kind: str,
+        table: Table,
+        *,
+        statuses: Sequence[str],
+        due: str,
+        due_by: datetime,
+        after: tuple[datetime, str] | None,
+        limit: int,
+    ) -> list[tuple[datetime, str]]:
+        """Rows of ``table`` (orders, payments, refunds) in one of ``statuses`` whose
+        ``due`` column is at or before ``due_by`` and that have no ``kind:<id>`` job: one
+        keyset page by ``(due, id)`` after ``after``. The sweep pages through them all,
+        so no number of rows ahead of one keeps it from getting its job."""
+        due_at, row_id = table.c[due], table.c.id
+        query = (
+            select(due_at, row_id)
+            .where(
+                table.c.status.in_(list(statuses)),
+                due_at <= due_by,
+                ~exists().where(jobs.c.key == literal(f"{kind}:") + row_id),
+            )
+            .order_by(due_at, row_id)
+            .limit(limit)
+        )
+        if after is not None:
+            query = query.where(or_(due_at > after[0], and_(due_at == after[0], row_id > after[1])))
+        return [(r[0], r[1]) for r in await self.conn.execute(query)]
+
     async def claim_jobs(self, *, now: datetime, lease: timedelta, limit: int) -> list[Job]:
         rows = (
             await self.conn.execute(
@@ -117,7 +176,10 @@ class WorkRepository:
                         jobs.c.run_at <= now,
                         _unlocked(jobs.c.locked_until, now),
                     )
-                    .order_by(jobs.c.run_at)
+                    # Earliest due first, whatever the kind: a job waits only behind
+                    # work that fell due before it, and a job that found nothing
+                    # reschedules itself to later, behind what is due now.
+                    .order_by(jobs.c.run_at, jobs.c.id)
                     .limit(limit)
                 )
             )
@@ -141,17 +203,20 @@ class WorkRepository:
     async def retry_job(
         self, job_id: int, *, run_at: datetime, error: str | None, now: datetime, give_up: bool
     ) -> None:
-        await self.conn.execute(
-            update(jobs)
-            .where(jobs.c.id == job_id)
-            .values(
-                status="failed" if give_up else "queued",
-                run_at=run_at,
-                locked_until=None,
-                last_error=error[:500] if error else None,
-                updated_at=now,
-            )
-        )
+        """Queue the job again at ``run_at``. Without ``error`` it is a handler's "look
+        again then" (a recovery query that found the payment still open): not a failure,
+        so its attempts start again from zero and a later error backs off from the start
+        instead of giving up because the job had been looked at many times."""
+        values: dict[str, Any] = {
+            "status": "failed" if give_up else "queued",
+            "run_at": run_at,
+            "locked_until": None,
+            "last_error": error[:500] if error else None,
+            "updated_at": now,
+        }
+        if error is None:
+            values["attempts"] = 0
+        await self.conn.execute(update(jobs).where(jobs.c.id == job_id).values(**values))
 
     async def release_jobs(self, job_ids: list[int], *, now: datetime) -> None:
         """Hand claimed jobs back untouched (graceful shutdown)."""
@@ -171,11 +236,13 @@ class WorkRepository:
     # --- outbox relay -------------------------------------------------------------------
 
     async def relay(self, *, now: datetime, limit: int) -> int:
-        """Turn undispatched events into one delivery per interested enabled endpoint."""
+        """Turn undispatched events into one delivery per interested enabled endpoint,
+        and queue the jobs some events start (``EVENT_JOBS``), in the same transaction:
+        at least once, off the path that wrote the event."""
         events = (
             await self.conn.execute(
                 self._skip_locked(
-                    select(outbox_events.c.id, outbox_events.c.type)
+                    select(outbox_events.c.id, outbox_events.c.type, outbox_events.c.object_id)
                     .where(outbox_events.c.dispatched_at.is_(None))
                     .order_by(outbox_events.c.id)
                     .limit(limit)
@@ -200,6 +267,9 @@ class WorkRepository:
         ]
         if rows:
             await self.conn.execute(insert_ignoring_conflicts(self.conn, webhook_deliveries), rows)
+        for event_type, kind in EVENT_JOBS.items():
+            subjects = [e.object_id for e in events if e.type == event_type]
+            await self.enqueue_many(kind, subjects, run_at=now, now=now)
         await self.conn.execute(
             update(outbox_events)
             .where(outbox_events.c.id.in_([e.id for e in events]))

@@ -19,10 +19,18 @@ from tuition.web.pages import render
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 
 
-def page(request: Request, template: str, operator: Operator, section: str, **ctx: Any) -> Response:
+def page(
+    request: Request,
+    template: str,
+    operator: Operator,
+    section: str,
+    *,
+    status_code: int = 200,
+    **ctx: Any,
+) -> Response:
     """Render a console page with what the layout needs (operator, CSRF token, section)."""
     context = {"operator": operator, "csrf_token": operator.csrf_token, "section": section}
-    return render(request, template, {**context, "labels": labels, **ctx})
+    return render(request, template, {**context, "labels": labels, **ctx}, status_code=status_code)
 
 
 @router.get("/admin")

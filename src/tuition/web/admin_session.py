@@ -20,12 +20,15 @@ from fastapi.responses import RedirectResponse, Response
 from tuition.api.deps import Container, get_container
 from tuition.services import admin as admin_service
 from tuition.store.admin import AdminSession, AdminUser
-from tuition.web.i18n import gettext_for, negotiate
+from tuition.web.i18n import N_, gettext_for, negotiate
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 
 SESSION_COOKIE = "tuition_admin"
+LOGIN_REFUSED = N_(
+    "Wrong email or password, or too many attempts: wait 15 minutes before trying again."
+)
 LOGIN_COOKIE = "tuition_admin_login"
 
 
@@ -138,13 +141,13 @@ async def login(
             password,
             clock=container.clock,
             ttl=timedelta(hours=settings.admin_session_hours),
+            # Behind a reverse proxy this is the client only if uvicorn trusts the proxy's
+            # X-Forwarded-For (FORWARDED_ALLOW_IPS); see docs/admin.md.
+            client_ip=request.client.host if request.client else None,
         )
-    except admin_service.LoginRefused as exc:
-        message = (
-            gettext_for(locale, "Too many failed attempts. This account is locked for a while.")
-            if exc.code == "account_locked"
-            else gettext_for(locale, "Wrong email or password.")
-        )
+    except admin_service.LoginRefused:
+        # One answer for a wrong email, a wrong password and a throttled attempt.
+        message = gettext_for(locale, LOGIN_REFUSED)
         return _login_form(
             request, container, next=_safe_next(next), error=message, email=email, status_code=401
         )

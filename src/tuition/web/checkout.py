@@ -8,6 +8,7 @@ only a message code, so nothing typed by anyone is reflected into the page. The 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -16,12 +17,18 @@ from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import JSONResponse, RedirectResponse, Response
 
 from tuition.api.deps import Container, get_container
+from tuition.api.payments import payment_deps
 from tuition.channels.base import ChannelTimeout
+from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import NotFound, TuitionError
 from tuition.domain.payments import PaymentStatus
+from tuition.domain.wallet import WALLET_CHANNEL
+from tuition.services import admin as admin_service
 from tuition.services import checkout as checkout_service
 from tuition.services import payments as payment_service
+from tuition.services import wallet as wallet_service
 from tuition.services.checkout import CheckoutView
+from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.web import labels
 from tuition.web.i18n import gettext_for, negotiate
 from tuition.web.links import checkout_path, signature_ok, signing_key
@@ -31,6 +38,24 @@ router = APIRouter(tags=["checkout page"], include_in_schema=False)
 
 Sig = Annotated[str | None, Query(max_length=64)]
 FormSig = Annotated[str, Form(max_length=64)]
+WALLET_OPTION = f"{WALLET_CHANNEL}:balance"
+
+
+@dataclass(frozen=True, slots=True)
+class WalletOffer:
+    """The buyer's balance in the order's currency, offered as a way to pay when it
+    covers the total (else shown with the shortfall, not choosable)."""
+
+    balance: int
+    total: int
+
+    @property
+    def covers(self) -> bool:
+        return self.balance >= self.total
+
+    @property
+    def shortfall(self) -> int:
+        return max(0, self.total - self.balance)
 
 
 @router.get("/pay/{order_id}")
@@ -52,10 +77,13 @@ async def page(
     elif view.payable and view.attempt and view.attempt.status is PaymentStatus.FAILED:
         message = labels.CHECKOUT_ERRORS["payment_failed"]
     shown = labels.NOTICES.get(notice or "")
-    context = _context(container, view, sig or "")
+    wallet = await _wallet_offer(container, view)
+    context = _context(container, view, sig or "", wallet)
     context.update(
         error=gettext_for(locale, message) if message else None,
         notice=gettext_for(locale, shown) if shown else None,
+        extra_payments=await _extra_payments(container, order_id),
+        topup_credit=await admin_service.topup_credit(container.uow(), view.order),
     )
     return render(request, "checkout/page.html", context, locale=locale)
 
@@ -112,10 +140,19 @@ async def start_payment(
     option: Annotated[str, Form(max_length=80)] = "",
 ) -> Response:
     """Start a payment attempt with the chosen channel and method, then send the buyer
-    on: to the gateway's page for page flows, back here (showing the QR code) for QR."""
+    on: to the gateway's page for page flows, back here (showing the QR code) for QR.
+    Paying from balance is done at once, and back here the page shows it paid."""
     container = get_container(request)
     if await _view(container, order_id, sig) is None:
         return _not_found(request)
+    if option == WALLET_OPTION:
+        try:
+            await wallet_service.pay_with_wallet(
+                order_id, container.uow(), deps=payment_deps(container)
+            )
+        except TuitionError as exc:
+            return _back(container, order_id, error=exc.code)
+        return _back(container, order_id)
     channel, _, method = option.partition(":")
     if (channel, method) not in {(o["channel"], o["method"]) for o in _options(container)}:
         return _back(container, order_id, error="option_unknown")
@@ -130,11 +167,7 @@ async def start_payment(
                 + checkout_path(container.settings, order_id),
             ),
             container.uow(),
-            deps=payment_service.PaymentDeps(
-                registry=container.registry,
-                clock=container.clock,
-                base_url=container.settings.base_url,
-            ),
+            deps=payment_deps(container),
         )
     except ChannelTimeout:
         return _back(container, order_id, error="channel_timeout")
@@ -157,6 +190,27 @@ async def _view(container: Container, order_id: str, sig: str | None) -> Checkou
         return None
 
 
+async def _wallet_offer(container: Container, view: CheckoutView) -> WalletOffer | None:
+    """The balance option of an unpaid order, if the buyer has a balance in its currency.
+    Never for a top-up: it is paid through a channel, not from what it credits."""
+    order = view.order
+    if not view.payable or any(line.kind == ProductKind.TOPUP.value for line in order.lines):
+        return None
+    async with container.uow() as uow:
+        balance = (await uow.wallets.balances(order.customer_id)).get(order.currency, 0)
+    return WalletOffer(balance, order.total) if balance > 0 else None
+
+
+async def _extra_payments(container: Container, order_id: str) -> list[PaymentRecord]:
+    """Payments that came after the order was settled (the buyer paid twice, or paid a
+    closed order); each is refunded automatically, and the page says so."""
+    async with container.uow() as uow:
+        found, _ = await uow.payments.find(
+            PaymentFilter(order_id=order_id), limit=20, starting_after=None
+        )
+    return [p for p in found if p.duplicate_of is not None]
+
+
 def _back(container: Container, order_id: str, **message: str) -> Response:
     url = checkout_path(container.settings, order_id)
     if message:
@@ -177,7 +231,9 @@ def _options(container: Container) -> list[dict[str, str]]:
     return options
 
 
-def _context(container: Container, view: CheckoutView, sig: str) -> dict[str, Any]:
+def _context(
+    container: Container, view: CheckoutView, sig: str, wallet: WalletOffer | None
+) -> dict[str, Any]:
     order = view.order
     attempt = view.open_attempt
     action = (attempt.next_action if attempt else None) or {}
@@ -195,7 +251,9 @@ def _context(container: Container, view: CheckoutView, sig: str) -> dict[str, An
         for o in _options(container)
     ]
     chosen = f"{attempt.channel}:{attempt.method}" if attempt else None
-    if options and chosen not in {o["value"] for o in options}:
+    if attempt is None and wallet is not None and wallet.covers:
+        chosen = WALLET_OPTION  # the buyer's own money, no gateway in between
+    elif options and chosen not in {o["value"] for o in options}:
         chosen = options[0]["value"]
     page_url = checkout_path(container.settings, order.id)
     path, _, query = page_url.partition("?")
@@ -206,6 +264,11 @@ def _context(container: Container, view: CheckoutView, sig: str) -> dict[str, An
         "breakdown": _breakdown(order.pricing),
         "options": options,
         "chosen": chosen,
+        "wallet": wallet,
+        "wallet_option": WALLET_OPTION,
+        "paid_from_balance": view.attempt is not None
+        and view.attempt.channel == WALLET_CHANNEL
+        and view.attempt.status is PaymentStatus.SUCCEEDED,
         "attempt": attempt,
         "redirect_url": action.get("url") if action.get("type") == "redirect" else None,
         "qr_svg": qr_svg,

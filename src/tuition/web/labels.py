@@ -12,6 +12,7 @@ CHANNELS = {
     "alipay": N_("Alipay"),
     "wechatpay": N_("WeChat Pay"),
     "sandbox": N_("Sandbox"),
+    "wallet": N_("Balance"),
 }
 
 # Methods a buyer can use from this page, in the order offered; JSAPI and app payments
@@ -51,6 +52,57 @@ PAYMENT_STATUSES = {
     "closed": N_("Closed"),
 }
 
+REFUND_STATUSES = {
+    "pending": N_("Pending"),
+    "succeeded": N_("Succeeded"),
+    "failed": N_("Failed"),
+}
+
+REFUND_REASONS = {
+    "requested_by_customer": N_("Requested by the customer"),
+    "duplicate": N_("Duplicate payment"),
+    "fraudulent": N_("Fraudulent"),
+    "content_issue": N_("Problem with the content"),
+    "other": N_("Other"),
+}
+
+# Why the console did not refund, by the error's code; any other code shows its message.
+REFUND_PROBLEMS = {
+    "refund_window_closed": N_("The refund window of this purchase has closed."),
+    "consumption_limit_exceeded": N_("The buyer has consumed more than the refund rules allow."),
+    "refund_exceeds_refundable": N_("That is more than can be refunded now."),
+    "order_not_refundable": N_("This order cannot be refunded."),
+    "refund_not_retryable": N_("Only a failed refund can be retried."),
+    "validation_failed": N_("Check the refund form."),
+    "amount_invalid": N_("Enter an amount such as 12.50."),
+}
+GENERIC_REFUND_PROBLEM = N_("The refund was not made.")
+
+LOT_KINDS = {
+    "topup": N_("Top-up"),
+    "refund": N_("Refund"),
+    "adjustment": N_("Adjustment"),
+}
+
+WALLET_CAUSES = {
+    "topup": N_("Top-up"),
+    "order": N_("Order paid from balance"),
+    "refund": N_("Refund to balance"),
+    "adjustment": N_("Adjustment"),
+}
+
+# Why the console did not adjust a wallet, by the error's code.
+ADJUSTMENT_PROBLEMS = {
+    "insufficient_balance": N_("The balance does not cover that debit."),
+    "amount_invalid": N_("Enter an amount such as 12.50 or -3.00."),
+    "amount_too_large": N_("That amount is too large."),
+    "currency_unknown": N_("Enter a currency code such as CNY."),
+    "reason_missing": N_("Give a reason for the adjustment."),
+    "reason_invalid": N_("The reason is too long."),
+    "validation_failed": N_("Check the adjustment form."),
+}
+GENERIC_ADJUSTMENT_PROBLEM = N_("The adjustment was not made.")
+
 # Errors the checkout page explains; any other code shows the generic message.
 CHECKOUT_ERRORS = {
     "coupon_unknown": N_("There is no coupon with that code."),
@@ -72,6 +124,8 @@ CHECKOUT_ERRORS = {
     "channel_timeout": N_("The payment service did not answer. Please try again."),
     "channel_error": N_("The payment service refused the payment. Try another method."),
     "payment_failed": N_("The payment did not go through. Try again or choose another method."),
+    "insufficient_balance": N_("Your balance does not cover this order. Choose another method."),
+    "wallet_cannot_pay_topup": N_("A top-up cannot be paid from your balance."),
 }
 GENERIC_ERROR = N_("Something went wrong. Please try again.")
 

@@ -1,4 +1,5 @@
-"""Job handlers: recovery of lost notifications, order expiry, refund submission.
+"""Job handlers: recovery of lost notifications, order expiry, closing the attempts an
+order no longer needs, refund submission.
 
 A handler returns ``None`` when the work is done, or a time to look again (the job stays
 queued); raising records the error and retries with backoff. Every handler is safe to run
@@ -12,27 +13,51 @@ import contextlib
 from collections.abc import Awaitable, Callable
 from datetime import datetime, timedelta
 
-from tuition.channels.base import CloseOutcome
 from tuition.domain.errors import Conflict, IllegalTransition
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.services.closing import close_open_payments
 from tuition.services.orders import expire_order
 from tuition.services.payments import PaymentDeps, reconcile_payment, submit_refund
 from tuition.store.uow import UnitOfWork
 
+_OPEN = (PaymentStatus.CREATED, PaymentStatus.PENDING)
+
 Handler = Callable[[UnitOfWork, str, PaymentDeps], Awaitable[datetime | None]]
 
 RECHECK = timedelta(seconds=60)
+MAX_RECHECK = timedelta(minutes=5)
 GIVE_UP_POLLING = timedelta(days=1)
 
 
+def recheck_after(age: timedelta) -> timedelta:
+    """How long an open payment of ``age`` waits before its next query: as long as it
+    has been open, between one and five minutes (checks at 1, 2, 4, 8, 13, 18, ...
+    minutes). Attempts never paid thus cost a handful of queries before their order
+    expires, and each waits at the back of the queue, behind what is due now."""
+    return min(max(age, RECHECK), MAX_RECHECK)
+
+
 async def reconcile(uow: UnitOfWork, payment_id: str, deps: PaymentDeps) -> datetime | None:
-    """Query the channel for a payment whose notification has not come."""
+    """Query the channel for a payment whose notification has not come.
+
+    The job is queued with the payment, due ``recover_after`` after it was created; it
+    runs again on the schedule of :func:`recheck_after` while the payment is open.
+    """
+    async with uow:
+        found = await uow.payments.get(payment_id)
+    if found is None or found.status not in _OPEN:
+        return None  # settled by its notification: nothing to ask
+    now = deps.clock.now()
+    if found.created_at + deps.recover_after > now:
+        return found.created_at + deps.recover_after  # this worker waits longer
     payment = await reconcile_payment(uow, payment_id, deps=deps)
-    if payment.status in (PaymentStatus.CREATED, PaymentStatus.PENDING):
-        if deps.clock.now() - payment.created_at > GIVE_UP_POLLING:
+    if payment.status in _OPEN:
+        now = deps.clock.now()
+        age = now - payment.created_at
+        if age > GIVE_UP_POLLING:
             return None  # the expiry job closes it on the channel; nothing more to learn
-        return deps.clock.now() + RECHECK
+        return now + recheck_after(age)
     return None
 
 
@@ -44,35 +69,21 @@ async def expire(uow: UnitOfWork, order_id: str, deps: PaymentDeps) -> datetime 
     """
     async with uow:
         order = await uow.orders.get(order_id, with_lines=False)
-        open_payments = await uow.payments.open_for_order(order_id) if order else []
     if order is None or order.status is not OrderStatus.PENDING_PAYMENT:
         return None
-    now = deps.clock.now()
-    if order.expires_at > now:
+    if order.expires_at > deps.clock.now():
         return order.expires_at
-    for payment in open_payments:
-        channel = deps.registry.get(payment.channel)
-        outcome = await channel.close_payment(payment.id)  # a timeout raises: retried later
-        if outcome is CloseOutcome.ALREADY_PAID:
-            settled = await reconcile_payment(uow, payment.id, deps=deps)
-            if settled.status is not PaymentStatus.SUCCEEDED:
-                raise RuntimeError(f"{payment.id}: channel says paid but reports {settled.status}")
-            continue
-        async with uow:
-            if await uow.payments.set_status(
-                payment.id,
-                expected=(PaymentStatus.CREATED, PaymentStatus.PENDING),
-                target=PaymentStatus.CLOSED,
-                at=now,
-                closed_at=now,
-            ):
-                await uow.events.emit(
-                    "payment.closed", payment.id, {"id": payment.id, "order_id": order_id}, at=now
-                )
-            await uow.commit()
+    await close_open_payments(uow, order_id, deps=deps)  # a timeout raises: retried later
     # Paid meanwhile (through the close above or a notification): nothing to expire.
     with contextlib.suppress(Conflict, IllegalTransition):
         await expire_order(uow, order_id, clock=deps.clock)
+    return None
+
+
+async def close_attempts(uow: UnitOfWork, order_id: str, deps: PaymentDeps) -> datetime | None:
+    """Close the other open attempts of an order one attempt paid (queued with
+    ``order.paid``), so none lingers open; one the buyer paid too is refunded."""
+    await close_open_payments(uow, order_id, deps=deps)  # a timeout raises: retried later
     return None
 
 
@@ -88,4 +99,5 @@ HANDLERS: dict[str, Handler] = {
     "reconcile_payment": reconcile,
     "expire_order": expire,
     "submit_refund": refund,
+    "close_attempts": close_attempts,
 }

@@ -18,14 +18,28 @@ import httpx
 
 from tuition.api.deps import Container
 from tuition.config import Settings
+from tuition.domain.orders import OrderStatus
+from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.logs import get_logger
+from tuition.services.anchors import anchor_daily
 from tuition.services.ledger import seal_ledger
 from tuition.services.payments import PaymentDeps
+from tuition.services.webhook_targets import (
+    GuardedTransport,
+    Resolver,
+    TargetPolicy,
+    system_resolver,
+)
 from tuition.services.webhooks import Deliverer, backoff
+from tuition.store.tables import orders, payments, refunds
 from tuition.store.uow import UnitOfWork
 from tuition.worker.jobs import HANDLERS
 
 log = get_logger(__name__)
+
+_PENDING_ORDER = (OrderStatus.PENDING_PAYMENT.value,)
+_OPEN_PAYMENT = (PaymentStatus.CREATED.value, PaymentStatus.PENDING.value)
+_PENDING_REFUND = (RefundStatus.PENDING.value,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,17 +83,32 @@ class Worker:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         rng: random.Random | None = None,
+        resolver: Resolver = system_resolver,
     ) -> None:
         self.container = container
         self.config = config or WorkerConfig.from_settings(container.settings)
         self.rng = rng or random.Random()  # noqa: S311 - jitter, not secrets
         self._last_sweep: datetime | None = None
+        self._anchor_retry_at: datetime | None = None  # after a failed daily anchor
+        # Every delivery passes the SSRF guard; trust_env=False because a proxy taken
+        # from the environment would be mounted beside the guard and bypass it.
+        guarded = GuardedTransport(
+            transport or httpx.AsyncHTTPTransport(),
+            TargetPolicy.allowing(container.settings.webhook_allowed_hosts),
+            resolver,
+        )
         self._client = httpx.AsyncClient(
-            transport=transport, timeout=self.config.webhook_timeout, follow_redirects=False
+            transport=guarded,
+            timeout=self.config.webhook_timeout,
+            follow_redirects=False,
+            trust_env=False,
         )
         self._deliverer = Deliverer(self._client, container.clock, self.rng)
         self.deps = PaymentDeps(
-            registry=container.registry, clock=container.clock, base_url=container.settings.base_url
+            registry=container.registry,
+            clock=container.clock,
+            base_url=container.settings.base_url,
+            recover_after=self.config.recover_after,
         )
 
     def uow(self) -> UnitOfWork:
@@ -116,25 +145,50 @@ class Worker:
         return stats
 
     async def sweep(self) -> int:
-        """Queue jobs for work that is due: expiries, silent payments, pending refunds."""
+        """Queue a job for each due object that has none: expiries, silent payments,
+        pending refunds.
+
+        Payments and refunds get their jobs when they are created; this is the safety
+        net for rows written without one (before jobs were created with them). It pages
+        through every due row lacking its job (keyset pages of ``batch``), never only
+        the first page, so no backlog keeps a row from getting its job.
+        """
         now = self.container.clock.now()
+        cutoff = now - self.config.recover_after
         queued = 0
         async with self.uow() as uow:
-            for order_id in await uow.orders.due_for_expiry(now, self.config.batch):
-                queued += await uow.work.enqueue("expire_order", order_id, run_at=now, now=now)
-            cutoff = now - self.config.recover_after
-            for payment in await uow.payments.pending_before(cutoff, self.config.batch):
-                queued += await uow.work.enqueue(
-                    "reconcile_payment", payment.id, run_at=now, now=now
-                )
-            for refund in await uow.payments.pending_refunds(self.config.batch):
-                if refund.created_at <= cutoff:
-                    queued += await uow.work.enqueue(
-                        "submit_refund", refund.id, run_at=now, now=now
+            for kind, table, statuses, due, due_by in (
+                ("expire_order", orders, _PENDING_ORDER, "expires_at", now),
+                ("reconcile_payment", payments, _OPEN_PAYMENT, "created_at", cutoff),
+                ("submit_refund", refunds, _PENDING_REFUND, "created_at", cutoff),
+            ):
+                after: tuple[datetime, str] | None = None
+                while True:
+                    page = await uow.work.without_job(
+                        kind,
+                        table,
+                        statuses=statuses,
+                        due=due,
+                        due_by=due_by,
+                        after=after,
+                        limit=self.config.batch,
                     )
+                    subjects = [row_id for _, row_id in page]
+                    queued += await uow.work.enqueue_many(kind, subjects, run_at=now, now=now)
+                    if len(page) < self.config.batch:
+                        break
+                    after = page[-1]
             await uow.idempotency.purge_expired(now)
             await uow.commit()
         await seal_ledger(self.uow())
+        if self._anchor_retry_at is None or now >= self._anchor_retry_at:
+            try:
+                if await anchor_daily(self.uow(), self.container.settings, now):
+                    log.info("ledger_anchored")
+                self._anchor_retry_at = None
+            except Exception as exc:  # a bad key or directory must not stop the sweep
+                log.warning("ledger_anchor_failed", error=f"{type(exc).__name__}: {exc}")
+                self._anchor_retry_at = now + timedelta(hours=1)
         return queued
 
     async def deliver_due(self) -> int:

@@ -35,8 +35,11 @@ from tuition.channels.base import (
     CreatedPayment,
     NextAction,
     NextActionType,
+    PaymentNotFound,
     PaymentRequest,
     PaymentState,
+    RefundFeePolicy,
+    RefundNotFound,
     RefundRequest,
     RefundState,
     SupportsStatements,
@@ -68,6 +71,10 @@ class AlipayRefused(ChannelError):
         self.gateway_code = gateway_code
 
 
+class TradeNotFound(PaymentNotFound, AlipayRefused):
+    """``ACQ.TRADE_NOT_EXIST`` from a query: the one not-found signal, still a refusal."""
+
+
 class AlipayChannel:
     slug: str = "alipay"
     methods: frozenset[str] = frozenset({"page", "wap", "qr"})
@@ -82,6 +89,7 @@ class AlipayChannel:
     ) -> None:
         self.app_id = config.app_id
         self.fee_rate = config.fee_rate
+        self.refund_fee_policy: RefundFeePolicy = config.refund_fee_policy
         self._config = config
         self._private_key = config.private_key()
         self._alipay_key = config.public_key()
@@ -118,7 +126,13 @@ class AlipayChannel:
         return CreatedPayment(NextAction(NextActionType.REDIRECT, url=url))
 
     async def query_payment(self, payment_id: str) -> PaymentState:
-        node = await self._call("alipay.trade.query", {"out_trade_no": payment_id})
+        """``alipay.trade.query``; :class:`PaymentNotFound` for ``ACQ.TRADE_NOT_EXIST``."""
+        try:
+            node = await self._call("alipay.trade.query", {"out_trade_no": payment_id})
+        except AlipayRefused as exc:
+            if exc.code == "ACQ.TRADE_NOT_EXIST":
+                raise TradeNotFound(exc.code, f"no trade {payment_id}", exc.gateway_code) from exc
+            raise
         state = _parse(transformers.payment_state, node)
         if state.payment_id != payment_id:
             raise ChannelTimeout(f"Alipay answered a query for {payment_id} about another trade")
@@ -147,6 +161,13 @@ class AlipayChannel:
     # -- refunds ----------------------------------------------------------------------
 
     async def refund(self, request: RefundRequest) -> RefundState:
+        """``alipay.trade.refund`` with our refund id as ``out_request_no``.
+
+        Each partial refund is its own request number; repeating one is idempotent on
+        Alipay's side (and a refund that failed is retried with the same number, as
+        Alipay asks). A refusal (``ACQ.REFUND_AMT_NOT_EQUAL_TOTAL`` for an over-refund,
+        ``ACQ.SELLER_BALANCE_NOT_ENOUGH``, ...) raises :class:`AlipayRefused`.
+        """
         _check_money(request.amount, request.currency)
         node = await self._call("alipay.trade.refund", transformers.refund_biz(request))
         state = _parse(transformers.refund_state, node, request)
@@ -154,18 +175,17 @@ class AlipayChannel:
             # fund_change=N: a repeat of a refund already done, or one still in flight.
             try:
                 return await self.query_refund(request.refund_id, request.payment_id)
-            except AlipayRefused:
+            except (AlipayRefused, RefundNotFound, ChannelTimeout):
                 return state
         return state
 
     async def query_refund(self, refund_id: str, payment_id: str) -> RefundState:
+        """``alipay.trade.fastpay.refund.query``; :class:`RefundNotFound` if Alipay has none."""
         biz = transformers.refund_query_biz(refund_id, payment_id)
         node = await self._call("alipay.trade.fastpay.refund.query", biz)
         state = _parse(transformers.queried_refund_state, node, refund_id, payment_id)
         if state is None:
-            raise AlipayRefused(
-                "refund_not_found", f"Alipay has no refund {refund_id}", SUCCESS_CODE
-            )
+            raise RefundNotFound(f"Alipay has no refund {refund_id} on {payment_id}")
         return state
 
     async def download_statement(self, day: date) -> bytes:

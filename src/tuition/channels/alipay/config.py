@@ -25,6 +25,8 @@ from cryptography.exceptions import InvalidSignature, UnsupportedAlgorithm
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
+from tuition.channels.base import RefundFeePolicy
+
 PRODUCTION_GATEWAY = "https://openapi.alipay.com/gateway.do"
 MIN_KEY_BITS = 2048
 
@@ -170,6 +172,12 @@ def check_url(url: str, setting: str) -> None:
         raise ValueError(f"{setting}: expected an http(s) URL, got {url!r}")
 
 
+def check_refund_fee_policy(policy: object, prefix: str) -> None:
+    if not isinstance(policy, RefundFeePolicy):
+        known = ", ".join(p.value for p in RefundFeePolicy)
+        raise ValueError(f"{prefix}refund_fee_policy: must be one of {known}, got {policy!r}")
+
+
 def check_common(fee_rate: Decimal, timeout_seconds: int, prefix: str) -> None:
     if not isinstance(fee_rate, Decimal) or not Decimal(0) <= fee_rate < Decimal(1):
         raise ValueError(f"{prefix}fee_rate: must be a Decimal in [0, 1), got {fee_rate!r}")
@@ -193,6 +201,8 @@ class AlipayConfig:
     notify_url: str | None = None
     fee_rate: Decimal = Decimal("0.006")
     timeout_seconds: int = 10
+    # Alipay returns its service fee in proportion to what is refunded (docs/channels.md).
+    refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA
 
     def __post_init__(self) -> None:
         prefix = "alipay."
@@ -212,6 +222,7 @@ class AlipayConfig:
         if self.notify_url is not None:
             check_url(self.notify_url, f"{prefix}notify_url")
         check_common(self.fee_rate, self.timeout_seconds, prefix)
+        check_refund_fee_policy(self.refund_fee_policy, prefix)
         object.__setattr__(self, "app_private_key", private_key_pem(private))
         object.__setattr__(self, "alipay_public_key", public_key_pem(public))
 
@@ -231,6 +242,7 @@ def load_alipay_config(
     notify_url: str | None = None,
     fee_rate: Decimal = Decimal("0.006"),
     timeout_seconds: int = 10,
+    refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA,
 ) -> AlipayConfig:
     """Build an :class:`AlipayConfig`; keys may be PEM/base64 text or paths to key files."""
     return AlipayConfig(
@@ -243,6 +255,7 @@ def load_alipay_config(
         notify_url=notify_url,
         fee_rate=fee_rate,
         timeout_seconds=timeout_seconds,
+        refund_fee_policy=refund_fee_policy,
     )
 
 

@@ -57,14 +57,37 @@ def payment_status(trade_status: str) -> PaymentStatus:
 
 
 def refund_status(wire: str | None) -> RefundStatus:
+    """``refund_status`` of ``alipay.trade.fastpay.refund.query``.
+
+    Alipay names only REFUND_SUCCESS for refunds made by ``alipay.trade.refund``; an
+    absent status means "not (yet) done" and may still turn into a success, so it stays
+    pending. REFUND_PROCESSING / REFUND_FAIL are what its asynchronous refunds report.
+    """
     match wire:
         case "REFUND_SUCCESS":
             return RefundStatus.SUCCEEDED
-        case None | "":
-            # Alipay omits refund_status while a refund is processing (or never arrived).
+        case "REFUND_PROCESSING" | None | "":
             return RefundStatus.PENDING
+        case "REFUND_FAIL":
+            return RefundStatus.FAILED
         case _:
             raise UnknownWireStatus(f"unknown Alipay refund_status {wire!r}")
+
+
+def fund_change_status(fund_change: str) -> RefundStatus:
+    """``fund_change`` of an ``alipay.trade.refund`` answer.
+
+    ``Y``: this call moved the money, the refund succeeded. ``N``: nothing moved now,
+    either a repeat of a refund already done or one still processing; only the refund
+    query can tell which, so it is pending until asked.
+    """
+    match fund_change:
+        case "Y":
+            return RefundStatus.SUCCEEDED
+        case "N":
+            return RefundStatus.PENDING
+        case _:
+            raise UnknownWireStatus(f"unknown Alipay fund_change {fund_change!r}")
 
 
 # -- values ------------------------------------------------------------------------------
@@ -82,6 +105,13 @@ def require_cny(currency: str, *, param: str = "currency") -> None:
 def yuan(amount: int) -> str:
     """8880 -> ``"88.80"``."""
     return format_amount(amount, _CNY)
+
+
+def price_fen(value: object, *, param: str) -> int:
+    """A ``Price`` field Alipay may send as a string or a bare JSON number (read as Decimal)."""
+    if isinstance(value, Decimal):
+        value = format(value, "f")
+    return fen(value, param=param)
 
 
 def fen(text: object, *, param: str) -> int:
@@ -215,6 +245,7 @@ def refund_query_biz(refund_id: str, payment_id: str) -> dict[str, object]:
     return {
         "out_trade_no": payment_id,
         "out_request_no": refund_id,
+        # refund_detail_item_list also brings send_back_fee where the contract allows.
         "query_options": ["gmt_refund_pay"],
     }
 
@@ -247,18 +278,42 @@ def refund_state(node: JsonObject, request: RefundRequest) -> RefundState:
     refund already done, or one still processing): the client settles it by a query.
     """
     fund_change = text_field(node, "fund_change")
-    if fund_change not in ("Y", "N"):
-        raise UnknownWireStatus(f"unknown Alipay fund_change {fund_change!r}")
+    status = fund_change_status(fund_change)
     if text_field(node, "out_trade_no") != request.payment_id:
         raise ValueError("refund response is for another out_trade_no")
     return RefundState(
         refund_id=request.refund_id,
         payment_id=request.payment_id,
-        status=RefundStatus.SUCCEEDED if fund_change == "Y" else RefundStatus.PENDING,
+        status=status,
         amount=request.amount,
         currency=CURRENCY,
+        channel_refund_no=_optional_text(node, "trade_no"),
         raw_status=f"fund_change={fund_change}",
+        fee_returned=charge_returned(node) if status is RefundStatus.SUCCEEDED else None,
     )
+
+
+def charge_returned(node: JsonObject) -> int | None:
+    """The service fee Alipay says this refund gave back, or None when it does not say.
+
+    ``alipay.trade.refund`` reports it in ``refund_charge_info_list`` (退费信息: one item
+    per charge type, ``refund_charge_fee`` = 实退费用, the fee actually refunded at the
+    contracted ``switch_fee_rate``); the refund query as ``refund_charge_amount``
+    (本次退款针对收款方的退收费金额). Both are returned only for some contracts.
+    """
+    items = node.get("refund_charge_info_list")
+    if items is not None:
+        if not isinstance(items, list):
+            raise ValueError("refund_charge_info_list must be a list")
+        total = 0
+        for item in items:
+            if not isinstance(item, Mapping):
+                raise ValueError("refund_charge_info_list items must be objects")
+            total += price_fen(item.get("refund_charge_fee"), param="refund_charge_fee")
+        return total
+    if node.get("refund_charge_amount") not in (None, ""):
+        return price_fen(node.get("refund_charge_amount"), param="refund_charge_amount")
+    return None
 
 
 def queried_refund_state(node: JsonObject, refund_id: str, payment_id: str) -> RefundState | None:
@@ -267,14 +322,19 @@ def queried_refund_state(node: JsonObject, refund_id: str, payment_id: str) -> R
         return None
     if node.get("out_request_no") != refund_id:
         raise ValueError("refund query answered for another out_request_no")
+    if _optional_text(node, "out_trade_no") not in (None, payment_id):
+        raise ValueError("refund query answered for another out_trade_no")
     raw = _optional_text(node, "refund_status")
+    status = refund_status(raw)
     return RefundState(
         refund_id=refund_id,
         payment_id=payment_id,
-        status=refund_status(raw),
+        status=status,
         amount=fen(node.get("refund_amount"), param="refund_amount"),
         currency=CURRENCY,
+        channel_refund_no=_optional_text(node, "trade_no"),
         raw_status=raw or "REFUND_PROCESSING",
+        fee_returned=charge_returned(node) if status is RefundStatus.SUCCEEDED else None,
     )
 
 

@@ -33,8 +33,11 @@ from tuition.channels.base import (
     ChannelTimeout,
     CloseOutcome,
     CreatedPayment,
+    PaymentNotFound,
     PaymentRequest,
     PaymentState,
+    RefundFeePolicy,
+    RefundNotFound,
     RefundRequest,
     RefundState,
     VerifiedNotification,
@@ -61,6 +64,8 @@ class SandboxConfig:
     gateway_serial: str
     fee_rate: Decimal = Decimal("0.006")
     timeout_seconds: float = 10.0
+    # The sandbox plays whichever rule a test needs; by default the real gateways' one.
+    refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA
 
 
 class GatewayRefused(ChannelError):
@@ -69,6 +74,10 @@ class GatewayRefused(ChannelError):
     def __init__(self, code: str, message: str, status_code: int) -> None:
         super().__init__(f"sandbox gateway refused ({code}): {message}", code=code)
         self.status_code = status_code
+
+
+class TradeNotFound(PaymentNotFound, GatewayRefused):
+    """``TRADE_NOT_EXIST`` from a query: the one not-found signal, still a refusal."""
 
 
 def sign_request(
@@ -97,6 +106,7 @@ class SandboxChannel:
     ) -> None:
         self.app_id = config.app_id
         self.fee_rate = config.fee_rate
+        self.refund_fee_policy: RefundFeePolicy = RefundFeePolicy(config.refund_fee_policy)
         self._secret = config.secret
         self._clock = clock or SystemClock()
         self._verifier = NotificationVerifier(
@@ -123,7 +133,13 @@ class SandboxChannel:
         return _read(transformers.created_payment, body, request.method)
 
     async def query_payment(self, payment_id: str) -> PaymentState:
-        body = await self._call("GET", f"/v1/payments/{_segment(payment_id)}")
+        """The trade as the gateway has it; :class:`PaymentNotFound` if it has none."""
+        try:
+            body = await self._call("GET", f"/v1/payments/{_segment(payment_id)}")
+        except GatewayRefused as exc:
+            if exc.code == "TRADE_NOT_EXIST":
+                raise TradeNotFound(exc.code, f"no trade {payment_id}", exc.status_code) from exc
+            raise
         return _read(transformers.payment_state, body)
 
     async def close_payment(self, payment_id: str) -> CloseOutcome:
@@ -159,10 +175,21 @@ class SandboxChannel:
         return _read(transformers.refund_state, body)
 
     async def query_refund(self, refund_id: str, payment_id: str) -> RefundState:
-        body = await self._call(
-            "GET", f"/v1/payments/{_segment(payment_id)}/refunds/{_segment(refund_id)}"
-        )
-        return _read(transformers.refund_state, body)
+        """The refund as the gateway has it; :class:`RefundNotFound` if it has none."""
+        try:
+            body = await self._call(
+                "GET", f"/v1/payments/{_segment(payment_id)}/refunds/{_segment(refund_id)}"
+            )
+        except GatewayRefused as exc:
+            if exc.code == "REFUND_NOT_EXIST":
+                raise RefundNotFound(f"the sandbox gateway has no refund {refund_id}") from exc
+            raise
+        state = _read(transformers.refund_state, body)
+        if (state.refund_id, state.payment_id) != (refund_id, payment_id):
+            raise ChannelTimeout(
+                f"the sandbox gateway answered about another refund than {refund_id}"
+            )
+        return state
 
     # -- notifications ----------------------------------------------------------------
 

@@ -33,8 +33,11 @@ from tuition.channels.base import (
     CreatedPayment,
     NextAction,
     NextActionType,
+    PaymentNotFound,
     PaymentRequest,
     PaymentState,
+    RefundFeePolicy,
+    RefundNotFound,
     RefundRequest,
     RefundState,
     SupportsStatements,
@@ -72,6 +75,10 @@ class WechatPayRefused(ChannelError):
         self.verified = verified
 
 
+class OrderNotFound(PaymentNotFound, WechatPayRefused):
+    """A signed ``ORDER_NOT_EXIST`` from a query: the one not-found signal, still a refusal."""
+
+
 class WechatPayChannel:
     slug: str = "wechatpay"
     methods: frozenset[str] = frozenset({"native", "jsapi", "h5"})
@@ -87,6 +94,7 @@ class WechatPayChannel:
         # The merchant id is the account both payment and refund notifications name.
         self.app_id = config.mchid
         self.fee_rate = config.fee_rate
+        self.refund_fee_policy: RefundFeePolicy = config.refund_fee_policy
         self._config = config
         self._key = config.private_key()
         self._clock = clock or SystemClock()
@@ -147,8 +155,17 @@ class WechatPayChannel:
         }
 
     async def query_payment(self, payment_id: str) -> PaymentState:
+        """The order as WeChat Pay has it; a signed ``ORDER_NOT_EXIST`` is
+        :class:`PaymentNotFound` (an unsigned one proves nothing and stays a refusal)."""
         path = f"/v3/pay/transactions/out-trade-no/{_segment(payment_id)}"
-        answer = await self._call("GET", f"{path}?{urlencode({'mchid': self._config.mchid})}")
+        try:
+            answer = await self._call("GET", f"{path}?{urlencode({'mchid': self._config.mchid})}")
+        except WechatPayRefused as exc:
+            if exc.code == "ORDER_NOT_EXIST" and exc.verified:
+                raise OrderNotFound(
+                    exc.code, f"no order {payment_id}", exc.status_code, verified=True
+                ) from exc
+            raise
         state = _parse(transformers.payment_state, answer)
         if state.payment_id != payment_id or answer.get("mchid") != self._config.mchid:
             raise ChannelTimeout(
@@ -167,10 +184,8 @@ class WechatPayChannel:
         # is the reliable answer to "why could it not be closed".
         try:
             state = await self.query_payment(payment_id)
-        except WechatPayRefused as exc:
-            if exc.code == "ORDER_NOT_EXIST" and exc.verified:
-                return CloseOutcome.NOT_FOUND
-            raise
+        except PaymentNotFound:
+            return CloseOutcome.NOT_FOUND
         match state.status:
             case PaymentStatus.SUCCEEDED:
                 return CloseOutcome.ALREADY_PAID
@@ -182,6 +197,12 @@ class WechatPayChannel:
     # -- refunds ----------------------------------------------------------------------
 
     async def refund(self, request: RefundRequest) -> RefundState:
+        """``POST /v3/refund/domestic/refunds``; our refund id is ``out_refund_no``.
+
+        The answer is usually PROCESSING (pending); the end comes as a ``REFUND.*``
+        notification or from :meth:`query_refund`. A refusal (e.g. an over-refund, a
+        balance too low) raises :class:`WechatPayRefused`.
+        """
         _check_money(request.amount, request.currency)
         body = transformers.refund_body(
             request, notify_url=self._config.notify_url or request.notify_url
@@ -190,7 +211,17 @@ class WechatPayChannel:
         return self._refund_state(answer, request.refund_id)
 
     async def query_refund(self, refund_id: str, payment_id: str) -> RefundState:
-        answer = await self._call("GET", f"/v3/refund/domestic/refunds/{_segment(refund_id)}")
+        """``GET /v3/refund/domestic/refunds/{out_refund_no}``.
+
+        A signed ``RESOURCE_NOT_EXISTS`` is :class:`RefundNotFound`: WeChat Pay never
+        received the refund, so submitting it again with the same out_refund_no is safe.
+        """
+        try:
+            answer = await self._call("GET", f"/v3/refund/domestic/refunds/{_segment(refund_id)}")
+        except WechatPayRefused as exc:
+            if exc.code == "RESOURCE_NOT_EXISTS" and exc.verified:
+                raise RefundNotFound(f"WeChat Pay has no refund {refund_id}") from exc
+            raise
         state = self._refund_state(answer, refund_id)
         if state.payment_id != payment_id:
             raise ChannelTimeout(f"WeChat Pay reports refund {refund_id} on another order")

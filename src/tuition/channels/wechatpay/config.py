@@ -22,6 +22,7 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from tuition.channels.alipay.config import (
     KeySource,
     check_common,
+    check_refund_fee_policy,
     check_url,
     load_rsa_private_key,
     load_rsa_public_key,
@@ -29,6 +30,7 @@ from tuition.channels.alipay.config import (
     public_key_pem,
     read_key_source,
 )
+from tuition.channels.base import RefundFeePolicy
 
 PRODUCTION_BASE_URL = "https://api.mch.weixin.qq.com"
 PUBLIC_KEY_ID_PREFIX = "PUB_KEY_ID_"
@@ -86,6 +88,8 @@ class WechatPayConfig:
     notify_url: str | None = None
     fee_rate: Decimal = Decimal("0.006")
     timeout_seconds: int = 10
+    # WeChat Pay returns refund amount x fee rate of its fee (docs/channels.md).
+    refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA
 
     def __post_init__(self) -> None:
         for name in ("mchid", "appid"):
@@ -108,6 +112,7 @@ class WechatPayConfig:
         if self.notify_url is not None:
             check_url(self.notify_url, f"{_P}notify_url")
         check_common(self.fee_rate, self.timeout_seconds, _P)
+        check_refund_fee_policy(self.refund_fee_policy, _P)
 
     def _check_wechatpay_keys(self, private: rsa.RSAPrivateKey) -> None:
         key, key_id = self.wechatpay_public_key, self.wechatpay_public_key_id
@@ -169,6 +174,7 @@ def load_wechatpay_config(
     notify_url: str | None = None,
     fee_rate: Decimal = Decimal("0.006"),
     timeout_seconds: int = 10,
+    refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA,
 ) -> WechatPayConfig:
     """Build a :class:`WechatPayConfig`; keys and certificates may be text or file paths."""
     if not apiv3_key:
@@ -196,6 +202,7 @@ def load_wechatpay_config(
         notify_url=notify_url,
         fee_rate=fee_rate,
         timeout_seconds=timeout_seconds,
+        refund_fee_policy=refund_fee_policy,
     )
 
 

@@ -66,11 +66,15 @@ def refund_status(wire: str) -> RefundStatus:
         case "SUCCESS":
             return RefundStatus.SUCCEEDED
         case "PROCESSING" | "ABNORMAL":
-            # ABNORMAL: the money could not reach the buyer (e.g. a closed bank card) and
-            # waits for the merchant to re-route it in the merchant platform, after which
-            # it may still succeed. Failing it here would let our books disagree later.
+            # ABNORMAL (退款异常): the buyer's card refused the money, which now waits in
+            # WeChat Pay's refund transit account until the merchant re-routes it
+            # (apply-abnormal-refund or the merchant platform); it then ends SUCCESS. The
+            # money has left the merchant, so it is not a failure: failing it would let a
+            # retry refund twice. raw_status "ABNORMAL" tells the operator to act.
             return RefundStatus.PENDING
         case "CLOSED":
+            # CLOSED (退款关闭): nothing was paid out (e.g. the balance stayed too low for
+            # 7 days); WeChat Pay asks for a new out_refund_no to try again.
             return RefundStatus.FAILED
         case _:
             raise UnknownWireStatus(f"unknown WeChat Pay refund status {wire!r}")
@@ -236,14 +240,18 @@ def refund_state(node: JsonObject, *, status_key: str = "status") -> RefundState
     """A refund object; the API calls its state ``status``, notifications ``refund_status``."""
     status = text_field(node, status_key)
     amount = _object(node, "amount")
+    mapped = refund_status(status)
+    # amount.refund_fee (手续费退款金额): the fee given back, when WeChat Pay reports it.
+    fee_returned = _fen(amount, "refund_fee") if amount.get("refund_fee") is not None else None
     return RefundState(
         refund_id=text_field(node, "out_refund_no"),
         payment_id=text_field(node, "out_trade_no"),
-        status=refund_status(status),
+        status=mapped,
         amount=_fen(amount, "refund"),
         currency=_check_currency(amount),
         channel_refund_no=_optional_text(node, "refund_id"),
         raw_status=status,
+        fee_returned=fee_returned if mapped is RefundStatus.SUCCEEDED else None,
     )
 
 

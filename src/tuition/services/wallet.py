@@ -1,0 +1,203 @@
+"""Wallet use cases: credit a top-up, pay an order from balance, operator adjustments,
+and read balances, lots and transactions.
+
+Every balance change is a conditional UPDATE plus a lot change and a log row, in the
+transaction of what caused it, with its ledger entry: a top-up credits
+``customer_wallet`` (a liability) and no creator; spending it recognises the order's
+revenue and creator shares; an adjustment moves money between the wallet and
+``wallet_adjustments``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from tuition.domain.errors import Conflict, NotFound, ValidationFailed
+from tuition.domain.ids import Prefix, new_id
+from tuition.domain.ledger import AccountKind, AccountRef, Posting, build_entry
+from tuition.domain.money import check_amount, get_currency
+from tuition.domain.orders import OrderStatus
+from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
+from tuition.services.balances import credit, debit
+from tuition.services.payments import PaymentDeps, get_payment
+from tuition.services.settlement import settle_wallet_payment
+from tuition.store.payments import PaymentRecord, new_attempt
+from tuition.store.uow import UnitOfWork
+from tuition.store.wallet import LotRecord, WalletTransaction
+
+
+@dataclass(frozen=True, slots=True)
+class Wallet:
+    customer_id: str
+    balances: Mapping[str, int]
+    lots: tuple[LotRecord, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class Adjustment:
+    customer_id: str
+    currency: str
+    amount: int  # positive credits, negative debits
+    reason: str
+    created_by: str
+    # The same key (per customer) makes the same adjustment once: a form posted twice, a
+    # request retried. None: every call is a new adjustment.
+    key: str | None = None
+
+
+async def pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) -> PaymentRecord:
+    """Pay an order from the buyer's balance at once, all in one transaction: the balance
+    is debited, the payment succeeds, the order is paid, access is granted and the
+    ledger entry posted. Not enough balance is ``409 insufficient_balance`` and writes
+    nothing."""
+    now = deps.clock.now()
+    async with uow:
+        order = await uow.orders.get(order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found", param="order_id")
+        if order.status is not OrderStatus.PENDING_PAYMENT or order.expires_at <= now:
+            raise Conflict(
+                f"order {order.id} is {order.status}; only a pending_payment order can be paid",
+                code="order_not_payable",
+            )
+        if any(line.kind == "topup" for line in order.lines):
+            raise Conflict(
+                "a top-up is paid through a payment channel, not from the balance it credits",
+                code="wallet_cannot_pay_topup",
+                param="channel",
+            )
+        if not await uow.orders.hold_total(order.id, total=order.total, at=now):
+            raise Conflict(f"order {order.id} changed meanwhile; try again", code="order_changed")
+        payment = new_attempt(
+            payment_id=new_id(Prefix.PAYMENT),
+            order_id=order.id,
+            customer_id=order.customer_id,
+            channel=WALLET_CHANNEL,
+            method="balance",
+            app_id=WALLET_CHANNEL,
+            amount=order.total,
+            currency=order.currency,
+            at=now,
+        )
+        await uow.payments.add(payment)
+        if order.total > 0:
+            await debit(
+                uow,
+                customer_id=order.customer_id,
+                currency=order.currency,
+                amount=order.total,
+                cause=TransactionCause.ORDER,
+                cause_id=payment.id,
+                description=f"order {order.id}",
+                created_by="customer",
+                at=now,
+            )
+        await settle_wallet_payment(uow, payment, order, at=now)
+        await uow.commit()
+    return await get_payment(uow, payment.id)
+
+
+async def adjust(cmd: Adjustment, uow: UnitOfWork, *, deps: PaymentDeps) -> WalletTransaction:
+    """An operator's credit or debit with a reason, posted against ``wallet_adjustments``;
+    a debit never takes the balance below zero."""
+    get_currency(cmd.currency)
+    if type(cmd.amount) is not int or cmd.amount == 0:
+        raise ValidationFailed("amount must be a non-zero integer", param="amount")
+    check_amount(abs(cmd.amount), param="amount")
+    if not cmd.reason.strip():
+        raise ValidationFailed("an adjustment needs a reason", param="reason")
+    now = deps.clock.now()
+    adjustment_id = new_id(Prefix.WALLET_ADJUSTMENT)
+    if cmd.key is not None:
+        digest = hashlib.sha256(f"{cmd.customer_id}\n{cmd.key}".encode()).hexdigest()
+        adjustment_id = f"{Prefix.WALLET_ADJUSTMENT}_{digest[:32]}"
+    description = f"adjustment: {cmd.reason.strip()}"
+    async with uow:
+        made = await uow.wallets.transaction_by_cause(TransactionCause.ADJUSTMENT, adjustment_id)
+        if made is not None:
+            return made
+        if cmd.amount > 0:
+            tx = await credit(
+                uow,
+                customer_id=cmd.customer_id,
+                currency=cmd.currency,
+                amount=cmd.amount,
+                kind=LotKind.ADJUSTMENT,
+                source=f"adjustment:{adjustment_id}",
+                cause=TransactionCause.ADJUSTMENT,
+                cause_id=adjustment_id,
+                description=description,
+                created_by=cmd.created_by,
+                at=now,
+            )
+            if tx is None:  # the same key, committed by a racing request meanwhile
+                made = await uow.wallets.transaction_by_cause(
+                    TransactionCause.ADJUSTMENT, adjustment_id
+                )
+                assert made is not None
+                return made
+        else:
+            tx = await debit(
+                uow,
+                customer_id=cmd.customer_id,
+                currency=cmd.currency,
+                amount=-cmd.amount,
+                cause=TransactionCause.ADJUSTMENT,
+                cause_id=adjustment_id,
+                description=description,
+                created_by=cmd.created_by,
+                at=now,
+            )
+        wallet = AccountRef(AccountKind.CUSTOMER_WALLET, cmd.currency, cmd.customer_id)
+        house = AccountRef(AccountKind.WALLET_ADJUSTMENTS, cmd.currency)
+        await uow.ledger.post(
+            build_entry(
+                f"wallet_adjustment:{adjustment_id}",
+                f"{description} by {cmd.created_by}"[:500],
+                (Posting(house, cmd.amount), Posting(wallet, -cmd.amount)),
+                now,
+            ),
+            at=now,
+        )
+        await uow.commit()
+    return tx
+
+
+async def wallet_of(uow: UnitOfWork, customer_id: str) -> Wallet:
+    async with uow:
+        balances = await uow.wallets.balances(customer_id)
+        lots = await uow.wallets.lots_of(customer_id)
+    return Wallet(customer_id, balances, tuple(lots))
+
+
+async def transactions_of(
+    uow: UnitOfWork, customer_id: str, *, limit: int, starting_after: str | None
+) -> tuple[list[WalletTransaction], bool]:
+    async with uow:
+        return await uow.wallets.transactions(
+            customer_id, limit=limit, starting_after=starting_after
+        )
+
+
+async def wallet_problems(uow: UnitOfWork) -> list[str]:
+    """Wallets whose balance (plus top-ups out of it for a pending refund) differs from
+    their ledger account, the liability."""
+    async with uow:
+        stored = await uow.wallets.all_balances()
+        # A top-up whose refund is pending has left the balance but not the liability.
+        for wallet_key, amount in (await uow.refunds.pending_wallet_takebacks()).items():
+            stored[wallet_key] = stored.get(wallet_key, 0) + amount
+        ledger = await uow.ledger.balances()
+    booked: dict[tuple[str, str], int] = {}
+    for key, amount in ledger.items():
+        account = AccountRef.parse(key)
+        if account.kind is AccountKind.CUSTOMER_WALLET:
+            booked[(account.qualifier, account.currency)] = -amount  # a credit balance
+    return [
+        f"wallet {customer}/{currency}: balance {stored.get((customer, currency), 0)}, "
+        f"ledger {booked.get((customer, currency), 0)}"
+        for customer, currency in sorted(stored.keys() | booked.keys())
+        if stored.get((customer, currency), 0) != booked.get((customer, currency), 0)
+    ]

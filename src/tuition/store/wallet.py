@@ -1,0 +1,203 @@
+"""Wallet repository: balances, lots and the transaction log.
+
+A balance changes only by conditional UPDATE (``balance >= :amount`` to spend), so it
+never goes below zero however many spends race; the UPDATE takes the balance's row lock,
+which also orders the lot changes that follow it in the same transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import Select, select, update
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from tuition.domain.wallet import Lot
+from tuition.store.db import dialect_insert, insert_ignoring_conflicts
+from tuition.store.tables import wallet_balances, wallet_lots, wallet_transactions
+
+
+@dataclass(frozen=True, slots=True)
+class WalletTransaction:
+    id: str
+    customer_id: str
+    currency: str
+    amount: int
+    balance_after: int
+    cause: str
+    cause_id: str
+    description: str
+    lots: list[dict[str, Any]]
+    created_by: str
+    created_at: datetime
+
+
+@dataclass(frozen=True, slots=True)
+class LotRecord:
+    id: str
+    customer_id: str
+    currency: str
+    kind: str
+    source: str
+    amount: int
+    remaining: int
+    created_at: datetime
+
+
+_TX_FIELDS = list(WalletTransaction.__dataclass_fields__)
+_LOT_FIELDS = list(LotRecord.__dataclass_fields__)
+
+
+class WalletRepository:
+    def __init__(self, conn: AsyncConnection) -> None:
+        self.conn = conn
+
+    async def credit(self, customer_id: str, currency: str, amount: int, at: datetime) -> int:
+        """Add to the balance (made on first use); the balance after."""
+        stmt = dialect_insert(self.conn, wallet_balances).values(
+            customer_id=customer_id, currency=currency, balance=amount, updated_at=at
+        )
+        row = (
+            await self.conn.execute(
+                stmt.on_conflict_do_update(
+                    index_elements=[wallet_balances.c.customer_id, wallet_balances.c.currency],
+                    set_={"balance": wallet_balances.c.balance + amount, "updated_at": at},
+                ).returning(wallet_balances.c.balance)
+            )
+        ).first()
+        assert row is not None
+        return int(row[0])
+
+    async def debit(self, customer_id: str, currency: str, amount: int, at: datetime) -> int | None:
+        """Take from the balance if it covers ``amount``; the balance after, else None."""
+        row = (
+            await self.conn.execute(
+                update(wallet_balances)
+                .where(
+                    wallet_balances.c.customer_id == customer_id,
+                    wallet_balances.c.currency == currency,
+                    wallet_balances.c.balance >= amount,
+                )
+                .values(balance=wallet_balances.c.balance - amount, updated_at=at)
+                .returning(wallet_balances.c.balance)
+            )
+        ).first()
+        return None if row is None else int(row[0])
+
+    async def balances(self, customer_id: str) -> dict[str, int]:
+        rows = await self.conn.execute(
+            select(wallet_balances.c.currency, wallet_balances.c.balance)
+            .where(wallet_balances.c.customer_id == customer_id)
+            .order_by(wallet_balances.c.currency)
+        )
+        return {r.currency: int(r.balance) for r in rows}
+
+    async def all_balances(self) -> dict[tuple[str, str], int]:
+        rows = await self.conn.execute(select(wallet_balances))
+        return {(r.customer_id, r.currency): int(r.balance) for r in rows}
+
+    async def add_lot(self, lot: LotRecord) -> bool:
+        """Record a credited lot; False if its source was credited before (a retry)."""
+        result = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, wallet_lots),
+            {f: getattr(lot, f) for f in _LOT_FIELDS},
+        )
+        return result.rowcount == 1
+
+    async def open_lots(self, customer_id: str, currency: str) -> list[Lot]:
+        """Lots with something left, oldest first (the order they are spent in)."""
+        rows = await self.conn.execute(
+            select(wallet_lots.c.id, wallet_lots.c.remaining)
+            .where(
+                wallet_lots.c.customer_id == customer_id,
+                wallet_lots.c.currency == currency,
+                wallet_lots.c.remaining > 0,
+            )
+            .order_by(wallet_lots.c.created_at, wallet_lots.c.id)
+        )
+        return [Lot(r.id, int(r.remaining)) for r in rows]
+
+    async def lots_of(self, customer_id: str) -> list[LotRecord]:
+        rows = await self.conn.execute(
+            select(wallet_lots)
+            .where(wallet_lots.c.customer_id == customer_id)
+            .order_by(wallet_lots.c.created_at, wallet_lots.c.id)
+        )
+        return [LotRecord(**{f: r._mapping[f] for f in _LOT_FIELDS}) for r in rows]
+
+    async def lot_by_source(self, source: str) -> LotRecord | None:
+        row = (
+            await self.conn.execute(select(wallet_lots).where(wallet_lots.c.source == source))
+        ).first()
+        return None if row is None else LotRecord(**{f: row._mapping[f] for f in _LOT_FIELDS})
+
+    async def take_back_lot(self, source: str) -> LotRecord | None:
+        """Empty a lot none of which is spent (a refunded top-up); None if any is spent."""
+        row = (
+            await self.conn.execute(
+                update(wallet_lots)
+                .where(
+                    wallet_lots.c.source == source,
+                    wallet_lots.c.remaining == wallet_lots.c.amount,
+                )
+                .values(remaining=0)
+                .returning(*wallet_lots.c)
+            )
+        ).first()
+        return None if row is None else LotRecord(**{f: row._mapping[f] for f in _LOT_FIELDS})
+
+    async def restore_lot(self, lot_id: str) -> None:
+        """Fill a lot taken back by a refund that then failed."""
+        await self.conn.execute(
+            update(wallet_lots)
+            .where(wallet_lots.c.id == lot_id, wallet_lots.c.remaining == 0)
+            .values(remaining=wallet_lots.c.amount)
+        )
+
+    async def take_from_lot(self, lot_id: str, amount: int) -> None:
+        result = await self.conn.execute(
+            update(wallet_lots)
+            .where(wallet_lots.c.id == lot_id, wallet_lots.c.remaining >= amount)
+            .values(remaining=wallet_lots.c.remaining - amount)
+        )
+        if result.rowcount != 1:
+            raise AssertionError(f"lot {lot_id} holds less than {amount}")
+
+    async def record(self, tx: WalletTransaction) -> bool:
+        """Log a credit or debit; False if its cause was logged before."""
+        result = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, wallet_transactions),
+            {f: getattr(tx, f) for f in _TX_FIELDS},
+        )
+        return result.rowcount == 1
+
+    async def transaction_by_cause(self, cause: str, cause_id: str) -> WalletTransaction | None:
+        row = (
+            await self.conn.execute(
+                select(wallet_transactions).where(
+                    wallet_transactions.c.cause == cause,
+                    wallet_transactions.c.cause_id == cause_id,
+                )
+            )
+        ).first()
+        return (
+            None if row is None else WalletTransaction(**{f: row._mapping[f] for f in _TX_FIELDS})
+        )
+
+    async def transactions(
+        self, customer_id: str, *, limit: int, starting_after: str | None
+    ) -> tuple[list[WalletTransaction], bool]:
+        query: Select[Any] = select(wallet_transactions).where(
+            wallet_transactions.c.customer_id == customer_id
+        )
+        if starting_after is not None:
+            query = query.where(wallet_transactions.c.id < starting_after)
+        rows = (
+            await self.conn.execute(
+                query.order_by(wallet_transactions.c.id.desc()).limit(limit + 1)
+            )
+        ).all()
+        page = [WalletTransaction(**{f: r._mapping[f] for f in _TX_FIELDS}) for r in rows[:limit]]
+        return page, len(rows) > limit
