@@ -30,6 +30,7 @@ from tuition.services import anchors as ledger_anchors
 from tuition.services import api_keys
 from tuition.services.demo import DemoInfo, seed_demo
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
+from tuition.services.wallet import wallet_problems
 from tuition.store import schema
 from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
@@ -273,10 +274,11 @@ def ledger_verify(
     """
     settings = _settings()
 
-    async def go(engine: Any) -> tuple[int, LedgerReport]:
+    async def go(engine: Any) -> tuple[int, LedgerReport, list[str]]:
         await schema.ensure_current(engine)
         sealed = await seal_ledger(UnitOfWork(engine)) if seal else 0
-        return sealed, await verify_ledger(UnitOfWork(engine), anchors=found)
+        report = await verify_ledger(UnitOfWork(engine), anchors=found)
+        return sealed, report, await wallet_problems(UnitOfWork(engine))
 
     found: list[ledger_anchors.Anchor] = []
     unreadable: list[ledger_anchors.AnchorProblem] = []
@@ -286,21 +288,26 @@ def ledger_verify(
             raise typer.Exit(2)
         key = _anchor_key(settings)
         found, unreadable = ledger_anchors.read_anchors(anchors, key)
-    sealed, report = _run(_with_engine(settings, go))
+    sealed, report, wallets = _run(_with_engine(settings, go))
     console.print(
         f"{report.entries} entries ({report.sealed} chained, {sealed} just now), "
         f"{report.accounts} accounts"
         + (f", {report.anchors} anchors" if anchors is not None else "")
     )
     problems = [*report.problems, *unreadable, *report.anchor_problems]
-    if not problems:
-        console.print("[green]ledger OK[/green]: balanced, chain intact, balances match")
+    if not problems and not wallets:
+        console.print(
+            "[green]ledger OK[/green]: balanced, chain intact, balances match, "
+            "wallets match their liability"
+        )
         return
     table = Table("problem", "entry / account / anchor", "detail")
     for problem in problems:
         table.add_row(problem.kind.value, problem.ref, problem.detail)
+    for wallet in wallets:  # a customer's balance differs from customer_wallet
+        table.add_row("wallet_mismatch", "", escape(wallet))
     console.print(table)
-    err.print(f"[red]ledger verify found {len(problems)} problem(s)[/red]")
+    err.print(f"[red]ledger verify found {len(problems) + len(wallets)} problem(s)[/red]")
     raise typer.Exit(1)
 
 

@@ -134,3 +134,31 @@ def test_a_wallet_is_shown_from_the_command_line(paid_order: str) -> None:
     assert shown.exit_code == 0, shown.output
     assert "12.34 CNY" in shown.output
     assert "adjustment" in shown.output
+
+
+def test_ledger_verify_finds_a_wallet_that_differs_from_its_liability(paid_order: str) -> None:
+    assert runner.invoke(app, ["ledger", "verify"]).exit_code == 0
+
+    async def tamper() -> None:
+        from sqlalchemy import insert
+
+        from tuition.store.tables import wallet_balances
+
+        engine = create_engine(get_settings().database_url)
+        try:
+            async with engine.begin() as conn:
+                await conn.execute(
+                    insert(wallet_balances).values(
+                        customer_id="u_1",
+                        currency="CNY",
+                        balance=500,
+                        updated_at=SystemClock().now(),
+                    )
+                )
+        finally:
+            await engine.dispose()
+
+    asyncio.run(tamper())
+    found = runner.invoke(app, ["ledger", "verify"])
+    assert found.exit_code == 1
+    assert "wallet_mismatch" in found.output
