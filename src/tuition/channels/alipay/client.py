@@ -164,8 +164,10 @@ class AlipayChannel:
         """``alipay.trade.refund`` with our refund id as ``out_request_no``.
 
         Each partial refund is its own request number; repeating one is idempotent on
-        Alipay's side (and a refund that failed is retried with the same number, as
-        Alipay asks). A refusal (``ACQ.REFUND_AMT_NOT_EQUAL_TOTAL`` for an over-refund,
+        Alipay's side, which is how a refund whose answer was lost is sent again. A
+        refund Alipay refused applied nothing: retrying it (the refunds API's retry)
+        makes a new refund under a new number. A refusal
+        (``ACQ.REFUND_AMT_NOT_EQUAL_TOTAL`` for an over-refund,
         ``ACQ.SELLER_BALANCE_NOT_ENOUGH``, ...) raises :class:`AlipayRefused`.
         """
         _check_money(request.amount, request.currency)
