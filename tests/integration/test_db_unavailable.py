@@ -9,6 +9,7 @@ import socket
 from collections.abc import AsyncIterator
 from pathlib import Path
 
+import asyncpg
 import httpx
 import pytest
 from fastapi import FastAPI
@@ -131,3 +132,8 @@ def test_only_connection_failures_count_as_the_database_unavailable() -> None:
     assert not database_unavailable(duplicate)
     assert not database_unavailable(FileNotFoundError("a template"))
     assert not database_unavailable(ConnectionRefusedError(111, "a webhook receiver"))
+    # A transaction aborted to break a deadlock was rolled back whole: retry it later.
+    deadlock = sa_exc.DBAPIError(
+        "UPDATE", {}, asyncpg.exceptions.DeadlockDetectedError("deadlock detected")
+    )
+    assert database_unavailable(deadlock)

@@ -127,9 +127,19 @@ _ASYNCPG_UNAVAILABLE = (
 )
 
 
+# A transaction PostgreSQL aborted to break a deadlock or a serialization conflict: it
+# was rolled back whole, so the request may be sent again like one that found the
+# database down (and the idempotency key of a 5xx is free for it).
+_ASYNCPG_CONTENTION = (
+    asyncpg.exceptions.DeadlockDetectedError,
+    asyncpg.exceptions.SerializationError,
+)
+
+
 def database_unavailable(exc: BaseException) -> bool:
     """True when ``exc`` says the database cannot be reached (refused, dropped, shutting
-    down, pool exhausted), not that a statement was wrong: the request may be retried.
+    down, pool exhausted) or aborted the transaction to break a deadlock, not that a
+    statement was wrong: the request may be retried.
 
     SQLAlchemy's ``OperationalError``/``InterfaceError`` and any ``DBAPIError`` whose
     connection was invalidated; asyncpg's connection errors; and an ``OSError`` (refused,
@@ -146,7 +156,7 @@ def database_unavailable(exc: BaseException) -> bool:
             return True
         if isinstance(current, sa_exc.TimeoutError):  # no pooled connection came free
             return True
-        if isinstance(current, _ASYNCPG_UNAVAILABLE):
+        if isinstance(current, (*_ASYNCPG_UNAVAILABLE, *_ASYNCPG_CONTENTION)):
             return True
         if isinstance(current, OSError) and _raised_in_driver(current):
             return True
