@@ -271,16 +271,16 @@ async def test_concurrent_spends_never_overdraw_the_balance(
             "prices": {"CNY": 100},
         },
     )
-    await _credit(client, 2000)  # covers 20 of the 200 spends
-    orders = [
-        await post(client, "/v1/orders", order_body({"q": cheap["id"]}, "q")) for _ in range(200)
-    ]
+    await _credit(client, 10000)  # covers 100 of the 1,000 spends
+    orders = await asyncio.gather(
+        *(post(client, "/v1/orders", order_body({"q": cheap["id"]}, "q")) for _ in range(1000))
+    )
     answers = await asyncio.gather(
         *(client.post(f"/v1/orders/{o['id']}/payments", json={"channel": "wallet"}) for o in orders)
     )
     codes = [a.status_code for a in answers]
-    assert codes.count(201) == 20, {a.text for a in answers if a.status_code not in (201, 409)}
-    assert codes.count(409) == 180
+    assert codes.count(201) == 100, {a.text for a in answers if a.status_code not in (201, 409)}
+    assert codes.count(409) == 900
     assert await _wallet(client) == {"CNY": 0}
     await _books_clean(uow)
 
