@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 
 from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import ValidationFailed
-from tuition.domain.ledger import pro_rata_fee
+from tuition.domain.refund_entries import pro_rata_fee
 from tuition.domain.refunds import (
     ConsumptionMode,
     LineFacts,

@@ -18,15 +18,13 @@ from tuition.domain.ids import new_id
 from tuition.domain.ledger import (
     AccountKind,
     AccountRef,
-    RefundedPart,
-    order_refund_entry,
     payment_source,
-    pro_rata_fee,
     refund_entry,
     refund_source,
 )
 from tuition.domain.orders import OrderStatus, transition
 from tuition.domain.payments import RefundStatus
+from tuition.domain.refund_entries import RefundedPart, order_refund_entry, pro_rata_fee
 from tuition.domain.refunds import RefundDestination, RefundRefused
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import credit, restore_topup, topup_source
