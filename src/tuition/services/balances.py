@@ -38,21 +38,19 @@ async def credit(
     if not await uow.wallets.add_lot(lot):
         return None
     balance = await uow.wallets.credit(customer_id, currency, amount, at)
-    tx = WalletTransaction(
-        id=new_id(Prefix.WALLET_TRANSACTION),
+    tx, _ = await _record(
+        uow,
         customer_id=customer_id,
         currency=currency,
         amount=amount,
-        balance_after=balance,
-        cause=cause.value,
+        balance=balance,
+        cause=cause,
         cause_id=cause_id,
-        description=description[:500],
-        lots=[{"lot_id": lot_id, "amount": amount}],
+        description=description,
+        lots=[(lot_id, amount)],
         created_by=created_by,
-        created_at=at,
+        at=at,
     )
-    await uow.wallets.record(tx)
-    await uow.events.emit("wallet.credited", tx.id, _tx_data(tx), at=at)
     return tx
 
 
@@ -83,22 +81,21 @@ async def debit(
     taken = consume_fifo(await uow.wallets.open_lots(customer_id, currency), amount)
     for lot_id, part in taken:
         await uow.wallets.take_from_lot(lot_id, part)
-    tx = WalletTransaction(
-        id=new_id(Prefix.WALLET_TRANSACTION),
+    tx, recorded = await _record(
+        uow,
         customer_id=customer_id,
         currency=currency,
         amount=-amount,
-        balance_after=balance,
-        cause=cause.value,
+        balance=balance,
+        cause=cause,
         cause_id=cause_id,
-        description=description[:500],
-        lots=[{"lot_id": lot_id, "amount": part} for lot_id, part in taken],
+        description=description,
+        lots=taken,
         created_by=created_by,
-        created_at=at,
+        at=at,
     )
-    if not await uow.wallets.record(tx):
+    if not recorded:
         raise Conflict(f"{cause.value} {cause_id} was already debited", code="already_debited")
-    await uow.events.emit("wallet.debited", tx.id, _tx_data(tx), at=at)
     return tx
 
 
@@ -133,7 +130,7 @@ async def take_back_topup(
     lot = await uow.wallets.take_back_lot(source)
     if balance is None or lot is None:
         raise spent
-    return await _log(
+    return await _refund_move(
         uow,
         lot,
         -lot.amount,
@@ -141,7 +138,6 @@ async def take_back_topup(
         cause_id=f"{refund_id}:{line_index}",
         description=f"top-up refunded by {refund_id}",
         at=at,
-        event="wallet.debited",
     )
 
 
@@ -153,7 +149,7 @@ async def restore_topup(
     assert lot is not None
     balance = await uow.wallets.credit(lot.customer_id, lot.currency, lot.amount, at)
     await uow.wallets.restore_lot(lot.id)
-    await _log(
+    await _refund_move(
         uow,
         lot,
         lot.amount,
@@ -161,11 +157,10 @@ async def restore_topup(
         cause_id=f"{refund_id}:{line_index}:failed",
         description=f"refund {refund_id} failed: the top-up is back",
         at=at,
-        event="wallet.credited",
     )
 
 
-async def _log(
+async def _refund_move(
     uow: UnitOfWork,
     lot: LotRecord,
     amount: int,
@@ -174,25 +169,60 @@ async def _log(
     cause_id: str,
     description: str,
     at: datetime,
-    event: str,
 ) -> WalletTransaction:
-    tx = WalletTransaction(
-        id=new_id(Prefix.WALLET_TRANSACTION),
+    tx, recorded = await _record(
+        uow,
         customer_id=lot.customer_id,
         currency=lot.currency,
         amount=amount,
-        balance_after=balance,
-        cause=TransactionCause.REFUND.value,
+        balance=balance,
+        cause=TransactionCause.REFUND,
         cause_id=cause_id,
         description=description,
-        lots=[{"lot_id": lot.id, "amount": abs(amount)}],
+        lots=[(lot.id, abs(amount))],
         created_by="system",
+        at=at,
+    )
+    if not recorded:
+        raise AssertionError(f"wallet move {tx.cause}:{tx.cause_id} was recorded before")
+    return tx
+
+
+async def _record(
+    uow: UnitOfWork,
+    *,
+    customer_id: str,
+    currency: str,
+    amount: int,
+    balance: int,
+    cause: TransactionCause,
+    cause_id: str,
+    description: str,
+    lots: list[tuple[str, int]],
+    created_by: str,
+    at: datetime,
+) -> tuple[WalletTransaction, bool]:
+    """Log one credit (``amount`` > 0) or debit with the balance after it, and emit
+    ``wallet.credited`` / ``wallet.debited``; False beside it if its cause was logged
+    before (UNIQUE), in which case nothing is emitted."""
+    tx = WalletTransaction(
+        id=new_id(Prefix.WALLET_TRANSACTION),
+        customer_id=customer_id,
+        currency=currency,
+        amount=amount,
+        balance_after=balance,
+        cause=cause.value,
+        cause_id=cause_id,
+        description=description[:500],
+        lots=[{"lot_id": lot_id, "amount": part} for lot_id, part in lots],
+        created_by=created_by,
         created_at=at,
     )
     if not await uow.wallets.record(tx):
-        raise AssertionError(f"wallet move {tx.cause}:{tx.cause_id} was recorded before")
+        return tx, False
+    event = "wallet.credited" if amount > 0 else "wallet.debited"
     await uow.events.emit(event, tx.id, _tx_data(tx), at=at)
-    return tx
+    return tx, True
 
 
 def topup_source(order_id: str, line_index: int) -> str:

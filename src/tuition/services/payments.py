@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from tuition.channels.base import (
     ChannelTimeout,
@@ -29,6 +29,7 @@ from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services.refund_settlement import apply_refund_state
 from tuition.services.settlement import apply_payment_state
+from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentFilter, PaymentRecord, new_attempt
 from tuition.store.uow import UnitOfWork
 
@@ -82,24 +83,7 @@ async def create_payment(
         if found is None:
             raise NotFound(f"no order {cmd.order_id!r}", code="order_not_found", param="order_id")
         order, first_title, line_count = found
-        if order.status is not OrderStatus.PENDING_PAYMENT:
-            raise Conflict(
-                f"order {order.id} is {order.status}; only a pending_payment order can be paid",
-                code="order_not_payable",
-            )
-        if order.expires_at <= now:
-            raise Conflict(
-                f"order {order.id} expired at {order.expires_at.isoformat()}",
-                code="order_not_payable",
-            )
-        # Lock the order at the total we read: a coupon change committing meanwhile makes
-        # this fail instead of leaving a payment for the old total, and a change that
-        # read the order before us finds it updated and refuses (see services/checkout).
-        if not await uow.orders.hold_total(order.id, total=order.total, at=now):
-            raise Conflict(
-                f"order {order.id} changed while the payment was being started; try again",
-                code="order_changed",
-            )
+        await hold_payable(uow, order, at=now)
         payment = new_attempt(
             payment_id=new_id("pay"),
             order_id=order.id,
@@ -177,6 +161,29 @@ async def create_payment(
         return pending
     # Settled (or failed) by someone else meanwhile: return the payment as it now is.
     return await get_payment(uow, payment.id)
+
+
+async def hold_payable(uow: UnitOfWork, order: OrderRecord, *, at: datetime) -> None:
+    """Inside an open unit of work: refuse an order that cannot be paid now (409
+    ``order_not_payable``), and lock it at the total read. A coupon change committing
+    meanwhile makes this fail (``order_changed``) instead of leaving a payment for the
+    old total, and a change that read the order before us finds it updated and refuses
+    (see services/checkout)."""
+    if order.status is not OrderStatus.PENDING_PAYMENT:
+        raise Conflict(
+            f"order {order.id} is {order.status}; only a pending_payment order can be paid",
+            code="order_not_payable",
+        )
+    if order.expires_at <= at:
+        raise Conflict(
+            f"order {order.id} expired at {order.expires_at.isoformat()}",
+            code="order_not_payable",
+        )
+    if not await uow.orders.hold_total(order.id, total=order.total, at=at):
+        raise Conflict(
+            f"order {order.id} changed while the payment was being started; try again",
+            code="order_changed",
+        )
 
 
 async def get_payment(uow: UnitOfWork, payment_id: str) -> PaymentRecord:

@@ -11,10 +11,9 @@ from decimal import Decimal
 from typing import Any
 
 from tuition.domain.catalog import Product, ProductKind
-from tuition.domain.ledger import creator_shares
 from tuition.domain.refunds import LineFacts, RefundPolicy, parse_policy
 from tuition.services.balances import topup_source
-from tuition.services.settlement import topup_credits
+from tuition.services.settlement import creator_shares_of, topup_credits
 from tuition.store.orders import OrderRecord
 from tuition.store.refunds import Consumption
 from tuition.store.uow import UnitOfWork
@@ -29,11 +28,8 @@ async def line_facts(
     a membership's access period and a top-up's lot."""
     catalog = await uow.catalog.products_by_ids([line.product_id for line in order.lines])
     policies = await uow.catalog.refund_policies([line.product_id for line in order.lines])
-    nets = [
-        0 if line.kind == ProductKind.TOPUP.value else line.total - line.tax - line.surcharge
-        for line in order.lines
-    ]
-    shares = creator_shares(nets, [line.revenue_share for line in order.lines])
+    # The shares exactly as the payment's entry posted them.
+    shares = [share for _creator, share in creator_shares_of(order)]
     wanted: set[str] = set()
     for line in order.lines:
         wanted.add(line.product_id)

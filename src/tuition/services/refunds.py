@@ -108,22 +108,10 @@ async def create_refund(cmd: CreateRefund, uow: UnitOfWork, *, deps: RefundDeps)
     """
     if cmd.amount is not None and cmd.lines:
         raise ValidationFailed("give either amount or lines, not both", param="amount")
-    now = deps.payments.clock.now()
     async with uow:
-        order, payment = await _resolve(uow, cmd)
-        if payment.duplicate_of is not None:
-            if cmd.destination is RefundDestination.WALLET:
-                raise InvalidRequest(
-                    f"payment {payment.id} is a double charge: it goes back where it came from",
-                    code="wallet_refund_not_applicable",
-                    param="to",
-                )
-            refund = await _refund_duplicate(uow, payment, cmd, now=now)
-        else:
-            refund = await _refund_order(uow, order, payment, cmd, deps=deps)
+        refund = await _open(uow, cmd, deps=deps)
         await uow.commit()
-    await _submit(uow, refund.id, deps)
-    return await get_refund(uow, refund.id)
+    return await _sent(uow, refund.id, deps)
 
 
 async def retry_refund(
@@ -131,7 +119,6 @@ async def retry_refund(
 ) -> RefundRecord:
     """A new refund of what a failed one was for, the same lines and amounts. The rules
     were met when the first was asked for, so they are not applied again."""
-    now = deps.payments.clock.now()
     async with uow:
         failed = await uow.refunds.get(refund_id)
         if failed is None:
@@ -141,11 +128,9 @@ async def retry_refund(
                 f"refund {refund_id} is {failed.status}; only a failed refund can be retried",
                 code="refund_not_retryable",
             )
-        payment = await uow.payments.get(failed.payment_id)
-        assert payment is not None
         lines = tuple(LineRequest(line.line_index, line.amount) for line in failed.lines)
         cmd = CreateRefund(
-            payment_id=payment.id,
+            payment_id=failed.payment_id,
             amount=None if lines else failed.amount,
             lines=lines or None,
             reason=RefundReason(failed.reason) if failed.reason in _REASONS else RefundReason.OTHER,
@@ -154,29 +139,48 @@ async def retry_refund(
             override=True,
             requested_by=requested_by,
         )
-        order, _ = await _resolve(uow, cmd)
-        if payment.duplicate_of is not None:
-            refund = await _refund_duplicate(uow, payment, cmd, now=now, retry_of=failed.id)
-        else:
-            refund = await _refund_order(
-                uow, order, payment, cmd, deps=deps, retry_of=failed.id, record_override=False
-            )
+        refund = await _open(uow, cmd, deps=deps, retry_of=failed.id, record_override=False)
         await uow.commit()
-    await _submit(uow, refund.id, deps)
-    return await get_refund(uow, refund.id)
+    return await _sent(uow, refund.id, deps)
+
+
+async def _open(
+    uow: UnitOfWork,
+    cmd: CreateRefund,
+    *,
+    deps: RefundDeps,
+    retry_of: str | None = None,
+    record_override: bool = True,
+) -> RefundRecord:
+    """Inside the unit of work: record the refund ``cmd`` asks for, with its holds."""
+    order, payment = await _resolve(uow, cmd)
+    if payment.duplicate_of is None:
+        return await _refund_order(
+            uow, order, payment, cmd, deps=deps, retry_of=retry_of, record_override=record_override
+        )
+    if cmd.destination is RefundDestination.WALLET:
+        raise InvalidRequest(
+            f"payment {payment.id} is a double charge: it goes back where it came from",
+            code="wallet_refund_not_applicable",
+            param="to",
+        )
+    return await _refund_duplicate(
+        uow, payment, cmd, now=deps.payments.clock.now(), retry_of=retry_of
+    )
 
 
 _REASONS = {reason.value for reason in RefundReason}
 
 
-async def _submit(uow: UnitOfWork, refund_id: str, deps: RefundDeps) -> None:
-    """Send a refund just recorded. It is committed with its job, so a channel that
-    cannot be reached now (or a crash here) leaves it pending for the worker, never
-    turns the answer into an error."""
+async def _sent(uow: UnitOfWork, refund_id: str, deps: RefundDeps) -> RefundRecord:
+    """Send a refund just recorded and read it as the channel left it. It is committed
+    with its job, so a channel that cannot be reached now (or a crash here) leaves it
+    pending for the worker, never turns the answer into an error."""
     try:
         await submit_refund(uow, refund_id, deps=deps.payments)
     except Exception as exc:
         log.warning("refund_submission_deferred", refund=refund_id, error=type(exc).__name__)
+    return await get_refund(uow, refund_id)
 
 
 @dataclass(frozen=True, slots=True)

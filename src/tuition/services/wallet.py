@@ -14,14 +14,14 @@ import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import AccountKind, AccountRef, Posting, build_entry
 from tuition.domain.money import check_amount, get_currency
-from tuition.domain.orders import OrderStatus
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import credit, debit
-from tuition.services.payments import PaymentDeps, get_payment
+from tuition.services.payments import PaymentDeps, get_payment, hold_payable
 from tuition.services.settlement import settle_wallet_payment
 from tuition.store.payments import PaymentRecord, new_attempt
 from tuition.store.uow import UnitOfWork
@@ -57,19 +57,13 @@ async def pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) 
         order = await uow.orders.get(order_id)
         if order is None:
             raise NotFound(f"no order {order_id!r}", code="order_not_found", param="order_id")
-        if order.status is not OrderStatus.PENDING_PAYMENT or order.expires_at <= now:
-            raise Conflict(
-                f"order {order.id} is {order.status}; only a pending_payment order can be paid",
-                code="order_not_payable",
-            )
-        if any(line.kind == "topup" for line in order.lines):
+        await hold_payable(uow, order, at=now)
+        if any(line.kind == ProductKind.TOPUP.value for line in order.lines):
             raise Conflict(
                 "a top-up is paid through a payment channel, not from the balance it credits",
                 code="wallet_cannot_pay_topup",
                 param="channel",
             )
-        if not await uow.orders.hold_total(order.id, total=order.total, at=now):
-            raise Conflict(f"order {order.id} changed meanwhile; try again", code="order_changed")
         payment = new_attempt(
             payment_id=new_id(Prefix.PAYMENT),
             order_id=order.id,

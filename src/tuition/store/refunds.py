@@ -171,15 +171,6 @@ class RefundRepository:
         lines = await self._lines([r.id for r in page])
         return [_refund(r._mapping, lines.get(r.id, ())) for r in page], len(rows) > limit
 
-    async def pending(self, limit: int) -> list[RefundRecord]:
-        rows = await self.conn.execute(
-            select(refunds)
-            .where(refunds.c.status == RefundStatus.PENDING.value)
-            .order_by(refunds.c.updated_at)
-            .limit(limit)
-        )
-        return [_refund(r._mapping) for r in rows]
-
     async def set_status(
         self,
         refund_id: str,
