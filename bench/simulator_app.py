@@ -26,8 +26,9 @@ def app() -> ASGIApp:
         },
         public_base_url=os.environ.get("BENCH_SIMULATOR_URL", "http://127.0.0.1:8301"),
         private_key_pem_path=Path(os.environ["TUITION_SIMULATOR_KEY_FILE"]),
-        # The bench never asks the simulator to send notifications (the load generator
-        # signs them with this same key), so its control API stays off.
-        control_enabled=False,
+        # The flow bench never asks the simulator to send notifications (the load
+        # generator signs them with this same key), so its control API stays off;
+        # bench.recovery turns it on to pay attempts whose notification is then lost.
+        control_enabled=os.environ.get("BENCH_SIMULATOR_CONTROL") == "1",
     )
     return create_simulator(config).app

@@ -11,12 +11,13 @@ from fastapi import APIRouter, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition.api import errors, health, openapi
-from tuition.api.deps import Container
 from tuition.api.middleware import RequestContextMiddleware
 from tuition.channels.registry import ChannelRegistry
 from tuition.channels.setup import build_registry, simulator_key
 from tuition.clock import Clock, SystemClock
 from tuition.config import Settings
+from tuition.container import Container
+from tuition.domain.money import register_virtual_unit
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
 from tuition.store.db import create_engine
@@ -58,6 +59,7 @@ def build_runtime(
     host_simulator: bool = True,
 ) -> Runtime:
     """``host_simulator=False`` (a worker process) reaches the simulator over HTTP."""
+    register_coins(settings)
     clock = clock or SystemClock()
     simulator = None
     if settings.simulator and host_simulator and registry is None:
@@ -78,6 +80,13 @@ def build_runtime(
         else build_registry(settings, clock=clock, simulator=simulator),
     )
     return Runtime(container, simulator, owns_engine=engine is None)
+
+
+def register_coins(settings: Settings) -> None:
+    """Make the configured coin code a unit prices, orders and wallets accept."""
+    coin = settings.coin_unit()
+    if coin is not None:
+        register_virtual_unit(coin.unit)
 
 
 def create_app(
@@ -130,16 +139,41 @@ def create_app(
 
 def _feature_routers() -> list[APIRouter]:
     from tuition import web
-    from tuition.api import catalog, orders, payments, refunds, wallet, webhooks
+    from tuition.api import (
+        catalog,
+        history,
+        invoices,
+        orders,
+        payees,
+        payments,
+        payouts,
+        receipts,
+        reconciliations,
+        refunds,
+        subscriptions,
+        wallet,
+        webhooks,
+    )
+    from tuition.web import admin_invoices
+    from tuition.web import receipts as receipt_pages
 
     return [
         *catalog.routers,
+        *history.routers,
+        *invoices.routers,
         *orders.routers,
+        *payees.routers,
         *payments.routers,
+        *payouts.routers,
+        *receipts.routers,
+        *reconciliations.routers,
         *refunds.routers,
+        *subscriptions.routers,
         *wallet.routers,
         *webhooks.routers,
         *web.routers,
+        *receipt_pages.routers,
+        *admin_invoices.routers,
     ]
 
 

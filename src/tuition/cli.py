@@ -19,6 +19,8 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import server
+from tuition.cli_payouts import payouts_app
+from tuition.cli_reconcile import reconcile
 from tuition.cli_refunds import refunds_app
 from tuition.cli_wallet import wallet_app
 from tuition.clock import SystemClock
@@ -29,6 +31,7 @@ from tuition.services import admin as admin_service
 from tuition.services import anchors as ledger_anchors
 from tuition.services import api_keys
 from tuition.services.demo import DemoInfo, seed_demo
+from tuition.services.earnings import payee_problems
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
 from tuition.services.wallet import wallet_problems
 from tuition.store import schema
@@ -48,7 +51,9 @@ app.add_typer(admin_app, name="admin")
 ledger_app = typer.Typer(help="Check and anchor the double-entry ledger.", no_args_is_help=True)
 app.add_typer(ledger_app, name="ledger")
 app.add_typer(refunds_app, name="refunds")
+app.command("reconcile")(reconcile)
 app.add_typer(wallet_app, name="wallet")
+app.add_typer(payouts_app, name="payouts")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -278,7 +283,14 @@ def ledger_verify(
         await schema.ensure_current(engine)
         sealed = await seal_ledger(UnitOfWork(engine)) if seal else 0
         report = await verify_ledger(UnitOfWork(engine), anchors=found)
-        return sealed, report, await wallet_problems(UnitOfWork(engine))
+        return (
+            sealed,
+            report,
+            [
+                *await wallet_problems(UnitOfWork(engine)),
+                *await payee_problems(UnitOfWork(engine)),  # held earnings vs creator_pending
+            ],
+        )
 
     found: list[ledger_anchors.Anchor] = []
     unreadable: list[ledger_anchors.AnchorProblem] = []
@@ -298,14 +310,15 @@ def ledger_verify(
     if not problems and not wallets:
         console.print(
             "[green]ledger OK[/green]: balanced, chain intact, balances match, "
-            "wallets match their liability"
+            "wallets match their liability, held earnings match pending"
         )
         return
     table = Table("problem", "entry / account / anchor", "detail")
     for problem in problems:
         table.add_row(problem.kind.value, problem.ref, problem.detail)
     for wallet in wallets:  # a customer's balance differs from customer_wallet
-        table.add_row("wallet_mismatch", "", escape(wallet))
+        kind = "payee_mismatch" if wallet.startswith("payee ") else "wallet_mismatch"
+        table.add_row(kind, "", escape(wallet))
     console.print(table)
     err.print(f"[red]ledger verify found {len(problems) + len(wallets)} problem(s)[/red]")
     raise typer.Exit(1)
@@ -435,8 +448,16 @@ def demo(
     typer.echo(f"  .venv/bin/tuition refunds list --order {info.order_id}")
     console.print(
         f"wallet: buy the top-up product {info.products['topup']} (¥100), then pay an order "
-        'with {"channel": "wallet"}; .venv/bin/tuition wallet show <customer>'
+        'with {"channel": "wallet"}, or part of one with {"channel": "sandbox", "method": '
+        '"page", "wallet_amount": 500}; .venv/bin/tuition wallet show <customer>'
     )
+    if "coin_pack" in info.products:
+        console.print(
+            f"coins: the pack {info.products['coin_pack']} gives 100 + 20 bonus coins for ¥10 "
+            '(¥12 with "surface": "ios"); the question '
+            f"{info.products['question']} costs 50 coins: an order in XCN paid with "
+            '{"channel": "wallet"}'
+        )
     console.rule()
     serve(host=None, port=port, workers=1)
 

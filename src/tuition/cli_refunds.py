@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from datetime import timedelta
 from typing import Annotated, TypeVar
 
 import typer
@@ -18,7 +17,6 @@ from tuition.domain.money import format_amount, get_currency
 from tuition.domain.payments import RefundStatus
 from tuition.domain.refunds import LineRequest, RefundReason
 from tuition.services import refunds as refund_service
-from tuition.services.payments import PaymentDeps
 from tuition.store import schema
 from tuition.store.refunds import RefundFilter, RefundRecord
 from tuition.store.uow import UnitOfWork
@@ -44,15 +42,7 @@ def _with_deps(fn: Callable[[UnitOfWork, refund_service.RefundDeps], Awaitable[T
         try:
             container = runtime.container
             await schema.ensure_current(container.engine)
-            deps = refund_service.RefundDeps(
-                payments=PaymentDeps(
-                    registry=container.registry,
-                    clock=container.clock,
-                    base_url=settings.base_url,
-                    recover_after=timedelta(seconds=settings.recover_after_seconds),
-                ),
-                default_policy=settings.default_refund_policy(),
-            )
+            deps = container.refund_deps()
             return await fn(container.uow(), deps)
         finally:
             await runtime.aclose()

@@ -1,4 +1,5 @@
-"""``tuition wallet show CUSTOMER``: a customer's balances, open lots and last moves."""
+"""``tuition wallet show CUSTOMER``: a customer's balances, open lots and last moves;
+``tuition wallet correct-topups``: fix top-ups booked as sales by older versions."""
 
 from __future__ import annotations
 
@@ -10,8 +11,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuition.config import ConfigError, get_settings
+from tuition.app import register_coins
+from tuition.clock import SystemClock
+from tuition.config import ConfigError, Settings, get_settings
 from tuition.domain.money import format_amount, get_currency
+from tuition.services import topup_corrections
 from tuition.services import wallet as wallet_service
 from tuition.store import schema
 from tuition.store.db import create_engine
@@ -27,17 +31,23 @@ def _money(amount: int, currency: str) -> str:
     return f"{format_amount(amount, get_currency(currency))} {currency}"
 
 
+def _settings() -> Settings:
+    try:
+        settings = get_settings()
+    except ConfigError as exc:
+        err.print(f"[red]{escape(str(exc))}[/red]")
+        raise typer.Exit(2) from None
+    register_coins(settings)  # the coin code is a unit amounts are shown in
+    return settings
+
+
 @wallet_app.command("show")
 def wallet_show(
     customer: Annotated[str, typer.Argument(help="The platform's customer id")],
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many moves to show")] = 10,
 ) -> None:
     """Balances per currency, the lots they are made of, and the latest moves."""
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+    settings = _settings()
 
     async def go() -> tuple[wallet_service.Wallet, list[WalletTransaction]]:
         engine = create_engine(settings.database_url)
@@ -68,10 +78,13 @@ def wallet_show(
     lots.add_column("source", no_wrap=True)
     for lot in wallet.lots:
         if lot.remaining:
+            worth = ""
+            if lot.value_currency is not None:
+                worth = f" (worth {_money(lot.value_remaining or 0, lot.value_currency)})"
             lots.add_row(
                 lot.id,
                 lot.kind,
-                _money(lot.remaining, lot.currency),
+                _money(lot.remaining, lot.currency) + worth,
                 _money(lot.amount, lot.currency),
                 f"{lot.created_at:%Y-%m-%d %H:%M}",
                 escape(lot.source),
@@ -91,5 +104,49 @@ def wallet_show(
             tx.cause,
             escape(tx.cause_id),
             f"{tx.created_at:%Y-%m-%d %H:%M}",
+        )
+    console.print(table)
+
+
+@wallet_app.command("correct-topups")
+def wallet_correct_topups(
+    apply: Annotated[
+        bool, typer.Option("--apply", help="Post the correcting entries (default: only list)")
+    ] = False,
+) -> None:
+    """Top-ups that versions before the wallet booked as sales: list them, or with
+    ``--apply`` post a correcting entry and credit the buyer's lot for each (once)."""
+    settings = _settings()
+
+    async def go() -> list[topup_corrections.Correction]:
+        engine = create_engine(settings.database_url)
+        try:
+            await schema.ensure_current(engine)
+            if apply:
+                return await topup_corrections.correct_topups(
+                    UnitOfWork(engine), clock=SystemClock()
+                )
+            return await topup_corrections.wrong_topups(UnitOfWork(engine))
+        finally:
+            await engine.dispose()
+
+    try:
+        fixes = asyncio.run(go())
+    except schema.SchemaOutOfDate as exc:
+        err.print(f"[red]error:[/red] {escape(str(exc))}")
+        raise typer.Exit(1) from None
+    if not fixes:
+        console.print("no top-up is booked as a sale")
+        return
+    table = Table(title="corrected" if apply else "booked as sales (run with --apply)")
+    for name in ("order", "line", "customer", "credit", "creator share back"):
+        table.add_column(name, no_wrap=True)
+    for fix in fixes:
+        table.add_row(
+            fix.order_id,
+            str(fix.line_index),
+            escape(fix.customer_id),
+            _money(fix.credit, fix.currency),
+            _money(fix.creator_share, fix.currency),
         )
     console.print(table)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import secrets
+from datetime import tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from pathlib import Path
@@ -13,6 +14,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import ArgumentError
 
+from tuition.domain.coins import CoinUnit, SpendOrder
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.refunds import RefundPolicy, parse_policy
 
@@ -54,9 +56,25 @@ class Settings(BaseSettings):
     # JSON: {"window_days": 7, "consumption": null | "limit" | "prorate",
     # "max_progress": "0.3", "revoke_on_partial": false}.
     refund_policy: dict[str, Any] = Field(default_factory=lambda: {"window_days": 7})
+    # `tuition payouts run` pays each payee once per period of this schedule (docs/payouts.md);
+    # no payout is made below the minimum (minor units).
+    payout_schedule: Literal["weekly", "monthly"] = "monthly"
+    payout_minimum: int = Field(default=100, ge=1)
     # What each channel does with its fee on a refund: {"alipay": "kept"}; a channel not
     # named returns it pro rata, as Alipay and WeChat Pay do (docs/channels.md).
+    # The platform's virtual coin (docs/wallet.md): {"code", "name", "symbol", "decimals",
+    # "currency"}; null turns coins off. Spent in ``coin_spend_order``.
+    coins: dict[str, Any] | None = Field(
+        default_factory=lambda: {"code": "XCN", "name": "coins", "decimals": 0, "currency": "CNY"}
+    )
+    coin_spend_order: SpendOrder = SpendOrder.FIFO
     refund_fee_policies: dict[str, Literal["pro_rata", "kept"]] = Field(default_factory=dict)
+    # Subscriptions (docs/subscriptions.md): renewal orders are made this many days before
+    # a period ends; a failed renewal is retried after these days (from the first
+    # failure); a past-due subscriber keeps access this many days after the period end.
+    subscription_renewal_lead_days: int = Field(default=3, ge=0, le=28)
+    subscription_retry_days: list[int] = Field(default_factory=lambda: [1, 3, 7])
+    subscription_grace_days: int = Field(default=7, ge=0, le=60)
 
     # Signs checkout links and admin cookies. Set it in production; when empty, one is
     # made once and kept in secret_key_file so every local process agrees.
@@ -113,6 +131,31 @@ class Settings(BaseSettings):
             return ["sandbox", "alipay", "wechatpay"]
         return list(self.channels)
 
+    # The platform's business time zone: reconciliation days (Alipay and WeChat Pay bills
+    # are Beijing days), daily figures and admin timestamps (docs/reconciliation.md).
+    time_zone: str = "Asia/Shanghai"
+    # The merchant's name on receipts (docs/history.md).
+    merchant_name: str = Field(default="Tuition", min_length=1, max_length=200)
+
+    @field_validator("time_zone")
+    @classmethod
+    def _known_time_zone(cls, value: str) -> str:
+        from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name, e.g. Asia/Shanghai)"
+            ) from None
+        return value
+
+    @property
+    def zone(self) -> tzinfo:
+        from zoneinfo import ZoneInfo
+
+        return ZoneInfo(self.time_zone)
+
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: list[str]) -> list[str]:
@@ -143,6 +186,17 @@ class Settings(BaseSettings):
         except ValidationFailed as exc:
             raise ValueError(exc.message) from None
         return value
+
+    @field_validator("coins")
+    @classmethod
+    def _coins_valid(cls, value: dict[str, Any] | None) -> dict[str, Any] | None:
+        if value is not None:
+            _coin_unit(value, SpendOrder.FIFO)
+        return value
+
+    def coin_unit(self) -> CoinUnit | None:
+        """The configured coin, or None when coins are off."""
+        return None if self.coins is None else _coin_unit(self.coins, self.coin_spend_order)
 
     def default_refund_policy(self) -> RefundPolicy:
         return parse_policy(self.refund_policy)
@@ -180,6 +234,21 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+
+_COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})
+
+
+def _coin_unit(value: dict[str, Any], order: SpendOrder) -> CoinUnit:
+    unknown = sorted(set(value) - _COIN_KEYS)
+    if unknown:
+        raise ValueError(f"unknown key {unknown[0]!r}; expected {', '.join(sorted(_COIN_KEYS))}")
+    if "code" not in value or "name" not in value:
+        raise ValueError('coins need a "code" and a "name", e.g. {"code": "XCN", "name": "学币"}')
+    try:
+        return CoinUnit(**value, spend_order=order)
+    except (ValidationFailed, TypeError) as exc:
+        raise ValueError(getattr(exc, "message", str(exc))) from None
 
 
 def load_settings(**overrides: object) -> Settings:

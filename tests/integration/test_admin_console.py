@@ -197,7 +197,7 @@ async def test_an_orders_page_is_its_timeline(
         "Notification from Sandbox",
         'data-testid="verdict">applied<',
         "Ledger entry",
-        f"creator_payable:CNY:{shop['creator']}",
+        f"creator_pending:CNY:{shop['creator']}",
         "order.paid",
         "payment.succeeded",
         "Order paid; access granted",

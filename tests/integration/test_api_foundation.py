@@ -280,7 +280,7 @@ async def test_a_key_held_by_a_dead_request_can_be_taken_over_after_its_lease(
 async def test_a_key_revoked_by_another_process_is_refused_once_the_cache_expires(
     app: FastAPI, anon_client: httpx.AsyncClient, engine: object, db_url: str, clock: FrozenClock
 ) -> None:
-    from tuition.api.deps import ApiKeyCache
+    from tuition.container import ApiKeyCache
     from tuition.store.db import create_engine
 
     _mount_probe(app)

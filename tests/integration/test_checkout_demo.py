@@ -45,6 +45,8 @@ async def test_the_demo_seeds_a_shop_an_operator_and_an_order_ready_to_pay(
         "bundle",
         "membership",
         "topup",
+        "coin_pack",  # 100 + 20 bonus coins, ¥10 on the web, ¥12 on iOS
+        "question",  # sold for 50 coins
     }
     url = urlsplit(first.checkout_url)
     page = await anon_client.get(f"{url.path}?{url.query}", headers={"accept-language": "zh-CN"})
@@ -59,7 +61,7 @@ async def test_the_demo_seeds_a_shop_an_operator_and_an_order_ready_to_pay(
     second = await seed_demo(lambda: UnitOfWork(engine), settings, clock)
     assert second.products == first.products
     assert second.order_id != first.order_id
-    assert (await _count(uow, creators), await _count(uow, products)) == (2, 7)
+    assert (await _count(uow, creators), await _count(uow, products)) == (2, 9)
     with pytest.raises(admin_service.LoginRefused):
         await admin_service.login(
             uow, first.admin_email, first.admin_password, clock=clock, ttl=admin_service.LOCK_FOR

@@ -179,3 +179,93 @@ async def test_paying_from_balance_needs_the_links_signature(
     assert refused.status_code == 404
     assert await _balance(client) == {"CNY": 20000}
     assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "pending_payment"
+
+
+async def test_a_balance_short_of_the_total_pays_part_and_the_channel_the_rest(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    uow: UnitOfWork,
+) -> None:
+    await _credit(client, 2000)
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    path, sig = _link(order)
+    page = await anon_client.get(path, params={"sig": sig}, headers=EN)
+    start = page.text.index('data-testid="split-option"')
+    split = page.text[start : page.text.index("</label>", start)]
+    assert "Use my balance: CN¥20.00 from it, CN¥79.00 with the method above" in split
+    started = await anon_client.post(
+        f"{path}/attempts", data={"sig": sig, "option": "sandbox:page", "use_balance": "1"}
+    )
+    assert started.status_code == 303
+    assert "error=" not in started.headers["location"]
+    payments = (await client.get(f"/v1/orders/{order['id']}/payments")).json()["data"]
+    assert sorted((p["channel"], p["status"], p["amount"]) for p in payments) == [
+        ("sandbox", "pending", 7900),
+        ("wallet", "pending", 2000),
+    ]
+    channel = next(p for p in payments if p["channel"] == "sandbox")
+    await gateway.pay(channel["id"])
+    await gateway.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    assert await _balance(client) == {"CNY": 0}
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+    assert await wallet_problems(uow) == []
+
+
+async def test_a_coin_order_is_paid_from_coins_and_a_coin_pack_says_what_it_credited(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+) -> None:
+    pack = await post(
+        client,
+        "/v1/products",
+        {
+            "creator_id": shop["creator"],
+            "kind": "topup",
+            "title": "100 coins",
+            "prices": {"CNY": 1000},
+            "topup_coins": 100,
+            "topup_bonus_coins": 20,
+        },
+    )
+    bought = await post(
+        client,
+        "/v1/orders",
+        {"customer_id": "u_1", "currency": "CNY", "items": [{"product_id": pack["id"]}]},
+    )
+    payment = await post(
+        client, f"/v1/orders/{bought['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    path, sig = _link(bought)
+    done = await anon_client.get(path, params={"sig": sig}, headers=EN)
+    assert "120 coins has been added to your balance, 20 coins of it as a bonus" in done.text
+    question = await post(
+        client,
+        "/v1/products",
+        {
+            "creator_id": shop["creator"],
+            "kind": "consultation",
+            "title": "Ask",
+            "prices": {"XCN": 50},
+        },
+    )
+    order = await post(
+        client,
+        "/v1/orders",
+        {"customer_id": "u_1", "currency": "XCN", "items": [{"product_id": question["id"]}]},
+    )
+    path, sig = _link(order)
+    page = await anon_client.get(path, params={"sig": sig}, headers=EN)
+    assert "Pay with balance (120 coins available)" in _wallet_option(page.text)
+    assert 'value="sandbox:' not in page.text  # coins are not sold for money here
+    paid = await anon_client.post(f"{path}/attempts", data={"sig": sig, "option": "wallet:balance"})
+    assert "error=" not in paid.headers["location"]
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    assert await _balance(client) == {"XCN": 70}

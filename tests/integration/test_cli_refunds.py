@@ -162,3 +162,14 @@ def test_ledger_verify_finds_a_wallet_that_differs_from_its_liability(paid_order
     found = runner.invoke(app, ["ledger", "verify"])
     assert found.exit_code == 1
     assert "wallet_mismatch" in found.output
+
+
+def test_top_ups_booked_as_sales_are_listed_then_corrected_from_the_command_line(
+    paid_order: str,
+) -> None:
+    listed = runner.invoke(app, ["wallet", "correct-topups"])
+    assert listed.exit_code == 0, listed.output
+    assert "no top-up is booked as a sale" in listed.output
+    applied = runner.invoke(app, ["wallet", "correct-topups", "--apply"])
+    assert applied.exit_code == 0, applied.output
+    assert "no top-up is booked as a sale" in applied.output

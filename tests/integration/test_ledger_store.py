@@ -57,7 +57,7 @@ async def test_a_payment_posts_the_documented_balanced_entry(
     assert balances == {
         "channel_clearing:CNY:sandbox": 9940,
         "channel_fees:CNY": 60,
-        "creator_payable:CNY:cre_1": -7000,
+        "creator_pending:CNY:cre_1": -7000,
         "platform_revenue:CNY": -3000,
     }
     report = await verify_ledger(uow)
@@ -152,7 +152,7 @@ async def test_verify_detects_a_drifted_balance(uow: UnitOfWork, clock: FrozenCl
         uow,
         clock,
         update(ledger_balances)
-        .where(ledger_balances.c.account_key == "creator_payable:CNY:cre_1")
+        .where(ledger_balances.c.account_key == "creator_pending:CNY:cre_1")
         .values(balance=0),
     )
     assert kinds == {ProblemKind.BALANCE_MISMATCH}

@@ -71,7 +71,7 @@ async def test_a_paid_order_posts_one_balanced_entry_and_grants_access(
     assert balances == {
         "channel_clearing:CNY:sandbox": 39900 - 239,
         "channel_fees:CNY": 239,
-        f"creator_payable:CNY:{creator}": -27930,  # 70 % of 399.00
+        f"creator_pending:CNY:{creator}": -27930,  # 70 % of 399.00
         "platform_revenue:CNY": -11970,
     }
     assert types == ["order.paid", "payment.succeeded"]

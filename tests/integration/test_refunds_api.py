@@ -140,7 +140,7 @@ async def test_two_partial_refunds_reach_the_total_and_only_the_last_ends_access
     await _ledger_clean(uow)
     creator = shop["creator"]
     balances = await _balances(uow)
-    assert f"creator_payable:CNY:{creator}" not in balances
+    assert f"creator_pending:CNY:{creator}" not in balances
     assert balances == {"platform_revenue:CNY": -2970, "refunds:CNY": 2970}
     types = await _event_types(uow)
     assert types.count("order.partially_refunded") == 1
@@ -196,8 +196,8 @@ async def test_an_amount_is_spread_over_lines_and_creators_by_largest_remainder(
     assert parts == [(498, 349, 149), (503, 252, 251)]
     await _ledger_clean(uow)
     balances = await _balances(uow)
-    assert balances[f"creator_payable:CNY:{shop['creator']}"] == -(6930 - 349)
-    assert balances[f"creator_payable:CNY:{other['id']}"] == -(5000 - 252)
+    assert balances[f"creator_pending:CNY:{shop['creator']}"] == -(6930 - 349)
+    assert balances[f"creator_pending:CNY:{other['id']}"] == -(5000 - 252)
     assert balances["refunds:CNY"] == 149 + 251
 
 

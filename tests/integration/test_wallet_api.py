@@ -86,7 +86,7 @@ async def test_an_order_paid_from_the_wallet_books_revenue_and_the_creators_shar
     assert balances == {
         "wallet_adjustments:CNY": 20000,
         "customer_wallet:CNY:u_1": -10100,
-        f"creator_payable:CNY:{shop['creator']}": -6930,
+        f"creator_pending:CNY:{shop['creator']}": -6930,
         "platform_revenue:CNY": -2970,
     }
     debit = (await client.get("/v1/customers/u_1/wallet/transactions")).json()["data"][0]

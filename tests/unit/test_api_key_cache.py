@@ -2,7 +2,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from tuition.api.deps import ApiKeyCache
+from tuition.container import ApiKeyCache
 from tuition.store.access import ApiKeyRecord
 
 

@@ -87,7 +87,7 @@ def test_100_cny_at_a_0_6_percent_fee_and_70_percent_share_posts_the_documented_
         ("channel_clearing:CNY:alipay", 10000),
         ("channel_fees:CNY", 60),
         ("channel_clearing:CNY:alipay", -60),
-        ("creator_payable:CNY:cre_1", -7000),
+        ("creator_pending:CNY:cre_1", -7000),
         ("platform_revenue:CNY", -3000),
     ]
     assert sum(p.amount for p in entry.postings if p.amount > 0) == 10060
@@ -111,13 +111,13 @@ def test_zero_fee_zero_tax_and_zero_revenue_are_left_out_rather_than_posted() ->
     entry = pay(amount=100, fee=0, creator_shares=[("cre_1", 100)])
     assert rows(entry) == [
         ("channel_clearing:CNY:alipay", 100),
-        ("creator_payable:CNY:cre_1", -100),
+        ("creator_pending:CNY:cre_1", -100),
     ]
 
 
 def test_shares_of_one_creator_are_merged_into_one_posting() -> None:
     entry = pay(creator_shares=[("cre_1", 3000), ("cre_2", 1000), ("cre_1", 2000)])
-    assert ("creator_payable:CNY:cre_1", -5000) in rows(entry)
+    assert ("creator_pending:CNY:cre_1", -5000) in rows(entry)
     assert ("platform_revenue:CNY", -4000) in rows(entry)
 
 
@@ -255,7 +255,7 @@ def test_a_partial_refund_is_split_in_proportion_and_the_channel_keeps_its_fee()
     assert entry.source == "refund:re_1"
     assert rows(entry) == [
         ("channel_clearing:CNY:alipay", -5000),
-        ("creator_payable:CNY:cre_1", 3500),
+        ("creator_pending:CNY:cre_1", 3500),
         ("refunds:CNY", 1500),
     ]
 
@@ -273,7 +273,7 @@ def test_a_full_refund_returns_every_party_and_leaves_only_the_kept_fee() -> Non
     original = pay(amount=10600, fee=64, tax=600)
     refund = refund_entry(original, refund_id="re_1", amount=10600, occurred_at=T0)
     balances = account_balances([original, refund])
-    assert balances[creator("cre_1").key] == 0
+    assert balances["creator_pending:CNY:cre_1"] == 0
     assert balances[TAX.key] == 0
     assert balances[REVENUE.key] + balances[REFUNDS.key] == 0
     assert balances[CLEARING.key] == -64
@@ -499,13 +499,13 @@ def test_the_entry_hash_is_pinned_so_stored_chains_stay_verifiable() -> None:
         '{"account":"channel_clearing:CNY:alipay","amount":-60},'
         '{"account":"channel_clearing:CNY:alipay","amount":10000},'
         '{"account":"channel_fees:CNY","amount":60},'
-        '{"account":"creator_payable:CNY:cre_1","amount":-7000},'
+        '{"account":"creator_pending:CNY:cre_1","amount":-7000},'
         '{"account":"platform_revenue:CNY","amount":-3000}],'
         f'"prev_hash":"{GENESIS_HASH}","source":"payment:pay_1"}}'
     )
     expected = hashlib.sha256(canonical.encode()).hexdigest()
     assert entry_hash(GENESIS_HASH, entry) == expected
-    assert expected == "6784f79e8885fec9bb54325670eeb449b629def1e3cc203d228fc06ef5af26b7"
+    assert expected == "b60fbb4ea1fd74e9205ede79673b1450a171a24722d3dfcc0631cbbb316e8f8f"
 
 
 # -- balances -----------------------------------------------------------------------

@@ -120,7 +120,8 @@ products_router = v1_router(tags=["products"])
     status_code=201,
     summary="Create a product",
     description="Kinds: course, article, column, consultation, membership (needs `period`), "
-    "topup (needs `topup_credit`) and bundle (needs two or more `components`: existing, "
+    "topup (needs `topup_credit` in money, or `topup_coins` and optional "
+    "`topup_bonus_coins` for a coin pack) and bundle (needs two or more `components`: existing, "
     "active, non-bundle content products priced in every currency the bundle is priced "
     "in). Prices are minor units per currency; `revenue_share` defaults to the creator's.",
 )
@@ -135,6 +136,9 @@ async def create_product(body: ProductCreate, container: ContainerDep) -> Produc
         components=tuple(body.components),
         period=body.period,
         topup_credit=body.topup_credit,
+        topup_coins=body.topup_coins,
+        topup_bonus_coins=body.topup_bonus_coins,
+        surface_prices=body.surface_prices,
         promotion=None if body.promotion is None else body.promotion.to_domain(),
         metadata=body.metadata,
         refund_policy=None if body.refund_policy is None else body.refund_policy.to_domain(),
@@ -191,6 +195,7 @@ async def update_product(
         title=body.title,
         description=body.description,
         prices=body.prices,
+        surface_prices=body.surface_prices,
         revenue_share=optional_rate(body.revenue_share, param="revenue_share"),
         promotion=promotion if "promotion" in body.model_fields_set else KEEP,
         metadata=body.metadata,

@@ -8,12 +8,14 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuition.api.deps import ContainerDep
+from tuition.api.deps import Container, ContainerDep
 from tuition.api.fields import CustomerId, CustomerIdPath, CustomerIdQuery, Metadata
+from tuition.api.idempotency import replayed_by
 from tuition.api.listing import CreatedGte, CreatedLt, Page, page_of
 from tuition.api.payments import payment_deps
 from tuition.api.routing import v1_router
 from tuition.config import Settings
+from tuition.domain.catalog import DEFAULT_SURFACE, SURFACE_PATTERN
 from tuition.domain.ids import Prefix
 from tuition.domain.orders import MAX_QUANTITY, OrderStatus
 from tuition.services import closing
@@ -51,6 +53,12 @@ class OrderCreate(BaseModel):
     )
     return_url: str | None = Field(default=None, max_length=2000, pattern=r"^https?://")
     metadata: Metadata = Field(default_factory=dict)
+    surface: str = Field(
+        default=DEFAULT_SURFACE,
+        pattern=SURFACE_PATTERN,
+        description='Where the buyer pays ("web", "ios", …): products priced for that '
+        "surface (`surface_prices`) sell at that price there",
+    )
 
 
 class LineOut(BaseModel):
@@ -86,6 +94,7 @@ class OrderOut(BaseModel):
     coupon_code: str | None
     tax_region: str | None
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
+    surface: str = Field(description="The price list the order was priced from")
     lines: list[LineOut]
     return_url: str | None
     checkout_url: str | None = Field(
@@ -126,6 +135,12 @@ class AccessOut(BaseModel):
     has_access: bool
     expires_at: datetime | None = Field(description="None while any grant never expires")
     entitlements: list[EntitlementOut]
+    via_membership: str | None = Field(
+        default=None, description="The membership whose access scope covers the product"
+    )
+    via_subscription: str | None = Field(
+        default=None, description="The subscription holding it (a trial or a grace period)"
+    )
 
 
 def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
@@ -143,6 +158,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         coupon_code=order.coupon_code,
         tax_region=order.tax_region,
         pricing=order.pricing,
+        surface=order.surface,
         lines=[
             LineOut(
                 id=line_id(order.id, line.line_index),
@@ -205,6 +221,7 @@ def _policy(container: ContainerDep) -> order_service.OrderPolicy:
     "configured time. A customer who already owns a course, article or column for good "
     "cannot buy it again (409 `already_entitled`).",
 )
+@replayed_by(lambda c, _, order_id: _order_now(c, order_id))
 async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
     cmd = order_service.CreateOrder(
         customer_id=body.customer_id,
@@ -215,11 +232,19 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         surcharge_channel=body.surcharge_channel,
         return_url=body.return_url,
         metadata=body.metadata,
+        surface=body.surface,
     )
     order = await order_service.create_order(
         cmd, container.uow(), clock=container.clock, policy=_policy(container)
     )
     return order_out(order, container.settings)
+
+
+async def _order_now(container: Container, order_id: str | None) -> OrderOut | None:
+    """An Idempotency-Key replay whose first answer was lost: the order as it is now."""
+    if order_id is None:
+        return None
+    return order_out(await order_service.get_order(container.uow(), order_id), container.settings)
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, summary="Get an order")
@@ -261,6 +286,7 @@ async def list_orders(
     "them (a channel timeout answers 502 and leaves the order as it was); its coupon use "
     "is given back.",
 )
+@replayed_by(lambda c, request, _: _order_now(c, request.path_params["order_id"]))
 async def cancel_order(order_id: str, container: ContainerDep) -> OrderOut:
     return order_out(
         await closing.cancel_order(container.uow(), order_id, deps=payment_deps(container)),
@@ -298,7 +324,11 @@ async def check_entitlement(
 ) -> AccessOut:
     now = container.clock.now()
     access = await entitlement_service.check_access(
-        container.uow(), customer_id, product_id, now=now
+        container.uow(),
+        customer_id,
+        product_id,
+        now=now,
+        grace=timedelta(days=container.settings.subscription_grace_days),
     )
     return AccessOut(
         customer_id=customer_id,
@@ -306,6 +336,8 @@ async def check_entitlement(
         has_access=access.has_access,
         expires_at=access.expires_at,
         entitlements=[_entitlement_out(r, now) for r in access.via],
+        via_membership=access.via_membership,
+        via_subscription=access.via_subscription,
     )
 
 

@@ -2,18 +2,20 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta
+from datetime import datetime
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from tuition.api.deps import Container, ContainerDep
 from tuition.api.fields import CustomerIdQuery
+from tuition.api.idempotency import replayed_by
 from tuition.api.listing import CreatedGte, CreatedLt, Page, page_of
 from tuition.api.routing import v1_router
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.ids import Prefix
+from tuition.domain.money import MAX_AMOUNT
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services import payments as payment_service
@@ -40,6 +42,13 @@ class PaymentCreate(BaseModel):
     payer_id: str | None = Field(
         default=None, max_length=128, description="e.g. the buyer's WeChat openid (JSAPI)"
     )
+    wallet_amount: StrictInt | None = Field(
+        default=None,
+        ge=1,
+        le=MAX_AMOUNT,
+        description="Split tender: this much (minor units) from the buyer's balance, held "
+        "until the channel payment ends, and the rest through the channel",
+    )
 
 
 class PaymentOut(BaseModel):
@@ -65,6 +74,11 @@ class PaymentOut(BaseModel):
     )
     succeeded_at: datetime | None
     created_at: datetime
+    wallet_part_id: str | None = Field(
+        default=None,
+        description="Split tender: the `wallet` payment holding the part paid from balance "
+        "(`pending` while held, `succeeded` with this one, `closed` when released)",
+    )
 
 
 class PaymentList(BaseModel):
@@ -90,17 +104,12 @@ def payment_out(p: PaymentRecord) -> PaymentOut:
         duplicate_of=p.duplicate_of,
         succeeded_at=p.succeeded_at,
         created_at=p.created_at,
+        wallet_part_id=p.wallet_part_id,
     )
 
 
 def payment_deps(container: Container) -> payment_service.PaymentDeps:
-    settings = container.settings
-    return payment_service.PaymentDeps(
-        registry=container.registry,
-        clock=container.clock,
-        base_url=settings.base_url,
-        recover_after=timedelta(seconds=settings.recover_after_seconds),
-    )
+    return container.payment_deps()
 
 
 @router.post(
@@ -115,10 +124,21 @@ def payment_deps(container: Container) -> payment_service.PaymentDeps:
     "502 `channel_timeout` and leaves the attempt pending for the recovery job. "
     '`{"channel": "wallet"}` pays from the buyer\'s balance at once (the payment is '
     "`succeeded`, the order `paid`), or answers 409 `insufficient_balance` naming the "
-    "shortfall and writes nothing.",
+    "shortfall and writes nothing; a coin-priced order is paid that way only (409 "
+    '`coin_order_needs_wallet`). `"wallet_amount": 500` with a channel splits the tender: '
+    "500 is held from the balance (409 `insufficient_balance` if it is not there), the "
+    "channel is asked for the rest, and the held part is committed when the channel "
+    "payment succeeds or given back when it fails, closes or expires.",
 )
+@replayed_by(lambda c, _, payment_id: _payment_now(c, payment_id))
 async def create_payment(order_id: str, body: PaymentCreate, container: ContainerDep) -> PaymentOut:
     if body.channel == WALLET_CHANNEL:
+        if body.wallet_amount is not None:
+            raise ValidationFailed(
+                "wallet_amount splits a payment with another channel; the wallet channel "
+                "pays the whole order",
+                param="wallet_amount",
+            )
         paid = await wallet_service.pay_with_wallet(
             order_id, container.uow(), deps=payment_deps(container)
         )
@@ -132,11 +152,19 @@ async def create_payment(order_id: str, body: PaymentCreate, container: Containe
             method=body.method,
             client_ip=body.client_ip,
             payer_id=body.payer_id,
+            wallet_amount=body.wallet_amount,
         ),
         container.uow(),
         deps=payment_deps(container),
     )
     return payment_out(payment)
+
+
+async def _payment_now(container: Container, payment_id: str | None) -> PaymentOut | None:
+    """An Idempotency-Key replay whose first answer was lost: the payment as it is now."""
+    if payment_id is None:
+        return None
+    return payment_out(await payment_service.get_payment(container.uow(), payment_id))
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, summary="Get a payment")

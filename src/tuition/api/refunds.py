@@ -10,8 +10,8 @@ from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_
 
 from tuition.api.deps import ApiKeyDep, Container, ContainerDep
 from tuition.api.fields import CustomerIdPath, CustomerIdQuery, Metadata
+from tuition.api.idempotency import replayed_by
 from tuition.api.listing import CreatedGte, CreatedLt, Page, page_of
-from tuition.api.payments import payment_deps
 from tuition.api.routing import v1_router
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.ids import Prefix
@@ -192,10 +192,7 @@ def refund_out(refund: RefundRecord) -> RefundOut:
 
 
 def refund_deps(container: Container) -> refund_service.RefundDeps:
-    return refund_service.RefundDeps(
-        payments=payment_deps(container),
-        default_policy=container.settings.default_refund_policy(),
-    )
+    return container.refund_deps()
 
 
 @router.post(
@@ -212,6 +209,7 @@ def refund_deps(container: Container) -> refund_service.RefundDeps:
     "The channel is asked at once: the answer is `succeeded`, `failed` (with the gateway's "
     "code and message) or `pending` while the gateway settles it.",
 )
+@replayed_by(lambda c, _, refund_id: _refund_now(c, refund_id))
 async def create_refund(body: RefundCreate, container: ContainerDep, key: ApiKeyDep) -> RefundOut:
     lines = None
     if body.lines is not None:
@@ -241,6 +239,13 @@ async def create_refund(body: RefundCreate, container: ContainerDep, key: ApiKey
 async def _order_of_payment(container: Container, payment_id: str | None) -> str:
     assert payment_id is not None
     return (await get_payment(container.uow(), payment_id)).order_id
+
+
+async def _refund_now(container: Container, refund_id: str | None) -> RefundOut | None:
+    """An Idempotency-Key replay whose first answer was lost: the refund as it is now."""
+    if refund_id is None:
+        return None
+    return refund_out(await refund_service.get_refund(container.uow(), refund_id))
 
 
 @router.get("/refunds/{refund_id}", response_model=RefundOut, summary="Get a refund")
@@ -284,6 +289,7 @@ async def list_refunds(
     description="A new refund of the same lines and amounts as a failed one (`retry_of` "
     "names it); 409 `refund_not_retryable` for a refund that did not fail.",
 )
+@replayed_by(lambda c, _, refund_id: _refund_now(c, refund_id))
 async def retry_refund(
     refund_id: Annotated[str, Path(max_length=40)], container: ContainerDep, key: ApiKeyDep
 ) -> RefundOut:

@@ -65,6 +65,16 @@ AmountMap = Annotated[
     dict[str, StrictInt],
     Field(description="Minor units per ISO 4217 currency code", examples=[{"CNY": 19900}]),
 ]
+SurfacePrices = Annotated[
+    dict[str, AmountMap],
+    Field(
+        max_length=20,
+        description="Price lists per surface, over `prices` for orders made there "
+        '(an order\'s `surface`, default "web")',
+        examples=[{"ios": {"CNY": 1200}}],
+    ),
+]
+CoinCount = Annotated[StrictInt, Field(ge=1)]
 
 
 def rate(text: str, *, param: str) -> Decimal:
@@ -215,6 +225,13 @@ class ProductCreate(Body):
     topup_credit: StrictInt | None = Field(
         default=None, description="Top-ups only: minor units credited to the wallet per unit"
     )
+    topup_coins: CoinCount | None = Field(
+        default=None, description="Coin packs only (instead of topup_credit): coins per unit"
+    )
+    topup_bonus_coins: CoinCount | None = Field(
+        default=None, description="Coin packs only: bonus coins per unit, worth nothing"
+    )
+    surface_prices: SurfacePrices = Field(default_factory=dict)
     promotion: PromotionIn | None = None
     refund_policy: RefundPolicyIn | None = Field(
         default=None, description="Refund rules; left out: the platform's default"
@@ -228,6 +245,9 @@ class ProductUpdate(Body):
     title: Title | None = None
     description: Description | None = None
     prices: AmountMap | None = Field(default=None, description="Replaces all prices")
+    surface_prices: SurfacePrices | None = Field(
+        default=None, description="Replaces every surface's prices"
+    )
     revenue_share: RateText | None = None
     promotion: PromotionIn | None = None
     refund_policy: RefundPolicyIn | None = Field(
@@ -248,6 +268,9 @@ class ProductOut(BaseModel):
     components: list[str]
     period: MembershipPeriod | None
     topup_credit: int | None
+    topup_coins: int | None = None
+    topup_bonus_coins: int | None = None
+    surface_prices: dict[str, dict[str, int]] = Field(default_factory=dict)
     promotion: PromotionOut | None
     refund_policy: dict[str, Any] | None = Field(
         description="The refund rules set on the product; null: the platform's default"
@@ -271,6 +294,9 @@ class ProductOut(BaseModel):
             components=list(product.components),
             period=product.period,
             topup_credit=product.topup_credit,
+            topup_coins=product.topup_coins,
+            topup_bonus_coins=product.topup_bonus_coins,
+            surface_prices={s: dict(p) for s, p in product.surface_prices.items()},
             promotion=PromotionOut.of(product.promotion),
             refund_policy=None if record.refund_policy is None else dict(record.refund_policy),
             metadata=dict(record.metadata),

@@ -22,26 +22,47 @@ router = v1_router(tags=["wallet"])
 
 
 class BalanceOut(BaseModel):
-    currency: str
-    balance: int = Field(description="Minor units the customer may spend")
-    paid: int = Field(description="Of it, from top-ups, refunds and adjustments")
-    bonus: int = Field(description="Of it, promotional credit (bonus lots; none yet)")
+    currency: str = Field(description="An ISO 4217 code, or the platform's coin code")
+    kind: str = Field(description="money or coins")
+    balance: int = Field(description="Minor units (coins: coin units) the customer may spend")
+    paid: int = Field(description="Of it, paid for: top-ups, refunds and adjustments")
+    bonus: int = Field(description="Of it, bonus coins (promotional, worth nothing)")
+
+
+class CoinsOut(BaseModel):
+    code: str
+    name: str
+    symbol: str
+    decimals: int
+    balance: int
+    paid: int
+    bonus: int
+    value: int = Field(description="What the coins left are worth, in value_currency")
+    value_currency: str
 
 
 class LotOut(BaseModel):
     id: str
     currency: str
-    kind: str
+    kind: str = Field(description="topup, bonus, refund or adjustment")
     source: str
     amount: int
     remaining: int
+    value: int | None = Field(default=None, description="Coin lots: their money value")
+    value_remaining: int | None = Field(
+        default=None, description="Coin lots: the value of the coins left, not yet revenue"
+    )
+    value_currency: str | None = None
     created_at: datetime
 
 
 class WalletOut(BaseModel):
     object: str = "wallet"
     customer_id: str
-    balances: list[BalanceOut]
+    balances: list[BalanceOut] = Field(description="Every currency held, and the coins")
+    coins: CoinsOut | None = Field(
+        default=None, description="The coin balance (null when coins are off)"
+    )
     lots: list[LotOut] = Field(description="Credits with something left, oldest first")
 
 
@@ -52,7 +73,7 @@ class TransactionOut(BaseModel):
     currency: str
     amount: int = Field(description="Credit positive, debit negative")
     balance_after: int
-    cause: str = Field(description="topup, order, refund or adjustment")
+    cause: str = Field(description="topup, order, refund, adjustment or release")
     cause_id: str
     description: str
     lots: list[dict[str, Any]]
@@ -97,12 +118,37 @@ def _tx_out(tx: WalletTransaction) -> TransactionOut:
 )
 async def get_wallet(customer_id: CustomerIdPath, container: ContainerDep) -> WalletOut:
     wallet = await wallet_service.wallet_of(container.uow(), customer_id)
+    coin = container.settings.coin_unit()
+    open_lots = [lot for lot in wallet.lots if lot.remaining > 0]
+    balances = []
+    for currency, balance in wallet.balances.items():
+        bonus = sum(lot.remaining for lot in open_lots if lot.currency == currency and lot.bonus)
+        kind = "coins" if coin is not None and currency == coin.code else "money"
+        balances.append(
+            BalanceOut(
+                currency=currency, kind=kind, balance=balance, paid=balance - bonus, bonus=bonus
+            )
+        )
+    coins = None
+    if coin is not None:
+        mine = [lot for lot in open_lots if lot.currency == coin.code]
+        held = wallet.balances.get(coin.code, 0)
+        bonus = sum(lot.remaining for lot in mine if lot.bonus)
+        coins = CoinsOut(
+            code=coin.code,
+            name=coin.name,
+            symbol=coin.symbol,
+            decimals=coin.decimals,
+            balance=held,
+            paid=held - bonus,
+            bonus=bonus,
+            value=sum(lot.value_remaining or 0 for lot in mine),
+            value_currency=coin.currency,
+        )
     return WalletOut(
         customer_id=customer_id,
-        balances=[
-            BalanceOut(currency=currency, balance=balance, paid=balance, bonus=0)
-            for currency, balance in wallet.balances.items()
-        ],
+        balances=balances,
+        coins=coins,
         lots=[
             LotOut(
                 id=lot.id,
@@ -111,10 +157,12 @@ async def get_wallet(customer_id: CustomerIdPath, container: ContainerDep) -> Wa
                 source=lot.source,
                 amount=lot.amount,
                 remaining=lot.remaining,
+                value=lot.value,
+                value_remaining=lot.value_remaining,
+                value_currency=lot.value_currency,
                 created_at=lot.created_at,
             )
-            for lot in wallet.lots
-            if lot.remaining > 0
+            for lot in open_lots
         ],
     )
 

@@ -41,6 +41,7 @@ from typing import Protocol, runtime_checkable
 
 from tuition.domain.errors import ChannelError
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.domain.reconciliation import Bill
 
 
 class ChannelTimeout(ChannelError):
@@ -223,3 +224,51 @@ class SupportsPartialRefund(Protocol):
 @runtime_checkable
 class SupportsStatements(Protocol):
     async def download_statement(self, day: date) -> bytes: ...
+
+
+@runtime_checkable
+class SupportsBills(Protocol):
+    """Downloads and parses the gateway's bill of one business day (docs/reconciliation.md);
+    a file that cannot be read raises ``BillMalformed``."""
+
+    async def fetch_bill(self, day: date) -> Bill: ...
+
+
+class TransferStatus(StrEnum):
+    """What a gateway says of a transfer to a payee (a payout)."""
+
+    SUCCEEDED = "succeeded"
+    PROCESSING = "processing"  # accepted, not settled: ask again
+    FAILED = "failed"  # nothing was paid
+    RETURNED = "returned"  # paid, then sent back by the payee's side
+
+
+@dataclass(frozen=True, slots=True)
+class TransferRequest:
+    payout_id: str  # out_biz_no / out_bill_no at the gateway: one transfer per payout
+    amount: int  # minor units, net of tax
+    currency: str
+    account: str  # the payee's account at the gateway (an Alipay login, an openid)
+    name: str  # the payee's real name, which the gateway checks
+    title: str
+
+
+@dataclass(frozen=True, slots=True)
+class TransferState:
+    payout_id: str
+    status: TransferStatus
+    channel_transfer_no: str | None = None
+    failure_code: str | None = None
+    failure_message: str | None = None
+
+
+@runtime_checkable
+class SupportsTransfers(Protocol):
+    """Pays a payee out of the merchant's balance. ``transfer`` repeated with the same
+    ``payout_id`` is one transfer at the gateway; after a lost answer (ChannelTimeout)
+    ``query_transfer`` decides, and ``None`` from it means the request never arrived, so
+    sending it again is safe."""
+
+    async def transfer(self, request: TransferRequest) -> TransferState: ...
+
+    async def query_transfer(self, payout_id: str) -> TransferState | None: ...

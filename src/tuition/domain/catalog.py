@@ -8,14 +8,20 @@ code; every rate (revenue share, promotion percentage) is a ``Decimal`` fraction
 from __future__ import annotations
 
 import calendar
+import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from decimal import Decimal
 from enum import StrEnum
 
 from tuition.domain.errors import ValidationFailed
-from tuition.domain.money import check_amount, get_currency
+from tuition.domain.money import check_amount, coin_unit, get_currency
+
+# Where an order is made when it does not say (a surface is a price list: "ios", "android",
+# "mini_program" …; see Product.surface_prices).
+DEFAULT_SURFACE = "web"
+SURFACE_PATTERN = r"^[a-z][a-z0-9_-]{0,31}$"
 
 
 class ProductKind(StrEnum):
@@ -127,13 +133,24 @@ class Product:
     topup_credit: int | None = None
     """Minor units credited to the buyer's wallet per unit bought, in the order currency."""
     promotion: Promotion | None = None
+    topup_coins: int | None = None
+    """A coin pack: coins credited per unit bought (instead of ``topup_credit``)."""
+    topup_bonus_coins: int | None = None
+    """Of a coin pack: bonus coins beside them, a lot worth nothing (充 100 送 20)."""
+    surface_prices: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
+    """Prices that differ where the buyer pays: ``{"ios": {"CNY": 1200}}`` over ``prices``."""
+    has_member_price: bool = False
+    """Whether some membership gives holders a member price on it (as stored)."""
 
     @property
     def is_active(self) -> bool:
         return self.status is ProductStatus.ACTIVE
 
-    def price_in(self, currency: str) -> int | None:
-        return self.prices.get(currency)
+    def price_in(self, currency: str, surface: str = DEFAULT_SURFACE) -> int | None:
+        """The unit price in ``currency`` on ``surface``: its own price list's, else the
+        product's list price."""
+        own = self.surface_prices.get(surface, {}).get(currency)
+        return own if own is not None else self.prices.get(currency)
 
 
 def _fail(message: str, code: str, param: str) -> ValidationFailed:
@@ -222,18 +239,80 @@ def validate_product(product: Product) -> None:
     if kind is not ProductKind.MEMBERSHIP and product.period is not None:
         raise _fail("only memberships have a period", "period_not_allowed", "period")
     if kind is ProductKind.TOPUP:
-        credit = product.topup_credit
-        if credit is None:
-            raise _fail("a top-up needs a credit", "topup_credit_required", "topup_credit")
-        if type(credit) is not int or credit <= 0:
-            raise _fail(
-                "topup_credit must be a positive integer", "amount_not_positive", "topup_credit"
-            )
-        check_amount(credit, param="topup_credit")
-    elif product.topup_credit is not None:
-        raise _fail("only top-ups have a credit", "topup_credit_not_allowed", "topup_credit")
+        _validate_topup(product)
+    else:
+        for name in ("topup_credit", "topup_coins", "topup_bonus_coins"):
+            if getattr(product, name) is not None:
+                raise _fail(f"only top-ups have {name}", "topup_credit_not_allowed", name)
+    _validate_surface_prices(product)
     if product.promotion is not None:
         validate_promotion(product.promotion)
+
+
+def _positive(value: object, param: str) -> None:
+    if type(value) is not int or value <= 0:
+        raise _fail(f"{param} must be a positive integer", "amount_not_positive", param)
+    check_amount(value, param=param)
+
+
+def _validate_topup(product: Product) -> None:
+    """A top-up credits money (``topup_credit``, in the order's currency) or coins
+    (``topup_coins`` and optional ``topup_bonus_coins``), never both; a coin pack is sold
+    for money in one currency, the one its coins are worth."""
+    credit, coins, bonus = product.topup_credit, product.topup_coins, product.topup_bonus_coins
+    if (credit is None) == (coins is None):
+        raise _fail(
+            "a top-up credits either money (topup_credit) or coins (topup_coins)",
+            "topup_credit_required",
+            "topup_credit" if credit is None else "topup_coins",
+        )
+    if credit is not None:
+        _positive(credit, "topup_credit")
+        if bonus is not None:
+            raise _fail(
+                "bonus coins come with topup_coins", "topup_credit_not_allowed", "topup_bonus_coins"
+            )
+    else:
+        if coin_unit() is None:
+            raise _fail(
+                "coins are off on this platform (TUITION_COINS)", "coins_off", "topup_coins"
+            )
+        _positive(coins, "topup_coins")
+        if bonus is not None:
+            _positive(bonus, "topup_bonus_coins")
+        currencies = set(product.prices)
+        for prices in product.surface_prices.values():
+            currencies |= set(prices)
+        if len(currencies) != 1:
+            raise _fail(
+                "a coin pack is priced in one currency, the money its coins are worth",
+                "coin_pack_currency",
+                "prices",
+            )
+    for code in product.prices:
+        if get_currency(code).virtual:
+            raise _fail(
+                f"a top-up is sold for money, not {code}", "topup_priced_in_coins", "prices"
+            )
+
+
+def _validate_surface_prices(product: Product) -> None:
+    for surface, prices in product.surface_prices.items():
+        param = f"surface_prices.{surface}"
+        if surface == DEFAULT_SURFACE or re.fullmatch(SURFACE_PATTERN, surface) is None:
+            raise _fail(
+                f"a surface is a lower-case slug other than {DEFAULT_SURFACE!r}, got {surface!r}",
+                "surface_invalid",
+                param,
+            )
+        validate_amount_map(prices, param=param)
+        missing = sorted(set(prices) - set(product.prices))
+        if missing:
+            raise _fail(
+                f"{param} prices {', '.join(missing)}, which the product has no list price in",
+                "surface_price_without_list_price",
+                param,
+            )
 
 
 def validate_bundle_components(bundle: Product, catalog: Mapping[str, Product]) -> None:

@@ -46,6 +46,13 @@ class Prefix(StrEnum):
     WALLET_TRANSACTION = "wtx"
     WALLET_LOT = "lot"
     WALLET_ADJUSTMENT = "wadj"
+    PAYEE = "pye"
+    EARNING = "ern"
+    PAYOUT = "po"
+    SUBSCRIPTION = "sub"
+    RECONCILIATION = "rec"
+    RECONCILIATION_CASE = "rcs"
+    INVOICE_REQUEST = "inv"
 
 
 class _Generator:

@@ -19,7 +19,7 @@ Posting rules (payment of 100.00 CNY, 0.6 % fee, 70 % creator share, no tax)::
     channel_clearing:CNY:alipay   +10000   gross received through the channel
     channel_fees:CNY                 +60   the channel's fee, an expense ...
     channel_clearing:CNY:alipay      -60   ... which it keeps (clearing nets 99.40)
-    creator_payable:CNY:cre_1      -7000   owed to the creator
+    creator_pending:CNY:cre_1      -7000   owed to the creator, in its refund hold
     platform_revenue:CNY           -3000   amount - tax - creator shares (gross of fee)
 
 The platform's net, revenue 30.00 - fee expense 0.60 = 29.40, is ``net_to_platform``.
@@ -80,7 +80,9 @@ class AccountKind(StrEnum):
     CHANNEL_CLEARING = "channel_clearing"  # receivable from a channel; qualifier: channel slug
     CHANNEL_FEES = "channel_fees"
     PLATFORM_REVENUE = "platform_revenue"
-    CREATOR_PAYABLE = "creator_payable"  # qualifier: creator id
+    CREATOR_PAYABLE = "creator_payable"  # qualifier: payee id; earnings available to pay out
+    CREATOR_PENDING = "creator_pending"  # qualifier: payee id; earnings in their refund hold
+    CREATOR_IN_PAYOUT = "creator_in_payout"  # qualifier: payee id; held for a payout under way
     CUSTOMER_WALLET = "customer_wallet"  # qualifier: customer id
     TAX_PAYABLE = "tax_payable"
     REFUNDS = "refunds"  # contra-revenue
@@ -102,6 +104,8 @@ _KIND_TYPES = {
     AccountKind.CHANNEL_FEES: AccountType.EXPENSE,
     AccountKind.PLATFORM_REVENUE: AccountType.REVENUE,
     AccountKind.CREATOR_PAYABLE: AccountType.LIABILITY,
+    AccountKind.CREATOR_PENDING: AccountType.LIABILITY,
+    AccountKind.CREATOR_IN_PAYOUT: AccountType.LIABILITY,
     AccountKind.CUSTOMER_WALLET: AccountType.LIABILITY,
     AccountKind.TAX_PAYABLE: AccountType.LIABILITY,
     AccountKind.REFUNDS: AccountType.REVENUE,
@@ -109,7 +113,13 @@ _KIND_TYPES = {
     AccountKind.WALLET_ADJUSTMENTS: AccountType.EXPENSE,
 }
 _QUALIFIED = frozenset(
-    {AccountKind.CHANNEL_CLEARING, AccountKind.CREATOR_PAYABLE, AccountKind.CUSTOMER_WALLET}
+    {
+        AccountKind.CHANNEL_CLEARING,
+        AccountKind.CREATOR_PAYABLE,
+        AccountKind.CREATOR_PENDING,
+        AccountKind.CREATOR_IN_PAYOUT,
+        AccountKind.CUSTOMER_WALLET,
+    }
 )
 
 
@@ -280,7 +290,8 @@ def payment_succeeded_entry(
         (clearing, amount),
         (AccountRef(AccountKind.CHANNEL_FEES, currency), fee),
         (clearing, -fee),
-        *((AccountRef(AccountKind.CREATOR_PAYABLE, currency, c), -s) for c, s in merged.items()),
+        # Earned, but pending until the refund hold ends (domain/earnings.py releases it).
+        *((AccountRef(AccountKind.CREATOR_PENDING, currency, c), -s) for c, s in merged.items()),
         *((AccountRef(AccountKind.CUSTOMER_WALLET, currency, c), -v) for c, v in credits.items()),
         (AccountRef(AccountKind.TAX_PAYABLE, currency), -tax),
         (AccountRef(AccountKind.PLATFORM_REVENUE, currency), -revenue),

@@ -25,6 +25,10 @@ MAX_AMOUNT = 10**15
 class Currency:
     code: str
     exponent: int
+    # A unit the platform made up (its coins): kept in wallets and priced like money,
+    # never sent to a payment channel (see domain/coins.py); ``label`` is its name.
+    virtual: bool = False
+    label: str = ""
 
     def __post_init__(self) -> None:
         if not (len(self.code) == 3 and self.code.isascii() and self.code.isupper()):
@@ -52,6 +56,28 @@ CURRENCIES: dict[str, Currency] = {
     for exponent, codes in _BY_EXPONENT.items()
     for code in codes.split()
 }
+
+
+def register_virtual_unit(unit: Currency) -> None:
+    """Make the platform's coin unit known to :func:`get_currency` like an ISO code.
+
+    One coin unit per process: registering another code or other decimals replaces the
+    previous coin unit (the composition root registers it from the settings). An ISO
+    4217 code cannot be taken.
+    """
+    if not unit.virtual:
+        raise ValueError("only a virtual unit is registered")
+    existing = CURRENCIES.get(unit.code)
+    if existing is not None and not existing.virtual:
+        raise ValueError(f"{unit.code} is an ISO 4217 currency, not a free code for coins")
+    for code in [c for c, known in CURRENCIES.items() if known.virtual]:
+        del CURRENCIES[code]
+    CURRENCIES[unit.code] = unit
+
+
+def coin_unit() -> Currency | None:
+    """The registered coin unit, if coins are on."""
+    return next((unit for unit in CURRENCIES.values() if unit.virtual), None)
 
 
 def get_currency(code: str, *, param: str = "currency") -> Currency:

@@ -28,7 +28,13 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from tuition.domain.catalog import Product, ProductKind, require_aware, validate_rate
+from tuition.domain.catalog import (
+    DEFAULT_SURFACE,
+    Product,
+    ProductKind,
+    require_aware,
+    validate_rate,
+)
 from tuition.domain.coupons import Coupon, check_coupon, coupon_discount
 from tuition.domain.errors import AmountOverflow, InvalidRequest, ValidationFailed
 from tuition.domain.money import (
@@ -168,7 +174,7 @@ def _split(total: int, weights: Sequence[int]) -> list[int]:
     return [0] * len(weights) if total == 0 else allocate(total, weights)
 
 
-def _list_amounts(lines: Sequence[OrderLine], currency: str) -> list[int]:
+def _list_amounts(lines: Sequence[OrderLine], currency: str, surface: str) -> list[int]:
     if not lines:
         raise ValidationFailed(
             "an order needs at least one item", code="order_empty", param="items"
@@ -188,7 +194,7 @@ def _list_amounts(lines: Sequence[OrderLine], currency: str) -> list[int]:
                 code="product_archived",
                 param=f"items[{index}].product_id",
             )
-        price = product.price_in(currency)
+        price = product.price_in(currency, surface)
         if price is None:
             raise InvalidRequest(
                 f"product {product.id} has no price in {currency}",
@@ -365,6 +371,7 @@ def price_order(
     tax: TaxRule | None = None,
     surcharge_rate: Decimal | None = None,
     catalog: Mapping[str, Product] | None = None,
+    surface: str = DEFAULT_SURFACE,
 ) -> Quote:
     """Price ``lines`` in ``currency`` at ``now``; see the module docstring for the steps.
 
@@ -376,7 +383,7 @@ def price_order(
     """
     get_currency(currency, param="currency")
     require_aware(now, param="now")
-    list_amounts = _list_amounts(lines, currency)
+    list_amounts = _list_amounts(lines, currency, surface)
     promotions, promoted, steps = _apply_promotions(lines, list_amounts, currency, now)
     amounts = [a - d for a, d in zip(list_amounts, promotions, strict=True)]
     coupon_parts = [0] * len(lines)
@@ -422,7 +429,7 @@ def price_order(
                 product_id=line.product.id,
                 kind=line.product.kind,
                 quantity=line.quantity,
-                unit_price=line.product.prices[currency],
+                unit_price=list_amounts[index] // line.quantity,
                 list_amount=list_amounts[index],
                 promotion_discount=promotions[index],
                 coupon_discount=coupon_parts[index],

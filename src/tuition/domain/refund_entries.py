@@ -8,7 +8,7 @@ refund_entry` (pro rata over what the payment's entry credited).
 from __future__ import annotations
 
 from collections import defaultdict
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -45,13 +45,16 @@ def order_refund_entry(
     customer_id: str = "",
     pay_to: AccountRef | None = None,
     entry_id: str | None = None,
+    pending_creators: Collection[str] = (),
 ) -> JournalEntry:
     """Post a refund of order lines: each line's creator share, tax and platform part
     come back as the refund split them (creator payable debited, tax payable debited,
     revenue reversed into ``refunds``), and clearing pays the buyer. ``fee_returned`` is
     what the channel gave back of its fee. A creator already paid out may go negative:
     the debit is carried, never dropped. ``pay_to`` pays the buyer somewhere else than
-    where the payment came from (the buyer's wallet)."""
+    where the payment came from (the buyer's wallet). A creator in ``pending_creators``
+    gives back from earnings still in their refund hold (``creator_pending``), any other
+    from what is available (``creator_payable``)."""
     clearing = funding_account(original)
     currency = clearing.currency
     amount = sum(
@@ -71,7 +74,19 @@ def order_refund_entry(
         creators[part.creator_id] += part.creator_amount
     lines = [
         (pay_to or clearing, -amount),
-        *((AccountRef(AccountKind.CREATOR_PAYABLE, currency, c), v) for c, v in creators.items()),
+        *(
+            (
+                AccountRef(
+                    AccountKind.CREATOR_PENDING
+                    if c in pending_creators
+                    else AccountKind.CREATOR_PAYABLE,
+                    currency,
+                    c,
+                ),
+                v,
+            )
+            for c, v in creators.items()
+        ),
         (AccountRef(AccountKind.TAX_PAYABLE, currency), sum(p.tax_amount for p in parts)),
         (AccountRef(AccountKind.REFUNDS, currency), sum(p.platform_amount for p in parts)),
         *(

@@ -21,6 +21,7 @@ WALLET_CHANNEL = "wallet"
 
 class LotKind(StrEnum):
     TOPUP = "topup"
+    BONUS = "bonus"  # a coin pack's bonus coins: worth nothing, spent like the rest
     REFUND = "refund"  # a refund of a payment made from balance comes back as a lot
     ADJUSTMENT = "adjustment"
 
@@ -30,6 +31,7 @@ class TransactionCause(StrEnum):
     ORDER = "order"
     REFUND = "refund"
     ADJUSTMENT = "adjustment"
+    RELEASE = "release"  # a split payment's held part, given back when the payment ends
 
 
 class InsufficientBalance(Conflict):

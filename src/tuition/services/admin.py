@@ -22,13 +22,14 @@ from datetime import datetime, timedelta
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from tuition.clock import Clock
 from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import JournalEntry, payment_source, refund_source
+from tuition.domain.money import coin_unit
 from tuition.domain.wallet import TransactionCause
 from tuition.logs import get_logger
 from tuition.services.admin_throttle import (
@@ -346,26 +347,45 @@ async def wallet_cause_orders(
     return found
 
 
-async def topup_credit(uow: UnitOfWork, order: OrderRecord) -> int | None:
-    """What a top-up order credits to the buyer's balance, in the order's currency (None
-    when the order has no top-up line): once paid, what was credited; before, what the
-    packs say they credit."""
+@dataclass(frozen=True, slots=True)
+class Credit:
+    """What a top-up order credits: ``amount`` of ``currency`` (a coin pack: coins, of
+    which ``bonus`` are bonus coins)."""
+
+    amount: int
+    currency: str
+    bonus: int = 0
+
+
+async def topup_credit(uow: UnitOfWork, order: OrderRecord) -> Credit | None:
+    """What a top-up order credits to the buyer's balance (None when the order has no
+    top-up line): once paid, what was credited; before, what the packs say they credit."""
     lines = [line for line in order.lines if line.kind == ProductKind.TOPUP.value]
     if not lines:
         return None
+    txs = tables.wallet_transactions
     async with uow:
         if order.paid_at is not None:
-            credited = await uow.conn.execute(
-                select(func.coalesce(func.sum(tables.wallet_transactions.c.amount), 0)).where(
-                    tables.wallet_transactions.c.cause == TransactionCause.TOPUP.value,
-                    tables.wallet_transactions.c.cause_id.in_(
-                        [f"{order.id}:{line.line_index}" for line in lines]
-                    ),
+            ids = [f"{order.id}:{line.line_index}" for line in lines]
+            rows = await uow.conn.execute(
+                select(txs.c.currency, txs.c.cause_id, txs.c.amount).where(
+                    txs.c.cause == TransactionCause.TOPUP.value,
+                    txs.c.cause_id.in_(ids + [f"{i}:bonus" for i in ids]),
                 )
             )
-            amount = int(credited.scalar_one())
-            if amount:
-                return amount
+            credited = list(rows)
+            if credited:
+                return Credit(
+                    sum(int(r.amount) for r in credited),
+                    credited[0].currency,
+                    sum(int(r.amount) for r in credited if r.cause_id.endswith(":bonus")),
+                )
         catalog = await uow.catalog.products_by_ids([line.product_id for line in lines])
     packs = [(catalog.get(line.product_id), line.quantity) for line in lines]
-    return sum((p.topup_credit or 0) * n for p, n in packs if p is not None) or None
+    coin = coin_unit()
+    coins = sum((p.topup_coins or 0) * n for p, n in packs if p is not None)
+    if coins and coin is not None:
+        bonus = sum((p.topup_bonus_coins or 0) * n for p, n in packs if p is not None)
+        return Credit(coins + bonus, coin.code, bonus)
+    money = sum((p.topup_credit or 0) * n for p, n in packs if p is not None)
+    return Credit(money, order.currency) if money else None

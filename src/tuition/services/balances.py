@@ -8,9 +8,12 @@ ledger entry beside it.
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from tuition.domain.coins import SpendOrder, spending_order, take_coins
 from tuition.domain.errors import Conflict
 from tuition.domain.ids import Prefix, new_id
+from tuition.domain.money import get_currency
 from tuition.domain.refunds import RefundRefused
 from tuition.domain.wallet import InsufficientBalance, LotKind, TransactionCause, consume_fifo
 from tuition.store.uow import UnitOfWork
@@ -30,11 +33,29 @@ async def credit(
     description: str,
     created_by: str,
     at: datetime,
+    worth: tuple[str, int] | None = None,
 ) -> WalletTransaction | None:
     """Inside an open unit of work: credit a lot; None if ``source`` was credited before
-    (a retried top-up credits once, whatever the notification count)."""
+    (a retried top-up credits once, whatever the notification count). A lot of coins
+    says what it is ``worth`` (money currency, minor units; 0 for bonus coins)."""
     lot_id = new_id(Prefix.WALLET_LOT)
-    lot = LotRecord(lot_id, customer_id, currency, kind.value, source, amount, amount, at)
+    coin = get_currency(currency).virtual
+    if coin != (worth is not None):
+        raise ValueError("a coin lot, and only a coin lot, has a money value")
+    value_currency, value = worth if worth is not None else (None, None)
+    lot = LotRecord(
+        lot_id,
+        customer_id,
+        currency,
+        kind.value,
+        source,
+        amount,
+        amount,
+        at,
+        value_currency,
+        value,
+        value,
+    )
     if not await uow.wallets.add_lot(lot):
         return None
     balance = await uow.wallets.credit(customer_id, currency, amount, at)
@@ -47,7 +68,7 @@ async def credit(
         cause=cause,
         cause_id=cause_id,
         description=description,
-        lots=[(lot_id, amount)],
+        lots=[_lot_part(lot_id, amount, value, value_currency)],
         created_by=created_by,
         at=at,
     )
@@ -65,8 +86,11 @@ async def debit(
     description: str,
     created_by: str,
     at: datetime,
+    spend_order: SpendOrder = SpendOrder.FIFO,
 ) -> WalletTransaction:
-    """Inside an open unit of work: spend ``amount`` from the oldest lots first.
+    """Inside an open unit of work: spend ``amount`` from the oldest lots first (coins:
+    in ``spend_order``; each part of the transaction's ``lots`` then says the money
+    ``value`` it recognised, see :func:`recognised`).
 
     Raises InsufficientBalance (409, naming the shortfall) when the balance does not
     cover it; the conditional UPDATE is the guard, so racing spends never overdraw.
@@ -78,9 +102,7 @@ async def debit(
             f"the wallet holds {have} {currency}; {amount} is needed, {amount - have} more",
             param="amount",
         )
-    taken = consume_fifo(await uow.wallets.open_lots(customer_id, currency), amount)
-    for lot_id, part in taken:
-        await uow.wallets.take_from_lot(lot_id, part)
+    taken = await _take(uow, customer_id, currency, amount, spend_order)
     tx, recorded = await _record(
         uow,
         customer_id=customer_id,
@@ -99,6 +121,73 @@ async def debit(
     return tx
 
 
+async def _take(
+    uow: UnitOfWork, customer_id: str, currency: str, amount: int, spend_order: SpendOrder
+) -> list[dict[str, Any]]:
+    if not get_currency(currency).virtual:
+        taken = consume_fifo(await uow.wallets.open_lots(customer_id, currency), amount)
+        for lot_id, part in taken:
+            await uow.wallets.take_from_lot(lot_id, part)
+        return [_lot_part(lot_id, part) for lot_id, part in taken]
+    lots = await uow.wallets.open_coin_lots(customer_id, currency)
+    by_id = {lot.id: lot for lot in lots}
+    parts = []
+    for take in take_coins(spending_order(lots, spend_order), amount):
+        await uow.wallets.take_coins(take.lot_id, take.coins, take.value_remaining)
+        parts.append(
+            _lot_part(take.lot_id, take.coins, take.value, by_id[take.lot_id].value_currency)
+        )
+    return parts
+
+
+def recognised(tx: WalletTransaction) -> dict[str, int]:
+    """Money value per currency of the coin lots a debit spent (nothing for money)."""
+    values: dict[str, int] = {}
+    for part in tx.lots:
+        if part.get("value_currency") is not None:
+            currency = str(part["value_currency"])
+            values[currency] = values.get(currency, 0) + int(part["value"])
+    return values
+
+
+async def release(
+    uow: UnitOfWork, held: WalletTransaction, *, cause_id: str, description: str, at: datetime
+) -> WalletTransaction:
+    """Give back what the debit ``held`` took, to the very lots it took from (balance
+    first, as every change does); recorded once per ``cause_id``."""
+    balance = await uow.wallets.credit(held.customer_id, held.currency, -held.amount, at)
+    for part in held.lots:
+        await uow.wallets.give_back(
+            str(part["lot_id"]), int(part["amount"]), int(part.get("value") or 0)
+        )
+    tx, recorded = await _record(
+        uow,
+        customer_id=held.customer_id,
+        currency=held.currency,
+        amount=-held.amount,
+        balance=balance,
+        cause=TransactionCause.RELEASE,
+        cause_id=cause_id,
+        description=description,
+        lots=list(held.lots),
+        created_by="system",
+        at=at,
+    )
+    if not recorded:
+        raise AssertionError(f"hold {held.cause_id} was released before")
+    return tx
+
+
+def _lot_part(
+    lot_id: str, amount: int, value: int | None = None, value_currency: str | None = None
+) -> dict[str, Any]:
+    part: dict[str, Any] = {"lot_id": lot_id, "amount": amount}
+    if value_currency is not None:
+        part["value"] = value or 0
+        part["value_currency"] = value_currency
+    return part
+
+
 def _tx_data(tx: WalletTransaction) -> dict[str, object]:
     return {
         "id": tx.id,
@@ -115,25 +204,27 @@ def _tx_data(tx: WalletTransaction) -> dict[str, object]:
 async def take_back_topup(
     uow: UnitOfWork, *, source: str, refund_id: str, line_index: int, at: datetime
 ) -> WalletTransaction:
-    """Inside the unit of work that records a refund of a top-up line: take its lot back
-    whole. RefundRefused ``topup_spent`` when any of it has been spent meanwhile.
+    """Inside the unit of work that records a refund of a top-up line: take its lots
+    back whole (a coin pack's bonus lot with its paid lot). RefundRefused ``topup_spent``
+    when any of them has been spent meanwhile.
 
-    The balance row is locked before the lot, as every spend does, so they never
+    The balance row is locked before the lots, as every spend does, so they never
     deadlock; a lot spent meanwhile fails the conditional UPDATE and rolls back."""
     spent = RefundRefused(
         "the top-up's credit has been spent (in part or whole)", code="topup_spent"
     )
-    found = await uow.wallets.lot_by_source(source)
-    if found is None or found.remaining != found.amount:
+    lots = await _topup_lots(uow, source)
+    if not lots or any(lot.remaining != lot.amount for lot in lots):
         raise spent
-    balance = await uow.wallets.debit(found.customer_id, found.currency, found.amount, at)
-    lot = await uow.wallets.take_back_lot(source)
-    if balance is None or lot is None:
+    first, total = lots[0], sum(lot.amount for lot in lots)
+    balance = await uow.wallets.debit(first.customer_id, first.currency, total, at)
+    taken = [await uow.wallets.take_back_lot(lot.source) for lot in lots]
+    if balance is None or any(lot is None for lot in taken):
         raise spent
     return await _refund_move(
         uow,
-        lot,
-        -lot.amount,
+        lots,
+        -total,
         balance,
         cause_id=f"{refund_id}:{line_index}",
         description=f"top-up refunded by {refund_id}",
@@ -144,15 +235,17 @@ async def take_back_topup(
 async def restore_topup(
     uow: UnitOfWork, *, source: str, refund_id: str, line_index: int, at: datetime
 ) -> None:
-    """A refund of a top-up failed: its lot and balance come back (balance first)."""
-    lot = await uow.wallets.lot_by_source(source)
-    assert lot is not None
-    balance = await uow.wallets.credit(lot.customer_id, lot.currency, lot.amount, at)
-    await uow.wallets.restore_lot(lot.id)
+    """A refund of a top-up failed: its lots and balance come back (balance first)."""
+    lots = await _topup_lots(uow, source)
+    assert lots
+    first, total = lots[0], sum(lot.amount for lot in lots)
+    balance = await uow.wallets.credit(first.customer_id, first.currency, total, at)
+    for lot in lots:
+        await uow.wallets.restore_lot(lot.id)
     await _refund_move(
         uow,
-        lot,
-        lot.amount,
+        lots,
+        total,
         balance,
         cause_id=f"{refund_id}:{line_index}:failed",
         description=f"refund {refund_id} failed: the top-up is back",
@@ -160,9 +253,17 @@ async def restore_topup(
     )
 
 
+async def _topup_lots(uow: UnitOfWork, source: str) -> list[LotRecord]:
+    found = [
+        await uow.wallets.lot_by_source(source),
+        await uow.wallets.lot_by_source(bonus_source(source)),
+    ]
+    return [lot for lot in found if lot is not None]
+
+
 async def _refund_move(
     uow: UnitOfWork,
-    lot: LotRecord,
+    lots: list[LotRecord],
     amount: int,
     balance: int,
     *,
@@ -170,16 +271,17 @@ async def _refund_move(
     description: str,
     at: datetime,
 ) -> WalletTransaction:
+    first = lots[0]
     tx, recorded = await _record(
         uow,
-        customer_id=lot.customer_id,
-        currency=lot.currency,
+        customer_id=first.customer_id,
+        currency=first.currency,
         amount=amount,
         balance=balance,
         cause=TransactionCause.REFUND,
         cause_id=cause_id,
         description=description,
-        lots=[(lot.id, abs(amount))],
+        lots=[_lot_part(lot.id, lot.amount, lot.value, lot.value_currency) for lot in lots],
         created_by="system",
         at=at,
     )
@@ -198,7 +300,7 @@ async def _record(
     cause: TransactionCause,
     cause_id: str,
     description: str,
-    lots: list[tuple[str, int]],
+    lots: list[dict[str, Any]],
     created_by: str,
     at: datetime,
 ) -> tuple[WalletTransaction, bool]:
@@ -214,7 +316,7 @@ async def _record(
         cause=cause.value,
         cause_id=cause_id,
         description=description[:500],
-        lots=[{"lot_id": lot_id, "amount": part} for lot_id, part in lots],
+        lots=lots,
         created_by=created_by,
         created_at=at,
     )
@@ -228,3 +330,8 @@ async def _record(
 def topup_source(order_id: str, line_index: int) -> str:
     """The lot a top-up line credited (UNIQUE: a retried top-up credits once)."""
     return f"order:{order_id}:{line_index}"
+
+
+def bonus_source(source: str) -> str:
+    """The bonus lot credited beside the paid lot of a coin pack line."""
+    return f"{source}:bonus"

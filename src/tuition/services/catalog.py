@@ -180,6 +180,9 @@ class NewProduct:
     components: tuple[str, ...] = ()
     period: MembershipPeriod | None = None
     topup_credit: int | None = None
+    topup_coins: int | None = None
+    topup_bonus_coins: int | None = None
+    surface_prices: Mapping[str, Mapping[str, int]] = field(default_factory=dict)
     promotion: Promotion | None = None
     metadata: Mapping[str, str] = field(default_factory=dict)
     # Refund rules as given (checked by domain.refunds.parse_policy); None: the default.
@@ -194,6 +197,7 @@ class ProductChanges:
     title: str | None = None
     description: str | None = None
     prices: Mapping[str, int] | None = None
+    surface_prices: Mapping[str, Mapping[str, int]] | None = None
     revenue_share: Decimal | None = None
     promotion: Promotion | Keep | None = KEEP
     metadata: Mapping[str, str] | None = None
@@ -245,6 +249,9 @@ async def create_product(cmd: NewProduct, uow: UnitOfWork, *, clock: Clock) -> P
             components=tuple(cmd.components),
             period=cmd.period,
             topup_credit=cmd.topup_credit,
+            topup_coins=cmd.topup_coins,
+            topup_bonus_coins=cmd.topup_bonus_coins,
+            surface_prices={s: dict(p) for s, p in cmd.surface_prices.items()},
             promotion=cmd.promotion,
         )
         validate_product(product)
@@ -282,6 +289,9 @@ async def update_product(cmd: ProductChanges, uow: UnitOfWork, *, clock: Clock) 
             old,
             title=old.title if cmd.title is None else cmd.title.strip(),
             prices=old.prices if cmd.prices is None else dict(cmd.prices),
+            surface_prices=old.surface_prices
+            if cmd.surface_prices is None
+            else {s: dict(p) for s, p in cmd.surface_prices.items()},
             revenue_share=_keep(cmd.revenue_share, old.revenue_share),
             promotion=old.promotion if cmd.promotion is KEEP else cmd.promotion,
         )

@@ -15,6 +15,7 @@ from tuition.domain.orders import OrderStatus, transition
 from tuition.domain.payments import PaymentStatus
 from tuition.services.orders import cancel_order as close_cancelled
 from tuition.services.payments import PaymentDeps, reconcile_payment
+from tuition.services.tender import end_payment
 from tuition.store.orders import OrderRecord
 from tuition.store.uow import UnitOfWork
 
@@ -39,26 +40,18 @@ async def close_open_payments(uow: UnitOfWork, order_id: str, *, deps: PaymentDe
         now = deps.clock.now()
         # An attempt the gateway never saw (the API died creating it) is closed here too,
         # with the reason recorded.
-        why: dict[str, str] = (
-            {
-                "failure_code": "trade_not_found",
-                "failure_message": "the gateway has no such trade; closed with its order",
-            }
-            if outcome is CloseOutcome.NOT_FOUND
-            else {}
-        )
+        unseen = outcome is CloseOutcome.NOT_FOUND
         async with uow:
-            if await uow.payments.set_status(
-                payment.id,
-                expected=(PaymentStatus.CREATED, PaymentStatus.PENDING),
-                target=PaymentStatus.CLOSED,
+            await end_payment(
+                uow,
+                payment,
+                PaymentStatus.CLOSED,
                 at=now,
-                closed_at=now,
-                **why,
-            ):
-                await uow.events.emit(
-                    "payment.closed", payment.id, {"id": payment.id, "order_id": order_id}, at=now
-                )
+                failure_code="trade_not_found" if unseen else None,
+                failure_message="the gateway has no such trade; closed with its order"
+                if unseen
+                else None,
+            )
             await uow.commit()
     return paid
 

@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from decimal import Decimal
+from typing import Any
 
 from tuition.clock import Clock
 from tuition.config import Settings
 from tuition.domain.catalog import MembershipPeriod, ProductKind, Promotion
 from tuition.domain.errors import Conflict
+from tuition.domain.money import coin_unit
 from tuition.services import admin as admin_service
 from tuition.services import catalog as catalog_service
 from tuition.services import coupons as coupon_service
@@ -126,6 +128,8 @@ async def _products(
         promotion: Promotion | None = None,
         refund_policy: dict[str, object] | None = None,
         topup_credit: int | None = None,
+        currency: str = "CNY",
+        **coins: Any,
     ) -> None:
         if key in have:
             return
@@ -133,7 +137,7 @@ async def _products(
             creator_id=creator,
             kind=kind,
             title=title,
-            prices={"CNY": price},
+            prices={currency: price},
             description=description,
             components=components,
             period=period,
@@ -141,6 +145,7 @@ async def _products(
             metadata={"demo": key},
             refund_policy=refund_policy,
             topup_credit=topup_credit,
+            **coins,
         )
         record = await catalog_service.create_product(new, uow_factory(), clock=clock)
         have[key] = record.product.id
@@ -155,6 +160,23 @@ async def _products(
     await product("bundle", li, "数据与写作套餐", 24900, ProductKind.BUNDLE, components=pair)
     # A top-up credits the reader's balance (a liability), which then pays for courses.
     await product("topup", li, "余额充值 ¥100", 10000, ProductKind.TOPUP, topup_credit=10000)
+    coin = coin_unit()
+    if coin is not None:
+        # Coins: a pack of 100 plus 20 bonus, ¥10 on the web and ¥12 in the iOS app, and a
+        # paid question sold for 50 coins (revenue: what the coins spent were worth).
+        await product(
+            "coin_pack",
+            li,
+            f"充 100 {coin.label} 送 20",
+            1000,
+            ProductKind.TOPUP,
+            topup_coins=100,
+            topup_bonus_coins=20,
+            surface_prices={"ios": {"CNY": 1200}},
+        )
+        await product(
+            "question", li, "付费问答 向李明提问", 50, ProductKind.CONSULTATION, currency=coin.code
+        )
     year = MembershipPeriod.YEAR
     await product(
         "membership", ada, "年度会员 Annual membership", 36500, ProductKind.MEMBERSHIP, period=year

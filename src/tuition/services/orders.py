@@ -9,12 +9,14 @@ from decimal import Decimal
 from typing import Any
 
 from tuition.clock import Clock
-from tuition.domain.catalog import Product, ProductKind
+from tuition.domain.catalog import DEFAULT_SURFACE, Product, ProductKind
 from tuition.domain.errors import Conflict, InvalidRequest, NotFound, ValidationFailed
 from tuition.domain.ids import new_id
+from tuition.domain.money import coin_unit
 from tuition.domain.orders import OrderLine, OrderStatus, transition
 from tuition.domain.pricing import Quote, price_order
 from tuition.services.entitlements import grant_for_order
+from tuition.services.memberships import apply_member_prices
 from tuition.store.orders import LineRecord, OrderFilter, OrderRecord
 from tuition.store.uow import UnitOfWork
 
@@ -40,6 +42,10 @@ class CreateOrder:
     surcharge_channel: str | None = None
     return_url: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
+    surface: str = DEFAULT_SURFACE  # which price list: "web", "ios", …
+    # Unit prices set by Tuition itself (a subscription's first-period price, proration,
+    # carried credit), never by the API: applied as the line's promotion.
+    unit_prices: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,7 +70,21 @@ async def create_order(
         catalog = await uow.catalog.products_by_ids([i.product_id for i in cmd.items])
         lines = [OrderLine(_product(catalog, i, n), i.quantity) for n, i in enumerate(cmd.items)]
         _check_quantities(lines)
+        if coin_unit() is None and any(line.product.topup_coins for line in lines):
+            raise InvalidRequest(
+                "coin packs cannot be sold while coins are off (TUITION_COINS)",
+                code="coins_off",
+                param="items",
+            )
         await _refuse_repurchase(uow, cmd.customer_id, lines, catalog)
+        lines = await apply_member_prices(
+            uow,
+            lines,
+            customer_id=cmd.customer_id,
+            currency=cmd.currency,
+            now=now,
+            unit_prices=cmd.unit_prices,
+        )
 
         coupon_id, coupon, usage = None, None, (0, 0)
         if cmd.coupon_code is not None:
@@ -107,9 +127,11 @@ async def create_order(
             tax=tax,
             surcharge_rate=surcharge_rate,
             catalog=catalog,
+            surface=cmd.surface,
         )
         order = _order_record(cmd, quote, lines, now=now, ttl=policy.order_ttl)
         await uow.orders.add(order)
+        uow.outcome(order.id)  # what a retry with the same Idempotency-Key gets back
         if coupon_id is not None and coupon is not None:
             refused = await uow.orders.redeem_coupon(
                 coupon_id=coupon_id,
@@ -323,4 +345,5 @@ def _order_record(
         created_at=now,
         updated_at=now,
         lines=records,
+        surface=cmd.surface,
     )

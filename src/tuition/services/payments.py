@@ -16,6 +16,7 @@ from tuition.channels.base import (
 )
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
+from tuition.domain.coins import CoinUnit, SpendOrder
 from tuition.domain.errors import (
     ChannelError,
     Conflict,
@@ -24,11 +25,13 @@ from tuition.domain.errors import (
     ValidationFailed,
 )
 from tuition.domain.ids import new_id
+from tuition.domain.money import get_currency
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services.refund_settlement import apply_refund_state
 from tuition.services.settlement import apply_payment_state
+from tuition.services.tender import check_split, end_payment, hold_wallet_part
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentFilter, PaymentRecord, new_attempt
 from tuition.store.uow import UnitOfWork
@@ -44,6 +47,9 @@ class CreatePayment:
     # Where the gateway sends the buyer back; the order's own return_url when None
     # (the hosted checkout page passes itself, so the buyer sees the outcome there).
     return_url: str | None = None
+    # Split tender: this much from the buyer's balance (held until the channel payment
+    # ends), the rest through the channel (services/tender.py).
+    wallet_amount: int | None = None
 
 
 RECOVER_AFTER = timedelta(seconds=60)
@@ -57,6 +63,12 @@ class PaymentDeps:
     # An open payment is first asked about this long after it was created (its
     # ``reconcile_payment`` job, queued with it); see docs/operations.md.
     recover_after: timedelta = RECOVER_AFTER
+    # The platform's coin (TUITION_COINS), None when coins are off.
+    coins: CoinUnit | None = None
+
+    @property
+    def coin_spend_order(self) -> SpendOrder:
+        return SpendOrder.FIFO if self.coins is None else self.coins.spend_order
 
 
 async def create_payment(
@@ -84,6 +96,19 @@ async def create_payment(
             raise NotFound(f"no order {cmd.order_id!r}", code="order_not_found", param="order_id")
         order, first_title, line_count = found
         await hold_payable(uow, order, at=now)
+        if get_currency(order.currency).virtual:
+            raise Conflict(
+                f"order {order.id} is priced in coins ({order.currency}): pay it with "
+                '{"channel": "wallet"}',
+                code="coin_order_needs_wallet",
+                param="channel",
+            )
+        part = None
+        if cmd.wallet_amount is not None:
+            with_lines = await uow.orders.get(order.id)
+            assert with_lines is not None
+            check_split(with_lines, cmd.wallet_amount)
+            part = await hold_wallet_part(uow, with_lines, cmd.wallet_amount, at=now)
         payment = new_attempt(
             payment_id=new_id("pay"),
             order_id=order.id,
@@ -91,15 +116,17 @@ async def create_payment(
             channel=channel.slug,
             method=cmd.method,
             app_id=channel.app_id,
-            amount=order.total,
+            amount=order.total - (0 if part is None else part.amount),
             currency=order.currency,
             at=now,
+            wallet_part_id=None if part is None else part.id,
         )
         # With its recovery query, in the same transaction: every open payment has one,
         # whatever else is open (see worker/jobs.py ``reconcile``).
         await uow.payments.add_with_job(
             payment, kind="reconcile_payment", run_at=now + deps.recover_after
         )
+        uow.outcome(payment.id)  # what a retry with the same Idempotency-Key gets back
         await uow.commit()
 
     if first_title is None:  # an order always has lines
@@ -108,7 +135,7 @@ async def create_payment(
     request = PaymentRequest(
         payment_id=payment.id,
         order_id=order.id,
-        amount=order.total,
+        amount=payment.amount,
         currency=order.currency,
         subject=subject[:120],
         method=cmd.method,
@@ -134,17 +161,19 @@ async def create_payment(
         raise
     except TuitionError as exc:
         # The gateway refused, or the channel refused our request before sending it
-        # (e.g. a JSAPI payment without payer_id): this attempt is over either way.
-        async with uow.autocommit() as single:
-            await single.payments.set_status(
-                payment.id,
-                expected=(PaymentStatus.CREATED,),
-                target=PaymentStatus.FAILED,
+        # (e.g. a JSAPI payment without payer_id): this attempt is over either way, and
+        # a held balance part comes back with it (one transaction then).
+        async with uow if payment.wallet_part_id else uow.autocommit() as ending:
+            await end_payment(
+                ending,
+                payment,
+                PaymentStatus.FAILED,
                 at=deps.clock.now(),
+                emit=False,
                 failure_code=exc.code,
-                failure_message=exc.message[:500],
+                failure_message=exc.message,
             )
-            await single.commit()
+            await ending.commit()
         raise
     async with uow.autocommit() as single:
         # RETURNING gives the row as written, so no third transaction reads it back.
@@ -215,6 +244,8 @@ async def reconcile_payment(
     payment = await get_payment(uow, payment_id)
     if payment.status not in (PaymentStatus.CREATED, PaymentStatus.PENDING):
         return payment
+    if payment.channel == WALLET_CHANNEL:  # a held balance part ends with its channel's
+        return payment
     channel = deps.registry.get(payment.channel)
     try:
         state = await channel.query_payment(payment.id)
@@ -248,21 +279,14 @@ async def _close_unknown(
         if order.status is OrderStatus.PENDING_PAYMENT and order.expires_at > now:
             return payment  # the order still waits: asked again later
         why = "expired" if order.status is OrderStatus.PENDING_PAYMENT else order.status.value
-        if await uow.payments.set_status(
-            payment.id,
-            expected=(PaymentStatus.CREATED, PaymentStatus.PENDING),
-            target=PaymentStatus.CLOSED,
+        await end_payment(
+            uow,
+            payment,
+            PaymentStatus.CLOSED,
             at=now,
-            closed_at=now,
             failure_code=exc.code,
-            failure_message=f"the gateway has no such trade and the order is {why}"[:500],
-        ):
-            await uow.events.emit(
-                "payment.closed",
-                payment.id,
-                {"id": payment.id, "order_id": payment.order_id},
-                at=now,
-            )
+            failure_message=f"the gateway has no such trade and the order is {why}",
+        )
         await uow.commit()
     return await get_payment(uow, payment.id)
 

@@ -12,7 +12,7 @@ from typing import Any
 
 from tuition.domain.catalog import Product, ProductKind
 from tuition.domain.refunds import LineFacts, RefundPolicy, parse_policy
-from tuition.services.balances import topup_source
+from tuition.services.balances import bonus_source, topup_source
 from tuition.services.settlement import creator_shares_of, topup_credits
 from tuition.store.orders import OrderRecord
 from tuition.store.refunds import Consumption
@@ -42,6 +42,10 @@ async def line_facts(
     lots = {
         index: await uow.wallets.lot_by_source(topup_source(order.id, index)) for index in credits
     }
+    bonus_lots = {
+        index: await uow.wallets.lot_by_source(bonus_source(topup_source(order.id, index)))
+        for index in credits
+    }
     facts = []
     for line, share in zip(order.lines, shares, strict=True):
         product = catalog.get(line.product_id)
@@ -63,19 +67,25 @@ async def line_facts(
                 access_start=start if kind is ProductKind.MEMBERSHIP else None,
                 access_end=end if kind is ProductKind.MEMBERSHIP else None,
                 wallet_credit=_credited(lots.get(line.line_index), credits.get(line.line_index, 0)),
-                topup_unspent=_unspent(lots.get(line.line_index)),
+                topup_unspent=_unspent(lots.get(line.line_index))
+                and _unspent(bonus_lots.get(line.line_index), missing=True),
             )
         )
     return facts
 
 
 def _credited(lot: LotRecord | None, priced: int) -> int:
-    """What a top-up line credited: its lot, as written when it was paid."""
-    return priced if lot is None else lot.amount
+    """What a top-up line credited to the wallet's liability: its lot's amount (a coin
+    lot: its money value), as written when it was paid."""
+    if lot is None:
+        return priced
+    return lot.amount if lot.value is None else lot.value
 
 
-def _unspent(lot: LotRecord | None) -> bool:
-    return lot is not None and lot.remaining == lot.amount
+def _unspent(lot: LotRecord | None, *, missing: bool = False) -> bool:
+    """Whether none of ``lot`` is spent; ``missing`` is the answer when there is no lot
+    (a pack without bonus coins)."""
+    return missing if lot is None else lot.remaining == lot.amount
 
 
 def _policy(given: Mapping[str, Any] | None, default: RefundPolicy) -> RefundPolicy:

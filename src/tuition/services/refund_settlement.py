@@ -28,6 +28,7 @@ from tuition.domain.refund_entries import RefundedPart, order_refund_entry, pro_
 from tuition.domain.refunds import RefundDestination, RefundRefused
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import credit, restore_topup, topup_source
+from tuition.services.earnings import claw_back
 from tuition.store.payments import PaymentRecord
 from tuition.store.refunds import RefundLineRecord, RefundRecord
 from tuition.store.uow import UnitOfWork
@@ -189,6 +190,7 @@ async def _succeed(
     original = await uow.ledger.entry_by_source(payment_source(refund.payment_id))
     assert original is not None, "a refunded payment was posted"
     if loaded.lines:
+        pending_creators = await claw_back(uow, loaded, at=at)
         entry = order_refund_entry(
             original,
             refund_id=refund.id,
@@ -210,6 +212,7 @@ async def _succeed(
                 if to_wallet
                 else None
             ),
+            pending_creators=pending_creators,
         )
     else:
         prior = []

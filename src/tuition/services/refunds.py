@@ -22,6 +22,7 @@ from tuition.domain.errors import (
     ValidationFailed,
 )
 from tuition.domain.ids import Prefix, new_id
+from tuition.domain.money import CURRENCIES
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.refunds import (
@@ -110,6 +111,7 @@ async def create_refund(cmd: CreateRefund, uow: UnitOfWork, *, deps: RefundDeps)
         raise ValidationFailed("give either amount or lines, not both", param="amount")
     async with uow:
         refund = await _open(uow, cmd, deps=deps)
+        uow.outcome(refund.id)  # what a retry with the same Idempotency-Key gets back
         await uow.commit()
     return await _sent(uow, refund.id, deps)
 
@@ -140,6 +142,7 @@ async def retry_refund(
             requested_by=requested_by,
         )
         refund = await _open(uow, cmd, deps=deps, retry_of=failed.id, record_override=False)
+        uow.outcome(refund.id)  # what a retry with the same Idempotency-Key gets back
         await uow.commit()
     return await _sent(uow, refund.id, deps)
 
@@ -322,6 +325,15 @@ async def _resolve(uow: UnitOfWork, cmd: CreateRefund) -> tuple[OrderRecord, Pay
             f"payment {payment.id} is {payment.status}; only a succeeded payment can be refunded",
             code="order_not_refundable",
         )
+    known = CURRENCIES.get(order.currency)
+    if known is None or known.virtual:
+        # Its entry is booked at the coins' money value, which a refund in coins does not
+        # take back line by line yet; an operator credits coins by an adjustment.
+        raise RefundRefused(
+            f"order {order.id} was paid in coins ({order.currency}); coin purchases are not "
+            "refunded through /v1/refunds: credit the coins back with a wallet adjustment",
+            code="coin_order_not_refundable",
+        )
     return order, payment
 
 
@@ -391,6 +403,13 @@ async def _refund_order(
         line_allowance(f, paid_at=fresh.paid_at, now=now, override=cmd.override) for f in facts
     ]
     plan = plan_refund(facts, allowances, amount=cmd.amount, requested=cmd.lines)
+    if cmd.amount is None and not cmd.lines:
+        # "Everything" of one payment of a split order is what that payment has left.
+        current = await uow.payments.get(payment.id)
+        assert current is not None
+        left = current.amount - current.refund_reserved
+        if 0 < left < sum(amount for amount, _cap in plan.values()):
+            plan = plan_refund(facts, allowances, amount=left, requested=None)
     # The holds: each a conditional UPDATE, so a concurrent refund that committed first
     # is counted and this one is refused rather than both passing the same check.
     refund_amount = sum(amount for amount, _cap in plan.values())

@@ -8,20 +8,30 @@ once: every step is a compare-and-set or a UNIQUE insert.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from decimal import Decimal
 
 from tuition.channels.base import PaymentState
+from tuition.domain.booking import merged, portion, scaled
 from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import IllegalTransition
-from tuition.domain.ledger import creator_shares, payment_succeeded_entry
+from tuition.domain.ledger import JournalEntry, creator_shares, payment_succeeded_entry
+from tuition.domain.money import coin_unit
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PAYMENT_TRANSITIONS, PaymentStatus, channel_fee
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
-from tuition.services.balances import credit, topup_source
+from tuition.services.balances import bonus_source, credit, topup_source
+from tuition.services.earnings import record_earnings
 from tuition.services.orders import mark_order_paid
 from tuition.services.refund_settlement import hold_payment, open_refund
+from tuition.services.tender import (
+    commit_wallet_part,
+    end_payment,
+    payment_data,
+    release_wallet_part,
+)
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentRecord
 from tuition.store.uow import UnitOfWork
@@ -52,18 +62,9 @@ async def apply_payment_state(
         case PaymentStatus.SUCCEEDED:
             return await _succeed(uow, payment, state, fee_rate=fee_rate, at=at)
         case PaymentStatus.FAILED | PaymentStatus.CLOSED:
-            moved = await uow.payments.set_status(
-                payment.id,
-                expected=_OPEN,
-                target=state.status,
-                at=at,
-                closed_at=at,
-                failure_code=state.raw_status or None,
+            moved = await end_payment(
+                uow, payment, state.status, at=at, failure_code=state.raw_status or None
             )
-            if moved:
-                await uow.events.emit(
-                    f"payment.{state.status.value}", payment.id, _payment_data(payment), at=at
-                )
             return Settled(changed=moved)
         case PaymentStatus.CREATED | PaymentStatus.PENDING:
             return Settled()
@@ -92,14 +93,28 @@ async def _succeed(
         return Settled()
     order = await uow.orders.get(payment.order_id)
     assert order is not None, "a payment always has its order"
-    try:
-        paid_now = await mark_order_paid(uow, order, at=at)
-    except IllegalTransition:  # cancelled or expired before this money came
-        paid_now = False
-    await uow.events.emit("payment.succeeded", payment.id, _payment_data(payment), at=at)
+    # A split payment pays the order only with its balance part still held.
+    paid_now = False
+    part_held = order.status is OrderStatus.PENDING_PAYMENT and await commit_wallet_part(
+        uow, payment, at=at
+    )
+    if part_held:
+        try:
+            paid_now = await mark_order_paid(uow, order, at=at)
+        except IllegalTransition:  # cancelled or expired before this money came
+            paid_now = False
+    await uow.events.emit("payment.succeeded", payment.id, payment_data(payment), at=at)
     if paid_now:
-        await _book_paid_order(uow, payment, order, fee=fee, paid_at=paid_at, at=at)
+        part = None
+        if payment.wallet_part_id is not None:
+            part = await uow.payments.get(payment.wallet_part_id)
+            assert part is not None
+            await uow.events.emit("payment.succeeded", part.id, payment_data(part), at=at)
+        await _book_paid_order(
+            uow, payment, order, fee=fee, paid_at=paid_at, at=at, wallet_part=part
+        )
         return Settled(changed=True)
+    await release_wallet_part(uow, payment, at=at, reason="order_not_payable", committed=part_held)
     # The order was paid by another attempt, or closed, before this money came: keep the
     # order as it is, book the money as revenue, and send it back through its channel
     # (the refund's entry then reverses it).
@@ -126,10 +141,17 @@ async def _succeed(
 
 
 async def settle_wallet_payment(
-    uow: UnitOfWork, payment: PaymentRecord, order: OrderRecord, *, at: datetime
+    uow: UnitOfWork,
+    payment: PaymentRecord,
+    order: OrderRecord,
+    *,
+    at: datetime,
+    spent: Mapping[str, int] | None = None,
 ) -> None:
     """Inside the unit of work that debited the balance: the payment from balance
-    succeeds and pays the order (it is ``pending_payment``: the caller checked)."""
+    succeeds and pays the order (it is ``pending_payment``: the caller checked).
+    ``spent``: for a coin-priced order, the money value per currency of the coin lots
+    the payment spent (what its revenue is)."""
     moved = await uow.payments.set_status(
         payment.id,
         expected=_OPEN,
@@ -140,8 +162,8 @@ async def settle_wallet_payment(
     )
     if not moved or not await mark_order_paid(uow, order, at=at):
         raise IllegalTransition(f"order {order.id} was paid meanwhile", code="order_not_payable")
-    await uow.events.emit("payment.succeeded", payment.id, _payment_data(payment), at=at)
-    await _book_paid_order(uow, payment, order, fee=0, paid_at=at, at=at)
+    await uow.events.emit("payment.succeeded", payment.id, payment_data(payment), at=at)
+    await _book_paid_order(uow, payment, order, fee=0, paid_at=at, at=at, spent=spent)
 
 
 async def _book_paid_order(
@@ -152,59 +174,163 @@ async def _book_paid_order(
     fee: int,
     paid_at: datetime,
     at: datetime,
+    wallet_part: PaymentRecord | None = None,
+    spent: Mapping[str, int] | None = None,
 ) -> None:
     """The paid order's entry (creator shares; top-ups credit the buyer's wallet, a
-    liability, never revenue), the wallet credits themselves, and ``order.paid``."""
-    credits = await topup_credits(uow, order)
-    from_wallet = payment.channel == WALLET_CHANNEL
-    # The wallet before the ledger, on every path that touches both: one lock order,
-    # so a top-up, a payment from balance and a refund into it never deadlock.
-    for line_index, amount in credits:
-        await credit(
-            uow,
-            customer_id=order.customer_id,
-            currency=order.currency,
-            amount=amount,
-            kind=LotKind.TOPUP,
-            source=topup_source(order.id, line_index),
-            cause=TransactionCause.TOPUP,
-            cause_id=f"{order.id}:{line_index}",
-            description=f"top-up, order {order.id}",
-            created_by="system",
-            at=at,
+    liability, never revenue), the wallet credits themselves, and ``order.paid``.
+
+    A split payment books one entry per payment (the balance part and the channel's),
+    each its portion of the order's tax and shares; a coin payment books the money value
+    of the coins spent, not their count (see domain/booking.py)."""
+    credits = await _credit_topups(uow, order, at=at)
+    shares = creator_shares_of(order)
+    creators = [creator for creator, _ in shares]
+    amounts = [amount for _, amount in shares]
+    booked: list[tuple[PaymentRecord, JournalEntry, list[tuple[str, int]]]] = []
+    if spent is not None:
+        entries = []
+        for currency, value in sorted(spent.items()):
+            tax, parts = scaled(value, order.total, order.tax_total, amounts)
+            if value:
+                line_shares = list(zip(creators, parts, strict=True))
+                entries.append(
+                    _entry(payment, order, currency, value, 0, tax, line_shares, paid_at)
+                )
+                booked_payment = replace(payment, currency=currency)
+                booked.append((booked_payment, entries[-1], line_shares))
+        if entries:
+            await uow.ledger.post(merged(entries), at=at)
+    else:
+        fundings = [(payment, payment.amount, fee)]
+        if wallet_part is not None:
+            fundings = [(wallet_part, wallet_part.amount, 0), (payment, payment.amount, fee)]
+        splits = portion(
+            order.total, order.tax_total, amounts, [amount for _, amount, _ in fundings]
         )
-    await uow.ledger.post(
-        payment_succeeded_entry(
-            payment_id=payment.id,
-            channel=payment.channel,
-            currency=payment.currency,
-            amount=payment.amount,
-            fee=fee,
-            tax=order.tax_total,
-            creator_shares=creator_shares_of(order),
-            wallet_credits=[(order.customer_id, amount) for _, amount in credits],
-            paid_from_wallet=order.customer_id if from_wallet else None,
-            occurred_at=paid_at,
-        ),
-        at=at,
-    )
+        for (funding, amount, funding_fee), (tax, parts) in zip(fundings, splits, strict=True):
+            line_shares = list(zip(creators, parts, strict=True))
+            entry = _entry(
+                funding,
+                order,
+                funding.currency,
+                amount,
+                funding_fee,
+                tax,
+                line_shares,
+                paid_at,
+                credits=[(order.customer_id, value) for _, value in credits if value],
+            )
+            await uow.ledger.post(entry, at=at)
+            booked.append((funding, entry, line_shares))
+    for booked_payment, _entry_posted, line_shares in booked:
+        await record_earnings(uow, booked_payment, order, line_shares, paid_at=paid_at, at=at)
     await uow.events.emit("order.paid", order.id, _order_data(order), at=at)
 
 
-async def topup_credits(uow: UnitOfWork, order: OrderRecord) -> list[tuple[int, int]]:
-    """(line index, amount credited) for each top-up line of the order."""
+def _entry(
+    payment: PaymentRecord,
+    order: OrderRecord,
+    currency: str,
+    amount: int,
+    fee: int,
+    tax: int,
+    shares: list[tuple[str, int]],
+    paid_at: datetime,
+    *,
+    credits: list[tuple[str, int]] | None = None,
+) -> JournalEntry:
+    return payment_succeeded_entry(
+        payment_id=payment.id,
+        channel=payment.channel,
+        currency=currency,
+        amount=amount,
+        fee=fee,
+        tax=tax,
+        creator_shares=shares,
+        wallet_credits=credits or [],
+        paid_from_wallet=order.customer_id if payment.channel == WALLET_CHANNEL else None,
+        occurred_at=paid_at,
+    )
+
+
+async def _credit_topups(
+    uow: UnitOfWork, order: OrderRecord, *, at: datetime
+) -> list[tuple[int, int]]:
+    """Credit each top-up line's lots (a coin pack: its coins, worth what the line paid,
+    and its bonus coins, worth nothing); ``(line index, money credited)`` for the entry.
+
+    The wallet before the ledger, on every path that touches both: one lock order, so a
+    top-up, a payment from balance and a refund into it never deadlock."""
+    credits = []
+    for topup in await topup_lines(uow, order):
+        source = topup_source(order.id, topup.index)
+        lots = [(topup.coins or topup.value, LotKind.TOPUP, source, topup.value)]
+        if topup.bonus:
+            lots.append((topup.bonus, LotKind.BONUS, bonus_source(source), 0))
+        for amount, kind, lot_source, value in lots:
+            await credit(
+                uow,
+                customer_id=order.customer_id,
+                currency=topup.unit,
+                amount=amount,
+                kind=kind,
+                source=lot_source,
+                cause=TransactionCause.TOPUP,
+                cause_id=f"{order.id}:{topup.index}" + (":bonus" if kind is LotKind.BONUS else ""),
+                description=f"{'bonus' if kind is LotKind.BONUS else 'top-up'}, order {order.id}",
+                created_by="system",
+                at=at,
+                worth=None if topup.coins is None else (order.currency, value),
+            )
+        credits.append((topup.index, topup.value))
+    return credits
+
+
+@dataclass(frozen=True, slots=True)
+class TopUpLine:
+    """What a paid top-up line credits: money (``value`` in the order's currency), or a
+    coin pack's ``coins`` (worth ``value``) and ``bonus`` coins (worth nothing)."""
+
+    index: int
+    value: int
+    unit: str  # the wallet currency credited: the order's, or the coin code
+    coins: int | None = None
+    bonus: int = 0
+
+
+async def topup_lines(uow: UnitOfWork, order: OrderRecord) -> list[TopUpLine]:
     topups = [line for line in order.lines if line.kind == ProductKind.TOPUP.value]
     if not topups:
         return []
     catalog = await uow.catalog.products_by_ids([line.product_id for line in topups])
-    credits = []
+    lines = []
     for line in topups:
         product = catalog.get(line.product_id)
+        if product is not None and product.topup_coins is not None:
+            coin = coin_unit()
+            if coin is None:
+                raise AssertionError(f"coin pack {product.id} sold while coins are off")
+            lines.append(
+                TopUpLine(
+                    line.line_index,
+                    line.total - line.tax - line.surcharge,
+                    coin.code,
+                    product.topup_coins * line.quantity,
+                    (product.topup_bonus_coins or 0) * line.quantity,
+                )
+            )
+            continue
         credit_each = product.topup_credit if product is not None else None
         if credit_each is None:
             raise AssertionError(f"top-up {line.product_id} of order {order.id} has no credit")
-        credits.append((line.line_index, credit_each * line.quantity))
-    return credits
+        lines.append(TopUpLine(line.line_index, credit_each * line.quantity, order.currency))
+    return lines
+
+
+async def topup_credits(uow: UnitOfWork, order: OrderRecord) -> list[tuple[int, int]]:
+    """(line index, money credited to the wallet's liability) for each top-up line."""
+    return [(topup.index, topup.value) for topup in await topup_lines(uow, order)]
 
 
 def creator_shares_of(order: OrderRecord) -> list[tuple[str, int]]:
@@ -225,15 +351,4 @@ def _order_data(order: OrderRecord) -> dict[str, object]:
         "total": order.total,
         "currency": order.currency,
         "status": "paid",
-    }
-
-
-def _payment_data(payment: PaymentRecord) -> dict[str, object]:
-    return {
-        "id": payment.id,
-        "order_id": payment.order_id,
-        "amount": payment.amount,
-        "currency": payment.currency,
-        "channel": payment.channel,
-        "customer_id": payment.customer_id,
     }

@@ -18,9 +18,9 @@ from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import AccountKind, AccountRef, Posting, build_entry
-from tuition.domain.money import check_amount, get_currency
+from tuition.domain.money import CURRENCIES, check_amount, get_currency
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
-from tuition.services.balances import credit, debit
+from tuition.services.balances import credit, debit, recognised
 from tuition.services.payments import PaymentDeps, get_payment, hold_payable
 from tuition.services.settlement import settle_wallet_payment
 from tuition.store.payments import PaymentRecord, new_attempt
@@ -76,8 +76,10 @@ async def pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) 
             at=now,
         )
         await uow.payments.add(payment)
+        coins = get_currency(order.currency).virtual
+        spent: dict[str, int] | None = {} if coins else None
         if order.total > 0:
-            await debit(
+            tx = await debit(
                 uow,
                 customer_id=order.customer_id,
                 currency=order.currency,
@@ -87,8 +89,12 @@ async def pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) 
                 description=f"order {order.id}",
                 created_by="customer",
                 at=now,
+                spend_order=deps.coin_spend_order,
             )
-        await settle_wallet_payment(uow, payment, order, at=now)
+            if coins:  # revenue is what the coins spent are worth
+                spent = recognised(tx)
+        await settle_wallet_payment(uow, payment, order, at=now, spent=spent)
+        uow.outcome(payment.id)  # what a retry with the same Idempotency-Key gets back
         await uow.commit()
     return await get_payment(uow, payment.id)
 
@@ -112,6 +118,9 @@ async def adjust(cmd: Adjustment, uow: UnitOfWork, *, deps: PaymentDeps) -> Wall
         made = await uow.wallets.transaction_by_cause(TransactionCause.ADJUSTMENT, adjustment_id)
         if made is not None:
             return made
+        coin = get_currency(cmd.currency).virtual
+        if coin and deps.coins is None:
+            raise ValidationFailed("coins are off on this platform", param="currency")
         if cmd.amount > 0:
             tx = await credit(
                 uow,
@@ -125,6 +134,8 @@ async def adjust(cmd: Adjustment, uow: UnitOfWork, *, deps: PaymentDeps) -> Wall
                 description=description,
                 created_by=cmd.created_by,
                 at=now,
+                # Coins given by hand are worth nothing: no money came in for them.
+                worth=(deps.coins.currency, 0) if coin and deps.coins else None,
             )
             if tx is None:  # the same key, committed by a racing request meanwhile
                 made = await uow.wallets.transaction_by_cause(
@@ -143,18 +154,28 @@ async def adjust(cmd: Adjustment, uow: UnitOfWork, *, deps: PaymentDeps) -> Wall
                 description=description,
                 created_by=cmd.created_by,
                 at=now,
+                spend_order=deps.coin_spend_order,
             )
-        wallet = AccountRef(AccountKind.CUSTOMER_WALLET, cmd.currency, cmd.customer_id)
-        house = AccountRef(AccountKind.WALLET_ADJUSTMENTS, cmd.currency)
-        await uow.ledger.post(
-            build_entry(
-                f"wallet_adjustment:{adjustment_id}",
-                f"{description} by {cmd.created_by}"[:500],
-                (Posting(house, cmd.amount), Posting(wallet, -cmd.amount)),
-                now,
-            ),
-            at=now,
-        )
+        # Money moves by its amount; coins by the money value of the lots they touch
+        # (nothing for a credit of coins, what the coins taken were worth for a debit).
+        moved = recognised(tx) if coin else {cmd.currency: cmd.amount}
+        postings = []
+        for currency, amount in sorted(moved.items()):
+            signed = -amount if coin else amount
+            if signed:
+                wallet = AccountRef(AccountKind.CUSTOMER_WALLET, currency, cmd.customer_id)
+                house = AccountRef(AccountKind.WALLET_ADJUSTMENTS, currency)
+                postings += [Posting(house, signed), Posting(wallet, -signed)]
+        if postings:
+            await uow.ledger.post(
+                build_entry(
+                    f"wallet_adjustment:{adjustment_id}",
+                    f"{description} by {cmd.created_by}"[:500],
+                    postings,
+                    now,
+                ),
+                at=now,
+            )
         await uow.commit()
     return tx
 
@@ -176,22 +197,44 @@ async def transactions_of(
 
 
 async def wallet_problems(uow: UnitOfWork) -> list[str]:
-    """Wallets whose balance (plus top-ups out of it for a pending refund) differs from
-    their ledger account, the liability."""
+    """Wallets whose ledger account, the liability, differs from what they hold, and
+    balances that differ from their lots.
+
+    A wallet's liability in a money currency is its balance, plus the money value not
+    yet recognised of its coin lots worth that currency, plus balance parts of split
+    payments held now (debited from the balance, not yet from the ledger), plus top-ups
+    out of it for a pending refund (same)."""
     async with uow:
-        stored = await uow.wallets.all_balances()
-        # A top-up whose refund is pending has left the balance but not the liability.
-        for wallet_key, amount in (await uow.refunds.pending_wallet_takebacks()).items():
-            stored[wallet_key] = stored.get(wallet_key, 0) + amount
+        balances = await uow.wallets.all_balances()
+        lots = await uow.wallets.lot_totals()
+        owed = {key: amount for key, amount in balances.items() if not _coin(key[1])}
+        for extra in (
+            await uow.wallets.coin_values(),
+            await uow.payments.held_parts(),
+            await uow.refunds.pending_wallet_takebacks(),
+        ):
+            for wallet_key, amount in extra.items():
+                owed[wallet_key] = owed.get(wallet_key, 0) + amount
         ledger = await uow.ledger.balances()
     booked: dict[tuple[str, str], int] = {}
     for key, amount in ledger.items():
         account = AccountRef.parse(key)
         if account.kind is AccountKind.CUSTOMER_WALLET:
             booked[(account.qualifier, account.currency)] = -amount  # a credit balance
-    return [
-        f"wallet {customer}/{currency}: balance {stored.get((customer, currency), 0)}, "
-        f"ledger {booked.get((customer, currency), 0)}"
-        for customer, currency in sorted(stored.keys() | booked.keys())
-        if stored.get((customer, currency), 0) != booked.get((customer, currency), 0)
+    problems = [
+        f"wallet {customer}/{currency}: balance {balances.get((customer, currency), 0)} but "
+        f"its lots hold {lots.get((customer, currency), 0)}"
+        for customer, currency in sorted(balances.keys() | lots.keys())
+        if balances.get((customer, currency), 0) != lots.get((customer, currency), 0)
     ]
+    return problems + [
+        f"wallet {customer}/{currency}: owed {owed.get((customer, currency), 0)}, "
+        f"ledger {booked.get((customer, currency), 0)}"
+        for customer, currency in sorted(owed.keys() | booked.keys())
+        if owed.get((customer, currency), 0) != booked.get((customer, currency), 0)
+    ]
+
+
+def _coin(currency: str) -> bool:
+    known = CURRENCIES.get(currency)
+    return known is None or known.virtual  # not ISO: coins (if since turned off)

@@ -33,6 +33,20 @@ EVENT_TYPES = frozenset(
         "refund.created",
         "refund.succeeded",
         "refund.failed",
+        "invoice.requested",
+        "invoice.issued",
+        "invoice.rejected",
+        "history.entry_hidden",
+        "history.entry_unhidden",
+        "subscription.created",
+        "subscription.renewal_upcoming",
+        "subscription.renewed",
+        "subscription.payment_failed",
+        "subscription.past_due",
+        "subscription.canceled",
+        "subscription.expired",
+        "subscription.resumed",
+        "subscription.plan_changed",
     }
 )
 RETRY_FOR = timedelta(days=3)

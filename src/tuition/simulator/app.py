@@ -24,6 +24,7 @@ from starlette.routing import Route
 
 from tuition.simulator.alipay import AlipayGateway
 from tuition.simulator.api import merchant_routes
+from tuition.simulator.bills import BillBook
 from tuition.simulator.checkout import buyer_routes
 from tuition.simulator.config import SimulatorConfig
 from tuition.simulator.control import control_routes
@@ -38,6 +39,7 @@ from tuition.simulator.notifier import DeliveryAttempt, Notifier
 from tuition.simulator.records import SimPayment, SimRefund
 from tuition.simulator.signing import NotificationSigner, RequestAuthenticator, load_private_key
 from tuition.simulator.state import GatewayEvent, GatewayState
+from tuition.simulator.transfers import TransferDesk
 from tuition.simulator.wechatpay import WechatPayGateway
 
 
@@ -57,14 +59,25 @@ class Simulator:
         self.wechatpay = WechatPayGateway(self)
         self.notifier.formats["alipay"] = self.alipay.notifications
         self.notifier.formats["wechatpay"] = self.wechatpay.notifications
+        # Bill files of both protocols, written from the same books (reconciliation).
+        self.bills = BillBook(self)
+        self.alipay._api["alipay.data.dataservice.bill.downloadurl.query"] = (
+            Operation.QUERY,
+            self.bills.alipay_downloadurl,
+        )
+        # Payouts: transfers to payees (simulator/transfers.py).
+        self.transfers = TransferDesk(config.clock)
+        self.transfers.install(self.alipay)
         routes: list[Route] = [
             *merchant_routes(self),
             *buyer_routes(self),
             *self.alipay.routes(),
             *self.wechatpay.routes(),
+            *self.bills.routes(),
         ]
         if config.control_enabled:
             routes += control_routes(self)
+            routes += self.bills.control_routes()
         self.app = Starlette(routes=routes, lifespan=self._lifespan)
         # In-process transport to the app that raises httpx.ReadTimeout on timeout faults.
         # URLs under public_base_url reach it too (its path prefix is treated as the mount

@@ -44,6 +44,8 @@ class Operation(StrEnum):
     CLOSE = "close"
     REFUND = "refund"
     REFUND_QUERY = "refund_query"
+    TRANSFER = "transfer"  # a payout's transfer to a payee
+    TRANSFER_QUERY = "transfer_query"
 
 
 class FaultKind(StrEnum):

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import secrets
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, delete, insert, select, update
+from sqlalchemy import ColumnElement, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.store.db import insert_ignoring_conflicts
@@ -80,6 +84,49 @@ class IdempotencyRecord:
     response_body: str | None
     locked_until: datetime
     expires_at: datetime
+    outcome_id: str | None = None
+
+
+@dataclass(slots=True)
+class IdempotencyClaim:
+    """A key this request holds while its handler runs (see :func:`holding`).
+
+    Every unit of work opened meanwhile in the same task sees it: the first one that
+    commits marks the record ``committed`` in its own transaction (fenced by
+    ``holder``), with the object named by :meth:`UnitOfWork.outcome`; so the key's
+    outcome and the operation's first writes commit together or not at all.
+    """
+
+    record_id: int
+    holder: str
+    outcome_id: str | None = None
+    written_outcome: str | None = None
+    fenced: bool = False
+
+    @property
+    def unwritten(self) -> bool:
+        return not self.fenced or self.outcome_id != self.written_outcome
+
+
+_claim: ContextVar[IdempotencyClaim | None] = ContextVar("idempotency_claim", default=None)
+
+
+def current_claim() -> IdempotencyClaim | None:
+    return _claim.get()
+
+
+@contextmanager
+def holding(claim: IdempotencyClaim) -> Iterator[IdempotencyClaim]:
+    """Bind ``claim`` to the units of work this task opens inside the block."""
+    token = _claim.set(claim)
+    try:
+        yield claim
+    finally:
+        _claim.reset(token)
+
+
+def new_holder() -> str:
+    return secrets.token_hex(16)
 
 
 class IdempotencyRepository:
@@ -97,6 +144,7 @@ class IdempotencyRepository:
         now: datetime,
         locked_until: datetime,
         expires_at: datetime,
+        holder: str | None = None,
     ) -> int | None:
         """Insert a running record; None when the key already exists (UNIQUE decides).
 
@@ -115,6 +163,7 @@ class IdempotencyRepository:
                 "created_at": now,
                 "locked_until": locked_until,
                 "expires_at": expires_at,
+                "holder": holder,
             },
         )
         record_id = result.scalar_one_or_none()
@@ -133,6 +182,7 @@ class IdempotencyRepository:
                     idempotency_keys.c.response_body,
                     idempotency_keys.c.locked_until,
                     idempotency_keys.c.expires_at,
+                    idempotency_keys.c.outcome_id,
                 ).where(idempotency_keys.c.api_key_id == api_key_id, idempotency_keys.c.key == key)
             )
         ).first()
@@ -146,8 +196,11 @@ class IdempotencyRepository:
         request_hash: str,
         locked_until: datetime,
         expires_at: datetime,
+        holder: str | None = None,
     ) -> bool:
-        """Reclaim a record whose holder died (lease passed) or that expired; CAS on state."""
+        """Reclaim a record whose holder died before its operation committed (lease
+        passed) or that expired; CAS on state. A ``committed`` record is never taken
+        over before it expires: its operation ran, a retry replays it."""
         result = await self.conn.execute(
             update(idempotency_keys)
             .where(
@@ -168,27 +221,52 @@ class IdempotencyRepository:
                 created_at=now,
                 locked_until=locked_until,
                 expires_at=expires_at,
+                holder=holder,
+                outcome_id=None,
             )
         )
         return result.rowcount == 1
 
-    async def finish(self, record_id: int, *, status: int, body: str) -> None:
-        await self.conn.execute(
-            _FINISH,
+    async def commit_outcome(self, claim: IdempotencyClaim) -> bool:
+        """Inside the operation's transaction: mark the key ``committed`` with its
+        outcome. False when ``claim`` no longer holds the key (its lease was taken
+        over, or the record expired): the caller must not commit."""
+        result = await self.conn.execute(
+            _COMMIT_OUTCOME,
             {
-                "where_id": record_id,
-                "state": "done",
-                "response_status": status,
-                "response_body": body,
+                "where_id": claim.record_id,
+                "where_holder": claim.holder,
+                "new_outcome": claim.outcome_id,
             },
         )
+        return result.rowcount == 1
 
-    async def release(self, record_id: int) -> None:
-        """Forget a running record whose request failed on our side, so a retry runs."""
+    async def finish(
+        self, record_id: int, *, status: int, body: str, holder: str | None = None
+    ) -> bool:
+        """Store the answer; False when ``holder`` no longer holds the key."""
+        params: dict[str, object] = {
+            "where_id": record_id,
+            "state": "done",
+            "response_status": status,
+            "response_body": body,
+        }
+        if holder is not None:
+            params["where_holder"] = holder
+        result = await self.conn.execute(_FINISH if holder is None else _FINISH_HELD, params)
+        return result.rowcount == 1
+
+    async def release(self, record_id: int, *, holder: str | None = None, now: datetime) -> None:
+        """After a failure on our side: forget a running record, so a retry runs; end the
+        lease of a committed one, so a retry replays its outcome at once."""
+        held = (idempotency_keys.c.id == record_id) & _held_by(holder)
         await self.conn.execute(
-            delete(idempotency_keys).where(
-                idempotency_keys.c.id == record_id, idempotency_keys.c.state == "running"
-            )
+            delete(idempotency_keys).where(held, idempotency_keys.c.state == "running")
+        )
+        await self.conn.execute(
+            update(idempotency_keys)
+            .where(held, idempotency_keys.c.state == "committed")
+            .values(locked_until=now)
         )
 
     async def purge_expired(self, now: datetime) -> int:
@@ -198,4 +276,22 @@ class IdempotencyRepository:
         return result.rowcount
 
 
+def _held_by(holder: str | None) -> ColumnElement[bool]:
+    column = idempotency_keys.c.holder
+    return column.is_(None) if holder is None else column == holder
+
+
 _FINISH = update(idempotency_keys).where(idempotency_keys.c.id == bindparam("where_id"))
+_FINISH_HELD = _FINISH.where(
+    idempotency_keys.c.holder == bindparam("where_holder"),
+    idempotency_keys.c.state.in_(("running", "committed")),
+)
+_COMMIT_OUTCOME = (
+    update(idempotency_keys)
+    .where(
+        idempotency_keys.c.id == bindparam("where_id"),
+        idempotency_keys.c.holder == bindparam("where_holder"),
+        idempotency_keys.c.state.in_(("running", "committed")),
+    )
+    .values(state="committed", outcome_id=bindparam("new_outcome"))
+)

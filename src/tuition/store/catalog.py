@@ -53,7 +53,9 @@ from tuition.store.tables import (
     bundle_components,
     coupons,
     creators,
+    member_prices,
     product_prices,
+    product_surface_prices,
     products,
     tax_rates,
 )
@@ -245,6 +247,8 @@ class CatalogRepository:
                 status=str(product.status),
                 period=None if product.period is None else str(product.period),
                 topup_credit=product.topup_credit,
+                topup_coins=product.topup_coins,
+                topup_bonus_coins=product.topup_bonus_coins,
                 created_at=record.created_at,
                 **self._mutable_product_values(record),
             )
@@ -266,9 +270,8 @@ class CatalogRepository:
             .where(products.c.id == record.product.id)
             .values(**self._mutable_product_values(record))
         )
-        await self.conn.execute(
-            delete(product_prices).where(product_prices.c.product_id == record.product.id)
-        )
+        for table in (product_prices, product_surface_prices):
+            await self.conn.execute(delete(table).where(table.c.product_id == record.product.id))
         await self._write_prices(record.product)
 
     @staticmethod
@@ -292,6 +295,13 @@ class CatalogRepository:
                 for currency, amount in product.prices.items()
             ],
         )
+        surface_rows = [
+            {"product_id": product.id, "surface": surface, "currency": currency, "amount": amount}
+            for surface, prices in product.surface_prices.items()
+            for currency, amount in prices.items()
+        ]
+        if surface_rows:
+            await self.conn.execute(insert(product_surface_prices), surface_rows)
 
     async def set_product_status(
         self, product_id: str, *, expected: ProductStatus, status: ProductStatus, at: datetime
@@ -491,6 +501,10 @@ def _pairs(aggregated: str | None) -> list[tuple[str, str]]:
 
 def _product(row: RowMapping) -> ProductRecord:
     prices = {currency: int(amount) for currency, amount in _pairs(row["prices__"])}
+    surface_prices: dict[str, dict[str, int]] = {}
+    for surface, priced in _pairs(row["surface_prices__"]):
+        currency, _, amount = priced.partition(":")
+        surface_prices.setdefault(surface, {})[currency] = int(amount)
     positioned = sorted(_pairs(row["components__"]), key=lambda pair: int(pair[0]))
     components = [component for _, component in positioned]
     product = Product(
@@ -505,6 +519,10 @@ def _product(row: RowMapping) -> ProductRecord:
         period=None if row["period"] is None else MembershipPeriod(row["period"]),
         topup_credit=row["topup_credit"],
         promotion=_promotion_from(row["promotion"]),
+        topup_coins=row["topup_coins"],
+        topup_bonus_coins=row["topup_bonus_coins"],
+        surface_prices=surface_prices,
+        has_member_price=bool(row["has_member_price__"]),
     )
     return ProductRecord(
         product,
@@ -541,7 +559,28 @@ _COMPONENTS = (
     .scalar_subquery()
     .label("components__")
 )
-_PRODUCT = (products, _PRICES, _COMPONENTS)
+# "ios:CNY:1200,…": a surface slug holds no ":" or "," either.
+_SURFACE_PRICES = (
+    select(
+        func.aggregate_strings(
+            product_surface_prices.c.surface
+            + ":"
+            + product_surface_prices.c.currency
+            + ":"
+            + cast(product_surface_prices.c.amount, String),
+            ",",
+        )
+    )
+    .where(product_surface_prices.c.product_id == products.c.id)
+    .scalar_subquery()
+    .label("surface_prices__")
+)
+# Whether any membership gives a member price on the product: an order for products
+# without one needs no member-price query (see services/memberships.py).
+_HAS_MEMBER_PRICE = (
+    exists().where(member_prices.c.product_id == products.c.id).label("has_member_price__")
+)
+_PRODUCT = (products, _PRICES, _COMPONENTS, _SURFACE_PRICES, _HAS_MEMBER_PRICE)
 
 # Statements of the payment flow, built once (see ``store/db.py`` on prebuilt statements).
 _SELECT_PRODUCTS = select(*_PRODUCT).where(products.c.id.in_(bindparam("ids", expanding=True)))

@@ -13,7 +13,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, func, insert, or_, select, true, update
+from sqlalchemy import Select, and_, bindparam, exists, func, insert, or_, select, true, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.orders import OrderStatus
@@ -72,6 +72,7 @@ class OrderRecord:
     created_at: datetime
     updated_at: datetime
     lines: tuple[LineRecord, ...] = ()
+    surface: str = "web"  # the price list it was priced from (see Product.surface_prices)
 
 
 @dataclass(frozen=True, slots=True)
@@ -138,6 +139,18 @@ class OrderRepository:
             return None
         m = row._mapping
         return _order(m, ()), m["first_line_title__"], int(m["line_count__"])
+
+    async def paid_with_kind(self, kind: str) -> list[str]:
+        """Ids of orders ever paid that have a line of ``kind``, oldest first."""
+        rows = await self.conn.execute(
+            select(orders.c.id)
+            .where(
+                orders.c.status.in_(["paid", "partially_refunded", "refunded"]),
+                exists().where(order_lines.c.order_id == orders.c.id, order_lines.c.kind == kind),
+            )
+            .order_by(orders.c.id)
+        )
+        return [r[0] for r in rows]
 
     async def find(
         self, filt: OrderFilter, *, limit: int, starting_after: str | None

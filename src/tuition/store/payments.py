@@ -8,7 +8,19 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Insert, Select, Update, bindparam, insert, literal, or_, select, update
+from sqlalchemy import (
+    Insert,
+    Select,
+    Update,
+    bindparam,
+    case,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -40,6 +52,7 @@ class PaymentRecord:
     closed_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    wallet_part_id: str | None = None  # split tender: the balance part (services/tender.py)
 
 
 def new_attempt(
@@ -53,6 +66,7 @@ def new_attempt(
     amount: int,
     currency: str,
     at: datetime,
+    wallet_part_id: str | None = None,
 ) -> PaymentRecord:
     """A payment attempt as it is first stored: ``created``, nothing settled yet."""
     return PaymentRecord(
@@ -77,6 +91,7 @@ def new_attempt(
         closed_at=None,
         created_at=at,
         updated_at=at,
+        wallet_part_id=wallet_part_id,
     )
 
 
@@ -221,20 +236,39 @@ class PaymentRepository:
         """The payment that paid the order (not a duplicate that arrived after it)."""
         row = (
             await self.conn.execute(
-                select(payments).where(
+                select(payments)
+                .where(
                     payments.c.order_id == order_id,
                     payments.c.status == PaymentStatus.SUCCEEDED.value,
                     payments.c.duplicate_of.is_(None),
                 )
+                # A split order's channel payment before its balance part.
+                .order_by(case((payments.c.channel == "wallet", 1), else_=0), payments.c.id)
+                .limit(1)
             )
         ).first()
         return None if row is None else _payment(row._mapping)
 
+    async def held_parts(self) -> dict[tuple[str, str], int]:
+        """Balance parts of split payments held now, by (customer, currency)."""
+        rows = await self.conn.execute(
+            select(payments.c.customer_id, payments.c.currency, func.sum(payments.c.amount))
+            .where(
+                payments.c.channel == "wallet",
+                payments.c.status == PaymentStatus.PENDING.value,
+            )
+            .group_by(payments.c.customer_id, payments.c.currency)
+        )
+        return {(r[0], r[1]): int(r[2] or 0) for r in rows}
+
     async def open_for_order(self, order_id: str) -> list[PaymentRecord]:
+        """The order's open channel attempts (a held balance part ends with its
+        channel payment, so it is not listed)."""
         rows = await self.conn.execute(
             select(payments).where(
                 payments.c.order_id == order_id,
                 payments.c.status.in_([PaymentStatus.CREATED.value, PaymentStatus.PENDING.value]),
+                payments.c.channel != "wallet",
             )
         )
         return [_payment(r._mapping) for r in rows]

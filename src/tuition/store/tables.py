@@ -16,6 +16,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     MetaData,
     String,
     Table,
@@ -70,8 +71,14 @@ idempotency_keys = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("locked_until", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
+    # Who holds the key now (a random token per claim): the operation's commit and the
+    # stored answer are fenced by it, so a run whose lease was taken over writes nothing.
+    Column("holder", String(32)),
+    # The object the operation created or changed, named in its own transaction
+    # ('committed'), so a retry after a lost answer re-renders it.
+    Column("outcome_id", String(64)),
     UniqueConstraint("api_key_id", "key", name="uq_idempotency_keys_api_key_id_key"),
-    CheckConstraint("state IN ('running', 'done')", name="state"),
+    CheckConstraint("state IN ('running', 'committed', 'done')", name="state"),
 )
 Index("ix_idempotency_keys_expires_at", idempotency_keys.c.expires_at)
 
@@ -100,6 +107,9 @@ products = Table(
     Column("status", String(12), nullable=False),
     Column("period", String(12)),
     Column("topup_credit", BigInteger),
+    # A coin pack credits coins (and bonus coins, worth nothing) instead of money.
+    Column("topup_coins", BigInteger),
+    Column("topup_bonus_coins", BigInteger),
     # {"starts_at", "ends_at", "percent_off" | "amount_off"}: read whole with the product.
     Column("promotion", JSON),
     # {"window_days", "consumption", "max_progress", "revoke_on_partial"}; NULL = the
@@ -120,6 +130,18 @@ product_prices = Table(
     "product_prices",
     metadata,
     Column("product_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    CheckConstraint("amount > 0", name="positive"),
+)
+
+# Prices that differ by where the buyer pays (an iOS price list, say): an order made on
+# that surface takes them over ``product_prices``.
+product_surface_prices = Table(
+    "product_surface_prices",
+    metadata,
+    Column("product_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("surface", String(32), primary_key=True),
     Column("currency", String(3), primary_key=True),
     Column("amount", BigInteger, nullable=False),
     CheckConstraint("amount > 0", name="positive"),
@@ -202,6 +224,7 @@ orders = Table(
     Column("amount_refunded", BigInteger, nullable=False, default=0),
     Column("coupon_code", String(64)),
     Column("tax_region", String(32)),
+    Column("surface", String(32), nullable=False, server_default="web"),
     Column("pricing", JSON, nullable=False),
     Column("return_url", String(2000)),
     Column("metadata", JSON, nullable=False),
@@ -296,6 +319,9 @@ payments = Table(
     Column("failure_message", String(500)),
     # Set when this payment succeeded for an order another payment had already paid.
     Column("duplicate_of", ID),
+    # Split tender: the balance part of this channel payment (a ``wallet`` payment held
+    # while this one is open, committed when it succeeds, released when it ends).
+    Column("wallet_part_id", ID),
     Column("succeeded_at", UTCDateTime),
     Column("closed_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
@@ -441,9 +467,20 @@ wallet_lots = Table(
     Column("source", String(200), nullable=False, unique=True),
     Column("amount", BigInteger, nullable=False),
     Column("remaining", BigInteger, nullable=False),
+    # Coin lots only: what the coins are worth in money (0 for a bonus lot), and how much
+    # of it is not yet recognised as revenue; NULL for a lot of money.
+    Column("value_currency", String(3)),
+    Column("value", BigInteger),
+    Column("value_remaining", BigInteger),
     Column("created_at", UTCDateTime, nullable=False),
-    CheckConstraint("kind IN ('topup', 'refund', 'adjustment')", name="kind"),
+    CheckConstraint("kind IN ('topup', 'bonus', 'refund', 'adjustment')", name="kind"),
     CheckConstraint("amount > 0 AND remaining >= 0 AND remaining <= amount", name="amounts"),
+    CheckConstraint(
+        "(value IS NULL AND value_remaining IS NULL AND value_currency IS NULL) OR "
+        "(value >= 0 AND value_remaining >= 0 AND value_remaining <= value "
+        "AND value_currency IS NOT NULL)",
+        name="value",
+    ),
 )
 Index(
     "ix_wallet_lots_customer_id_currency_remaining",
@@ -470,7 +507,7 @@ wallet_transactions = Table(
     Column("created_by", String(254), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     UniqueConstraint("cause", "cause_id", name="uq_wallet_transactions_cause"),
-    CheckConstraint("cause IN ('topup', 'order', 'refund', 'adjustment')", name="cause"),
+    CheckConstraint("cause IN ('topup', 'order', 'refund', 'adjustment', 'release')", name="cause"),
     CheckConstraint("amount <> 0 AND balance_after >= 0", name="amounts"),
 )
 Index(
@@ -681,4 +718,375 @@ admin_login_throttles = Table(
     Column("subject", String(64), index=True),
     Column("attempts", Integer, nullable=False),
     Column("window_ends", UTCDateTime, nullable=False, index=True),
+)
+
+# --- memberships and subscriptions ------------------------------------------------------
+
+# What a membership unlocks besides itself (domain/access_scope.py); a listed set lives in
+# membership_scope_products, so products added to it later are just more rows.
+membership_scopes = Table(
+    "membership_scopes",
+    metadata,
+    Column("membership_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("everything", Boolean, nullable=False),
+    Column("creator_ids", JSON, nullable=False),
+    Column("kinds", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+membership_scope_products = Table(
+    "membership_scope_products",
+    metadata,
+    Column("membership_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("product_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("added_at", UTCDateTime, nullable=False),
+)
+
+member_prices = Table(
+    "member_prices",
+    metadata,
+    Column("product_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("membership_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("percent_off", DecimalText),
+    Column("amounts", JSON),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One row per customer and membership, taken FOR UPDATE (by an upsert) while a paid
+# order extends the membership: two purchases paid at once extend one after the other,
+# each from the end the other made, so no paid period is lost.
+membership_locks = Table(
+    "membership_locks",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("membership_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("touched_at", UTCDateTime, nullable=False),
+)
+
+# How a membership is sold as a subscription: a first-period price per currency (首月特惠).
+subscription_plans = Table(
+    "subscription_plans",
+    metadata,
+    Column("membership_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("first_period_prices", JSON, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+subscriptions = Table(
+    "subscriptions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("product_id", ID, ForeignKey("products.id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("method", String(32), nullable=False),
+    Column("auto_renew", Boolean, nullable=False),
+    Column("cancel_at_period_end", Boolean, nullable=False),
+    Column("trial_ends_at", UTCDateTime),
+    Column("current_period_start", UTCDateTime),
+    Column("current_period_end", UTCDateTime),
+    # The index of the period now paid for (0 before the first payment).
+    Column("period_index", Integer, nullable=False),
+    # Left over by a downgrade; taken off the next renewal.
+    Column("credit_balance", BigInteger, nullable=False),
+    Column("metadata", JSON, nullable=False),
+    Column("canceled_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "status IN ('trialing', 'active', 'past_due', 'canceled', 'expired')", name="status"
+    ),
+    CheckConstraint("credit_balance >= 0", name="credit_non_negative"),
+)
+Index("ix_subscriptions_customer_id_id", subscriptions.c.customer_id, subscriptions.c.id)
+# One live subscription per customer and membership: a second would charge twice.
+Index(
+    "uq_subscriptions_live",
+    subscriptions.c.customer_id,
+    subscriptions.c.product_id,
+    unique=True,
+    postgresql_where=subscriptions.c.status.in_(["trialing", "active", "past_due"]),
+    sqlite_where=subscriptions.c.status.in_(["trialing", "active", "past_due"]),
+)
+Index(
+    "ix_subscriptions_status_current_period_end",
+    subscriptions.c.status,
+    subscriptions.c.current_period_end,
+)
+
+# One row per order a subscription raises. UNIQUE (subscription, period, kind) is what
+# makes a renewal exactly-once: a job run twice, two workers or a restart after a crash
+# all find the same row and the same order.
+subscription_orders = Table(
+    "subscription_orders",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("subscription_id", ID, ForeignKey("subscriptions.id"), nullable=False),
+    Column("period_index", Integer, nullable=False),
+    Column("kind", String(12), nullable=False),
+    Column("product_id", ID, ForeignKey("products.id"), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("first_failed_at", UTCDateTime),
+    Column("next_attempt_at", UTCDateTime),
+    Column("period_start", UTCDateTime),
+    Column("period_end", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime),
+    UniqueConstraint(
+        "subscription_id", "period_index", "kind", name="uq_subscription_orders_period"
+    ),
+    CheckConstraint("kind IN ('first', 'renewal', 'change')", name="kind"),
+    CheckConstraint("status IN ('pending', 'paid', 'failed', 'void')", name="status"),
+)
+
+# --- earnings ---------------------------------------------------------------------------
+
+# Whoever is owed a share: a creator (the payee id is the creator's id, the qualifier of
+# its ledger accounts), a promoter or a partner platform. The payout account is kept for
+# the transfer and shown masked everywhere (domain/earnings.mask_account).
+payees = Table(
+    "payees",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("kind", String(12), nullable=False),
+    Column("name", String(200), nullable=False),
+    Column("tax_profile", String(12), nullable=False),
+    Column("payout_method", String(12)),
+    Column("payout_account", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("kind IN ('creator', 'promoter', 'partner')", name="kind"),
+    CheckConstraint("tax_profile IN ('individual', 'company')", name="tax_profile"),
+    CheckConstraint(
+        "payout_method IS NULL OR payout_method IN ('alipay', 'wechatpay', 'bank')",
+        name="payout_method",
+    ),
+)
+
+# One hold per paid payment: the row refunds and the release job both update first, so
+# a refund sees either the hold still pending (and takes back from pending) or released
+# (and takes back from available), never a half-moved state.
+earning_holds = Table(
+    "earning_holds",
+    metadata,
+    Column("payment_id", ID, ForeignKey("payments.id"), primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("paid_at", UTCDateTime, nullable=False),
+    Column("release_at", UTCDateTime, nullable=False),
+    Column("released_at", UTCDateTime),
+    Column("clawbacks", Integer, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('pending', 'released')", name="status"),
+)
+Index("ix_earning_holds_status_release_at", earning_holds.c.status, earning_holds.c.release_at)
+
+# One earning per order line, payee and role (UNIQUE): a payment settled twice records
+# nothing twice. ``clawed_pending`` / ``clawed_available`` are what refunds took back
+# before and after the hold ended; 0 <= clawed_pending + clawed_available <= amount.
+earnings = Table(
+    "earnings",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("payee_id", ID, ForeignKey("payees.id"), nullable=False),
+    Column("role", String(12), nullable=False),
+    Column("payment_id", ID, ForeignKey("earning_holds.payment_id"), nullable=False),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    Column("line_index", Integer, nullable=False),
+    Column("product_id", ID, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("base_amount", BigInteger, nullable=False),
+    Column("rate", DecimalText, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("clawed_pending", BigInteger, nullable=False, server_default="0"),
+    Column("clawed_available", BigInteger, nullable=False, server_default="0"),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint(
+        "payment_id", "line_index", "payee_id", "role", name="uq_earnings_payment_line_payee"
+    ),
+    CheckConstraint("role IN ('creator', 'promoter_l1', 'promoter_l2', 'partner')", name="role"),
+    CheckConstraint(
+        "amount > 0 AND clawed_pending >= 0 AND clawed_available >= 0 "
+        "AND clawed_pending + clawed_available <= amount",
+        name="amounts",
+    ),
+)
+Index("ix_earnings_payee_id_id", earnings.c.payee_id, earnings.c.id)
+
+# --- reconciliation (docs/reconciliation.md) --------------------------------------------
+
+# One row per run of one channel account's business day; a rerun is a new attempt.
+reconciliation_runs = Table(
+    "reconciliation_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("channel", String(32), nullable=False),
+    Column("account", String(64), nullable=False),
+    Column("business_day", String(10), nullable=False),  # YYYY-MM-DD, platform time zone
+    Column("attempt", Integer, nullable=False),
+    Column("bill_digest", String(64), nullable=False),
+    Column("status", String(12), nullable=False),
+    Column("report", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    UniqueConstraint(
+        "channel", "account", "business_day", "attempt", name="uq_reconciliation_runs_day"
+    ),
+    CheckConstraint("status IN ('clean', 'differences')", name="status"),
+)
+Index(
+    "ix_reconciliation_runs_business_day",
+    reconciliation_runs.c.business_day,
+    reconciliation_runs.c.channel,
+)
+
+# A difference between a bill and our books; the same difference found again by a rerun
+# is the same case (UNIQUE per channel account and key), never a second one.
+reconciliation_cases = Table(
+    "reconciliation_cases",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("run_id", ID, ForeignKey("reconciliation_runs.id"), nullable=False, index=True),
+    Column("last_run_id", ID, nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("account", String(64), nullable=False),
+    Column("business_day", String(10), nullable=False),
+    Column("case_key", String(200), nullable=False),
+    Column("kind", String(20), nullable=False),
+    Column("subject", String(10), nullable=False),
+    Column("reference", String(64), nullable=False),
+    Column("payment_id", ID),
+    Column("refund_id", ID),
+    Column("currency", String(3), nullable=False),
+    Column("amount_ours", BigInteger),
+    Column("amount_gateway", BigInteger),
+    Column("fee_ours", BigInteger),
+    Column("fee_gateway", BigInteger),
+    Column("detail", String(500), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("resolution", String(40)),
+    Column("resolved_by", String(200)),
+    Column("note", String(500)),
+    Column("journal_source", String(200)),
+    Column("resolved_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("channel", "account", "case_key", name="uq_reconciliation_cases_key"),
+    CheckConstraint("status IN ('open', 'resolved', 'accepted')", name="status"),
+)
+Index(
+    "ix_reconciliation_cases_business_day",
+    reconciliation_cases.c.business_day,
+    reconciliation_cases.c.status,
+)
+
+# What a payee may be paid now, per currency: released earnings less clawbacks after the
+# hold and payouts. Changed only by UPDATE in the same transaction as its ledger entry;
+# a payout takes from it by a conditional UPDATE (``available >= :amount``), while a
+# clawback may take it below zero (carried and netted against later earnings).
+payee_balances = Table(
+    "payee_balances",
+    metadata,
+    Column("payee_id", ID, ForeignKey("payees.id"), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("available", BigInteger, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A payout's id is the transfer's out_biz_no at the channel: asked twice, it is one
+# transfer. ``amount`` is gross; ``tax_withheld`` went to tax payable; the payee gets net.
+payouts = Table(
+    "payouts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("payee_id", ID, ForeignKey("payees.id"), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("tax_withheld", BigInteger, nullable=False),
+    Column("tax_month", String(7), nullable=False),
+    Column("method", String(12), nullable=False),
+    Column("destination", String(200)),  # masked
+    Column("status", String(12), nullable=False),
+    Column("reference", String(200)),
+    Column("failure_code", String(64)),
+    Column("failure_message", String(500)),
+    Column("requested_by", String(254), nullable=False),
+    # A scheduled run's payout: "{payee}:{currency}:{period}", so a run repeated, or two
+    # runs at once, pay a payee once per period.
+    Column("run_key", String(80), unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    Column("paid_at", UTCDateTime),
+    Column("failed_at", UTCDateTime),
+    CheckConstraint(
+        "status IN ('pending', 'processing', 'paid', 'failed', 'returned')", name="status"
+    ),
+    CheckConstraint("method IN ('alipay', 'wechatpay', 'bank')", name="method"),
+    CheckConstraint("amount > 0 AND tax_withheld >= 0 AND tax_withheld <= amount", name="amounts"),
+)
+Index("ix_payouts_payee_id_id", payouts.c.payee_id, payouts.c.id)
+Index("ix_payouts_status", payouts.c.status)
+Index("ix_payouts_payee_id_tax_month", payouts.c.payee_id, payouts.c.tax_month)
+
+# --- the buyer's records: hidden history entries, invoice requests ----------------------
+
+# An entry of a buyer's history (an order, payment, refund or wallet transaction, by its
+# id) hidden from the buyer's own feed; nothing else changes. Unhiding keeps the row
+# (hidden false), so who hid and who unhid it, and when, stay on record.
+history_hidden = Table(
+    "history_hidden",
+    metadata,
+    Column("customer_id", String(200), primary_key=True),
+    Column("entry_id", ID, primary_key=True),
+    Column("kind", String(24), nullable=False),
+    Column("hidden", Boolean, nullable=False),
+    Column("hidden_by", String(254), nullable=False),
+    Column("hidden_at", UTCDateTime, nullable=False),
+    Column("unhidden_by", String(254)),
+    Column("unhidden_at", UTCDateTime),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# A buyer's request for an invoice (发票) of a paid order, and what finance did with it.
+# ``open_order_id`` is the order id while the request is requested or issued and NULL once
+# rejected: UNIQUE, so an order has at most one live request however many arrive at once.
+invoice_requests = Table(
+    "invoice_requests",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, ForeignKey("orders.id"), nullable=False, index=True),
+    Column("open_order_id", ID, unique=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("type", String(10), nullable=False),
+    Column("title", String(200), nullable=False),
+    Column("tax_id", String(18)),
+    Column("email", String(254), nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),  # the order's net paid when requested
+    Column("status", String(10), nullable=False),
+    Column("invoice_number", String(40)),
+    Column("issued_on", String(10)),  # the invoice's date, YYYY-MM-DD
+    Column("issued_amount", BigInteger),  # the order's net paid when issued
+    Column("pdf", LargeBinary),
+    Column("pdf_sha256", String(64)),
+    Column("reject_reason", String(500)),
+    Column("decided_by", String(254)),
+    Column("decided_at", UTCDateTime),
+    Column("requested_by", String(254), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("type IN ('personal', 'company')", name="type"),
+    CheckConstraint("status IN ('requested', 'issued', 'rejected')", name="status"),
+    CheckConstraint("amount > 0", name="amount"),
+)
+Index(
+    "ix_invoice_requests_status_created_at",
+    invoice_requests.c.status,
+    invoice_requests.c.created_at,
 )

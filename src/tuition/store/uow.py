@@ -7,13 +7,17 @@ from typing import Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
-from tuition.store.access import ApiKeyRepository, IdempotencyRepository
+from tuition.domain.errors import IdempotencyKeyInUse
+from tuition.store.access import ApiKeyRepository, IdempotencyRepository, current_claim
 from tuition.store.catalog import CatalogRepository
+from tuition.store.earnings import EarningsRepository
 from tuition.store.events import EventRepository
 from tuition.store.ledger import LedgerRepository
 from tuition.store.orders import OrderRepository
 from tuition.store.payments import PaymentRepository
+from tuition.store.payouts import PayoutRepository
 from tuition.store.refunds import RefundRepository
+from tuition.store.subscriptions import MembershipRepository, SubscriptionRepository
 from tuition.store.wallet import WalletRepository
 from tuition.store.work import WorkRepository
 
@@ -27,6 +31,12 @@ class UnitOfWork:
     trips. SQLite keeps one transaction (its ``BEGIN IMMEDIATE`` is how writers queue),
     so call ``commit()`` as usual, and rely neither on the statements being grouped nor
     on them being separate.
+
+    Inside a request that holds an ``Idempotency-Key`` (store/access.py ``holding``),
+    ``commit()`` also marks the key ``committed`` with the object named by
+    :meth:`outcome`, in the same transaction; until that first commit, an autocommit
+    unit of work is a transaction too, so the operation's first writes and the key's
+    outcome land together.
     """
 
     conn: AsyncConnection
@@ -38,13 +48,20 @@ class UnitOfWork:
     refunds: RefundRepository
     wallets: WalletRepository
     ledger: LedgerRepository
+    earnings: EarningsRepository
+    payouts: PayoutRepository
     events: EventRepository
     work: WorkRepository
+    memberships: MembershipRepository
+    subscriptions: SubscriptionRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self._engine = engine
         self._autocommit = autocommit and engine.dialect.name == "postgresql"
         self._tx: AsyncTransaction | None = None
+        claim = current_claim()
+        if claim is not None and not claim.fenced:
+            self._autocommit = False
 
     def autocommit(self) -> UnitOfWork:
         """A unit of work on the same engine whose statements each commit on their own."""
@@ -64,8 +81,12 @@ class UnitOfWork:
         self.refunds = RefundRepository(self.conn)
         self.wallets = WalletRepository(self.conn)
         self.ledger = LedgerRepository(self.conn)
+        self.earnings = EarningsRepository(self.conn)
+        self.payouts = PayoutRepository(self.conn)
         self.events = EventRepository(self.conn)
         self.work = WorkRepository(self.conn)
+        self.memberships = MembershipRepository(self.conn)
+        self.subscriptions = SubscriptionRepository(self.conn)
         return self
 
     async def __aexit__(
@@ -81,11 +102,31 @@ class UnitOfWork:
             self._tx = None
             await self.conn.close()
 
+    def outcome(self, object_id: str) -> None:
+        """Name the object this operation created or changed: a retry with the same
+        ``Idempotency-Key`` whose first answer was lost re-renders it. No-op outside a
+        request holding a key."""
+        claim = current_claim()
+        if claim is not None:
+            claim.outcome_id = object_id
+
     async def commit(self) -> None:
-        if self._autocommit:
-            return
-        assert self._tx is not None, "commit() outside `async with`"
-        await self._tx.commit()
+        claim = current_claim()
+        if (
+            claim is not None
+            and claim.unwritten
+            and not await self.idempotency.commit_outcome(claim)
+        ):
+            raise IdempotencyKeyInUse(
+                "this request's Idempotency-Key was taken over by a retry after its "
+                "lease ran out; nothing of it was written",
+                param="Idempotency-Key",
+            )
+        if not self._autocommit:
+            assert self._tx is not None, "commit() outside `async with`"
+            await self._tx.commit()
+        if claim is not None:
+            claim.fenced, claim.written_outcome = True, claim.outcome_id
 
     async def rollback(self) -> None:
         assert self._tx is not None, "rollback() outside `async with` or in autocommit"

@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Select, select, update
+from sqlalchemy import Select, case, func, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tuition.domain.coins import CoinLot
 from tuition.domain.wallet import Lot
 from tuition.store.db import dialect_insert, insert_ignoring_conflicts
 from tuition.store.tables import wallet_balances, wallet_lots, wallet_transactions
@@ -44,6 +45,14 @@ class LotRecord:
     amount: int
     remaining: int
     created_at: datetime
+    # A coin lot's money value and what of it is not yet recognised (None: money).
+    value_currency: str | None = None
+    value: int | None = None
+    value_remaining: int | None = None
+
+    @property
+    def bonus(self) -> bool:
+        return self.kind == "bonus"
 
 
 _TX_FIELDS = list(WalletTransaction.__dataclass_fields__)
@@ -119,6 +128,78 @@ class WalletRepository:
         )
         return [Lot(r.id, int(r.remaining)) for r in rows]
 
+    async def open_coin_lots(self, customer_id: str, currency: str) -> list[CoinLot]:
+        """Coin lots with coins left, oldest first, with their unrecognised value."""
+        rows = await self.conn.execute(
+            select(wallet_lots)
+            .where(
+                wallet_lots.c.customer_id == customer_id,
+                wallet_lots.c.currency == currency,
+                wallet_lots.c.remaining > 0,
+            )
+            .order_by(wallet_lots.c.created_at, wallet_lots.c.id)
+        )
+        return [
+            CoinLot(
+                r.id,
+                r.kind == "bonus",
+                int(r.amount),
+                int(r.remaining),
+                int(r.value or 0),
+                int(r.value_remaining or 0),
+                r.value_currency or "",
+            )
+            for r in rows
+        ]
+
+    async def take_coins(self, lot_id: str, coins: int, value_remaining: int) -> None:
+        """Spend ``coins`` of a coin lot, leaving ``value_remaining`` unrecognised."""
+        result = await self.conn.execute(
+            update(wallet_lots)
+            .where(wallet_lots.c.id == lot_id, wallet_lots.c.remaining >= coins)
+            .values(remaining=wallet_lots.c.remaining - coins, value_remaining=value_remaining)
+        )
+        if result.rowcount != 1:
+            raise AssertionError(f"lot {lot_id} holds less than {coins}")
+
+    async def give_back(self, lot_id: str, amount: int, value: int) -> None:
+        """Return ``amount`` (and, for a coin lot, ``value``) taken from a lot by a hold
+        that was released."""
+        result = await self.conn.execute(
+            update(wallet_lots)
+            .where(
+                wallet_lots.c.id == lot_id, wallet_lots.c.remaining + amount <= wallet_lots.c.amount
+            )
+            .values(
+                remaining=wallet_lots.c.remaining + amount,
+                value_remaining=wallet_lots.c.value_remaining + value,
+            )
+        )
+        if result.rowcount != 1:
+            raise AssertionError(f"lot {lot_id} cannot take {amount} back")
+
+    async def coin_values(self) -> dict[tuple[str, str], int]:
+        """Unrecognised value of every customer's coin lots, by (customer, money)."""
+        rows = await self.conn.execute(
+            select(
+                wallet_lots.c.customer_id,
+                wallet_lots.c.value_currency,
+                func.sum(wallet_lots.c.value_remaining),
+            )
+            .where(wallet_lots.c.value_currency.is_not(None))
+            .group_by(wallet_lots.c.customer_id, wallet_lots.c.value_currency)
+        )
+        return {(r[0], r[1]): int(r[2] or 0) for r in rows}
+
+    async def lot_totals(self) -> dict[tuple[str, str], int]:
+        """What every wallet's lots hold, by (customer, currency): its balance."""
+        rows = await self.conn.execute(
+            select(
+                wallet_lots.c.customer_id, wallet_lots.c.currency, func.sum(wallet_lots.c.remaining)
+            ).group_by(wallet_lots.c.customer_id, wallet_lots.c.currency)
+        )
+        return {(r[0], r[1]): int(r[2] or 0) for r in rows}
+
     async def lots_of(self, customer_id: str) -> list[LotRecord]:
         rows = await self.conn.execute(
             select(wallet_lots)
@@ -142,7 +223,10 @@ class WalletRepository:
                     wallet_lots.c.source == source,
                     wallet_lots.c.remaining == wallet_lots.c.amount,
                 )
-                .values(remaining=0)
+                .values(
+                    remaining=0,
+                    value_remaining=case((wallet_lots.c.value.is_(None), None), else_=0),
+                )
                 .returning(*wallet_lots.c)
             )
         ).first()
@@ -153,7 +237,7 @@ class WalletRepository:
         await self.conn.execute(
             update(wallet_lots)
             .where(wallet_lots.c.id == lot_id, wallet_lots.c.remaining == 0)
-            .values(remaining=wallet_lots.c.amount)
+            .values(remaining=wallet_lots.c.amount, value_remaining=wallet_lots.c.value)
         )
 
     async def take_from_lot(self, lot_id: str, amount: int) -> None:

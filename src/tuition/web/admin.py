@@ -27,16 +27,22 @@ from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
 from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
 from tuition.web.admin_order import router as order_router
+from tuition.web.admin_payouts import router as payouts_router
+from tuition.web.admin_reconciliation import router as reconciliation_router
 from tuition.web.admin_refunds import router as refunds_router
 from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_subscriptions import router as subscriptions_router
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 routers = [
     admin_session.router,
     admin_dashboard.router,
     refunds_router,
+    reconciliation_router,
     order_router,
     customer_router,
+    payouts_router,
+    subscriptions_router,
     router,
 ]
 

@@ -38,6 +38,9 @@ async def dashboard(request: Request, operator: OperatorDep, days: int = 14) -> 
     container = get_container(request)
     days = days if days in (7, 14, 30) else 14
     board = await dashboard_service.dashboard(container.uow(), clock=container.clock, days=days)
+    from tuition.web.admin_subscriptions import subscription_kpis  # it imports page()
+
+    subs = await subscription_kpis(container.uow(), container.clock.now())
     locale = negotiate(request)
     return page(
         request,
@@ -46,6 +49,7 @@ async def dashboard(request: Request, operator: OperatorDep, days: int = 14) -> 
         "dashboard",
         board=board,
         days=days,
+        subs=subs,
         charts=[_charts(locale, c, board.days) for c in board.currencies],
     )
 

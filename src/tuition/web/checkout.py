@@ -21,6 +21,7 @@ from tuition.api.payments import payment_deps
 from tuition.channels.base import ChannelTimeout
 from tuition.domain.catalog import ProductKind
 from tuition.domain.errors import NotFound, TuitionError
+from tuition.domain.money import get_currency
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services import admin as admin_service
@@ -30,6 +31,7 @@ from tuition.services import wallet as wallet_service
 from tuition.services.checkout import CheckoutView
 from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.web import labels
+from tuition.web.checkout_subscription import subscription_terms
 from tuition.web.i18n import gettext_for, negotiate
 from tuition.web.links import checkout_path, signature_ok, signing_key
 from tuition.web.pages import render, secure
@@ -48,6 +50,7 @@ class WalletOffer:
 
     balance: int
     total: int
+    coins: bool = False  # a coin-priced order: the only way to pay it
 
     @property
     def covers(self) -> bool:
@@ -56,6 +59,11 @@ class WalletOffer:
     @property
     def shortfall(self) -> int:
         return max(0, self.total - self.balance)
+
+    @property
+    def split(self) -> bool:
+        """Whether the balance can pay part and a channel the rest (split tender)."""
+        return 0 < self.balance < self.total and not self.coins
 
 
 @router.get("/pay/{order_id}")
@@ -84,6 +92,7 @@ async def page(
         notice=gettext_for(locale, shown) if shown else None,
         extra_payments=await _extra_payments(container, order_id),
         topup_credit=await admin_service.topup_credit(container.uow(), view.order),
+        subscription=await subscription_terms(container.uow(), view.order),
     )
     return render(request, "checkout/page.html", context, locale=locale)
 
@@ -138,6 +147,7 @@ async def start_payment(
     request: Request,
     sig: FormSig,
     option: Annotated[str, Form(max_length=80)] = "",
+    use_balance: Annotated[str, Form(max_length=1)] = "",
 ) -> Response:
     """Start a payment attempt with the chosen channel and method, then send the buyer
     on: to the gateway's page for page flows, back here (showing the QR code) for QR.
@@ -156,6 +166,12 @@ async def start_payment(
     channel, _, method = option.partition(":")
     if (channel, method) not in {(o["channel"], o["method"]) for o in _options(container)}:
         return _back(container, order_id, error="option_unknown")
+    wallet_amount = None
+    if use_balance == "1":  # split tender: all of the balance, the rest by the channel
+        view = await _view(container, order_id, sig)
+        offer = None if view is None else await _wallet_offer(container, view)
+        if offer is not None and offer.split:
+            wallet_amount = offer.balance
     try:
         payment = await payment_service.create_payment(
             payment_service.CreatePayment(
@@ -165,6 +181,7 @@ async def start_payment(
                 client_ip=request.client.host if request.client else None,
                 return_url=container.settings.base_url
                 + checkout_path(container.settings, order_id),
+                wallet_amount=wallet_amount,
             ),
             container.uow(),
             deps=payment_deps(container),
@@ -198,7 +215,10 @@ async def _wallet_offer(container: Container, view: CheckoutView) -> WalletOffer
         return None
     async with container.uow() as uow:
         balance = (await uow.wallets.balances(order.customer_id)).get(order.currency, 0)
-    return WalletOffer(balance, order.total) if balance > 0 else None
+    coins = get_currency(order.currency).virtual
+    if balance <= 0 and not coins:
+        return None
+    return WalletOffer(balance, order.total, coins)
 
 
 async def _extra_payments(container: Container, order_id: str) -> list[PaymentRecord]:
@@ -249,6 +269,7 @@ def _context(
             "method_label": labels.METHODS[o["method"]],
         }
         for o in _options(container)
+        if not (wallet is not None and wallet.coins)  # coins are paid from the wallet only
     ]
     chosen = f"{attempt.channel}:{attempt.method}" if attempt else None
     if attempt is None and wallet is not None and wallet.covers:

@@ -109,10 +109,12 @@ class Formatter:
         if amount is None:
             return "—"
         try:
-            exponent = get_currency(currency).exponent
+            unit = get_currency(currency)
         except CurrencyError:
             return f"{amount} {currency}"
-        major = Decimal(amount).scaleb(-exponent)
+        major = Decimal(amount).scaleb(-unit.exponent)
+        if unit.virtual:  # coins: the platform's own name for them, not an ISO symbol
+            return f"{format_decimal(major, locale=self.locale)} {unit.label or unit.code}"
         return format_currency(major, currency, locale=self.locale, currency_digits=True)
 
     def money_rounded(self, amount: int, currency: str) -> str:

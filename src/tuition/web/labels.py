@@ -80,6 +80,7 @@ GENERIC_REFUND_PROBLEM = N_("The refund was not made.")
 
 LOT_KINDS = {
     "topup": N_("Top-up"),
+    "bonus": N_("Bonus coins"),
     "refund": N_("Refund"),
     "adjustment": N_("Adjustment"),
 }
@@ -89,6 +90,7 @@ WALLET_CAUSES = {
     "order": N_("Order paid from balance"),
     "refund": N_("Refund to balance"),
     "adjustment": N_("Adjustment"),
+    "release": N_("Held part released"),
 }
 
 # Why the console did not adjust a wallet, by the error's code.
@@ -132,4 +134,25 @@ GENERIC_ERROR = N_("Something went wrong. Please try again.")
 NOTICES = {
     "coupon_applied": N_("Coupon applied."),
     "coupon_removed": N_("Coupon removed."),
+}
+
+SUBSCRIPTION_STATUSES = {
+    "trialing": N_("Trialing"),
+    "active": N_("Active"),
+    "past_due": N_("Past due"),
+    "canceled": N_("Canceled"),
+    "expired": N_("Expired"),
+}
+
+SUBSCRIPTION_ORDER_KINDS = {
+    "first": N_("First period"),
+    "renewal": N_("Renewal"),
+    "change": N_("Plan change"),
+}
+
+SUBSCRIPTION_ORDER_STATUSES = {
+    "pending": N_("Awaiting payment"),
+    "paid": N_("Paid"),
+    "failed": N_("Unpaid, retrying"),
+    "void": N_("Void"),
 }

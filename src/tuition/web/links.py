@@ -45,3 +45,21 @@ def checkout_path(settings: Settings, order_id: str) -> str:
 def checkout_url(settings: Settings, order_id: str) -> str:
     """The buyer's link to pay ``order_id`` on this deployment's checkout page."""
     return settings.base_url + checkout_path(settings, order_id)
+
+
+_RECEIPT_PURPOSE = b"tuition.receipt.v1:"
+
+
+def receipt_signature(key: bytes, order_id: str) -> str:
+    """A receipt link's signature: its own purpose, so a checkout link opens no receipt."""
+    return hmac.new(key, _RECEIPT_PURPOSE + order_id.encode(), hashlib.sha256).hexdigest()[:32]
+
+
+def receipt_signature_ok(key: bytes, order_id: str, sig: str | None) -> bool:
+    return sig is not None and hmac.compare_digest(receipt_signature(key, order_id), sig)
+
+
+def receipt_url(settings: Settings, order_id: str) -> str:
+    """The buyer's link to the printable receipt of ``order_id``."""
+    sig = receipt_signature(signing_key(settings), order_id)
+    return f"{settings.base_url}/receipts/{quote(order_id, safe='')}?sig={sig}"

@@ -16,9 +16,14 @@ from datetime import datetime, timedelta
 from tuition.domain.errors import Conflict, IllegalTransition
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.domain.payouts import PayoutStatus
+from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services.closing import close_open_payments
+from tuition.services.earnings import RELEASE_JOB, release_earnings
 from tuition.services.orders import expire_order
 from tuition.services.payments import PaymentDeps, reconcile_payment, submit_refund
+from tuition.services.payouts import RECHECK as PAYOUT_RECHECK
+from tuition.services.payouts import SUBMIT_JOB, PayoutDeps, submit_payout
 from tuition.store.uow import UnitOfWork
 
 _OPEN = (PaymentStatus.CREATED, PaymentStatus.PENDING)
@@ -46,8 +51,8 @@ async def reconcile(uow: UnitOfWork, payment_id: str, deps: PaymentDeps) -> date
     """
     async with uow:
         found = await uow.payments.get(payment_id)
-    if found is None or found.status not in _OPEN:
-        return None  # settled by its notification: nothing to ask
+    if found is None or found.status not in _OPEN or found.channel == WALLET_CHANNEL:
+        return None  # settled by its notification (a held balance part: by its channel's)
     now = deps.clock.now()
     if found.created_at + deps.recover_after > now:
         return found.created_at + deps.recover_after  # this worker waits longer
@@ -95,9 +100,34 @@ async def refund(uow: UnitOfWork, refund_id: str, deps: PaymentDeps) -> datetime
     return None
 
 
+async def reconcile_day(uow: UnitOfWork, subject: str, deps: PaymentDeps) -> datetime | None:
+    """Reconcile one channel's business day against its bill (services/reconciliation.py)."""
+    from tuition.services import reconciliation
+
+    return await reconciliation.run_job(uow, subject, deps.registry, deps.clock)
+
+
+async def release(uow: UnitOfWork, payment_id: str, deps: PaymentDeps) -> datetime | None:
+    """Make a payment's earnings available when its refund hold ends."""
+    return await release_earnings(uow, payment_id, clock=deps.clock)
+
+
+async def payout(uow: UnitOfWork, payout_id: str, deps: PaymentDeps) -> datetime | None:
+    """Send a payout to its transfer channel; look again while it is processing."""
+    status = await submit_payout(
+        uow, payout_id, deps=PayoutDeps(clock=deps.clock, registry=deps.registry)
+    )
+    if status is PayoutStatus.PROCESSING:
+        return deps.clock.now() + PAYOUT_RECHECK
+    return None
+
+
 HANDLERS: dict[str, Handler] = {
     "reconcile_payment": reconcile,
     "expire_order": expire,
     "submit_refund": refund,
     "close_attempts": close_attempts,
+    RELEASE_JOB: release,
+    SUBMIT_JOB: payout,
+    "reconcile_day": reconcile_day,
 }

@@ -11,19 +11,18 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 
 import httpx
 
-from tuition.api.deps import Container
 from tuition.config import Settings
+from tuition.container import Container
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.logs import get_logger
 from tuition.services.anchors import anchor_daily
 from tuition.services.ledger import seal_ledger
-from tuition.services.payments import PaymentDeps
 from tuition.services.webhook_targets import (
     GuardedTransport,
     Resolver,
@@ -104,12 +103,7 @@ class Worker:
             trust_env=False,
         )
         self._deliverer = Deliverer(self._client, container.clock, self.rng)
-        self.deps = PaymentDeps(
-            registry=container.registry,
-            clock=container.clock,
-            base_url=container.settings.base_url,
-            recover_after=self.config.recover_after,
-        )
+        self.deps = replace(container.payment_deps(), recover_after=self.config.recover_after)
 
     def uow(self) -> UnitOfWork:
         return self.container.uow()
@@ -189,6 +183,28 @@ class Worker:
             except Exception as exc:  # a bad key or directory must not stop the sweep
                 log.warning("ledger_anchor_failed", error=f"{type(exc).__name__}: {exc}")
                 self._anchor_retry_at = now + timedelta(hours=1)
+        queued += await self._queue_reconciliations(now)
+        queued += await self.run_subscriptions()
+        return queued
+
+    async def run_subscriptions(self) -> int:
+        """Renewal orders, lapses, dunning and expiry of subscriptions (services/renewals.py)."""
+        from tuition.services.renewals import run_renewals
+        from tuition.worker.subscriptions import renewal_deps
+
+        run = await run_renewals(self.uow(), deps=renewal_deps(self.container))
+        return len(run.prepared) + len(run.past_due) + len(run.expired) + len(run.canceled)
+
+    async def _queue_reconciliations(self, now: datetime) -> int:
+        """Each morning, yesterday's reconciliation per channel (UNIQUE job key: once)."""
+        from tuition.services.reconciliation import RECONCILE_JOB, due_subjects
+
+        subjects = due_subjects(self.container.registry, now, self.container.settings.zone)
+        if not subjects:
+            return 0
+        async with self.uow() as uow:
+            queued = await uow.work.enqueue_many(RECONCILE_JOB, subjects, run_at=now, now=now)
+            await uow.commit()
         return queued
 
     async def deliver_due(self) -> int:

@@ -42,12 +42,16 @@ from tuition.channels.base import (
     RefundNotFound,
     RefundRequest,
     RefundState,
+    SupportsBills,
     SupportsStatements,
+    TransferRequest,
+    TransferState,
     VerifiedNotification,
 )
 from tuition.clock import Clock, SystemClock
 from tuition.domain.errors import ChannelError, ValidationFailed
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.domain.reconciliation import Bill
 
 SUCCESS_CODE = "10000"
 # The gateway could not tell whether it applied the request: retry or query, never fail.
@@ -204,6 +208,26 @@ class AlipayChannel:
             )
         return response.content
 
+    async def fetch_bill(self, day: date) -> Bill:
+        """The day's bill, parsed (:mod:`tuition.channels.alipay.bills`)."""
+        from tuition.channels.alipay import bills
+
+        return await bills.fetch_bill(self, day)
+
+    # -- transfers (payouts) ----------------------------------------------------------
+
+    async def transfer(self, request: TransferRequest) -> TransferState:
+        """``alipay.fund.trans.uni.transfer``; see :mod:`tuition.channels.alipay.transfers`."""
+        from tuition.channels.alipay import transfers
+
+        return await transfers.transfer(self._call, request)
+
+    async def query_transfer(self, payout_id: str) -> TransferState | None:
+        """``alipay.fund.trans.common.query``; ``None`` when Alipay has no such transfer."""
+        from tuition.channels.alipay import transfers
+
+        return await transfers.query_transfer(self._call, payout_id)
+
     # -- notifications ----------------------------------------------------------------
 
     def verify_notification(self, headers: Mapping[str, str], body: bytes) -> VerifiedNotification:
@@ -333,6 +357,6 @@ def _check_money(amount: int, currency: str) -> None:
         raise ValidationFailed("amount must be a positive integer of fen", param="amount")
 
 
-def _conforms(channel: AlipayChannel) -> tuple[Channel, SupportsStatements]:
+def _conforms(channel: AlipayChannel) -> tuple[Channel, SupportsStatements, SupportsBills]:
     # Never called: makes mypy prove AlipayChannel satisfies both protocols.
-    return channel, channel
+    return channel, channel, channel

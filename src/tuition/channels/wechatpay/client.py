@@ -40,6 +40,7 @@ from tuition.channels.base import (
     RefundNotFound,
     RefundRequest,
     RefundState,
+    SupportsBills,
     SupportsStatements,
     VerifiedNotification,
 )
@@ -54,6 +55,7 @@ from tuition.channels.wechatpay.transformers import JsonObject, UnknownWireStatu
 from tuition.clock import Clock, SystemClock
 from tuition.domain.errors import ChannelError, ValidationFailed
 from tuition.domain.payments import PaymentStatus
+from tuition.domain.reconciliation import Bill
 
 AUTH_SCHEME = "WECHATPAY2-SHA256-RSA2048"
 USER_AGENT = "tuition (WeChat Pay API v3; +https://github.com/tuition)"
@@ -255,6 +257,12 @@ class WechatPayChannel:
             raise ChannelError("WeChat Pay bill does not match its hash", code="bill_hash_mismatch")
         return response.content
 
+    async def fetch_bill(self, day: date) -> Bill:
+        """The day's bill, parsed (:mod:`tuition.channels.wechatpay.bills`)."""
+        from tuition.channels.wechatpay import bills
+
+        return await bills.fetch_bill(self, day)
+
     # -- notifications ----------------------------------------------------------------
 
     def verify_notification(self, headers: Mapping[str, str], body: bytes) -> VerifiedNotification:
@@ -361,6 +369,6 @@ def _check_money(amount: int, currency: str) -> None:
         raise ValidationFailed("amount must be a positive integer of fen", param="amount")
 
 
-def _conforms(channel: WechatPayChannel) -> tuple[Channel, SupportsStatements]:
+def _conforms(channel: WechatPayChannel) -> tuple[Channel, SupportsStatements, SupportsBills]:
     # Never called: makes mypy prove WechatPayChannel satisfies both protocols.
-    return channel, channel
+    return channel, channel, channel

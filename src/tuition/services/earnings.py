@@ -1,0 +1,305 @@
+"""Earnings: recorded with the paid order, held through the refund window, released by
+a job, taken back by refunds (see domain/earnings.py for the rules).
+
+:func:`record_earnings` runs inside the unit of work that books the paid order
+(services/settlement.py), :func:`claw_back` inside the one that settles a refund
+(services/refund_settlement.py), so an earning, its ledger posting and its hold are
+written together or not at all.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from tuition.clock import Clock
+from tuition.domain.earnings import (
+    DEFAULT_HOLD_DAYS,
+    EarningRole,
+    HeldEarning,
+    HoldStatus,
+    TaxProfile,
+    hold_transition,
+    release_entry,
+)
+from tuition.domain.errors import NotFound, ValidationFailed
+from tuition.domain.ids import Prefix, new_id
+from tuition.domain.ledger import AccountKind, AccountRef
+from tuition.store.earnings import EarningRecord, EarningView, PayeeRecord
+from tuition.store.orders import OrderRecord
+from tuition.store.payments import PaymentRecord
+from tuition.store.refunds import RefundRecord
+from tuition.store.uow import UnitOfWork
+
+RELEASE_JOB = "release_earnings"
+
+
+async def record_earnings(
+    uow: UnitOfWork,
+    payment: PaymentRecord,
+    order: OrderRecord,
+    shares: Sequence[tuple[str, int]],
+    *,
+    paid_at: datetime,
+    at: datetime,
+) -> None:
+    """Inside the caller's unit of work: hold each line's creator share (``shares``, one
+    per line, as the payment's entry posted them) until the order's refund window closes,
+    and queue the job that releases it. A payment settled again records nothing twice."""
+    lines = [
+        (line, payee_id, share)
+        for line, (payee_id, share) in zip(order.lines, shares, strict=True)
+        if share > 0
+    ]
+    if not lines:
+        return
+    await uow.earnings.hold_earnings(
+        payment_id=payment.id,
+        order_id=order.id,
+        currency=payment.currency,
+        paid_at=paid_at,
+        hold_days=None,
+        default_days=DEFAULT_HOLD_DAYS,
+        product_ids=sorted({line.product_id for line, _, _ in lines}),
+        rows=[
+            EarningRecord(
+                id=new_id(Prefix.EARNING),
+                payee_id=payee_id,
+                role=EarningRole.CREATOR.value,
+                payment_id=payment.id,
+                order_id=order.id,
+                line_index=line.line_index,
+                product_id=line.product_id,
+                currency=payment.currency,
+                base_amount=line.total - line.tax - line.surcharge,
+                rate=line.revenue_share,
+                amount=share,
+                clawed_pending=0,
+                clawed_available=0,
+                created_at=at,
+            )
+            for line, payee_id, share in lines
+        ],
+        job_kind=RELEASE_JOB,
+        at=at,
+    )
+
+
+async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> frozenset[str]:
+    """Inside the unit of work settling ``refund``: count each line's creator part as
+    taken back from its earning; the creators whose part comes from pending (the hold has
+    not ended). A payment settled before earnings were held gives back from available."""
+    parts = [line for line in refund.lines if line.creator_amount > 0]
+    if not parts:
+        return frozenset()
+    status = await uow.earnings.lock_hold_for_clawback(refund.payment_id, at)
+    if status is None:  # booked before earnings were held: straight from available
+        await uow.earnings.ensure_creator_payees([line.creator_id for line in parts], at)
+        for line in parts:
+            await uow.payouts.add_available(
+                line.creator_id, refund.currency, -line.creator_amount, at
+            )
+        return frozenset()
+    pending = status is HoldStatus.PENDING
+    for line in parts:
+        if not await uow.earnings.claw_back(
+            refund.payment_id,
+            line.line_index,
+            line.creator_id,
+            line.creator_amount,
+            pending=pending,
+        ):
+            raise AssertionError(
+                f"refund {refund.id} takes back more of line {line.line_index} than it earned"
+            )
+    if pending:
+        return frozenset(line.creator_id for line in parts)
+    for line in parts:  # after the hold: from available, which may go below zero
+        await uow.payouts.add_available(line.creator_id, refund.currency, -line.creator_amount, at)
+    return frozenset()
+
+
+async def release_earnings(uow: UnitOfWork, payment_id: str, *, clock: Clock) -> datetime | None:
+    """Make a payment's held earnings available once its hold ends (the worker job).
+
+    Returns when to look again if the hold has not ended. Safe to run twice or in two
+    workers at once: the hold moves by compare-and-set and the entry's source is UNIQUE.
+    """
+    later, _released = await _release(uow, payment_id, clock=clock)
+    return later
+
+
+async def release_due(uow: UnitOfWork, *, clock: Clock, limit: int = 500) -> int:
+    """Release every hold that has ended (a sweep beside the per-payment jobs); how many
+    this call released."""
+    async with uow:
+        due = await uow.earnings.due_holds(clock.now(), limit=limit)
+    released = 0
+    for payment_id in due:
+        _later, moved = await _release(uow, payment_id, clock=clock)
+        released += moved
+    return released
+
+
+async def _release(
+    uow: UnitOfWork, payment_id: str, *, clock: Clock
+) -> tuple[datetime | None, bool]:
+    async with uow:
+        hold = await uow.earnings.hold(payment_id)
+        if hold is None or hold.status is HoldStatus.RELEASED:
+            return None, False
+        now = clock.now()
+        if hold.release_at > now:
+            return hold.release_at, False
+        hold_transition(hold.status, HoldStatus.RELEASED)
+        if not await uow.earnings.release(payment_id, now=now):
+            return None, False  # another worker released it
+        rows = await uow.earnings.of_payment(payment_id)
+        entry = release_entry(
+            payment_id,
+            hold.currency,
+            [HeldEarning(r.payee_id, r.amount, r.clawed_pending) for r in rows],
+            occurred_at=now,
+        )
+        released: dict[str, int] = {}
+        for r in rows:
+            released[r.payee_id] = released.get(r.payee_id, 0) + r.amount - r.clawed_pending
+        for payee_id, amount in sorted(released.items()):
+            if amount:  # nets a negative balance left by an earlier clawback
+                await uow.payouts.add_available(payee_id, hold.currency, amount, now)
+        if entry is not None:
+            await uow.ledger.post(entry, at=now)
+        await uow.events.emit(
+            "earnings.released",
+            payment_id,
+            {
+                "payment_id": payment_id,
+                "order_id": hold.order_id,
+                "currency": hold.currency,
+                "released": [
+                    {"payee_id": r.payee_id, "amount": r.amount - r.clawed_pending} for r in rows
+                ],
+            },
+            at=now,
+        )
+        await uow.commit()
+    return None, True
+
+
+# --- reads ----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class PayeeBalance:
+    currency: str
+    pending: int  # in the refund hold
+    available: int  # may be below zero after a clawback: netted against later earnings
+    in_payout: int = 0  # net of tax, payouts not yet paid
+    paid_out: int = 0  # net of tax
+    tax_withheld: int = 0
+
+
+async def payee_of(uow: UnitOfWork, payee_id: str) -> PayeeRecord:
+    payee = await uow.earnings.payee(payee_id)
+    if payee is None:
+        raise NotFound(f"no payee {payee_id}", code="payee_not_found", param="payee_id")
+    return payee
+
+
+async def balance_of(uow: UnitOfWork, payee_id: str) -> tuple[PayeeRecord, list[PayeeBalance]]:
+    """A payee's balances per currency, read from its ledger accounts."""
+    async with uow:
+        payee = await payee_of(uow, payee_id)
+        accounts = await uow.earnings.account_balances(payee_id)
+        payouts = await uow.payouts.totals(payee_id)
+    by_currency: dict[str, dict[AccountKind, int]] = {c: {} for c in payouts}
+    for key, amount in accounts.items():
+        account = AccountRef.parse(key)
+        by_currency.setdefault(account.currency, {})[account.kind] = -amount  # credit-normal
+    return payee, [
+        PayeeBalance(
+            currency=currency,
+            pending=kinds.get(AccountKind.CREATOR_PENDING, 0),
+            available=kinds.get(AccountKind.CREATOR_PAYABLE, 0),
+            **payouts.get(currency, {}),
+        )
+        for currency, kinds in sorted(by_currency.items())
+    ]
+
+
+async def update_payee(
+    uow: UnitOfWork,
+    payee_id: str,
+    *,
+    at: datetime,
+    name: str | None = None,
+    tax_profile: TaxProfile | None = None,
+    payout_method: str | None = None,
+    payout_account: str | None = None,
+) -> PayeeRecord:
+    """Change a payee's name, tax profile or payout details (given fields only)."""
+    values: dict[str, str | None] = {}
+    if name is not None:
+        values["name"] = name
+    if tax_profile is not None:
+        values["tax_profile"] = tax_profile.value
+    if payout_method is not None:
+        if not payout_account:
+            raise ValidationFailed("a payout method needs its account", param="payout_account")
+        values["payout_method"] = payout_method
+        values["payout_account"] = payout_account
+    async with uow:
+        await payee_of(uow, payee_id)
+        if values:
+            await uow.earnings.update_payee(payee_id, at, **values)
+        payee = await payee_of(uow, payee_id)
+        await uow.commit()
+    return payee
+
+
+async def earnings_of(
+    uow: UnitOfWork, payee_id: str, *, limit: int, starting_after: str | None
+) -> tuple[list[EarningView], bool]:
+    async with uow:
+        await payee_of(uow, payee_id)
+        return await uow.earnings.of_payee(payee_id, limit=limit, starting_after=starting_after)
+
+
+async def payee_problems(uow: UnitOfWork) -> list[str]:
+    """Payees whose held earnings differ from their ``creator_pending`` account (for
+    ``tuition ledger verify``, beside the wallets). Every payee on record is checked; a
+    pending posting for an id that is no payee (an entry posted by hand) is not."""
+    async with uow:
+        known = {p.id for p in await uow.earnings.list_payees()}
+        records = {
+            AccountKind.CREATOR_PENDING: await uow.earnings.pending_totals(),
+            AccountKind.CREATOR_PAYABLE: await uow.payouts.all_available(),
+            AccountKind.CREATOR_IN_PAYOUT: {
+                (p, c): t["in_payout"]
+                for p in known
+                for c, t in (await uow.payouts.totals(p)).items()
+                if t["in_payout"]
+            },
+        }
+        ledger = await uow.ledger.balances()
+    booked: dict[AccountKind, dict[tuple[str, str], int]] = {kind: {} for kind in records}
+    for key, amount in ledger.items():
+        account = AccountRef.parse(key)
+        if account.kind in booked and account.qualifier in known and amount:
+            booked[account.kind][(account.qualifier, account.currency)] = -amount
+    problems = []
+    for kind, kept in records.items():
+        kept = {k: v for k, v in kept.items() if v}
+        for payee, currency in sorted(kept.keys() | booked[kind].keys()):
+            have, want = kept.get((payee, currency), 0), booked[kind].get((payee, currency), 0)
+            if have != want:
+                problems.append(f"payee {payee}/{currency}: {_LABELS[kind]} {have}, {kind} {want}")
+    return problems
+
+
+_LABELS = {
+    AccountKind.CREATOR_PENDING: "held earnings",
+    AccountKind.CREATOR_PAYABLE: "available balance",
+    AccountKind.CREATOR_IN_PAYOUT: "payouts under way",
+}

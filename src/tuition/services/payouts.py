@@ -1,0 +1,400 @@
+"""Payouts: take money from a payee's available balance, withhold tax, and settle the
+transfer (see domain/payouts.py for statuses and entries, domain/tax.py for the tax).
+
+A payout is created in one transaction that locks the payee's balance row, works out
+the month's withholding with that lock held, takes the amount by a conditional UPDATE
+and posts the entry; so two payouts at once never overdraw and never withhold the
+month's tax twice. The bank route moves payouts to ``processing`` when finance exports
+the batch file, and finance marks each paid (with the bank's reference) or failed.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from zoneinfo import ZoneInfo
+
+from tuition.channels.base import (
+    ChannelTimeout,
+    SupportsTransfers,
+    TransferRequest,
+    TransferStatus,
+)
+from tuition.channels.registry import ChannelRegistry
+from tuition.clock import Clock
+from tuition.domain.earnings import TaxProfile, mask_account
+from tuition.domain.errors import Conflict, NotFound, ValidationFailed
+from tuition.domain.ids import Prefix, new_id
+from tuition.domain.money import format_amount, get_currency
+from tuition.domain.payouts import (
+    PayoutMethod,
+    PayoutStatus,
+    created_entry,
+    failed_entry,
+    paid_entry,
+    payout_amount,
+    returned_entry,
+    transition,
+)
+from tuition.domain.tax import DEFAULT_TABLE, WithholdingTable, withhold
+from tuition.services.earnings import payee_of
+from tuition.store.payouts import PayoutRecord
+from tuition.store.uow import UnitOfWork
+
+TAX_ZONE = ZoneInfo("Asia/Shanghai")  # a month of income is a calendar month in China
+
+
+@dataclass(frozen=True, slots=True)
+class PayoutDeps:
+    clock: Clock
+    minimum: int = 100  # minor units: the smallest payout made
+    tax_table: WithholdingTable = DEFAULT_TABLE
+    registry: ChannelRegistry | None = None  # transfer channels (Alipay); None: bank only
+
+
+SUBMIT_JOB = "submit_payout"
+RECHECK = timedelta(seconds=60)
+
+
+@dataclass(frozen=True, slots=True)
+class CreatePayout:
+    payee_id: str
+    currency: str
+    amount: int | None  # None: everything available
+    requested_by: str
+    run_key: str | None = None  # a scheduled run's: one payout per payee and period
+
+
+def tax_month(at: datetime) -> str:
+    return at.astimezone(TAX_ZONE).strftime("%Y-%m")
+
+
+def run_period(at: datetime, schedule: str) -> str:
+    """The period a scheduled run pays for: ``2026-11`` (monthly) or ``2026-W45``."""
+    local = at.astimezone(TAX_ZONE)
+    if schedule == "weekly":
+        year, week, _day = local.isocalendar()
+        return f"{year}-W{week:02d}"
+    if schedule == "monthly":
+        return local.strftime("%Y-%m")
+    raise ValidationFailed(f"unknown payout schedule {schedule!r}", param="payout_schedule")
+
+
+@dataclass(frozen=True, slots=True)
+class RunResult:
+    period: str
+    paid: list[PayoutRecord]
+    skipped: list[tuple[str, str]]  # (payee id, why)
+
+
+async def run_payouts(uow: UnitOfWork, *, schedule: str, deps: PayoutDeps) -> RunResult:
+    """Pay every payee with payout details all it has available, once per period of the
+    schedule: a run repeated or two runs at once make each payee's payout once."""
+    period = run_period(deps.clock.now(), schedule)
+    async with uow:
+        payees = [p for p in await uow.earnings.list_payees() if p.payout_account]
+        balances = {p.id: await uow.payouts.available(p.id) for p in payees}
+    paid: list[PayoutRecord] = []
+    skipped: list[tuple[str, str]] = []
+    for payee in payees:
+        for currency, available in sorted(balances[payee.id].items()):
+            if available < deps.minimum:
+                skipped.append((payee.id, f"{currency}: {available} available, below the minimum"))
+                continue
+            cmd = CreatePayout(
+                payee_id=payee.id,
+                currency=currency,
+                amount=None,
+                requested_by=f"run:{schedule}",
+                run_key=f"{payee.id}:{currency}:{period}",
+            )
+            try:
+                paid.append(await create_payout(cmd, uow, deps=deps))
+            except (Conflict, ValidationFailed) as exc:
+                skipped.append((payee.id, f"{currency}: {exc}"))
+    return RunResult(period, paid, skipped)
+
+
+async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps) -> PayoutRecord:
+    """Hold the amount from available, withhold the month's tax, record a pending payout.
+
+    Raises NotFound (``payee_not_found``), Conflict (``payout_method_missing``,
+    ``insufficient_available``, ``payout_channel_unavailable``) or ValidationFailed
+    (``payout_below_minimum``); writes nothing then.
+    """
+    get_currency(cmd.currency)
+    now = deps.clock.now()
+    async with uow:
+        payee = await payee_of(uow, cmd.payee_id)
+        if payee.payout_method is None or not payee.payout_account:
+            raise Conflict(
+                f"payee {payee.id} has no payout account",
+                code="payout_method_missing",
+                param="payee_id",
+            )
+        method = PayoutMethod(payee.payout_method)
+        if method is not PayoutMethod.BANK:
+            _transfer_channel(deps, method)
+        available = await uow.payouts.lock_available(payee.id, cmd.currency, now)
+        amount = payout_amount(available, cmd.amount, deps.minimum)
+        if amount > available:
+            raise Conflict(
+                f"payee {payee.id} has {available} available, not {amount}",
+                code="insufficient_available",
+                param="amount",
+            )
+        month = tax_month(now)
+        tax = 0
+        if payee.tax_profile == TaxProfile.INDIVIDUAL.value and (
+            cmd.currency == deps.tax_table.currency
+        ):
+            paid, withheld = await uow.payouts.month_totals(payee.id, cmd.currency, month)
+            tax = withhold(
+                amount, paid_this_month=paid, withheld_this_month=withheld, table=deps.tax_table
+            ).withheld_now
+        if await uow.payouts.take(payee.id, cmd.currency, amount, now) is None:
+            raise AssertionError("the balance row is locked by this transaction")
+        payout = PayoutRecord(
+            id=new_id(Prefix.PAYOUT),
+            payee_id=payee.id,
+            currency=cmd.currency,
+            amount=amount,
+            tax_withheld=tax,
+            tax_month=month,
+            method=method.value,
+            destination=mask_account(payee.payout_account),
+            status=PayoutStatus.PENDING,
+            reference=None,
+            failure_code=None,
+            failure_message=None,
+            requested_by=cmd.requested_by,
+            run_key=cmd.run_key,
+            created_at=now,
+            updated_at=now,
+            paid_at=None,
+            failed_at=None,
+        )
+        if not await uow.payouts.add(payout):
+            raise Conflict(
+                f"payee {payee.id} was paid by run {cmd.run_key} already", code="payout_run_done"
+            )
+        await uow.ledger.post(
+            created_entry(payout.id, payee.id, cmd.currency, amount, tax, at=now), at=now
+        )
+        await uow.events.emit("payout.created", payout.id, payout_data(payout), at=now)
+        if method is not PayoutMethod.BANK:
+            # Sent after commit (submit_payout); the job sends it if that never happens.
+            await uow.work.enqueue(SUBMIT_JOB, payout.id, run_at=now + RECHECK, now=now)
+        await uow.commit()
+    return payout
+
+
+def _transfer_channel(deps: PayoutDeps, method: PayoutMethod) -> SupportsTransfers:
+    channel = None
+    if deps.registry is not None and method.value in deps.registry:
+        channel = deps.registry.get(method.value)
+    if not isinstance(channel, SupportsTransfers):
+        raise Conflict(
+            f"transfers through {method} are not available here; use the bank route",
+            code="payout_channel_unavailable",
+            param="payee_id",
+        )
+    return channel
+
+
+async def submit_payout(uow: UnitOfWork, payout_id: str, *, deps: PayoutDeps) -> PayoutStatus:
+    """Send a payout to its transfer channel, or learn what became of it; its status now.
+
+    The payout moves to ``processing`` before the gateway is called, and the query
+    decides every time: a transfer it does not know is sent (the payout id is the
+    gateway's ``out_biz_no``, so a repeat is one transfer), one it knows is settled as
+    it says. A lost answer leaves it ``processing`` for the job to ask again.
+    """
+    now = deps.clock.now()
+    async with uow:
+        payout = await uow.payouts.get(payout_id)
+        if payout is None:
+            raise NotFound(f"no payout {payout_id}", code="payout_not_found", param="payout_id")
+        if payout.status is PayoutStatus.PENDING:
+            transition(payout.status, PayoutStatus.PROCESSING)
+            await uow.payouts.set_status(
+                payout_id, expected=PayoutStatus.PENDING, target=PayoutStatus.PROCESSING, at=now
+            )
+            payout = await uow.payouts.get(payout_id)
+            assert payout is not None
+        payee = await payee_of(uow, payout.payee_id)
+        await uow.commit()
+    if payout.status is not PayoutStatus.PROCESSING or payout.method == PayoutMethod.BANK.value:
+        return payout.status
+    channel = _transfer_channel(deps, PayoutMethod(payout.method))
+    try:
+        state = await channel.query_transfer(payout_id)
+        if state is None:
+            state = await channel.transfer(
+                TransferRequest(
+                    payout_id=payout.id,
+                    amount=payout.net,
+                    currency=payout.currency,
+                    account=payee.payout_account or "",
+                    name=payee.name,
+                    title=f"payout {payout.tax_month}",
+                )
+            )
+    except ChannelTimeout:
+        return PayoutStatus.PROCESSING
+    match state.status:
+        case TransferStatus.SUCCEEDED:
+            reference = state.channel_transfer_no or f"{payout.method}:{payout.id}"
+            return (await mark_paid(uow, payout_id, reference=reference, deps=deps)).status
+        case TransferStatus.FAILED | TransferStatus.RETURNED:
+            failed = await mark_failed(
+                uow,
+                payout_id,
+                code=state.failure_code or "transfer_failed",
+                message=state.failure_message or "the gateway refused the transfer",
+                deps=deps,
+            )
+            return failed.status
+        case TransferStatus.PROCESSING:
+            return PayoutStatus.PROCESSING
+
+
+async def _move(
+    uow: UnitOfWork,
+    payout_id: str,
+    target: PayoutStatus,
+    *,
+    now: datetime,
+    **values: object,
+) -> PayoutRecord:
+    """Inside an open unit of work: compare-and-set the payout to ``target``."""
+    payout = await uow.payouts.get(payout_id)
+    if payout is None:
+        raise NotFound(f"no payout {payout_id}", code="payout_not_found", param="payout_id")
+    transition(payout.status, target)
+    if not await uow.payouts.set_status(
+        payout_id, expected=payout.status, target=target, at=now, **values
+    ):
+        raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
+    moved = await uow.payouts.get(payout_id)
+    assert moved is not None
+    return moved
+
+
+async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
+    """The bank batch file (CSV) of every pending bank payout, each moved to
+    ``processing``: a payout is in one batch only."""
+    now = deps.clock.now()
+    out = io.StringIO()
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(["payout_id", "payee_name", "account", "currency", "amount"])
+    async with uow:
+        pending, _more = await uow.payouts.listing(
+            payee_id=None, status=PayoutStatus.PENDING, limit=10_000, starting_after=None
+        )
+        for payout in sorted(pending, key=lambda p: p.id):
+            if payout.method != PayoutMethod.BANK.value:
+                continue
+            payee = await payee_of(uow, payout.payee_id)
+            if not await uow.payouts.set_status(
+                payout.id, expected=PayoutStatus.PENDING, target=PayoutStatus.PROCESSING, at=now
+            ):
+                continue  # exported by another run meanwhile
+            writer.writerow(
+                [
+                    payout.id,
+                    payee.name,
+                    payee.payout_account or "",
+                    payout.currency,
+                    format_amount(payout.net, get_currency(payout.currency)),
+                ]
+            )
+        await uow.commit()
+    return out.getvalue()
+
+
+async def mark_paid(
+    uow: UnitOfWork, payout_id: str, *, reference: str, deps: PayoutDeps
+) -> PayoutRecord:
+    if not reference.strip():
+        raise ValidationFailed("the bank's reference is required", param="reference")
+    now = deps.clock.now()
+    async with uow:
+        payout = await _move(
+            uow, payout_id, PayoutStatus.PAID, now=now, reference=reference, paid_at=now
+        )
+        await uow.ledger.post(
+            paid_entry(
+                payout.id,
+                payout.payee_id,
+                payout.currency,
+                payout.amount,
+                payout.tax_withheld,
+                at=now,
+            ),
+            at=now,
+        )
+        await uow.events.emit("payout.paid", payout.id, payout_data(payout), at=now)
+        await uow.commit()
+    return payout
+
+
+async def mark_failed(
+    uow: UnitOfWork, payout_id: str, *, code: str, message: str, deps: PayoutDeps
+) -> PayoutRecord:
+    """A payout the bank or channel refused: its money is available again, with the
+    reason; a payout already paid is ``returned`` instead."""
+    now = deps.clock.now()
+    async with uow:
+        current = await uow.payouts.get(payout_id)
+        returned = current is not None and current.status is PayoutStatus.PAID
+        target = PayoutStatus.RETURNED if returned else PayoutStatus.FAILED
+        payout = await _move(
+            uow,
+            payout_id,
+            target,
+            now=now,
+            failure_code=code[:64],
+            failure_message=message[:500],
+            failed_at=now,
+        )
+        # The balance before the ledger, as on every path that touches both.
+        await uow.payouts.add_available(payout.payee_id, payout.currency, payout.amount, now)
+        build = returned_entry if returned else failed_entry
+        await uow.ledger.post(
+            build(
+                payout.id,
+                payout.payee_id,
+                payout.currency,
+                payout.amount,
+                payout.tax_withheld,
+                at=now,
+            ),
+            at=now,
+        )
+        await uow.events.emit(f"payout.{target.value}", payout.id, payout_data(payout), at=now)
+        await uow.commit()
+    return payout
+
+
+async def get_payout(uow: UnitOfWork, payout_id: str) -> PayoutRecord:
+    async with uow:
+        payout = await uow.payouts.get(payout_id)
+    if payout is None:
+        raise NotFound(f"no payout {payout_id}", code="payout_not_found", param="payout_id")
+    return payout
+
+
+def payout_data(payout: PayoutRecord) -> dict[str, object]:
+    return {
+        "id": payout.id,
+        "payee_id": payout.payee_id,
+        "currency": payout.currency,
+        "amount": payout.amount,
+        "tax_withheld": payout.tax_withheld,
+        "net": payout.net,
+        "status": payout.status.value,
+        "failure_code": payout.failure_code,
+    }

@@ -1,0 +1,340 @@
+"""Renewals and dunning: the worker's subscription pass.
+
+One pass (:func:`run_renewals`) does four things, each safe to run twice, on two
+workers at once, or again after a crash at any point:
+
+1. **prepare**: a renewal order for each subscription whose period ends within the
+   lead time. ``subscription_orders`` is UNIQUE per (subscription, period, kind): the
+   worker that loses the insert cancels the order it made, so one order per period
+   exists and only that one is ever charged or shown. A crash between making the order
+   and recording it leaves an unlinked order that simply expires.
+2. **lapse**: at the period's end, a subscription set to cancel is ``canceled``; one
+   whose renewal is unpaid becomes ``past_due`` (``subscription.payment_failed`` and
+   ``subscription.past_due``), keeping access through the grace period.
+3. **dun**: each retry on the schedule is another ``subscription.payment_failed`` with
+   the link to pay by hand.
+4. **expire**: a ``past_due`` subscription whose grace has run out is ``expired``: its
+   access ends and its renewal order is cancelled.
+
+Renewal orders are ordinary orders: paid on the checkout page through the one paid
+path, which moves the subscription on (services/subscription_periods.py).
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+from tuition.clock import Clock
+from tuition.domain.catalog import period_end
+from tuition.domain.errors import Conflict, IllegalTransition, NotFound
+from tuition.domain.orders import OrderStatus
+from tuition.domain.subscriptions import RenewalPolicy, SubscriptionStatus, transition
+from tuition.services.orders import (
+    CreateOrder,
+    ItemRequest,
+    OrderPolicy,
+    cancel_order,
+    create_order,
+)
+from tuition.services.subscription_periods import event_data
+from tuition.services.subscriptions import period_order
+from tuition.store.subscriptions import SubscriptionOrder, SubscriptionRecord
+from tuition.store.uow import UnitOfWork
+
+S = SubscriptionStatus
+_UNPAID_ENDS = (OrderStatus.EXPIRED, OrderStatus.CANCELLED)
+
+
+@dataclass(frozen=True, slots=True)
+class RenewalDeps:
+    clock: Clock
+    orders: OrderPolicy
+    policy: RenewalPolicy
+    checkout_link: Callable[[str], str]
+    """The buyer's link to pay an order by hand (built below services)."""
+
+
+@dataclass(slots=True)
+class RenewalRun:
+    prepared: list[str] = field(default_factory=list)
+    past_due: list[str] = field(default_factory=list)
+    reminded: list[str] = field(default_factory=list)
+    canceled: list[str] = field(default_factory=list)
+    expired: list[str] = field(default_factory=list)
+
+
+async def run_renewals(uow: UnitOfWork, *, deps: RenewalDeps, limit: int = 100) -> RenewalRun:
+    """One pass of the subscription clock (see the module docstring)."""
+    run = RenewalRun()
+    now = deps.clock.now()
+    async with uow:
+        due = await uow.subscriptions.due_for_renewal(before=now + deps.policy.lead, limit=limit)
+    for sub in due:
+        if await prepare_renewal(uow, sub, deps=deps):
+            run.prepared.append(sub.id)
+    async with uow:
+        ended = await uow.subscriptions.ended_before(
+            statuses=[S.ACTIVE.value, S.TRIALING.value], before=now, limit=limit
+        )
+    for sub in ended:
+        outcome = await _lapse(uow, sub, deps=deps)
+        if outcome == "canceled":
+            run.canceled.append(sub.id)
+        elif outcome == "past_due":
+            run.past_due.append(sub.id)
+    async with uow:
+        retries = await uow.subscriptions.retries_due(now=now, limit=limit)
+    for link in retries:
+        if await _remind(uow, link, deps=deps):
+            run.reminded.append(link.subscription_id)
+    async with uow:
+        lapsed = await uow.subscriptions.ended_before(
+            statuses=[S.PAST_DUE.value], before=now - deps.policy.grace, limit=limit
+        )
+    for sub in lapsed:
+        if await _expire(uow, sub, deps=deps):
+            run.expired.append(sub.id)
+    async with uow:
+        unstarted = await uow.subscriptions.never_started(
+            before=now - deps.orders.order_ttl, limit=limit
+        )
+    for sub in unstarted:
+        if await _abandon(uow, sub, deps=deps):
+            run.expired.append(sub.id)
+    return run
+
+
+async def _abandon(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> bool:
+    """A subscription whose first order expired or was cancelled unpaid never started:
+    it is ``expired``, and a new one may be made."""
+    now = deps.clock.now()
+    async with uow:
+        link = await uow.subscriptions.order_for_period(sub.id, 1, "first")
+        order = None if link is None else await uow.orders.get(link.order_id, with_lines=False)
+        if link is None or order is None or order.status not in _UNPAID_ENDS:
+            return False
+        if not await uow.subscriptions.update(
+            sub.id,
+            expected=(S.ACTIVE,),
+            at=now,
+            status=transition(sub.status, S.EXPIRED),
+            ended_at=now,
+        ):
+            return False
+        await uow.subscriptions.set_order(link.order_id, expected=("pending",), status="void")
+        await uow.events.emit(
+            "subscription.expired", sub.id, replace_status(sub, S.EXPIRED), at=now
+        )
+        await uow.commit()
+    return True
+
+
+async def prepare_renewal(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> bool:
+    """Make the renewal order of the period after ``sub``'s current one, once.
+
+    Returns True for the call whose order became the period's renewal.
+    """
+    index = sub.period_index + 1
+    async with uow:
+        if await uow.subscriptions.order_for_period(sub.id, index, "renewal") is not None:
+            return False
+        product = (await uow.catalog.products_by_ids([sub.product_id])).get(sub.product_id)
+    if product is None or sub.current_period_end is None:
+        return False
+    price = product.price_in(sub.currency)
+    if price is None:
+        return False
+    if sub.credit_balance >= price:
+        return await _renew_from_credit(uow, sub, price, deps=deps)
+    unit_prices = {product.id: price - sub.credit_balance} if sub.credit_balance else {}
+    now = deps.clock.now()
+    # Payable until the grace period ends; the expiry job closes it after that.
+    ttl = max(sub.current_period_end + deps.policy.grace - now, deps.orders.order_ttl)
+    order = await create_order(
+        CreateOrder(
+            customer_id=sub.customer_id,
+            currency=sub.currency,
+            items=(ItemRequest(product.id),),
+            metadata={"subscription_id": sub.id, "period_index": index},
+            unit_prices=unit_prices,
+        ),
+        uow,
+        clock=deps.clock,
+        policy=replace(deps.orders, order_ttl=ttl),
+    )
+    link = period_order(sub, order, index=index, kind="renewal", product_id=product.id)
+    async with uow:
+        added = await uow.subscriptions.add_order(link)
+        if added:
+            if sub.credit_balance:
+                await uow.subscriptions.update(
+                    sub.id, expected=(sub.status,), at=now, credit_balance=0
+                )
+            await uow.events.emit(
+                "subscription.renewal_upcoming",
+                sub.id,
+                event_data(
+                    sub,
+                    link,
+                    amount=order.total,
+                    currency=order.currency,
+                    period_end=sub.current_period_end,
+                    checkout_url=deps.checkout_link(order.id),
+                ),
+                at=now,
+            )
+            await uow.commit()
+    if not added:  # another worker's order is the period's: ours must never be paid
+        with contextlib.suppress(Conflict, IllegalTransition, NotFound):
+            await cancel_order(uow, order.id, clock=deps.clock)
+    return added
+
+
+async def _renew_from_credit(
+    uow: UnitOfWork, sub: SubscriptionRecord, price: int, *, deps: RenewalDeps
+) -> bool:
+    """A downgrade's credit that covers a whole period renews it without an order."""
+    now = deps.clock.now()
+    async with uow:
+        product = (await uow.catalog.products_by_ids([sub.product_id]))[sub.product_id]
+        assert sub.current_period_end is not None
+        assert product.period is not None
+        end = period_end(sub.current_period_end, product.period)
+        moved = await uow.subscriptions.update(
+            sub.id,
+            expected=(sub.status,),
+            at=now,
+            period_index_was=sub.period_index,
+            period_index=sub.period_index + 1,
+            current_period_start=sub.current_period_end,
+            current_period_end=end,
+            credit_balance=sub.credit_balance - price,
+        )
+        # Only the first of racing workers finds the old period: the CAS is on its index.
+        if moved:
+            await uow.events.emit(
+                "subscription.renewed", sub.id, event_data(sub, end=end, from_credit=price), at=now
+            )
+            await uow.commit()
+    return moved
+
+
+async def _lapse(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> str | None:
+    now = deps.clock.now()
+    if sub.cancel_at_period_end:
+        async with uow:
+            if not await uow.subscriptions.update(
+                sub.id,
+                expected=(sub.status,),
+                at=now,
+                period_index_was=sub.period_index,
+                status=transition(sub.status, S.CANCELED),
+                ended_at=now,
+            ):
+                return None
+            await uow.events.emit(
+                "subscription.canceled", sub.id, replace_status(sub, S.CANCELED), at=now
+            )
+            await uow.commit()
+        return "canceled"
+    async with uow:
+        link = await uow.subscriptions.order_for_period(sub.id, sub.period_index + 1, "renewal")
+    if link is None:
+        # The renewal was not prepared in time (a lead of zero, a worker down): make it
+        # now; the next pass finds it unpaid.
+        await prepare_renewal(uow, sub, deps=deps)
+        return None
+    first_failed = now
+    retry = deps.policy.next_retry(first_failed, 1)
+    async with uow:
+        if not await uow.subscriptions.update(
+            sub.id,
+            expected=(sub.status,),
+            at=now,
+            # A renewal paid since this pass read the subscription moved its period on.
+            period_index_was=sub.period_index,
+            status=transition(sub.status, S.PAST_DUE),
+        ):
+            return None
+        await uow.subscriptions.set_order(
+            link.order_id,
+            expected=("pending",),
+            status="failed",
+            attempts=1,
+            first_failed_at=first_failed,
+            next_attempt_at=retry,
+        )
+        data = replace_status(sub, S.PAST_DUE) | {
+            "order_id": link.order_id,
+            "attempt": 1,
+            "next_attempt_at": retry.isoformat() if retry else None,
+            "access_until": deps.policy.access_until(now).isoformat(),
+            "checkout_url": deps.checkout_link(link.order_id),
+        }
+        await uow.events.emit("subscription.payment_failed", sub.id, data, at=now)
+        await uow.events.emit("subscription.past_due", sub.id, data, at=now)
+        await uow.commit()
+    return "past_due"
+
+
+async def _remind(uow: UnitOfWork, link: SubscriptionOrder, *, deps: RenewalDeps) -> bool:
+    """A retry on the dunning schedule: another attempt, another notice with the link."""
+    now = deps.clock.now()
+    attempt = link.attempts + 1
+    assert link.first_failed_at is not None
+    retry = deps.policy.next_retry(link.first_failed_at, attempt)
+    async with uow:
+        sub = await uow.subscriptions.get(link.subscription_id)
+        if sub is None or sub.status is not S.PAST_DUE:
+            await uow.subscriptions.set_order(
+                link.order_id, expected=("failed",), next_attempt_at=None
+            )
+            await uow.commit()
+            return False
+        # The CAS on attempts makes a retry happen once, however many workers see it.
+        if not await uow.subscriptions.set_order_attempt(
+            link.order_id, attempts=link.attempts, next_attempt_at=retry
+        ):
+            return False
+        data = replace_status(sub, S.PAST_DUE) | {
+            "order_id": link.order_id,
+            "attempt": attempt,
+            "next_attempt_at": retry.isoformat() if retry else None,
+            "checkout_url": deps.checkout_link(link.order_id),
+        }
+        await uow.events.emit("subscription.payment_failed", sub.id, data, at=now)
+        await uow.commit()
+    return True
+
+
+async def _expire(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> bool:
+    now = deps.clock.now()
+    async with uow:
+        if not await uow.subscriptions.update(
+            sub.id,
+            expected=(S.PAST_DUE,),
+            at=now,
+            period_index_was=sub.period_index,
+            status=transition(sub.status, S.EXPIRED),
+            ended_at=now,
+        ):
+            return False
+        link = await uow.subscriptions.order_for_period(sub.id, sub.period_index + 1, "renewal")
+        if link is not None:
+            await uow.subscriptions.set_order(
+                link.order_id, expected=("pending", "failed"), status="void", next_attempt_at=None
+            )
+        await uow.events.emit(
+            "subscription.expired", sub.id, replace_status(sub, S.EXPIRED), at=now
+        )
+        await uow.commit()
+    if link is not None:  # paid at the last second: the paid path already kept the money
+        with contextlib.suppress(Conflict, IllegalTransition, NotFound):
+            await cancel_order(uow, link.order_id, clock=deps.clock)
+    return True
+
+
+def replace_status(sub: SubscriptionRecord, status: SubscriptionStatus) -> dict[str, object]:
+    return event_data(sub) | {"status": status.value}
