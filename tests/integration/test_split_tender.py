@@ -285,3 +285,22 @@ async def test_a_split_order_refunded_balance_part_first_takes_back_each_share_o
     books = await _clean(uow)
     assert books.get(f"creator_pending:CNY:{shop['creator']}", 0) == 0
     assert books.get("platform_revenue:CNY", 0) + books.get("refunds:CNY", 0) == 0
+
+
+async def test_a_balance_part_refunded_in_pieces_never_takes_more_than_the_creator_earned(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator, uow: UnitOfWork
+) -> None:
+    await _credit(client, 333)
+    order, payment = await _split(client, shop, 333)
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    for _ in range(3):  # 111 each: 77.7 of the creator's share, rounded up every time
+        await post(client, "/v1/refunds", {"payment_id": payment["wallet_part_id"], "amount": 111})
+    await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 4000})
+    await post(client, "/v1/refunds", {"order_id": order["id"]})
+    await gateway.settle_refunds()
+    await gateway.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "refunded"
+    books = await _clean(uow)
+    assert books.get(f"creator_pending:CNY:{shop['creator']}", 0) == 0
+    assert await _balance(client) == 333

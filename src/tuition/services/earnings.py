@@ -93,7 +93,10 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> f
     parts = [line for line in refund.lines if line.creator_amount > 0]
     if not parts:
         return frozenset()
-    status = await uow.earnings.lock_hold_for_clawback(refund.payment_id, at)
+    # A split payment's balance part has no earnings of its own: they are held under
+    # the channel payment it belongs to (services/settlement.py).
+    earned_by = await uow.payments.split_of(refund.payment_id) or refund.payment_id
+    status = await uow.earnings.lock_hold_for_clawback(earned_by, at)
     if status is None:  # booked before earnings were held: straight from available
         await uow.earnings.ensure_creator_payees([line.creator_id for line in parts], at)
         for line in parts:
@@ -104,7 +107,7 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> f
     pending = status is HoldStatus.PENDING
     for line in parts:
         if not await uow.earnings.claw_back(
-            refund.payment_id,
+            earned_by,
             line.line_index,
             line.creator_id,
             line.creator_amount,

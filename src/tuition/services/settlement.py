@@ -222,7 +222,10 @@ async def _book_paid_order(
                 credits=[(order.customer_id, value) for _, value in credits if value],
             )
             await uow.ledger.post(entry, at=at)
-            booked.append((funding, entry, line_shares))
+        # The earnings of a split order are held once, under the channel payment: a
+        # refund of either part takes the creator's share back from the same earning,
+        # which the order-wide refund split never overdraws.
+        booked.append((payment, entry, list(shares)))
     for booked_payment, _entry_posted, line_shares in booked:
         await record_earnings(uow, booked_payment, order, line_shares, paid_at=paid_at, at=at)
     await uow.events.emit("order.paid", order.id, _order_data(order), at=at)

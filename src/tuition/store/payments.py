@@ -249,6 +249,15 @@ class PaymentRepository:
         ).first()
         return None if row is None else _payment(row._mapping)
 
+    async def split_of(self, payment_id: str) -> str | None:
+        """The channel payment whose balance part ``payment_id`` is, if it is one."""
+        row = (
+            await self.conn.execute(
+                select(payments.c.id).where(payments.c.wallet_part_id == payment_id)
+            )
+        ).first()
+        return None if row is None else str(row[0])
+
     async def held_parts(self) -> dict[tuple[str, str], int]:
         """Balance parts of split payments held now, by (customer, currency)."""
         rows = await self.conn.execute(

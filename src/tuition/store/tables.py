@@ -337,6 +337,7 @@ payments = Table(
 Index("ix_payments_status_created_at", payments.c.status, payments.c.created_at)
 Index("ix_payments_customer_id_id", payments.c.customer_id, payments.c.id)
 Index("ix_payments_created_at", payments.c.created_at)
+Index("ix_payments_wallet_part_id", payments.c.wallet_part_id)
 
 refunds = Table(
     "refunds",

@@ -48,6 +48,7 @@ def upgrade() -> None:
         )
     with op.batch_alter_table("payments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("wallet_part_id", sa.String(length=40), nullable=True))
+        batch_op.create_index("ix_payments_wallet_part_id", ["wallet_part_id"], unique=False)
     with op.batch_alter_table("wallet_lots", schema=None) as batch_op:
         batch_op.add_column(sa.Column("value_currency", sa.String(length=3), nullable=True))
         batch_op.add_column(sa.Column("value", sa.BigInteger(), nullable=True))
@@ -83,6 +84,7 @@ def downgrade() -> None:
         batch_op.drop_column("value")
         batch_op.drop_column("value_currency")
     with op.batch_alter_table("payments", schema=None) as batch_op:
+        batch_op.drop_index("ix_payments_wallet_part_id")
         batch_op.drop_column("wallet_part_id")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_column("surface")
