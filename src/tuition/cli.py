@@ -79,10 +79,14 @@ def _main(
 
 def _settings() -> Settings:
     try:
-        return get_settings()
+        settings = get_settings()
     except ConfigError as exc:
         err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
         raise typer.Exit(2) from None
+    from tuition.app import register_coins
+
+    register_coins(settings)  # the coin code is a unit before anything is priced in it
+    return settings
 
 
 def _check_channels(settings: Settings) -> None:

@@ -134,3 +134,20 @@ def test_version_is_printed() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.output.strip() == f"tuition {version('tuition')}"
+
+
+def test_every_command_knows_the_coin_unit_before_it_touches_prices(
+    db_file: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuition.domain import money
+
+    monkeypatch.setattr(
+        money, "CURRENCIES", {c: u for c, u in money.CURRENCIES.items() if not u.virtual}
+    )
+    monkeypatch.setenv("TUITION_COINS", '{"code": "XBK", "name": "书币", "decimals": 0}')
+    get_settings.cache_clear()
+    try:
+        assert runner.invoke(app, ["migrate"]).exit_code == 0
+        assert money.CURRENCIES["XBK"].virtual  # the demo seeds a coin pack right after
+    finally:
+        get_settings.cache_clear()
