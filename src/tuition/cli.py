@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import server
+from tuition.cli_base import load_settings
 from tuition.cli_payouts import payouts_app
 from tuition.cli_reconcile import reconcile
 from tuition.cli_refunds import refunds_app
@@ -75,18 +76,6 @@ def _main(
     ] = False,
 ) -> None:
     """Tuition: payments, billing and revenue share."""
-
-
-def _settings() -> Settings:
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]", soft_wrap=True)
-        raise typer.Exit(2) from None
-    from tuition.app import register_coins
-
-    register_coins(settings)  # the coin code is a unit before anything is priced in it
-    return settings
 
 
 def _check_channels(settings: Settings) -> None:
@@ -146,7 +135,7 @@ async def _reachable(engine: AsyncEngine) -> None:
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date (creates it on an empty database)."""
-    settings = _settings()
+    settings = load_settings()
     _run(_with_engine(settings, schema.upgrade))
     console.print(f"schema at revision [bold]{schema.head_revision()}[/bold]")
 
@@ -163,7 +152,7 @@ def serve(
     ] = 1,
 ) -> None:
     """Run the API server. Refuses to start against an out-of-date schema."""
-    settings = _settings()
+    settings = load_settings()
     _check_channels(settings)
     _run(_with_engine(settings, schema.ensure_current))
     configure_logging(settings.log_level, json=settings.log_json)
@@ -180,7 +169,7 @@ def keys_create(
     mode: Annotated[api_keys.Mode, typer.Option(help="test or live")] = "test",
 ) -> None:
     """Create a secret API key. It is shown once and stored only as a hash."""
-    settings = _settings()
+    settings = load_settings()
 
     async def go(engine: Any) -> api_keys.CreatedKey:
         await schema.ensure_current(engine)
@@ -200,7 +189,7 @@ def keys_create(
 @keys_app.command("list")
 def keys_list() -> None:
     """List API keys (never their secrets)."""
-    settings = _settings()
+    settings = load_settings()
 
     async def go(engine: Any) -> list[Any]:
         await schema.ensure_current(engine)
@@ -224,7 +213,7 @@ def keys_list() -> None:
 @keys_app.command("revoke")
 def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_…")]) -> None:
     """Revoke an API key; requests with it get 401 from then on."""
-    settings = _settings()
+    settings = load_settings()
 
     async def go(engine: Any) -> None:
         await schema.ensure_current(engine)
@@ -240,7 +229,7 @@ def worker() -> None:
 
     Any number may run against PostgreSQL; SIGTERM finishes the batch in hand and stops.
     """
-    settings = _settings()
+    settings = load_settings()
     _check_channels(settings)
 
     async def go() -> None:
@@ -281,7 +270,7 @@ def ledger_verify(
 
     Exits 1 and lists each problem when anything is wrong.
     """
-    settings = _settings()
+    settings = load_settings()
 
     async def go(engine: Any) -> tuple[int, LedgerReport, list[str]]:
         await schema.ensure_current(engine)
@@ -346,7 +335,7 @@ def ledger_anchor(
     ] = None,
 ) -> None:
     """Seal the chain, then sign its head and write it to a file outside the database."""
-    settings = _settings()
+    settings = load_settings()
     target = directory or (Path(settings.ledger_anchor_dir) if settings.ledger_anchor_dir else None)
     if target is None:
         err.print("[red]error:[/red] give --dir or set TUITION_LEDGER_ANCHOR_DIR")
@@ -389,7 +378,7 @@ def admin_create_user(
     ],
 ) -> None:
     """Create an operator who can log in to /admin; the password is stored as argon2id."""
-    settings = _settings()
+    settings = load_settings()
 
     async def go(engine: Any) -> None:
         await schema.ensure_current(engine)
@@ -411,7 +400,7 @@ def demo(
     # A webhook receiver on this machine is what one tries with the demo.
     os.environ.setdefault("TUITION_WEBHOOK_ALLOWED_HOSTS", '["127.0.0.1", "localhost", "::1"]')
     get_settings.cache_clear()
-    settings = _settings()
+    settings = load_settings()
     _check_channels(settings)
     try:  # before credentials are printed that would not work
         server.check_address_free(settings.host, settings.port)

@@ -11,8 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from tuition.cli_base import load_settings
 from tuition.clock import SystemClock
-from tuition.config import ConfigError, Settings, get_settings
 from tuition.domain.money import format_amount, get_currency
 from tuition.services import earnings as earnings_service
 from tuition.services import payouts as payout_service
@@ -25,14 +25,6 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _settings() -> Settings:
-    try:
-        return get_settings()
-    except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
-
-
 @payouts_app.command("run")
 def payouts_run(
     schedule: Annotated[
@@ -41,7 +33,7 @@ def payouts_run(
     ] = None,
 ) -> None:
     """Pay every payee with payout details all it has available, once per period."""
-    settings = _settings()
+    settings = load_settings()
     chosen: Literal["weekly", "monthly"] | str = schedule or settings.payout_schedule
     if chosen not in ("weekly", "monthly"):
         err.print("[red]error:[/red] --schedule must be weekly or monthly")

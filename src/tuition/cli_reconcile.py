@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tuition.config import ConfigError, get_settings
+from tuition.cli_base import load_settings
 from tuition.domain.errors import TuitionError
 from tuition.services import reconciliation as service
 from tuition.store import schema
@@ -38,12 +38,9 @@ def reconcile(
     if output not in ("text", "json", "csv"):
         err.print("[red]--format is text, json or csv[/red]")
         raise typer.Exit(2)
+    settings = load_settings()
     try:
-        settings = get_settings()
         wanted = date.fromisoformat(day) if day else None
-    except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
     except ValueError:
         err.print("[red]--date must be YYYY-MM-DD[/red]")
         raise typer.Exit(2) from None

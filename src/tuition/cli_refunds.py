@@ -11,9 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuition.config import ConfigError, get_settings
+from tuition.cli_base import load_settings, money
 from tuition.domain.errors import TuitionError
-from tuition.domain.money import format_amount, get_currency
 from tuition.domain.payments import RefundStatus
 from tuition.domain.refunds import LineRequest, RefundReason
 from tuition.services import refunds as refund_service
@@ -29,11 +28,7 @@ T = TypeVar("T")
 
 def _with_deps(fn: Callable[[UnitOfWork, refund_service.RefundDeps], Awaitable[T]]) -> T:
     """Run ``fn`` against the configured database and channels; errors exit non-zero."""
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
+    settings = load_settings()
 
     async def go() -> T:
         from tuition.app import build_runtime
@@ -57,10 +52,6 @@ def _with_deps(fn: Callable[[UnitOfWork, refund_service.RefundDeps], Awaitable[T
         raise typer.Exit(1) from None
 
 
-def _money(amount: int, currency: str) -> str:
-    return f"{format_amount(amount, get_currency(currency))} {currency}"
-
-
 def _show(refund: RefundRecord) -> None:
     table = Table(show_header=False)
     table.add_column("field", style="bold")
@@ -68,7 +59,7 @@ def _show(refund: RefundRecord) -> None:
     for name, value in (
         ("id", refund.id),
         ("status", refund.status.value),
-        ("amount", _money(refund.amount, refund.currency)),
+        ("amount", money(refund.amount, refund.currency)),
         ("order", refund.order_id),
         ("payment", refund.payment_id),
         ("customer", refund.customer_id),
@@ -84,7 +75,7 @@ def _show(refund: RefundRecord) -> None:
     for line in refund.lines:
         table.add_row(
             f"line {line.line_index}",
-            f"{_money(line.amount, refund.currency)} (creator {line.creator_amount}, tax "
+            f"{money(line.amount, refund.currency)} (creator {line.creator_amount}, tax "
             f"{line.tax_amount}, platform {line.platform_amount})"
             + (", ends access" if line.revokes_access else ""),
         )
@@ -170,7 +161,7 @@ def refunds_list(
         table.add_row(
             r.id,
             r.status.value,
-            _money(r.amount, r.currency),
+            money(r.amount, r.currency),
             r.order_id,
             escape(r.customer_id),
             r.reason,

@@ -11,10 +11,8 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuition.app import register_coins
+from tuition.cli_base import load_settings, money
 from tuition.clock import SystemClock
-from tuition.config import ConfigError, Settings, get_settings
-from tuition.domain.money import format_amount, get_currency
 from tuition.services import topup_corrections
 from tuition.services import wallet as wallet_service
 from tuition.store import schema
@@ -27,27 +25,13 @@ console = Console()
 err = Console(stderr=True)
 
 
-def _money(amount: int, currency: str) -> str:
-    return f"{format_amount(amount, get_currency(currency))} {currency}"
-
-
-def _settings() -> Settings:
-    try:
-        settings = get_settings()
-    except ConfigError as exc:
-        err.print(f"[red]{escape(str(exc))}[/red]")
-        raise typer.Exit(2) from None
-    register_coins(settings)  # the coin code is a unit amounts are shown in
-    return settings
-
-
 @wallet_app.command("show")
 def wallet_show(
     customer: Annotated[str, typer.Argument(help="The platform's customer id")],
     limit: Annotated[int, typer.Option(min=1, max=100, help="How many moves to show")] = 10,
 ) -> None:
     """Balances per currency, the lots they are made of, and the latest moves."""
-    settings = _settings()
+    settings = load_settings()
 
     async def go() -> tuple[wallet_service.Wallet, list[WalletTransaction]]:
         engine = create_engine(settings.database_url)
@@ -70,7 +54,7 @@ def wallet_show(
         console.print(f"{escape(customer)} has no wallet balance")
         return
     for currency, balance in wallet.balances.items():
-        console.print(f"[bold]{_money(balance, currency)}[/bold]")
+        console.print(f"[bold]{money(balance, currency)}[/bold]")
     lots = Table(title="open lots (spent oldest first)")
     lots.add_column("lot", no_wrap=True)
     for name in ("kind", "remaining", "of", "created"):
@@ -80,12 +64,12 @@ def wallet_show(
         if lot.remaining:
             worth = ""
             if lot.value_currency is not None:
-                worth = f" (worth {_money(lot.value_remaining or 0, lot.value_currency)})"
+                worth = f" (worth {money(lot.value_remaining or 0, lot.value_currency)})"
             lots.add_row(
                 lot.id,
                 lot.kind,
-                _money(lot.remaining, lot.currency) + worth,
-                _money(lot.amount, lot.currency),
+                money(lot.remaining, lot.currency) + worth,
+                money(lot.amount, lot.currency),
                 f"{lot.created_at:%Y-%m-%d %H:%M}",
                 escape(lot.source),
             )
@@ -99,8 +83,8 @@ def wallet_show(
     for tx in moves:
         table.add_row(
             tx.id,
-            _money(tx.amount, tx.currency),
-            _money(tx.balance_after, tx.currency),
+            money(tx.amount, tx.currency),
+            money(tx.balance_after, tx.currency),
             tx.cause,
             escape(tx.cause_id),
             f"{tx.created_at:%Y-%m-%d %H:%M}",
@@ -116,7 +100,7 @@ def wallet_correct_topups(
 ) -> None:
     """Top-ups that versions before the wallet booked as sales: list them, or with
     ``--apply`` post a correcting entry and credit the buyer's lot for each (once)."""
-    settings = _settings()
+    settings = load_settings()
 
     async def go() -> list[topup_corrections.Correction]:
         engine = create_engine(settings.database_url)
@@ -146,7 +130,7 @@ def wallet_correct_topups(
             fix.order_id,
             str(fix.line_index),
             escape(fix.customer_id),
-            _money(fix.credit, fix.currency),
-            _money(fix.creator_share, fix.currency),
+            money(fix.credit, fix.currency),
+            money(fix.creator_share, fix.currency),
         )
     console.print(table)
