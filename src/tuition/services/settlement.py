@@ -187,7 +187,8 @@ async def _book_paid_order(
     shares = creator_shares_of(order)
     creators = [creator for creator, _ in shares]
     amounts = [amount for _, amount in shares]
-    booked: list[tuple[PaymentRecord, JournalEntry, list[tuple[str, int]]]] = []
+    # (the payment its earnings are held under, the creator shares per line they hold)
+    earned: list[tuple[PaymentRecord, list[tuple[str, int]]]] = []
     if spent is not None:
         entries = []
         for currency, value in sorted(spent.items()):
@@ -197,8 +198,7 @@ async def _book_paid_order(
                 entries.append(
                     _entry(payment, order, currency, value, 0, tax, line_shares, paid_at)
                 )
-                booked_payment = replace(payment, currency=currency)
-                booked.append((booked_payment, entries[-1], line_shares))
+                earned.append((replace(payment, currency=currency), line_shares))
         if entries:
             await uow.ledger.post(merged(entries), at=at)
     else:
@@ -225,9 +225,9 @@ async def _book_paid_order(
         # The earnings of a split order are held once, under the channel payment: a
         # refund of either part takes the creator's share back from the same earning,
         # which the order-wide refund split never overdraws.
-        booked.append((payment, entry, list(shares)))
-    for booked_payment, _entry_posted, line_shares in booked:
-        await record_earnings(uow, booked_payment, order, line_shares, paid_at=paid_at, at=at)
+        earned.append((payment, list(shares)))
+    for earning_payment, line_shares in earned:
+        await record_earnings(uow, earning_payment, order, line_shares, paid_at=paid_at, at=at)
     await uow.events.emit("order.paid", order.id, _order_data(order), at=at)
 
 

@@ -18,7 +18,6 @@ from dataclasses import replace
 from datetime import datetime
 
 from tuition.domain.catalog import ProductKind
-from tuition.domain.coins import SpendOrder
 from tuition.domain.errors import Conflict, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.money import get_currency
@@ -84,7 +83,6 @@ async def hold_wallet_part(
         description=f"held for order {order.id}",
         created_by="customer",
         at=at,
-        spend_order=SpendOrder.FIFO,
     )
     return part
 
