@@ -13,6 +13,7 @@ from typing import Any
 
 from bench import checks as checks_mod
 from bench import profile as profile_mod
+from bench.flow_limit import FlowLimit, run_flow_limit
 from bench.flows import LoadGenerator, Target, seed_catalog
 from bench.pgbench import PgbenchResult, run_pgbench
 from bench.postgres import Server, find_server
@@ -65,6 +66,7 @@ class Result:
     machine_busy_pct: float = 0.0  # all CPUs, over the window
     peak_rss_mib: dict[str, float] = field(default_factory=dict)
     pgbench: PgbenchResult | None = None
+    limit: FlowLimit | None = None  # bench/sql/flow_limit.sql at the load's concurrency
     checks: list[checks_mod.Check] = field(default_factory=list)
     profile: profile_mod.Profile | None = None
     workdir: str = ""
@@ -73,6 +75,11 @@ class Result:
     @property
     def ratio(self) -> float | None:
         return self.flows_per_s / self.pgbench.tps if self.pgbench and self.pgbench.tps else None
+
+    @property
+    def limit_ratio(self) -> float | None:
+        """Tuition's flows/s as a share of what this PostgreSQL does for a flow's SQL."""
+        return self.flows_per_s / self.limit.flows_per_s if self.limit else None
 
     @property
     def ok(self) -> bool:
@@ -113,6 +120,14 @@ async def run(options: Options) -> Result:
             print(f"pgbench: TPC-B, 8 clients, {options.pgbench_seconds} s ...", flush=True)
             result.pgbench = await run_pgbench(
                 server, seconds=options.pgbench_seconds, scale=options.pgbench_scale
+            )
+            print(
+                f"flow limit: bench/sql/flow_limit.sql, {options.users} clients, "
+                f"{options.pgbench_seconds} s ...",
+                flush=True,
+            )
+            result.limit = await run_flow_limit(
+                server, clients=options.users, seconds=options.pgbench_seconds
             )
         url = await server.recreate(DATABASE)
         stack = make_stack(workdir, url, pool_size=options.pool_size)
