@@ -73,7 +73,10 @@ def settings(db_url: str):  # type: ignore[no-untyped-def]
 @pytest.fixture
 def app(settings, engine: AsyncEngine, clock: FrozenClock):  # type: ignore[no-untyped-def]
     # Channels are added per test (see tests/integration/gateway.py), never from settings.
-    return create_app(settings, engine=engine, clock=clock, registry=ChannelRegistry())
+    # Both modes share the test's store (tests of their separation build two stores).
+    return create_app(
+        settings, engine=engine, test_engine=engine, clock=clock, registry=ChannelRegistry()
+    )
 
 
 @pytest.fixture

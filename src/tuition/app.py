@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
-from fastapi import APIRouter, FastAPI
+from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition.api import errors, health, openapi
@@ -16,11 +16,13 @@ from tuition.channels.registry import ChannelRegistry
 from tuition.channels.setup import build_registry, simulator_key
 from tuition.clock import Clock, SystemClock
 from tuition.config import Settings
-from tuition.container import Container
+from tuition.container import Container, Modes
+from tuition.domain.modes import Mode
 from tuition.domain.money import register_virtual_unit
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
 from tuition.store.db import create_engine
+from tuition.web.modes import page_mode
 
 API_DESCRIPTION = """
 Tuition takes payments, bills and shares revenue for knowledge-paid platforms.
@@ -33,21 +35,27 @@ POST so that a retry never charges or creates twice. Errors always come as
 
 @dataclass
 class Runtime:
-    """What a process runs on: the container, and the simulator in demo mode."""
+    """What a process runs on: a container per mode, and the simulator in demo mode."""
 
-    container: Container
+    modes: Modes
     simulator: Simulator | None = None
-    owns_engine: bool = True
+    owned_engines: tuple[AsyncEngine, ...] = ()
+
+    @property
+    def container(self) -> Container:
+        """The live container (operators, console sessions and the CLI's default)."""
+        return self.modes.live
 
     async def aclose(self) -> None:
-        for channel in self.container.registry:
-            close = getattr(channel, "aclose", None)
-            if close is not None:
-                await close()
+        for container in self.modes.distinct():
+            for channel in container.registry:
+                close = getattr(channel, "aclose", None)
+                if close is not None:
+                    await close()
         if self.simulator is not None:
             await self.simulator.aclose()
-        if self.owns_engine:
-            await self.container.engine.dispose()
+        for engine in self.owned_engines:
+            await engine.dispose()
 
 
 def build_runtime(
@@ -56,9 +64,18 @@ def build_runtime(
     engine: AsyncEngine | None = None,
     clock: Clock | None = None,
     registry: ChannelRegistry | None = None,
+    test_engine: AsyncEngine | None = None,
+    test_registry: ChannelRegistry | None = None,
     host_simulator: bool = True,
 ) -> Runtime:
-    """``host_simulator=False`` (a worker process) reaches the simulator over HTTP."""
+    """A container per mode, each on its own store with its own channels.
+
+    ``engine``/``registry`` are live mode's and ``test_engine``/``test_registry`` test
+    mode's; what is not given is built from ``settings``. Given the same engine (and
+    registry) for both, both modes share one container: most tests run that way, and
+    tests of the separation give two. ``host_simulator=False`` (a worker process)
+    reaches the simulator over HTTP.
+    """
     register_coins(settings)
     clock = clock or SystemClock()
     simulator = None
@@ -71,15 +88,46 @@ def build_runtime(
                 clock=clock,
             )
         )
-    container = Container(
+    owned: list[AsyncEngine] = []
+
+    def store(mode: Mode, given: AsyncEngine | None) -> AsyncEngine:
+        if given is not None:
+            return given
+        url, schema = settings.store_url(mode)
+        made = create_engine(url, pool_size=settings.db_pool_size, schema=schema)
+        owned.append(made)
+        return made
+
+    live_engine = store("live", engine)
+    if test_engine is live_engine and test_registry in (None, registry):
+        # One store for both modes (tests): test mode's channels, sandbox included.
+        shared = Container(
+            settings=settings,
+            engine=live_engine,
+            clock=clock,
+            registry=registry
+            if registry is not None
+            else build_registry(settings, clock=clock, simulator=simulator, mode="test"),
+        )
+        return Runtime(Modes(shared, shared), simulator, tuple(owned))
+    live = Container(
         settings=settings,
-        engine=engine or create_engine(settings.database_url, pool_size=settings.db_pool_size),
+        engine=live_engine,
         clock=clock,
         registry=registry
         if registry is not None
-        else build_registry(settings, clock=clock, simulator=simulator),
+        else build_registry(settings, clock=clock, simulator=simulator, mode="live"),
     )
-    return Runtime(container, simulator, owns_engine=engine is None)
+    test = Container(
+        settings=settings,
+        engine=store("test", test_engine),
+        clock=clock,
+        registry=test_registry
+        if test_registry is not None
+        else build_registry(settings, clock=clock, simulator=simulator, mode="test"),
+        mode="test",
+    )
+    return Runtime(Modes(live, test), simulator, tuple(owned))
 
 
 def register_coins(settings: Settings) -> None:
@@ -95,25 +143,34 @@ def create_app(
     engine: AsyncEngine | None = None,
     clock: Clock | None = None,
     registry: ChannelRegistry | None = None,
+    test_engine: AsyncEngine | None = None,
+    test_registry: ChannelRegistry | None = None,
     run_worker: bool | None = None,
 ) -> FastAPI:
-    runtime = build_runtime(settings, engine=engine, clock=clock, registry=registry)
+    runtime = build_runtime(
+        settings,
+        engine=engine,
+        clock=clock,
+        registry=registry,
+        test_engine=test_engine,
+        test_registry=test_registry,
+    )
     worker_wanted = settings.runs_embedded_worker if run_worker is None else run_worker
 
     @asynccontextmanager
     async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
         stop = asyncio.Event()
-        task = None
+        workers = []
         if worker_wanted:
             from tuition.worker.runner import Worker
 
-            worker = Worker(runtime.container)
-            task = asyncio.create_task(worker.run(stop))
+            workers = [Worker(container) for container in runtime.modes.distinct()]
+        tasks = [asyncio.create_task(worker.run(stop)) for worker in workers]
         try:
             yield
         finally:
             stop.set()
-            if task is not None:
+            for task, worker in zip(tasks, workers, strict=True):
                 await task
                 await worker.close()
             await runtime.aclose()
@@ -124,7 +181,7 @@ def create_app(
         description=API_DESCRIPTION,
         lifespan=lifespan,
     )
-    app.state.container = runtime.container
+    app.state.modes = runtime.modes
     app.state.runtime = runtime
     errors.install(app)
     openapi.install(app)
@@ -132,13 +189,15 @@ def create_app(
     app.include_router(health.router)
     for router in _feature_routers():
         app.include_router(router)
+    for router in _page_routers():
+        # A public page reads the store of the mode its order lives in (web/modes.py).
+        app.include_router(router, dependencies=[Depends(page_mode)])
     if runtime.simulator is not None:
         app.mount("/simulator", runtime.simulator.app)
     return app
 
 
 def _feature_routers() -> list[APIRouter]:
-    from tuition import web
     from tuition.api import (
         catalog,
         history,
@@ -154,8 +213,6 @@ def _feature_routers() -> list[APIRouter]:
         wallet,
         webhooks,
     )
-    from tuition.web import admin_invoices
-    from tuition.web import receipts as receipt_pages
 
     return [
         *catalog.routers,
@@ -171,10 +228,15 @@ def _feature_routers() -> list[APIRouter]:
         *subscriptions.routers,
         *wallet.routers,
         *webhooks.routers,
-        *web.routers,
-        *receipt_pages.routers,
-        *admin_invoices.routers,
     ]
+
+
+def _page_routers() -> list[APIRouter]:
+    from tuition import web
+    from tuition.web import admin_invoices
+    from tuition.web import receipts as receipt_pages
+
+    return [*web.routers, *receipt_pages.routers, *admin_invoices.routers]
 
 
 def app_from_env() -> FastAPI:

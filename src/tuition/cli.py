@@ -19,14 +19,15 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import server
-from tuition.cli_base import load_settings
+from tuition.cli_base import choose_mode, load_settings, store_engine
 from tuition.cli_payouts import payouts_app
 from tuition.cli_reconcile import reconcile
 from tuition.cli_refunds import refunds_app
 from tuition.cli_wallet import wallet_app
 from tuition.clock import SystemClock
 from tuition.config import ConfigError, Settings, get_settings
-from tuition.domain.errors import TuitionError
+from tuition.domain.errors import NotFound, TuitionError
+from tuition.domain.modes import MODES, Mode
 from tuition.logs import configure_logging
 from tuition.services import admin as admin_service
 from tuition.services import anchors as ledger_anchors
@@ -36,7 +37,6 @@ from tuition.services.earnings import payee_problems
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
 from tuition.services.wallet import wallet_problems
 from tuition.store import schema
-from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
 
 # No local variables in a crash's traceback: they would print settings and secrets.
@@ -74,8 +74,17 @@ def _main(
             "--version", callback=_version, is_eager=True, help="Print the version and exit"
         ),
     ] = False,
+    mode: Annotated[
+        Mode,
+        typer.Option(
+            "--mode",
+            help="Whose data the command works on: live (the default) or test mode's "
+            "(docs/api.md, 'Test and live modes')",
+        ),
+    ] = "live",
 ) -> None:
     """Tuition: payments, billing and revenue share."""
+    choose_mode(mode)
 
 
 def _check_channels(settings: Settings) -> None:
@@ -103,8 +112,9 @@ def _run(coro: Coroutine[Any, Any, T]) -> T:
         raise typer.Exit(1) from None
 
 
-async def _with_engine(settings: Settings, fn: Any) -> Any:
-    engine = create_engine(settings.database_url)
+async def _with_engine(settings: Settings, fn: Any, mode: Mode | None = None) -> Any:
+    """``fn(engine)`` on the store of ``mode`` (default: the command's ``--mode``)."""
+    engine = store_engine(settings, mode)
     try:
         await _reachable(engine)
         return await fn(engine)
@@ -134,9 +144,10 @@ async def _reachable(engine: AsyncEngine) -> None:
 
 @app.command()
 def migrate() -> None:
-    """Bring the database schema up to date (creates it on an empty database)."""
+    """Bring the schema of both modes' stores up to date (creates it where empty)."""
     settings = load_settings()
-    _run(_with_engine(settings, schema.upgrade))
+    for mode in MODES:
+        _run(_with_engine(settings, schema.upgrade, mode))
     console.print(f"schema at revision [bold]{schema.head_revision()}[/bold]")
 
 
@@ -154,7 +165,8 @@ def serve(
     """Run the API server. Refuses to start against an out-of-date schema."""
     settings = load_settings()
     _check_channels(settings)
-    _run(_with_engine(settings, schema.ensure_current))
+    for mode in MODES:
+        _run(_with_engine(settings, schema.ensure_current, mode))
     configure_logging(settings.log_level, json=settings.log_json)
     try:
         server.serve(host or settings.host, port or settings.port, workers)
@@ -166,7 +178,7 @@ def serve(
 @keys_app.command("create")
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for")] = "default",
-    mode: Annotated[api_keys.Mode, typer.Option(help="test or live")] = "test",
+    mode: Annotated[Mode, typer.Option(help="test or live")] = "test",
 ) -> None:
     """Create a secret API key. It is shown once and stored only as a hash."""
     settings = load_settings()
@@ -180,7 +192,7 @@ def keys_create(
             clock=SystemClock(),
         )
 
-    created = _run(_with_engine(settings, go))
+    created = _run(_with_engine(settings, go, mode))
     console.print(f"created {created.record.id} ({created.record.mode}, {created.record.name!r})")
     console.print("secret (shown once, store it now):")
     typer.echo(created.secret)
@@ -195,7 +207,7 @@ def keys_list() -> None:
         await schema.ensure_current(engine)
         return await api_keys.list_keys(UnitOfWork(engine))
 
-    rows = _run(_with_engine(settings, go))
+    rows = [row for mode in MODES for row in _run(_with_engine(settings, go, mode))]
     table = Table("name", "mode", "prefix", "created", "revoked")
     table.add_column("id", no_wrap=True)
     for r in rows:
@@ -215,11 +227,17 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_â€
     """Revoke an API key; requests with it get 401 from then on."""
     settings = load_settings()
 
-    async def go(engine: Any) -> None:
+    async def go(engine: Any) -> bool:
         await schema.ensure_current(engine)
-        await api_keys.revoke_key(UnitOfWork(engine), key_id, clock=SystemClock())
+        try:
+            await api_keys.revoke_key(UnitOfWork(engine), key_id, clock=SystemClock())
+        except NotFound:
+            return False
+        return True
 
-    _run(_with_engine(settings, go))
+    if not any(_run(_with_engine(settings, go, mode)) for mode in MODES):
+        err.print(f"[red]error:[/red] no active API key {key_id!r}")
+        raise typer.Exit(1)
     console.print(f"revoked {key_id}")
 
 
@@ -238,17 +256,20 @@ def worker() -> None:
 
         runtime = build_runtime(settings, host_simulator=False)
         try:
-            await _reachable(runtime.container.engine)
-            await schema.ensure_current(runtime.container.engine)
+            containers = runtime.modes.distinct()
+            for container in containers:
+                await _reachable(container.engine)
+                await schema.ensure_current(container.engine)
             stop = asyncio.Event()
             loop = asyncio.get_running_loop()
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.add_signal_handler(sig, stop.set)
-            runner = Worker(runtime.container)
+            runners = [Worker(container) for container in containers]
             try:
-                await runner.run(stop)
+                await asyncio.gather(*(runner.run(stop) for runner in runners))
             finally:
-                await runner.close()
+                for runner in runners:
+                    await runner.close()
         finally:
             await runtime.aclose()
 
@@ -384,7 +405,7 @@ def admin_create_user(
         await schema.ensure_current(engine)
         await admin_service.create_admin_user(UnitOfWork(engine), email, password, SystemClock())
 
-    _run(_with_engine(settings, go))
+    _run(_with_engine(settings, go, "live"))  # operators are not per mode
     console.print(f"created operator {email}; log in at {settings.base_url}/admin")
 
 
@@ -408,18 +429,31 @@ def demo(
         err.print(f"[red]error:[/red] {exc}", soft_wrap=True)
         raise typer.Exit(1) from None
 
-    async def go(engine: Any) -> tuple[api_keys.CreatedKey, DemoInfo]:
-        await schema.upgrade(engine)
-        created = await api_keys.create_key(
-            UnitOfWork(engine), name="demo", mode="test", clock=SystemClock()
-        )
-        info = await seed_demo(lambda: UnitOfWork(engine), settings, SystemClock())
-        return created, info
+    async def go(live: Any) -> tuple[api_keys.CreatedKey, DemoInfo]:
+        await schema.upgrade(live)  # operators live here; the demo's shop is test data
 
-    created, info = _run(_with_engine(settings, go))
+        async def in_test_mode(engine: Any) -> tuple[api_keys.CreatedKey, DemoInfo]:
+            await schema.upgrade(engine)
+            created = await api_keys.create_key(
+                UnitOfWork(engine), name="demo", mode="test", clock=SystemClock()
+            )
+            info = await seed_demo(
+                lambda: UnitOfWork(engine),
+                settings,
+                SystemClock(),
+                operators=lambda: UnitOfWork(live),
+            )
+            return created, info
+
+        result: tuple[api_keys.CreatedKey, DemoInfo] = await _with_engine(
+            settings, in_test_mode, "test"
+        )
+        return result
+
+    created, info = _run(_with_engine(settings, go, "live"))
     base = settings.base_url
     console.rule("Tuition demo")
-    console.print(f"database     {settings.database_url}")
+    console.print(f"database     {settings.database_url} (the demo shop is test mode's)")
     console.print(f"checkout     {info.checkout_url}", soft_wrap=True)
     console.print(f"             coupons: {', '.join(info.coupons)}")
     console.print(
@@ -438,11 +472,11 @@ def demo(
         f"-H 'Content-Type: application/json' "
         f'-d \'{{"order_id": "{info.order_id}", "lines": [{{"line_id": 1}}]}}\''
     )
-    typer.echo(f"  .venv/bin/tuition refunds list --order {info.order_id}")
+    typer.echo(f"  .venv/bin/tuition --mode test refunds list --order {info.order_id}")
     console.print(
         f"wallet: buy the top-up product {info.products['topup']} (Â¥100), then pay an order "
         'with {"channel": "wallet"}, or part of one with {"channel": "sandbox", "method": '
-        '"page", "wallet_amount": 500}; .venv/bin/tuition wallet show <customer>'
+        '"page", "wallet_amount": 500}; .venv/bin/tuition --mode test wallet show <customer>'
     )
     if "coin_pack" in info.products:
         console.print(

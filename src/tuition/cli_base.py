@@ -1,16 +1,37 @@
 """What every ``tuition`` command module starts from: the settings (or one line naming
-the bad variable, and exit 2), with the coin unit registered, and amounts as text."""
+the bad variable, and exit 2), with the coin unit registered, the mode whose store the
+command works on (``tuition --mode test …``; live by default), and amounts as text."""
 
 from __future__ import annotations
 
 import typer
 from rich.console import Console
 from rich.markup import escape
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition.config import ConfigError, Settings, get_settings
+from tuition.domain.modes import Mode
 from tuition.domain.money import format_amount, get_currency
+from tuition.store.db import create_engine
 
 err = Console(stderr=True)
+
+_chosen: dict[str, Mode] = {"mode": "live"}
+
+
+def choose_mode(mode: Mode) -> None:
+    """The mode every command of this process works on (the ``--mode`` option)."""
+    _chosen["mode"] = mode
+
+
+def cli_mode() -> Mode:
+    return _chosen["mode"]
+
+
+def store_engine(settings: Settings, mode: Mode | None = None) -> AsyncEngine:
+    """An engine on the store of ``mode`` (default: the command's mode)."""
+    url, schema = settings.store_url(mode or cli_mode())
+    return create_engine(url, schema=schema)
 
 
 def load_settings() -> Settings:

@@ -11,13 +11,12 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuition.cli_base import load_settings
+from tuition.cli_base import load_settings, store_engine
 from tuition.clock import SystemClock
 from tuition.domain.money import format_amount, get_currency
 from tuition.services import earnings as earnings_service
 from tuition.services import payouts as payout_service
 from tuition.store import schema
-from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
 
 payouts_app = typer.Typer(help="Payees' payouts.", no_args_is_help=True)
@@ -41,7 +40,7 @@ def payouts_run(
     deps = payout_service.PayoutDeps(clock=SystemClock(), minimum=settings.payout_minimum)
 
     async def go() -> payout_service.RunResult:
-        engine = create_engine(settings.database_url)
+        engine = store_engine(settings)
         try:
             await schema.ensure_current(engine)
             await earnings_service.release_due(UnitOfWork(engine), clock=deps.clock)

@@ -13,7 +13,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from tuition.cli_base import load_settings
+from tuition.cli_base import cli_mode, load_settings
 from tuition.domain.errors import TuitionError
 from tuition.services import reconciliation as service
 from tuition.store import schema
@@ -50,7 +50,7 @@ def reconcile(
 
         runtime = build_runtime(settings, host_simulator=False)
         try:
-            container = runtime.container
+            container = runtime.modes[cli_mode()]
             await schema.ensure_current(container.engine)
             deps = service.ReconcileDeps(container.registry, container.clock, settings.zone)
             target = wanted or container.clock.now().astimezone(settings.zone).date() - timedelta(

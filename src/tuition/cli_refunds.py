@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuition.cli_base import load_settings, money
+from tuition.cli_base import cli_mode, load_settings, money
 from tuition.domain.errors import TuitionError
 from tuition.domain.payments import RefundStatus
 from tuition.domain.refunds import LineRequest, RefundReason
@@ -35,7 +35,7 @@ def _with_deps(fn: Callable[[UnitOfWork, refund_service.RefundDeps], Awaitable[T
 
         runtime = build_runtime(settings, host_simulator=False)
         try:
-            container = runtime.container
+            container = runtime.modes[cli_mode()]
             await schema.ensure_current(container.engine)
             deps = container.refund_deps()
             return await fn(container.uow(), deps)

@@ -11,12 +11,11 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from tuition.cli_base import load_settings, money
+from tuition.cli_base import load_settings, money, store_engine
 from tuition.clock import SystemClock
 from tuition.services import topup_corrections
 from tuition.services import wallet as wallet_service
 from tuition.store import schema
-from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
 from tuition.store.wallet import WalletTransaction
 
@@ -34,7 +33,7 @@ def wallet_show(
     settings = load_settings()
 
     async def go() -> tuple[wallet_service.Wallet, list[WalletTransaction]]:
-        engine = create_engine(settings.database_url)
+        engine = store_engine(settings)
         try:
             await schema.ensure_current(engine)
             wallet = await wallet_service.wallet_of(UnitOfWork(engine), customer)
@@ -103,7 +102,7 @@ def wallet_correct_topups(
     settings = load_settings()
 
     async def go() -> list[topup_corrections.Correction]:
-        engine = create_engine(settings.database_url)
+        engine = store_engine(settings)
         try:
             await schema.ensure_current(engine)
             if apply:

@@ -16,9 +16,14 @@ from sqlalchemy.exc import ArgumentError
 
 from tuition.domain.coins import CoinUnit, SpendOrder
 from tuition.domain.errors import ValidationFailed
+from tuition.domain.modes import Mode
 from tuition.domain.refunds import RefundPolicy, parse_policy
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
+# Where test mode keeps its data on PostgreSQL when no URL of its own is set.
+TEST_MODE_SCHEMA = "tuition_test"
+# The settings that configure a channel, which test mode may set apart from live.
+CHANNEL_SETTING_PREFIXES = ("alipay_", "wechatpay_", "sandbox_")
 
 
 class ConfigError(Exception):
@@ -81,8 +86,18 @@ class Settings(BaseSettings):
     secret_key: str = Field(default="", repr=False)
     secret_key_file: str = ".tuition-secret-key"
     admin_session_hours: float = Field(default=12, gt=0)
-    # Channels enabled in this deployment, in checkout order.
+    # Channels enabled in live mode, in checkout order; the sandbox is never live.
     channels: list[str] = Field(default_factory=lambda: ["sandbox"])
+    # Test mode (docs/api.md "Test and live modes"): its own store and its own channels.
+    # The store defaults to a sibling SQLite file (tuition.db -> tuition.test.db) or, on
+    # PostgreSQL, the schema ``tuition_test`` of the same database. Test mode's channels
+    # default to the sandbox (and in simulator mode every channel the simulator plays);
+    # each is configured by the live settings with ``test_channel_settings`` laid over
+    # them, e.g. {"alipay_gateway_url": "https://openapi-sandbox.dl.alipaydev.com/gateway.do",
+    # "alipay_app_id": "9021000000000000", ...}.
+    test_mode_database_url: str = ""
+    test_channels: list[str] | None = None
+    test_channel_settings: dict[str, Any] = Field(default_factory=dict)
     # Demo and test mode: serve the gateway simulator at /simulator and point the
     # sandbox channel at it.
     simulator: bool = False
@@ -156,13 +171,62 @@ class Settings(BaseSettings):
 
         return ZoneInfo(self.time_zone)
 
-    @field_validator("channels")
+    @field_validator("channels", "test_channels")
     @classmethod
-    def _known_channels(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - {"sandbox", "alipay", "wechatpay"})
+    def _known_channels(cls, value: list[str] | None) -> list[str] | None:
+        unknown = sorted(set(value or ()) - {"sandbox", "alipay", "wechatpay"})
         if unknown:
             raise ValueError(f"unknown channels {unknown}; known: sandbox, alipay, wechatpay")
         return value
+
+    @field_validator("test_channel_settings")
+    @classmethod
+    def _channel_settings_only(cls, value: dict[str, Any]) -> dict[str, Any]:
+        allowed = {
+            name
+            for name in cls.model_fields
+            if name.startswith(CHANNEL_SETTING_PREFIXES) or name == "channel_fee_rates"
+        }
+        unknown = sorted(set(value) - allowed)
+        if unknown:
+            raise ValueError(
+                f"{unknown[0]!r} is not a channel setting; test mode may override "
+                "alipay_*, wechatpay_*, sandbox_* and channel_fee_rates"
+            )
+        return value
+
+    def for_mode(self, mode: Mode) -> Settings:
+        """These settings as one mode sees them: test mode's channels and channel
+        settings laid over the live ones (the store is :meth:`store_url`)."""
+        if mode == "live":
+            return self
+        channels = self.test_channels
+        if channels is None:
+            channels = ["sandbox", "alipay", "wechatpay"] if self.simulator else ["sandbox"]
+        update = {**self.test_channel_settings, "channels": channels}
+        return type(self).model_validate({**self.model_dump(), **update})
+
+    def mode_channels(self, mode: Mode) -> list[str]:
+        """The channels ``mode`` may use, in checkout order: never the sandbox live."""
+        chosen = self.for_mode(mode).enabled_channels
+        return [slug for slug in chosen if mode == "test" or slug != "sandbox"]
+
+    def store_url(self, mode: Mode) -> tuple[str, str | None]:
+        """Where ``mode`` keeps its data: a database URL and, on PostgreSQL, the schema
+        (None: the database's own ``public`` schema)."""
+        if mode == "live":
+            return self.database_url, None
+        if self.test_mode_database_url:
+            return self.test_mode_database_url, None
+        url = make_url(self.database_url)
+        if url.get_backend_name() != "sqlite":
+            return self.database_url, TEST_MODE_SCHEMA
+        path = url.database or ""
+        if path in ("", ":memory:"):
+            return self.database_url, None  # a private in-memory database either way
+        test_path = Path(path)
+        test_path = test_path.with_name(f"{test_path.stem}.test{test_path.suffix or '.db'}")
+        return url.set(database=str(test_path)).render_as_string(hide_password=False), None
 
     @property
     def runs_embedded_worker(self) -> bool:
@@ -201,9 +265,11 @@ class Settings(BaseSettings):
     def default_refund_policy(self) -> RefundPolicy:
         return parse_policy(self.refund_policy)
 
-    @field_validator("database_url")
+    @field_validator("database_url", "test_mode_database_url")
     @classmethod
     def _known_database_url(cls, value: str) -> str:
+        if not value:
+            return value  # test_mode_database_url unset: derived from database_url
         try:
             url = make_url(value)
         except ArgumentError:

@@ -4,7 +4,7 @@ and the CLI (built in app.py)."""
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
 from tuition.config import Settings
+from tuition.domain.modes import MODES, Mode
 from tuition.services.api_keys import hash_key
 from tuition.store.access import ApiKeyRecord
 from tuition.store.tables import api_keys
@@ -83,11 +84,14 @@ class ApiKeyCache:
 
 @dataclass(slots=True)
 class Container:
+    """One mode's services: its store (``engine``), its channels and its settings."""
+
     settings: Settings
     engine: AsyncEngine
     clock: Clock
     registry: ChannelRegistry
     api_keys: ApiKeyCache = field(default_factory=ApiKeyCache)
+    mode: Mode = "live"
 
     def __post_init__(self) -> None:
         self.api_keys.watch(self.engine)
@@ -103,6 +107,7 @@ class Container:
             registry=self.registry,
             clock=self.clock,
             base_url=settings.base_url,
+            mode=self.mode,
             recover_after=timedelta(seconds=settings.recover_after_seconds),
             coins=settings.coin_unit(),
         )
@@ -114,3 +119,25 @@ class Container:
             payments=self.payment_deps(),
             default_policy=self.settings.default_refund_policy(),
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Modes:
+    """The live and the test container of a process.
+
+    They share nothing but the clock: each has its own store, channels and key cache.
+    An application built on one store for both (``create_app(test_engine=engine)``, as
+    most tests do) has the same container twice; :meth:`distinct` lists it once.
+    """
+
+    live: Container
+    test: Container
+
+    def __getitem__(self, mode: Mode) -> Container:
+        return self.live if mode == "live" else self.test
+
+    def distinct(self) -> list[Container]:
+        return [self.live] if self.test is self.live else [self.live, self.test]
+
+    def __iter__(self) -> Iterator[tuple[Mode, Container]]:
+        return iter((mode, self[mode]) for mode in MODES)

@@ -24,7 +24,6 @@ import httpx
 import uvicorn
 from fastapi import Request, Response
 
-from tuition import web
 from tuition.app import create_app
 from tuition.config import Settings, load_settings
 from tuition.services.admin import create_admin_user
@@ -125,8 +124,10 @@ def start(workdir: Path | None = None) -> Servers:
         database_url=database_url,
     )
     servers.api_key = run_sync(_prepare(servers))
-    app = create_app(settings, clock=clock, run_worker=True)
-    web.mount(app)
+    # One store for both modes, so the console shows what the tests make with a test key
+    # (tests/integration/test_modes.py covers the stores kept apart).
+    engine = create_engine(database_url)
+    app = create_app(settings, engine=engine, test_engine=engine, clock=clock, run_worker=True)
 
     @app.post("/e2e/platform-webhooks", include_in_schema=False)
     async def platform(request: Request) -> Response:

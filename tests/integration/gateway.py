@@ -42,7 +42,7 @@ async def gateway(app: FastAPI, clock: FrozenClock) -> AsyncIterator[Simulator]:
         transport=sim.transport,
         clock=clock,
     )
-    app.state.container.registry.add(channel)
+    app.state.modes.live.registry.add(channel)
     yield sim
     await sim.aclose()
     await channel.aclose()

@@ -46,7 +46,12 @@ async def main(url: str) -> None:
     # 1. The API: create a key and an endpoint, then make the next endpoint insert fail.
     key = await api_keys.create_key(UnitOfWork(engine), name="probe", mode="test", clock=clock)
     assert key.secret == API_KEY
-    app = create_app(load_settings(database_url=url), engine=engine, registry=ChannelRegistry())
+    app = create_app(
+        load_settings(database_url=url),
+        engine=engine,
+        test_engine=engine,
+        registry=ChannelRegistry(),
+    )
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     headers = {"Authorization": f"Bearer {API_KEY}"}
     async with httpx.AsyncClient(transport=transport, base_url="http://t", headers=headers) as c:

@@ -285,7 +285,7 @@ async def test_a_key_revoked_by_another_process_is_refused_once_the_cache_expire
 
     _mount_probe(app)
     ticks = [0.0]
-    app.state.container.api_keys = ApiKeyCache(5.0, now=lambda: ticks[0])
+    app.state.modes.live.api_keys = ApiKeyCache(5.0, now=lambda: ticks[0])
     created = await create_key(UnitOfWork(engine), name="k", mode="test", clock=clock)  # type: ignore[arg-type]
     headers = {"Authorization": f"Bearer {created.secret}"}
     assert (

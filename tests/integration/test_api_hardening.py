@@ -143,7 +143,9 @@ async def impatient_client(
     db_url: str, engine: AsyncEngine, clock: FrozenClock, api_key: str
 ) -> AsyncIterator[httpx.AsyncClient]:
     settings = load_settings(database_url=db_url, body_timeout_seconds=0.2)
-    app = create_app(settings, engine=engine, clock=clock, registry=ChannelRegistry())
+    app = create_app(
+        settings, engine=engine, test_engine=engine, clock=clock, registry=ChannelRegistry()
+    )
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app),
         base_url="http://tuition.test",

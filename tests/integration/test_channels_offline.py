@@ -68,8 +68,8 @@ async def gateways(app: FastAPI, clock: FrozenClock, key_dir: Path) -> AsyncIter
     alipay, wechatpay = list(built)
     assert isinstance(alipay, AlipayChannel)
     assert isinstance(wechatpay, WechatPayChannel)
-    app.state.container.registry.add(alipay)
-    app.state.container.registry.add(wechatpay)
+    app.state.modes.live.registry.add(alipay)
+    app.state.modes.live.registry.add(wechatpay)
     yield Gateways(sim, alipay, wechatpay)
     await sim.aclose()
     await alipay.aclose()
@@ -275,7 +275,7 @@ async def test_a_dropped_notification_is_recovered_by_querying_the_gateway(
     await gateways.sim.drain()
     assert await _status(client, "orders", order["id"]) == "pending_payment"
 
-    deps = PaymentDeps(app.state.container.registry, clock, "http://tuition.test")
+    deps = PaymentDeps(app.state.modes.live.registry, clock, "http://tuition.test")
     recovered = await reconcile_payment(uow, payment["id"], deps=deps)
     assert recovered.status == "succeeded"
     assert recovered.channel_trade_no == gateways.sim.payment(payment["id"]).trade_no

@@ -29,7 +29,7 @@ async def client(  # overrides the shared one: this app hosts its own simulator
         public_url="http://tuition.test",
         simulator_key_file=str(tmp_path / "sim.pem"),
     )
-    app = create_app(settings, engine=engine, clock=clock, run_worker=False)
+    app = create_app(settings, engine=engine, test_engine=engine, clock=clock, run_worker=False)
     web.mount(app)
     key = await create_key(UnitOfWork(engine), name="t", mode="test", clock=clock)
     return httpx.AsyncClient(

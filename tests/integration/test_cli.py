@@ -49,6 +49,24 @@ def test_keys_can_be_created_listed_and_revoked(db_file: Path) -> None:
     assert "no active API key" in again.output
 
 
+def test_each_mode_has_its_own_store_and_keys(db_file: Path) -> None:
+    assert runner.invoke(app, ["migrate"]).exit_code == 0
+    test_store = db_file.with_name("cli.test.db")
+    assert test_store.exists()  # migrate brings both modes' stores up to date
+    test_key = runner.invoke(app, ["keys", "create", "--name", "t", "--mode", "test"])
+    live_key = runner.invoke(app, ["keys", "create", "--name", "l", "--mode", "live"])
+    assert test_key.exit_code == live_key.exit_code == 0, test_key.output
+    listed = runner.invoke(app, ["keys", "list"]).output
+    assert "test" in listed
+    assert "live" in listed
+    # Commands work on live mode's store unless told otherwise.
+    for mode in ("live", "test"):
+        verified = runner.invoke(app, ["--mode", mode, "ledger", "verify"])
+        assert verified.exit_code == 0, verified.output
+    test_id = test_key.output.split()[1]
+    assert runner.invoke(app, ["keys", "revoke", test_id]).exit_code == 0
+
+
 def test_bad_configuration_exits_with_a_message_naming_the_variable(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:

@@ -202,7 +202,7 @@ async def test_the_spend_order_setting_decides_which_lots_a_purchase_takes(
     await _buy_pack(client, gateway, coins, surface="ios")
     await _buy_column(client, coins)
     await _buy_column(client, coins)  # the web pack's paid coins are gone
-    settings = app.state.container.settings
+    settings = app.state.modes.live.settings
     unit = settings.coin_unit()
     assert unit is not None
     monkeypatch.setattr(type(settings), "coin_unit", lambda _self: replace(unit, spend_order=order))

@@ -59,7 +59,13 @@ async def dead_app(
     dead_engine: AsyncEngine, clock: FrozenClock, sim: Simulator
 ) -> AsyncIterator[FastAPI]:
     settings = load_settings(database_url=str(dead_engine.url))
-    app = create_app(settings, engine=dead_engine, clock=clock, registry=ChannelRegistry())
+    app = create_app(
+        settings,
+        engine=dead_engine,
+        test_engine=dead_engine,
+        clock=clock,
+        registry=ChannelRegistry(),
+    )
     channel = SandboxChannel(
         SandboxConfig(
             base_url=sim.config.public_base_url,
@@ -71,7 +77,7 @@ async def dead_app(
         transport=sim.transport,
         clock=clock,
     )
-    app.state.container.registry.add(channel)
+    app.state.modes.live.registry.add(channel)
     yield app
     await channel.aclose()
 
@@ -115,7 +121,7 @@ async def test_a_notification_gets_the_channels_failure_ack_so_it_is_sent_again(
         transport=httpx.ASGITransport(app=dead_app), base_url="http://tuition.test"
     ) as client:
         response = await client.post("/v1/notify/sandbox", content=raw, headers=headers)
-    failure = dead_app.state.container.registry.get("sandbox").ack(False)
+    failure = dead_app.state.modes.live.registry.get("sandbox").ack(False)
     assert (response.status_code, response.content) == (failure.status_code, failure.body)
     assert int(response.headers["retry-after"]) > 0
 

@@ -74,7 +74,7 @@ async def _entries(uow: UnitOfWork, prefix: str) -> int:
 
 
 def _worker(app: FastAPI) -> Worker:
-    return Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(seconds=0)))
+    return Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(seconds=0)))
 
 
 async def test_a_creators_share_is_pending_during_the_hold_then_the_worker_makes_it_available(
@@ -303,7 +303,7 @@ async def test_a_refund_racing_the_release_takes_back_from_exactly_one_place(
     for order in orders:
         made = await client.post("/v1/refunds", json={"order_id": order["id"], "amount": 3000})
         assert made.status_code == 201, made.text
-    engine = app.state.container.engine
+    engine = app.state.modes.live.engine
     # The refunds' notifications settle while the holds are being released.
     await asyncio.gather(
         gateway.drain(),
@@ -331,7 +331,7 @@ async def test_two_workers_releasing_the_same_holds_at_once_move_each_once(
 ) -> None:
     orders = [await _paid(client, gateway, shop, "c1", customer=f"u_{n}") for n in range(5)]
     clock.advance(HOLD)
-    engine = app.state.container.engine
+    engine = app.state.modes.live.engine
     await asyncio.gather(
         *(
             release_earnings(UnitOfWork(engine), o["payment_id"], clock=clock)

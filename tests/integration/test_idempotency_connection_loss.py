@@ -74,7 +74,7 @@ async def gate(app: FastAPI, clock: FrozenClock) -> AsyncIterator[GatedTransport
         transport=transport,
         clock=clock,
     )
-    app.state.container.registry.add(channel)
+    app.state.modes.live.registry.add(channel)
     yield transport
     await sim.aclose()
     await channel.aclose()

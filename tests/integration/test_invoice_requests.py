@@ -95,19 +95,19 @@ async def test_the_workflow_issues_once_and_flags_reversal_after_a_refund(
     second = await client.post(f"/v1/orders/{order_id}/invoice_requests", json=_company())
     assert second.status_code == 409
     assert second.json()["error"]["code"] == "invoice_already_requested"
-    clock = app.state.container.clock
+    clock = app.state.modes.live.clock
     with pytest.raises(ValidationFailed) as bad_pdf:
         await invoice_service.issue_invoice(
             invoice_service.IssueInvoice(
                 request["id"], "0001", date(2026, 11, 1), b"nope", "admin:f"
             ),
-            UnitOfWork(app.state.container.engine),
+            UnitOfWork(app.state.modes.live.engine),
             clock=clock,
         )
     assert bad_pdf.value.param == "pdf"
     issued = await invoice_service.issue_invoice(
         invoice_service.IssueInvoice(request["id"], "04400001", date(2026, 11, 1), PDF, "admin:f"),
-        UnitOfWork(app.state.container.engine),
+        UnitOfWork(app.state.modes.live.engine),
         clock=clock,
     )
     assert issued.status.value == "issued"
@@ -115,7 +115,7 @@ async def test_the_workflow_issues_once_and_flags_reversal_after_a_refund(
     with pytest.raises(IllegalTransition) as twice:
         await invoice_service.reject_invoice(
             invoice_service.RejectInvoice(request["id"], "late", "admin:f"),
-            UnitOfWork(app.state.container.engine),
+            UnitOfWork(app.state.modes.live.engine),
             clock=clock,
         )
     assert twice.value.status == 409
@@ -149,8 +149,8 @@ async def test_a_rejected_request_frees_the_order_for_a_new_one(
     )
     rejected = await invoice_service.reject_invoice(
         invoice_service.RejectInvoice(first["id"], "wrong title", "admin:f"),
-        UnitOfWork(app.state.container.engine),
-        clock=app.state.container.clock,
+        UnitOfWork(app.state.modes.live.engine),
+        clock=app.state.modes.live.clock,
     )
     assert rejected.reject_reason == "wrong title"
     again = await client.post(f"/v1/orders/{order_id}/invoice_requests", json=_company())

@@ -154,7 +154,7 @@ async def test_the_worker_anchors_once_a_day(
     assert await anchor_daily(uow, settings, clock.now() + timedelta(days=1)) is not None
     assert len(list((tmp_path / "anchors").glob("anchor-*.json"))) == 2
 
-    container = app.state.container
+    container = app.state.modes.live
     object.__setattr__(container, "settings", settings)
     worker = Worker(container, WorkerConfig(sweep_interval=timedelta(0)))
     try:

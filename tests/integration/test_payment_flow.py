@@ -305,7 +305,7 @@ async def test_a_dropped_notification_is_recovered_by_querying(
     await gateway.pay(payment["id"])
     await gateway.drain()
     assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "pending_payment"
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, clock, "http://tuition.test")
     recovered = await reconcile_payment(uow, payment["id"], deps=deps)
     assert recovered.status == "succeeded"

@@ -46,7 +46,7 @@ async def _pay(client: httpx.AsyncClient, payee: str) -> dict[str, object]:
 
 async def _jobs(app: FastAPI, clock: FrozenClock) -> None:
     clock.advance(timedelta(seconds=61))
-    await Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(0))).run_once()
+    await Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(0))).run_once()
 
 
 async def test_an_alipay_payout_is_transferred_once_and_paid_net_of_tax(

@@ -57,7 +57,7 @@ async def _sell(
     await gateway.pay(payment["id"])
     await gateway.drain()
     clock.advance(HOLD)
-    await Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(0))).run_once()
+    await Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(0))).run_once()
     return order
 
 
@@ -364,7 +364,7 @@ async def test_two_payout_runs_at_once_pay_each_payee_once(
     await _sell(app, client, gateway, clock, seller, "u_1")
     await _bank(client, seller["creator"])
     deps = PayoutDeps(clock=clock)
-    engine = app.state.container.engine
+    engine = app.state.modes.live.engine
     runs = await asyncio.gather(
         *(run_payouts(UnitOfWork(engine), schedule="weekly", deps=deps) for _ in range(4))
     )

@@ -53,7 +53,7 @@ async def test_the_documented_month_of_a_199_course_ends_at_36305_after_a_5000_p
     assert (await _balance(client, payee))["pending"] == 557200 - 13930
 
     clock.advance(timedelta(days=4))  # day 7: the holds end
-    await Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(0))).run_once()
+    await Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(0))).run_once()
     assert await _balance(client, payee) == {
         "pending": 0,
         "available": 543270,

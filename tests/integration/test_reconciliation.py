@@ -50,7 +50,7 @@ def app(db_url: str, engine: AsyncEngine, clock: FrozenClock, tmp_path: Path) ->
         public_url="http://tuition.test",
         simulator_key_file=str(tmp_path / "sim.pem"),
     )
-    return create_app(settings, engine=engine, clock=clock, run_worker=False)
+    return create_app(settings, engine=engine, test_engine=engine, clock=clock, run_worker=False)
 
 
 @pytest.fixture
@@ -87,14 +87,14 @@ async def _paid(
 ) -> dict[str, Any]:
     payment = await _payment(client, shop, channel)
     await sim.pay(payment["id"])
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     await reconcile_payment(container.uow(), payment["id"], deps=deps)
     return payment
 
 
 async def _run(app: FastAPI, channel: str, day: date = DAY) -> RunRecord:
-    container = app.state.container
+    container = app.state.modes.live
     deps = ReconcileDeps(container.registry, container.clock, container.settings.zone)
     return await reconcile_day(ReconcileDay(channel, day), container.uow(), deps=deps)
 
@@ -121,7 +121,7 @@ async def test_a_clean_day_nets_clearing_to_zero_and_a_rerun_posts_nothing_again
     first = await _paid(app, client, sim, shop, channel)
     await _paid(app, client, sim, shop, channel)
     refund = await post(client, "/v1/refunds", {"payment_id": first["id"]})
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     from tuition.services.payments import submit_refund
 
@@ -215,7 +215,7 @@ async def test_every_difference_the_simulator_is_told_to_make_becomes_a_case(
     bigger = await _paid(app, client, sim, shop, channel)
     costly = await _paid(app, client, sim, shop, channel)
     revoked = await _paid(app, client, sim, shop, channel)
-    account = app.state.container.registry.get(channel).app_id
+    account = app.state.modes.live.registry.get(channel).app_id
     sim.bills.drop(dropped["id"])
     sim.bills.alter(bigger["id"], amount=bigger["amount"] + 100)
     sim.bills.alter(costly["id"], fee=999)
@@ -485,7 +485,7 @@ async def test_a_refund_missing_from_the_bill_is_a_short_case_and_clearing_does_
 
     payment = await _paid(app, client, sim, shop, channel)
     refund = await post(client, "/v1/refunds", {"payment_id": payment["id"]})
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     await submit_refund(container.uow(), refund["id"], deps=deps)
     await sim.drain()
@@ -514,7 +514,7 @@ async def test_the_worker_reconciles_yesterday_once_each_morning(
 
     await _paid(app, client, sim, shop, "alipay")
     await _paid(app, client, sim, shop, "wechatpay")
-    worker = Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(seconds=0)))
+    worker = Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(seconds=0)))
     try:
         clock.set(datetime(2026, 11, 2, 1, 0, tzinfo=UTC))  # 09:00 in Beijing: too early
         await worker.run_once()

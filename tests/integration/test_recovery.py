@@ -34,7 +34,7 @@ STEP = timedelta(seconds=5)  # the worker's sweep interval
 
 def _worker(app: FastAPI, **config: Any) -> Worker:
     return Worker(
-        app.state.container,
+        app.state.modes.live,
         WorkerConfig(**{"sweep_interval": timedelta(seconds=0), **config}),
         rng=random.Random(7),
     )
@@ -42,7 +42,7 @@ def _worker(app: FastAPI, **config: Any) -> Worker:
 
 def _count_queries(app: FastAPI, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """The payment ids the worker asks the sandbox gateway about, in order."""
-    channel = app.state.container.registry.get("sandbox")
+    channel = app.state.modes.live.registry.get("sandbox")
     asked: list[str] = []
     original = channel.query_payment
 
@@ -281,7 +281,7 @@ async def test_a_trade_the_gateway_never_saw_is_closed_once_its_order_no_longer_
     # (called directly here, before the close_attempts job would).
     await gateway.pay(paying["id"])
     await gateway.drain()
-    assert await reconcile(app.state.container.uow(), orphan.id, worker.deps) is None
+    assert await reconcile(app.state.modes.live.uow(), orphan.id, worker.deps) is None
     await worker.close()
     closed = (await client.get(f"/v1/payments/{orphan.id}")).json()
     assert (closed["status"], closed["failure_code"]) == ("closed", "TRADE_NOT_EXIST")
@@ -303,7 +303,7 @@ async def test_a_created_attempt_of_an_expired_order_is_closed_not_retried(
         await uow.commit()
     clock.advance(timedelta(minutes=16))  # past the order's expiry
     worker = _worker(app, recover_after=timedelta(seconds=60))
-    assert await reconcile(app.state.container.uow(), orphan.id, worker.deps) is None
+    assert await reconcile(app.state.modes.live.uow(), orphan.id, worker.deps) is None
     await worker.close()
     closed = (await client.get(f"/v1/payments/{orphan.id}")).json()
     assert (closed["status"], closed["failure_code"]) == ("closed", "TRADE_NOT_EXIST")

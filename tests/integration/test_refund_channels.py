@@ -40,7 +40,7 @@ def app(db_url: str, engine: AsyncEngine, clock: FrozenClock, tmp_path: Path) ->
         public_url="http://tuition.test",
         simulator_key_file=str(tmp_path / "sim.pem"),
     )
-    return create_app(settings, engine=engine, clock=clock, run_worker=False)
+    return create_app(settings, engine=engine, test_engine=engine, clock=clock, run_worker=False)
 
 
 @pytest.fixture
@@ -73,14 +73,14 @@ async def _paid_order(
         {"channel": channel, "method": METHODS[channel]},
     )
     await sim.pay(payment["id"])
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     await reconcile_payment(container.uow(), payment["id"], deps=deps)
     return order
 
 
 async def _run_worker(app: FastAPI, clock: FrozenClock, times: int = 1) -> None:
-    worker = Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(seconds=0)))
+    worker = Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(seconds=0)))
     try:
         for _ in range(times):
             clock.advance(timedelta(seconds=61))

@@ -73,7 +73,7 @@ async def _ledger_clean(uow: UnitOfWork) -> None:
 
 
 def _worker(app: FastAPI) -> Worker:
-    return Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(seconds=0)))
+    return Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(seconds=0)))
 
 
 async def test_a_full_refund_returns_every_party_its_part_and_ends_access(

@@ -148,7 +148,7 @@ async def test_an_expired_order_releases_the_held_part(
     await _credit(client, 1000)
     order, payment = await _split(client, shop, 800)
     clock.advance(timedelta(minutes=16))
-    worker = Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(seconds=0)))
+    worker = Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(seconds=0)))
     try:
         for _ in range(3):
             await worker.run_once()

@@ -237,7 +237,7 @@ async def test_the_worker_sweep_runs_the_subscription_pass_with_the_settings(
     from tuition.worker.runner import Worker, WorkerConfig
 
     sub = await _paid_subscription(client, shop, uow, clock)
-    worker = Worker(app.state.container, WorkerConfig(sweep_interval=timedelta(seconds=0)))
+    worker = Worker(app.state.modes.live, WorkerConfig(sweep_interval=timedelta(seconds=0)))
     try:
         clock.set(RENEWAL_DUE - timedelta(minutes=1))
         await worker.sweep()

@@ -289,7 +289,7 @@ async def test_an_adjustment_with_a_key_is_made_once(app: Any, clock: Any, uow: 
     from tuition.api.payments import payment_deps
     from tuition.services.wallet import Adjustment, adjust
 
-    deps = payment_deps(app.state.container)
+    deps = payment_deps(app.state.modes.live)
     cmd = Adjustment("u_9", "CNY", 250, "goodwill", "admin:ops@example.com", key="form-1")
     first = await adjust(cmd, uow, deps=deps)
     again = await adjust(cmd, uow, deps=deps)

@@ -84,7 +84,7 @@ async def _deliver_once(
         event_id = await uow.events.emit("order.paid", "ord_1", {"n": 1}, at=clock.now())
         await uow.commit()
     worker = Worker(
-        app.state.container,
+        app.state.modes.live,
         WorkerConfig(sweep_interval=timedelta(0)),
         transport=httpx.MockTransport(handle),
         rng=random.Random(1),

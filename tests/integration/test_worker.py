@@ -83,7 +83,7 @@ async def _public_dns(_host: str, _port: int) -> list[IPAddress]:
 
 def _worker(app: FastAPI, receiver: Receiver, **config: Any) -> Worker:
     return Worker(
-        app.state.container,
+        app.state.modes.live,
         WorkerConfig(**{"sweep_interval": timedelta(seconds=0), **config}),
         transport=receiver.transport(),
         rng=random.Random(7),

@@ -239,8 +239,11 @@ def test_simulator_mode_enables_every_channel_unless_channels_are_set() -> None:
 
 def test_simulator_mode_keeps_its_keys_in_private_files(tmp_path: Path) -> None:
     settings = load_settings(simulator=True, simulator_key_file=str(tmp_path / "sim.pem"))
-    first = build_registry(settings, clock=FrozenClock(datetime(2026, 11, 1, tzinfo=UTC)))
+    clock = FrozenClock(datetime(2026, 11, 1, tzinfo=UTC))
+    first = build_registry(settings, clock=clock, mode="test")
     assert [c.slug for c in first] == ["sandbox", "alipay", "wechatpay"]
+    # Live mode plays the same gateways, never the sandbox.
+    assert [c.slug for c in build_registry(settings, clock=clock)] == ["alipay", "wechatpay"]
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == [
         "sim-alipay-app.pem",

@@ -6,26 +6,43 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
-from tuition.container import ApiKeyCache, Container
+from tuition.container import ApiKeyCache, Container, Modes
 from tuition.domain.errors import AuthenticationFailed
-from tuition.services.api_keys import authenticate
+from tuition.domain.modes import Mode
+from tuition.services.api_keys import authenticate, key_mode
 from tuition.store.access import ApiKeyRecord
 
-__all__ = ["ApiKeyCache", "Container", "current_api_key", "get_container"]
+__all__ = ["ApiKeyCache", "Container", "current_api_key", "get_container", "live_container"]
 
 
 def get_container(request: Request) -> Container:
-    container: Container = request.app.state.container
-    return container
+    """The container of the request's mode: the API key's, the console's chosen mode,
+    the mode a public page's object lives in (``request.state.mode``), else live."""
+    modes: Modes = request.app.state.modes
+    mode: Mode = getattr(request.state, "mode", "live")
+    return modes[mode]
+
+
+def live_container(request: Request) -> Container:
+    """The live container whatever the request's mode: operators and console sessions
+    live there."""
+    modes: Modes = request.app.state.modes
+    return modes.live
 
 
 async def _container(request: Request) -> Container:
-    # FastAPI runs a plain ``def`` dependency in a worker thread; this one needs none.
+    # An authenticated route's container is its key's, whichever dependency FastAPI
+    # resolves first. (A plain ``def`` dependency would run in a worker thread.)
+    if "authorization" in request.headers and getattr(request.state, "mode", None) is None:
+        await current_api_key(request)
     return get_container(request)
 
 
 async def current_api_key(request: Request) -> ApiKeyRecord:
-    """The caller's API key from ``Authorization: Bearer``; cached on the request."""
+    """The caller's API key from ``Authorization: Bearer``; cached on the request.
+
+    The key is looked up in the store of the mode its prefix names, and the request
+    then sees that mode's store only."""
     cached: ApiKeyRecord | None = getattr(request.state, "api_key", None)
     if cached is not None:
         return cached
@@ -39,13 +56,15 @@ async def current_api_key(request: Request) -> ApiKeyRecord:
         raise AuthenticationFailed(
             "the Authorization header must be 'Bearer <API key>'", code="api_key_missing"
         )
-    container = get_container(request)
     secret = secret.strip()
+    modes: Modes = request.app.state.modes
+    container = modes[key_mode(secret)]
     record = container.api_keys.get(secret)
     if record is None:
         record = await authenticate(container.uow(), secret)
         container.api_keys.put(secret, record)
     request.state.api_key = record
+    request.state.mode = record.mode
     return record
 
 

@@ -200,8 +200,9 @@ async def _handle_database(request: Request, exc: Exception) -> Response:
 
 
 def _failure_ack(request: Request) -> Ack | None:
-    container = getattr(request.app.state, "container", None)
-    registry: ChannelRegistry | None = getattr(container, "registry", None)
+    modes = getattr(request.app.state, "modes", None)
+    mode = "test" if getattr(request.state, "mode", None) == "test" else "live"
+    registry: ChannelRegistry | None = getattr(getattr(modes, mode, None), "registry", None)
     slug = str(request.path_params.get("channel", ""))
     if registry is None or not slug:
         return None

@@ -102,8 +102,8 @@ async def _send_error(send: Send, status: int, error: dict[str, str | None]) -> 
 
 
 def _limited(scope: Scope, receive: Receive) -> Receive:
-    container = getattr(getattr(scope.get("app"), "state", None), "container", None)
-    settings = getattr(container, "settings", None)
+    modes = getattr(getattr(scope.get("app"), "state", None), "modes", None)
+    settings = getattr(getattr(modes, "live", None), "settings", None)  # both modes share them
     max_body = getattr(settings, "max_body_bytes", DEFAULT_MAX_BODY_BYTES)
     max_notify = getattr(settings, "max_notify_body_bytes", DEFAULT_MAX_NOTIFY_BODY_BYTES)
     timeout = getattr(settings, "body_timeout_seconds", DEFAULT_BODY_TIMEOUT_SECONDS)

@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from tuition.api.deps import Container, ContainerDep
+from tuition.api.deps import Container, ContainerDep, get_container, live_container
 from tuition.api.fields import CustomerIdQuery
 from tuition.api.idempotency import replayed_by
 from tuition.api.listing import CreatedGte, CreatedLt, Page, page_of
@@ -220,21 +220,41 @@ async def list_payments(
     return PaymentList(data=[payment_out(p) for p in items], has_more=has_more)
 
 
+_NOTIFY_RESPONSES: dict[int | str, dict[str, Any]] = {
+    200: {"description": "The channel's success ACK"},
+    204: {"description": "WeChat Pay's success ACK (no body)"},
+    400: {"description": "The channel's failure ACK, or a channel not enabled here"},
+}
+
+
 @notify.post(
     "/notify/{channel}",
     summary="Channel notification endpoint (for gateways, not for platforms)",
     description="Authenticated by the channel's signature, not an API key. Answers in the "
     "channel's own ACK format: its success ACK once the notification is applied (or was "
     "already), its failure ACK (400) when it is refused. Every "
-    "notification received is recorded.",
+    "notification received is recorded. Live mode's payments notify here.",
     response_class=Response,
-    responses={
-        200: {"description": "The channel's success ACK"},
-        204: {"description": "WeChat Pay's success ACK (no body)"},
-        400: {"description": "The channel's failure ACK, or a channel not enabled here"},
-    },
+    responses=_NOTIFY_RESPONSES,
 )
-async def channel_notification(channel: str, request: Request, container: ContainerDep) -> Response:
+async def channel_notification(channel: str, request: Request) -> Response:
+    return await _notification(channel, request, live_container(request))
+
+
+@notify.post(
+    "/notify/test/{channel}",
+    summary="Channel notification endpoint of test mode (for gateways)",
+    description="As `/v1/notify/{channel}`, for test mode's payments: verified with test "
+    "mode's channel configuration and applied to test mode's data only.",
+    response_class=Response,
+    responses=_NOTIFY_RESPONSES,
+)
+async def test_channel_notification(channel: str, request: Request) -> Response:
+    request.state.mode = "test"
+    return await _notification(channel, request, get_container(request))
+
+
+async def _notification(channel: str, request: Request, container: Container) -> Response:
     outcome = await handle_notification(
         channel,
         dict(request.headers),

@@ -24,8 +24,9 @@ class ChannelRegistry:
             return self._channels[slug]
         except KeyError:
             known = ", ".join(sorted(self._channels)) or "none"
+            hint = " (the sandbox is test mode's only: use an sk_test_ key)" * (slug == "sandbox")
             raise InvalidRequest(
-                f"channel {slug!r} is not enabled here; enabled: {known}",
+                f"channel {slug!r} is not enabled here{hint}; enabled: {known}",
                 code="channel_unknown",
                 param=param,
             ) from None

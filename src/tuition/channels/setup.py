@@ -34,6 +34,7 @@ from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.channels.wechatpay.config import WechatPayConfig, load_wechatpay_config
 from tuition.clock import Clock
 from tuition.config import ConfigError, Settings
+from tuition.domain.modes import MODES, Mode
 from tuition.simulator.app import Simulator
 from tuition.simulator.keyfiles import kept_apiv3_key, kept_rsa_key, sibling
 from tuition.simulator.signing import key_serial
@@ -71,18 +72,26 @@ def simulator_key(settings: Settings) -> bytes:
 
 
 def check_channels(settings: Settings) -> None:
-    """Load every enabled channel's settings now; raises ConfigError naming the variable."""
-    for slug in settings.enabled_channels:
-        if slug == "alipay":
-            alipay_config(settings)
-        elif slug == "wechatpay":
-            wechatpay_config(settings)
+    """Load every enabled channel's settings now, of both modes; raises ConfigError
+    naming the variable."""
+    for mode in MODES:
+        mode_settings = settings.for_mode(mode)
+        for slug in settings.mode_channels(mode):
+            if slug == "alipay":
+                alipay_config(mode_settings)
+            elif slug == "wechatpay":
+                wechatpay_config(mode_settings)
 
 
 def build_registry(
-    settings: Settings, *, clock: Clock, simulator: Simulator | None = None
+    settings: Settings,
+    *,
+    clock: Clock,
+    simulator: Simulator | None = None,
+    mode: Mode = "live",
 ) -> ChannelRegistry:
-    """Channels named in ``settings.enabled_channels``, in that order.
+    """``mode``'s channels (``settings.mode_channels``: never the sandbox live), in
+    checkout order, each configured by ``settings.for_mode(mode)``.
 
     With the simulator in this process the channels reach it without a network hop (and
     it learns the simulated merchants' keys); otherwise they call it over HTTP at
@@ -90,7 +99,9 @@ def build_registry(
     """
     registry = ChannelRegistry()
     transport = simulator.transport if simulator is not None else None
-    for slug in settings.enabled_channels:
+    slugs = settings.mode_channels(mode)
+    settings = settings.for_mode(mode)
+    for slug in slugs:
         match slug:
             case "sandbox":
                 registry.add(_sandbox(settings, clock=clock, simulator=simulator))

@@ -5,15 +5,13 @@ from __future__ import annotations
 import hashlib
 import secrets
 from dataclasses import dataclass
-from typing import Literal
 
 from tuition.clock import Clock
 from tuition.domain.errors import AuthenticationFailed, NotFound, ValidationFailed
 from tuition.domain.ids import new_id
+from tuition.domain.modes import Mode, mode_of_key
 from tuition.store.access import ApiKeyRecord
 from tuition.store.uow import UnitOfWork
-
-Mode = Literal["test", "live"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,14 +56,22 @@ async def revoke_key(uow: UnitOfWork, key_id: str, *, clock: Clock) -> None:
         await uow.commit()
 
 
-async def authenticate(uow: UnitOfWork, secret: str) -> ApiKeyRecord:
-    if not secret.startswith(("sk_test_", "sk_live_")):
+def key_mode(secret: str) -> Mode:
+    """The mode whose store holds the key ``secret`` (it is in the secret's prefix)."""
+    mode = mode_of_key(secret)
+    if mode is None:
         raise AuthenticationFailed(
             "the API key is malformed: expected 'Bearer sk_test_…' or 'Bearer sk_live_…'"
         )
+    return mode
+
+
+async def authenticate(uow: UnitOfWork, secret: str) -> ApiKeyRecord:
+    """The key ``secret`` from ``uow``'s store: the store of ``key_mode(secret)``."""
+    mode = key_mode(secret)
     async with uow:
         record = await uow.api_keys.by_hash(hash_key(secret))
-    if record is None:
+    if record is None or record.mode != mode:
         raise AuthenticationFailed(f"unknown API key {secret[:12]}…")
     if record.revoked_at is not None:
         raise AuthenticationFailed(

@@ -54,16 +54,23 @@ _CREATORS = [
 
 
 async def seed_demo(
-    uow_factory: Callable[[], UnitOfWork], settings: Settings, clock: Clock
+    uow_factory: Callable[[], UnitOfWork],
+    settings: Settings,
+    clock: Clock,
+    *,
+    operators: Callable[[], UnitOfWork] | None = None,
 ) -> DemoInfo:
+    """The shop in ``uow_factory``'s store (test mode's, for ``make demo``) and the
+    operator in ``operators``' (the live store, where the console signs in)."""
+    operators = operators or uow_factory
     creators = await _creators(uow_factory, clock)
     products = await _products(uow_factory, clock, creators)
     await _coupons(uow_factory, clock)
     password = secrets.token_urlsafe(12)
     try:
-        await admin_service.create_admin_user(uow_factory(), ADMIN_EMAIL, password, clock)
+        await admin_service.create_admin_user(operators(), ADMIN_EMAIL, password, clock)
     except Conflict:
-        await admin_service.set_admin_password(uow_factory(), ADMIN_EMAIL, password)
+        await admin_service.set_admin_password(operators(), ADMIN_EMAIL, password)
     order = await create_order(
         CreateOrder(
             customer_id=f"demo-reader-{secrets.token_hex(3)}",
@@ -77,7 +84,8 @@ async def seed_demo(
     return DemoInfo(
         checkout_url=checkout_url(settings, order.id),
         order_id=order.id,
-        admin_url=f"{settings.base_url}/admin",
+        # The demo shop is test data: the console opens on test mode (after sign-in).
+        admin_url=f"{settings.base_url}/admin/mode?to=test",
         admin_email=ADMIN_EMAIL,
         admin_password=password,
         coupons=COUPONS,

@@ -25,6 +25,7 @@ from tuition.domain.errors import (
     ValidationFailed,
 )
 from tuition.domain.ids import new_id
+from tuition.domain.modes import Mode, notify_url
 from tuition.domain.money import get_currency
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
@@ -59,12 +60,17 @@ RECOVER_AFTER = timedelta(seconds=60)
 class PaymentDeps:
     registry: ChannelRegistry
     clock: Clock
-    base_url: str  # where gateways reach /v1/notify/{channel}
+    base_url: str  # where gateways reach this deployment (domain/modes.py notify_url)
+    mode: Mode = "live"  # whose payments these are: each mode is notified apart
     # An open payment is first asked about this long after it was created (its
     # ``reconcile_payment`` job, queued with it); see docs/operations.md.
     recover_after: timedelta = RECOVER_AFTER
     # The platform's coin (TUITION_COINS), None when coins are off.
     coins: CoinUnit | None = None
+
+    def notify_url(self, channel: str) -> str:
+        """Where ``channel`` sends its notifications for this mode's payments."""
+        return notify_url(self.base_url, self.mode, channel)
 
     @property
     def coin_spend_order(self) -> SpendOrder:
@@ -139,7 +145,7 @@ async def create_payment(
         currency=order.currency,
         subject=subject[:120],
         method=cmd.method,
-        notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{channel.slug}",
+        notify_url=deps.notify_url(channel.slug),
         return_url=cmd.return_url or order.return_url,
         expires_at=order.expires_at,
         client_ip=cmd.client_ip,
@@ -342,7 +348,7 @@ async def submit_refund(uow: UnitOfWork, refund_id: str, *, deps: PaymentDeps) -
                     payment_amount=payment.amount,
                     currency=refund.currency,
                     reason=refund.reason,
-                    notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{channel.slug}",
+                    notify_url=deps.notify_url(channel.slug),
                 )
             )
         except ChannelTimeout:

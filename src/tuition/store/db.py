@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 # A pooled connection unused for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 5.0
 _CHECKED_IN = "tuition_checked_in"
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 
 
 # Prebuilt statements. Building a Core statement (``select(t).where(t.c.id == x)``,
@@ -87,14 +88,24 @@ def is_sqlite(engine: AsyncEngine) -> bool:
     return engine.dialect.name == "sqlite"
 
 
-def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> AsyncEngine:
+def create_engine(
+    url: str, *, pool_size: int = 10, echo: bool = False, schema: str | None = None
+) -> AsyncEngine:
     """An async engine with the settings each backend needs.
 
     SQLite runs in WAL mode with foreign keys on, and every transaction starts with
     ``BEGIN IMMEDIATE``: our transactions read then write, and a deferred transaction
     that upgrades to a writer fails at once with SQLITE_BUSY instead of waiting.
+
+    ``schema`` (PostgreSQL only) is the one schema every statement of this engine reads
+    and writes (its ``search_path``): how test mode keeps a store of its own inside the
+    live database (docs/api.md, "Test and live modes").
     """
     parsed = make_url(url)
+    if schema is not None and (
+        parsed.get_backend_name() == "sqlite" or not _SCHEMA_NAME.fullmatch(schema)
+    ):
+        raise ValueError(f"a schema needs PostgreSQL and a plain name, not {schema!r}")
     # Bound values never go into an error message or an echo line: they include webhook
     # secrets, key hashes and personal data (see _scrub_driver_errors for the rest).
     if parsed.get_backend_name() == "sqlite":
@@ -110,7 +121,12 @@ def create_engine(url: str, *, pool_size: int = 10, echo: bool = False) -> Async
         hide_parameters=True,
         pool_size=pool_size,
         max_overflow=pool_size,
-        connect_args={"server_settings": {"application_name": "tuition"}},
+        connect_args={
+            "server_settings": {
+                "application_name": "tuition",
+                **({"search_path": schema} if schema else {}),
+            }
+        },
     )
     _ping_when_idle(engine)
     _scrub_driver_errors(engine)

@@ -8,8 +8,9 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
+from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
 
@@ -40,7 +41,18 @@ async def current_revision(engine: AsyncEngine) -> str | None:
 
 async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
     async with engine.begin() as conn:
+        if conn.dialect.name == "postgresql":
+            await _create_own_schema(conn)
         await conn.run_sync(lambda sync: command.upgrade(_config(sync), target))
+
+
+async def _create_own_schema(conn: AsyncConnection) -> None:
+    """Create the engine's own schema (its ``search_path``, test mode's store) if it
+    is not there yet; an engine on ``public`` has nothing to create."""
+    path = (await conn.execute(text("SHOW search_path"))).scalar_one()
+    first = str(path).split(",")[0].strip().strip('"')
+    if first and first not in ("$user", "public"):
+        await conn.execute(text(f'CREATE SCHEMA IF NOT EXISTS "{first}"'))
 
 
 async def autogenerate(engine: AsyncEngine, message: str, rev_id: str) -> None:

@@ -17,7 +17,8 @@ from urllib.parse import quote
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tuition.api.deps import Container, get_container
+from tuition.api.deps import Container, live_container
+from tuition.domain.modes import Mode
 from tuition.services import admin as admin_service
 from tuition.store.admin import AdminSession, AdminUser
 from tuition.web.i18n import N_, gettext_for, negotiate
@@ -30,6 +31,8 @@ LOGIN_REFUSED = N_(
     "Wrong email or password, or too many attempts: wait 15 minutes before trying again."
 )
 LOGIN_COOKIE = "tuition_admin_login"
+# Which mode's data the console shows (docs/admin.md).
+MODE_COOKIE = "tuition_admin_mode"
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,7 +50,7 @@ class Operator:
 async def signed_in(request: Request) -> Operator:
     """Dependency: the operator, or a redirect to the login page (303 with Location)."""
     token = request.cookies.get(SESSION_COOKIE)
-    container = get_container(request)
+    container = live_container(request)
     found = None
     if token:
         found = await admin_service.current_session(container.uow(), token, clock=container.clock)
@@ -56,7 +59,14 @@ async def signed_in(request: Request) -> Operator:
         raise HTTPException(
             status_code=303, headers={"Location": f"/admin/login?next={quote(target, safe='')}"}
         )
+    # The pages show (and act on) the data of the mode the operator chose.
+    request.state.mode = console_mode(request)
     return Operator(user=found[1], session=found[0])
+
+
+def console_mode(request: Request) -> Mode:
+    """The mode whose data the console shows: the operator's choice, live by default."""
+    return "test" if request.cookies.get(MODE_COOKIE) == "test" else "live"
 
 
 OperatorDep = Annotated[Operator, Depends(signed_in)]
@@ -86,7 +96,7 @@ def _safe_next(target: str | None) -> str:
 async def login_page(
     request: Request, next: Annotated[str | None, Query(max_length=500)] = None
 ) -> Response:
-    container = get_container(request)
+    container = live_container(request)
     token = request.cookies.get(SESSION_COOKIE)
     if token and await admin_service.current_session(container.uow(), token, clock=container.clock):
         return secure(RedirectResponse(_safe_next(next), status_code=303))
@@ -129,7 +139,7 @@ async def login(
     csrf_token: Annotated[str, Form(max_length=100)] = "",
     next: Annotated[str, Form(max_length=500)] = "/admin",
 ) -> Response:
-    container = get_container(request)
+    container = live_container(request)
     if not csrf_ok(request.cookies.get(LOGIN_COOKIE), csrf_token):
         return refused(request)
     locale = negotiate(request)
@@ -173,9 +183,25 @@ async def logout(
 ) -> Response:
     if not csrf_ok(operator.csrf_token, csrf_token):
         return refused(request)
-    container = get_container(request)
+    container = live_container(request)
     token = request.cookies.get(SESSION_COOKIE, "")
     await admin_service.logout(container.uow(), token, clock=container.clock)
     response = secure(RedirectResponse("/admin/login", status_code=303))
     response.delete_cookie(SESSION_COOKIE, path="/admin")
+    return response
+
+
+@router.get("/admin/mode")
+async def switch_mode(request: Request, operator: OperatorDep, to: str = "live") -> Response:
+    """Show test mode's data (``to=test``) or live mode's: a view setting, not a change."""
+    mode: Mode = "test" if to == "test" else "live"
+    response = secure(RedirectResponse("/admin", status_code=303))
+    response.set_cookie(
+        MODE_COOKIE,
+        mode,
+        httponly=True,
+        samesite="lax",
+        secure=_secure_cookies(live_container(request)),
+        path="/admin",
+    )
     return response
