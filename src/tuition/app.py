@@ -140,6 +140,7 @@ def create_app(
 def _feature_routers() -> list[APIRouter]:
     from tuition import web
     from tuition.api import (
+        apple,
         catalog,
         history,
         invoices,
@@ -158,6 +159,7 @@ def _feature_routers() -> list[APIRouter]:
     from tuition.web import receipts as receipt_pages
 
     return [
+        *apple.routers,  # before payments: /v1/notify/apple before /v1/notify/{channel}
         *catalog.routers,
         *history.routers,
         *invoices.routers,

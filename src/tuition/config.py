@@ -159,9 +159,11 @@ class Settings(BaseSettings):
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - {"sandbox", "alipay", "wechatpay"})
+        unknown = sorted(set(value) - {"sandbox", "alipay", "wechatpay", "apple"})
         if unknown:
-            raise ValueError(f"unknown channels {unknown}; known: sandbox, alipay, wechatpay")
+            raise ValueError(
+                f"unknown channels {unknown}; known: sandbox, alipay, wechatpay, apple"
+            )
         return value
 
     @property
@@ -234,6 +236,18 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    # Apple App Store in-app purchase (docs/channels.md): the app's bundle id, its Apple
+    # id (required in Production), the environment its transactions come from, the
+    # root certificates their chains must end in (Apple Root CA - G3), OCSP checks, and
+    # what each App Store product id sells: {"<product id>": {"product_id": "prod_…",
+    # "commission": "0.15"}} (commission default 0.30).
+    apple_bundle_id: str = ""
+    apple_app_apple_id: int | None = None
+    apple_environment: Literal["Production", "Sandbox"] = "Production"
+    apple_root_certificate_files: list[str] = Field(default_factory=list)
+    apple_online_checks: bool = True
+    apple_products: dict[str, dict[str, str]] = Field(default_factory=dict)
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})
