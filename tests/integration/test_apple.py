@@ -289,3 +289,56 @@ async def test_a_forged_or_other_apps_notification_is_refused_and_changes_nothin
     assert junk.status_code == 400
     wallet = (await client.get("/v1/customers/u_1/wallet")).json()
     assert wallet["coins"]["balance"] == 120
+
+
+async def test_a_crash_after_the_claim_or_the_order_is_completed_by_the_next_post(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    app: FastAPI,
+) -> None:
+    from tuition.api.apple import deps_of
+    from tuition.services import apple as apple_service
+
+    deps = deps_of(app.state.container)
+    signed = store.transaction("5000000000000001", COINS, at=clock.now(), price=12000)
+    tx = deps.channel.verify_transaction(signed)
+    # The first attempt claimed the transaction and made its order, then died.
+    record = await apple_service._claim(tx, "u_1", apple["pack"], uow, at=clock.now())
+    record = await apple_service._order_for(tx, record, uow, deps=deps)
+    stale_order = record.order_id
+    clock.advance(timedelta(days=1))  # long enough for that order to expire unpaid
+    retried = await _post_tx(client, signed, customer_id="u_1")
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["order_id"] != stale_order
+    assert retried.json()["order_status"] == "paid"
+    wallet = (await client.get("/v1/customers/u_1/wallet")).json()
+    assert wallet["coins"]["balance"] == 120
+    await _books_balance(uow)
+
+
+@pytest.mark.postgres_only
+async def test_the_same_transaction_posted_at_once_pays_one_order(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    import asyncio
+
+    signed = store.transaction("6000000000000001", COINS, at=clock.now(), price=12000)
+    answers = await asyncio.gather(*(_post_tx(client, signed, customer_id="u_1") for _ in range(4)))
+    ok = [a for a in answers if a.status_code in (200, 201)]
+    assert sorted(a.status_code for a in ok).count(201) == 1, [a.text for a in answers]
+    assert {a.json()["order_id"] for a in ok} == {ok[0].json()["order_id"]}
+    for other in answers:
+        if other not in ok:  # still being credited by the winner: retry later
+            assert other.json()["error"]["code"] == "apple_transaction_in_progress"
+    wallet = (await client.get("/v1/customers/u_1/wallet")).json()
+    assert wallet["coins"]["balance"] == 120
+    paid = (await client.get("/v1/payments", params={"channel": "apple"})).json()["data"]
+    assert len(paid) == 1
+    await _books_balance(uow)

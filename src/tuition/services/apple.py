@@ -116,7 +116,8 @@ async def credit_transaction(
     record = await _claim(tx, customer_id, sold.product_id, uow, at=now)
     if record.status != "received":
         return await _booked(uow, record)
-    if record.order_id is None:
+    if record.order_id is None or not await _payable(uow, record.order_id, at=now):
+        # First time, or a crash left an order that expired before this retry.
         record = await _order_for(tx, record, uow, deps=deps)
     order_id = record.order_id
     assert order_id is not None
@@ -253,7 +254,7 @@ async def _order_for(
     now = deps.clock.now()
     async with uow:
         repo = AppleRepository(uow.conn)
-        named = await repo.name_order(tx.transaction_id, order.id, at=now)
+        named = await repo.name_order(tx.transaction_id, order.id, record.order_id, at=now)
         if not named:  # another caller named its order first: this one is not needed
             await uow.orders.set_status(
                 order.id,
@@ -266,6 +267,14 @@ async def _order_for(
         current = await repo.get(tx.transaction_id)
     assert current is not None
     return current
+
+
+async def _payable(uow: UnitOfWork, order_id: str, *, at: datetime) -> bool:
+    async with uow:
+        order = await uow.orders.get(order_id, with_lines=False)
+    return (
+        order is not None and order.status is OrderStatus.PENDING_PAYMENT and order.expires_at > at
+    )
 
 
 async def _booked(uow: UnitOfWork, record: AppleTransactionRecord) -> Credited:

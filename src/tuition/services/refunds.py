@@ -411,9 +411,7 @@ async def _refund_order(
     order = fresh
     facts = await line_facts(uow, order, deps.default_policy)
     if cmd.unrefusable:  # the money is back with the buyer already: nothing limits it
-        facts = [
-            replace(f, topup_unspent=True, access_start=None, access_end=None) for f in facts
-        ]
+        facts = [replace(f, topup_unspent=True, access_start=None, access_end=None) for f in facts]
     allowances = [
         line_allowance(f, paid_at=fresh.paid_at, now=now, override=cmd.override) for f in facts
     ]

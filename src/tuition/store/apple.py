@@ -98,13 +98,18 @@ class AppleRepository:
         )
         return result.rowcount == 1
 
-    async def name_order(self, transaction_id: str, order_id: str, *, at: datetime) -> bool:
-        """Name the transaction's order, if none is named yet; True for the one caller."""
+    async def name_order(
+        self, transaction_id: str, order_id: str, replacing: str | None, *, at: datetime
+    ) -> bool:
+        """Name the transaction's order in place of ``replacing`` (None: none named yet,
+        else one that expired unpaid); True for the one caller that did."""
+        named = apple_transactions.c.order_id
         result = await self.conn.execute(
             update(apple_transactions)
             .where(
                 apple_transactions.c.transaction_id == transaction_id,
-                apple_transactions.c.order_id.is_(None),
+                apple_transactions.c.status == "received",
+                named.is_(None) if replacing is None else named == replacing,
             )
             .values(order_id=order_id, updated_at=at)
         )
