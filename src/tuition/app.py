@@ -141,6 +141,7 @@ def _feature_routers() -> list[APIRouter]:
     from tuition import web
     from tuition.api import (
         apple,
+        bank_transfers,
         catalog,
         history,
         invoices,
@@ -160,6 +161,7 @@ def _feature_routers() -> list[APIRouter]:
 
     return [
         *apple.routers,  # before payments: /v1/notify/apple before /v1/notify/{channel}
+        *bank_transfers.routers,
         *catalog.routers,
         *history.routers,
         *invoices.routers,

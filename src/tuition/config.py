@@ -159,11 +159,10 @@ class Settings(BaseSettings):
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - {"sandbox", "alipay", "wechatpay", "apple"})
+        known = ("sandbox", "alipay", "wechatpay", "apple", "bank_transfer")
+        unknown = sorted(set(value) - set(known))
         if unknown:
-            raise ValueError(
-                f"unknown channels {unknown}; known: sandbox, alipay, wechatpay, apple"
-            )
+            raise ValueError(f"unknown channels {unknown}; known: {', '.join(known)}")
         return value
 
     @property
@@ -248,6 +247,12 @@ class Settings(BaseSettings):
     apple_root_certificate_files: list[str] = Field(default_factory=list)
     apple_online_checks: bool = True
     apple_products: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Offline bank transfer (对公转账, docs/channels.md): the account buyers pay to, and
+    # how long an order waits for the transfer once the buyer chose it.
+    bank_transfer_account_name: str = ""
+    bank_transfer_bank_name: str = ""
+    bank_transfer_account_number: str = ""
+    bank_transfer_expiry_days: int = Field(default=3, ge=1, le=60)
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

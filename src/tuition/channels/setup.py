@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -29,6 +30,7 @@ from tuition.channels.alipay.config import (
 )
 from tuition.channels.apple.client import AppleChannel
 from tuition.channels.apple.config import AppleConfig, load_apple_config
+from tuition.channels.bank_transfer.client import BankTransferChannel, BankTransferConfig
 from tuition.channels.base import RefundFeePolicy
 from tuition.channels.registry import ChannelRegistry
 from tuition.channels.sandbox.client import SandboxChannel, SandboxConfig
@@ -86,6 +88,8 @@ def check_channels(settings: Settings) -> None:
             wechatpay_config(settings)
         elif slug == "apple":
             apple_config(settings)
+        elif slug == "bank_transfer":
+            bank_transfer_config(settings)
 
 
 def build_registry(
@@ -111,6 +115,8 @@ def build_registry(
                 registry.add(WechatPayChannel(wechatpay, transport=transport, clock=clock))
             case "apple":
                 registry.add(AppleChannel(apple_config(settings)))
+            case "bank_transfer":
+                registry.add(BankTransferChannel(bank_transfer_config(settings)))
             case _:
                 raise ConfigError(f"TUITION_CHANNELS: unknown channel {slug!r}")
     return registry
@@ -239,6 +245,24 @@ def apple_config(settings: Settings) -> AppleConfig:
             products=settings.apple_products,
             online_checks=settings.apple_online_checks,
         )
+
+
+# -- bank transfer ----------------------------------------------------------------------
+
+
+def bank_transfer_config(settings: Settings) -> BankTransferConfig:
+    """The account buyers transfer to; the same in simulator mode (no gateway)."""
+    _require(settings.bank_transfer_account_name, "TUITION_BANK_TRANSFER_ACCOUNT_NAME", "a name")
+    _require(settings.bank_transfer_bank_name, "TUITION_BANK_TRANSFER_BANK_NAME", "the bank")
+    _require(
+        settings.bank_transfer_account_number, "TUITION_BANK_TRANSFER_ACCOUNT_NUMBER", "a number"
+    )
+    return BankTransferConfig(
+        account_name=settings.bank_transfer_account_name,
+        bank_name=settings.bank_transfer_bank_name,
+        account_number=settings.bank_transfer_account_number,
+        expiry=timedelta(days=settings.bank_transfer_expiry_days),
+    )
 
 
 # -- sandbox -----------------------------------------------------------------------------

@@ -237,7 +237,8 @@ async def _order_for(
 ) -> AppleTransactionRecord:
     """The transaction's order, priced at what Apple charged (its ``ios`` price list must
     price the product in the storefront's currency); a concurrent caller's order wins."""
-    assert tx.amount is not None and tx.currency is not None
+    assert tx.amount is not None
+    assert tx.currency is not None
     order = await create_order(
         CreateOrder(
             customer_id=record.customer_id,
@@ -286,7 +287,8 @@ async def _booked(uow: UnitOfWork, record: AppleTransactionRecord) -> Credited:
     async with uow:
         order = await uow.orders.get(record.order_id)
         payment = await uow.payments.get(record.payment_id)
-    assert order is not None and payment is not None
+    assert order is not None
+    assert payment is not None
     return Credited(record, order, payment, created=False)
 
 

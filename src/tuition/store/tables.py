@@ -1131,3 +1131,24 @@ wallet_shortfalls = Table(
     CheckConstraint("amount > 0", name="positive"),
     CheckConstraint("value >= 0", name="value_non_negative"),
 )
+
+# Money finance saw arrive for a bank transfer payment (services/bank_transfers.py), by
+# hand or from a bank statement. ``bank_serial`` is the bank's own number for the
+# transfer (流水号), UNIQUE: a statement imported twice, or a form posted twice, counts
+# each transfer once. A payment is paid when what arrived for it covers its amount.
+bank_transfer_receipts = Table(
+    "bank_transfer_receipts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("payment_id", ID, ForeignKey("payments.id"), nullable=False, index=True),
+    Column("bank_serial", String(100), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("received_on", String(10), nullable=False),  # YYYY-MM-DD, the bank's day
+    Column("payer", String(200), nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("recorded_by", String(254), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="positive"),
+    CheckConstraint("source IN ('manual', 'statement')", name="source"),
+)

@@ -1,4 +1,4 @@
-"""App Store transactions and wallet shortfalls
+"""App Store transactions, wallet shortfalls and bank transfer receipts
 
 Revision ID: 0021
 Revises: 0015
@@ -71,8 +71,40 @@ def upgrade() -> None:
             batch_op.f("ix_wallet_shortfalls_customer_id"), ["customer_id"], unique=False
         )
 
+    op.create_table(
+        "bank_transfer_receipts",
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("payment_id", sa.String(length=40), nullable=False),
+        sa.Column("bank_serial", sa.String(length=100), nullable=False),
+        sa.Column("amount", sa.BigInteger(), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("received_on", sa.String(length=10), nullable=False),
+        sa.Column("payer", sa.String(length=200), nullable=False),
+        sa.Column("source", sa.String(length=10), nullable=False),
+        sa.Column("recorded_by", sa.String(length=254), nullable=False),
+        sa.Column("created_at", tuition.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.CheckConstraint("amount > 0", name=op.f("ck_bank_transfer_receipts_positive")),
+        sa.CheckConstraint(
+            "source IN ('manual', 'statement')", name=op.f("ck_bank_transfer_receipts_source")
+        ),
+        sa.ForeignKeyConstraint(
+            ["payment_id"],
+            ["payments.id"],
+            name=op.f("fk_bank_transfer_receipts_payment_id_payments"),
+        ),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_bank_transfer_receipts")),
+        sa.UniqueConstraint("bank_serial", name=op.f("uq_bank_transfer_receipts_bank_serial")),
+    )
+    with op.batch_alter_table("bank_transfer_receipts", schema=None) as batch_op:
+        batch_op.create_index(
+            batch_op.f("ix_bank_transfer_receipts_payment_id"), ["payment_id"], unique=False
+        )
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("bank_transfer_receipts", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_bank_transfer_receipts_payment_id"))
+    op.drop_table("bank_transfer_receipts")
     with op.batch_alter_table("wallet_shortfalls", schema=None) as batch_op:
         batch_op.drop_index(batch_op.f("ix_wallet_shortfalls_customer_id"))
     op.drop_table("wallet_shortfalls")
