@@ -114,11 +114,13 @@ async def test_a_signed_coin_purchase_credits_the_pack_once_with_apples_commissi
     first = await _post_tx(client, signed, customer_id="u_1")
     assert first.status_code == 201, first.text
     body = first.json()
-    assert body["status"] == "credited" and body["order_status"] == "paid"
+    assert body["status"] == "credited"
+    assert body["order_status"] == "paid"
     assert (body["amount"], body["currency"], body["fee"]) == (1200, "CNY", 360)  # 30 %
     again = await _post_tx(client, signed, customer_id="u_1")
     assert again.status_code == 200, again.text
-    assert again.json()["order_id"] == body["order_id"] and again.json()["created"] is False
+    assert again.json()["order_id"] == body["order_id"]
+    assert again.json()["created"] is False
     other = await _post_tx(client, signed, customer_id="u_2")
     assert other.status_code == 409
     assert other.json()["error"]["code"] == "apple_transaction_other_customer"
@@ -150,7 +152,8 @@ async def test_a_forged_chain_another_bundle_or_environment_is_refused_and_write
         response = await _post_tx(client, signed, customer_id="u_1")
         assert response.status_code == 400, response.text
         error = response.json()["error"]
-        assert error["code"] == "apple_transaction_invalid" and status in error["message"]
+        assert error["code"] == "apple_transaction_invalid"
+        assert status in error["message"]
         assert error["param"] == "signed_transaction"
     # A valid signature over a tampered payload does not verify either.
     header, payload, signature = store.transaction("12", COINS, at=clock.now(), price=12000).split(
@@ -206,14 +209,16 @@ async def test_a_refund_after_coins_were_spent_leaves_a_flagged_shortfall_and_ba
     assert wallet["coins"]["balance"] == 0
     [shortfall] = wallet["shortfalls"]  # flagged: the buyer owes the 50 coins spent
     assert (shortfall["currency"], shortfall["amount"]) == ("XCN", 50)
-    assert shortfall["value_currency"] == "CNY" and 0 < shortfall["value"] <= 600
+    assert shortfall["value_currency"] == "CNY"
+    assert 0 < shortfall["value"] <= 600
     refunded = (await client.get(f"/v1/orders/{bought.json()['order_id']}")).json()
     assert refunded["status"] == "refunded"
     refunds = (await client.get("/v1/refunds", params={"order_id": refunded["id"]})).json()
     assert [(r["status"], r["amount"]) for r in refunds["data"]] == [("succeeded", 1200)]
     async with uow:
         record = await AppleRepository(uow.conn).get("2000000000000002")
-    assert record is not None and record.status == "refunded"
+    assert record is not None
+    assert record.status == "refunded"
     await _books_balance(uow)
 
 
@@ -254,7 +259,8 @@ async def test_a_renewal_extends_the_membership_and_its_refund_ends_that_period(
     assert sorted(o["status"] for o in orders) == ["paid", "paid"]
     # The app posting the renewal too changes nothing.
     repeat = await _post_tx(client, renewal)
-    assert repeat.status_code == 200 and repeat.json()["created"] is False
+    assert repeat.status_code == 200
+    assert repeat.json()["created"] is False
     refund = store.notification(
         "REFUND",
         store.transaction(

@@ -13,7 +13,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
-from tests.integration.shop import order_body, post, shop  # noqa: F401
+from tests.integration.shop import order_body, post
 from tuition.channels.bank_transfer.client import BankTransferChannel, BankTransferConfig
 from tuition.clock import FrozenClock
 from tuition.services.ledger import verify_ledger
@@ -34,7 +34,7 @@ def bank(app: FastAPI) -> BankTransferChannel:
     return channel
 
 
-async def _attempt(client: httpx.AsyncClient, shop: dict[str, str]) -> dict[str, Any]:  # noqa: F811
+async def _attempt(client: httpx.AsyncClient, shop: dict[str, str]) -> dict[str, Any]:
     order = await post(client, "/v1/orders", order_body(shop, "c1"))
     payment = await post(
         client,
@@ -59,7 +59,7 @@ def _receipt(reference: str, amount: int, serial: str, **extra: Any) -> dict[str
 async def test_an_attempt_answers_the_account_and_a_reference_and_waits_days(
     client: httpx.AsyncClient,
     shop: dict[str, str],
-    bank: BankTransferChannel,  # noqa: F811
+    bank: BankTransferChannel,
     clock: FrozenClock,
 ) -> None:
     started = await _attempt(client, shop)
@@ -80,7 +80,7 @@ async def test_an_attempt_answers_the_account_and_a_reference_and_waits_days(
 async def test_an_underpayment_stays_open_and_the_rest_pays_it_once(
     client: httpx.AsyncClient,
     shop: dict[str, str],
-    bank: BankTransferChannel,  # noqa: F811
+    bank: BankTransferChannel,
     uow: UnitOfWork,
 ) -> None:
     started = await _attempt(client, shop)
@@ -90,7 +90,8 @@ async def test_an_underpayment_stays_open_and_the_rest_pays_it_once(
     order = (await client.get(f"/v1/orders/{started['order']['id']}")).json()
     assert order["status"] == "pending_payment"
     again = await post(client, "/v1/bank_transfers/receipts", _receipt(reference, 5000, "S1"))
-    assert again["verdict"] == "duplicate" and again["received"] == 5000
+    assert again["verdict"] == "duplicate"
+    assert again["received"] == 5000
     rest = await post(
         client, "/v1/bank_transfers/receipts", _receipt(f"货款 {reference.lower()}", 4900, "S2")
     )
@@ -106,7 +107,7 @@ async def test_an_underpayment_stays_open_and_the_rest_pays_it_once(
 async def test_an_overpayment_pays_and_is_flagged(
     client: httpx.AsyncClient,
     shop: dict[str, str],
-    bank: BankTransferChannel,  # noqa: F811
+    bank: BankTransferChannel,
 ) -> None:
     started = await _attempt(client, shop)
     reference = started["payment"]["next_action"]["params"]["reference"]
@@ -121,7 +122,7 @@ async def test_an_overpayment_pays_and_is_flagged(
 async def test_a_statement_imported_twice_pays_once(
     client: httpx.AsyncClient,
     shop: dict[str, str],
-    bank: BankTransferChannel,  # noqa: F811
+    bank: BankTransferChannel,
     uow: UnitOfWork,
 ) -> None:
     started = await _attempt(client, shop)
@@ -152,13 +153,14 @@ async def test_a_statement_imported_twice_pays_once(
     bad = await client.post(
         "/v1/bank_transfers/statements", content=b"when,how much\n1,2\n", headers=headers
     )
-    assert bad.status_code == 422 and bad.json()["error"]["code"] == "statement_columns"
+    assert bad.status_code == 422
+    assert bad.json()["error"]["code"] == "statement_columns"
 
 
 async def test_an_unknown_reference_or_currency_is_refused_and_writes_nothing(
     client: httpx.AsyncClient,
     shop: dict[str, str],
-    bank: BankTransferChannel,  # noqa: F811
+    bank: BankTransferChannel,
 ) -> None:
     started = await _attempt(client, shop)
     reference = started["payment"]["next_action"]["params"]["reference"]
@@ -170,7 +172,8 @@ async def test_an_unknown_reference_or_currency_is_refused_and_writes_nothing(
     wrong = await client.post(
         "/v1/bank_transfers/receipts", json=_receipt(reference, 9900, "S1", currency="USD")
     )
-    assert wrong.status_code == 422 and wrong.json()["error"]["param"] == "currency"
+    assert wrong.status_code == 422
+    assert wrong.json()["error"]["param"] == "currency"
     later = await post(client, "/v1/bank_transfers/receipts", _receipt(reference, 9900, "S1"))
     assert later["verdict"] == "paid"  # S1 was not used up by the refusals
 
@@ -179,7 +182,7 @@ async def test_an_unknown_reference_or_currency_is_refused_and_writes_nothing(
 async def test_two_partial_transfers_recorded_at_once_complete_the_payment(
     client: httpx.AsyncClient,
     shop: dict[str, str],
-    bank: BankTransferChannel,  # noqa: F811
+    bank: BankTransferChannel,
     uow: UnitOfWork,
 ) -> None:
     started = await _attempt(client, shop)

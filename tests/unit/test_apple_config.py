@@ -58,12 +58,12 @@ def test_a_bad_setting_is_refused_naming_its_variable(
 
 
 def test_unsigned_environments_cannot_be_configured(tmp_path: Path) -> None:
-    with pytest.raises(Exception, match="apple_environment|Production|Sandbox"):
+    with pytest.raises(Exception, match=r"apple_environment|Production|Sandbox"):
         _settings(tmp_path, apple_environment="Xcode")
 
 
 def test_a_file_that_is_no_certificate_is_refused(tmp_path: Path) -> None:
     bad = tmp_path / "bad.cer"
     bad.write_bytes(b"not a certificate")
-    with pytest.raises(ConfigError, match="not an X.509 certificate"):
+    with pytest.raises(ConfigError, match=r"not an X\.509 certificate"):
         apple_config(_settings(tmp_path, apple_root_certificate_files=[str(bad)]))
