@@ -198,3 +198,22 @@ async def test_two_partial_transfers_recorded_at_once_complete_the_payment(
     assert order["status"] == "paid"
     report = await verify_ledger(uow)
     assert report.ok, report.problems
+
+
+async def test_the_checkout_page_says_where_to_transfer_and_with_which_reference(
+    client: httpx.AsyncClient, shop: dict[str, str], bank: BankTransferChannel, app: FastAPI
+) -> None:
+    from urllib.parse import parse_qs, urlsplit
+
+    from tuition import web
+
+    web.mount(app)
+    started = await _attempt(client, shop)
+    url = urlsplit(started["order"]["checkout_url"])
+    sig = parse_qs(url.query)["sig"][0]
+    page = await client.get(url.path, params={"sig": sig, "lang": "zh_CN"})
+    assert page.status_code == 200, page.text
+    reference = started["payment"]["next_action"]["params"]["reference"]
+    assert 'data-testid="bank-transfer"' in page.text
+    assert reference in page.text and "110912345610001" in page.text
+    assert "收款户名" in page.text and "附言" in page.text

@@ -13,6 +13,8 @@ CHANNELS = {
     "wechatpay": N_("WeChat Pay"),
     "sandbox": N_("Sandbox"),
     "wallet": N_("Balance"),
+    "bank_transfer": N_("Bank transfer"),
+    "apple": N_("App Store"),
 }
 
 # Methods a buyer can use from this page, in the order offered; JSAPI and app payments
@@ -23,6 +25,7 @@ METHODS = {
     "h5": N_("Pay in the mobile browser"),
     "qr": N_("Scan a QR code"),
     "native": N_("Scan a QR code"),
+    "transfer": N_("Transfer from your bank account"),
 }
 
 KINDS = {
