@@ -215,5 +215,7 @@ async def test_the_checkout_page_says_where_to_transfer_and_with_which_reference
     assert page.status_code == 200, page.text
     reference = started["payment"]["next_action"]["params"]["reference"]
     assert 'data-testid="bank-transfer"' in page.text
-    assert reference in page.text and "110912345610001" in page.text
-    assert "收款户名" in page.text and "附言" in page.text
+    assert reference in page.text
+    assert "110912345610001" in page.text
+    assert "收款户名" in page.text
+    assert "附言" in page.text
