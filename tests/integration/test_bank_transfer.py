@@ -219,3 +219,65 @@ async def test_the_checkout_page_says_where_to_transfer_and_with_which_reference
     assert "110912345610001" in page.text
     assert "收款户名" in page.text
     assert "附言" in page.text
+
+
+async def test_finance_records_a_transfer_in_the_console_and_an_underpayment_keeps_waiting(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    bank: BankTransferChannel,
+    app: FastAPI,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    import re
+
+    from tuition import web
+    from tuition.services import admin as admin_service
+
+    web.mount(app)
+    await admin_service.create_admin_user(uow, "ops@example.com", "a-long-enough-password", clock)
+    anon_client.headers["Accept-Language"] = "en"
+    login = await anon_client.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', login.text)
+    assert token is not None
+    signed_in = await anon_client.post(
+        "/admin/login",
+        data={
+            "email": "ops@example.com",
+            "password": "a-long-enough-password",
+            "csrf_token": token.group(1),
+        },
+    )
+    assert signed_in.status_code == 303
+    started = await _attempt(client, shop)
+    order_id = started["order"]["id"]
+    page = await anon_client.get(f"/admin/orders/{order_id}")
+    assert 'data-testid="transfer-form"' in page.text
+    csrf = re.search(r'name="csrf_token" value="([^"]+)"', page.text)
+    assert csrf is not None
+    form = {
+        "csrf_token": csrf.group(1),
+        "amount": "50.00",
+        "bank_serial": "C1",
+        "received_on": "2026-11-02",
+        "payer": "某某公司",
+    }
+    short = await anon_client.post(f"/admin/orders/{order_id}/bank-transfers", data=form)
+    assert short.status_code == 303
+    assert "transfer=underpaid" in short.headers["location"]
+    order = (await client.get(f"/v1/orders/{order_id}")).json()
+    assert order["status"] == "pending_payment"
+    forged = await anon_client.post(
+        f"/admin/orders/{order_id}/bank-transfers", data={**form, "csrf_token": "x"}
+    )
+    assert forged.status_code == 403
+    rest = await anon_client.post(
+        f"/admin/orders/{order_id}/bank-transfers",
+        data={**form, "amount": "49.00", "bank_serial": "C2"},
+    )
+    assert "transfer=paid" in rest.headers["location"]
+    shown = await anon_client.get(rest.headers["location"])
+    assert 'data-testid="transfer-notice"' in shown.text
+    assert "order is paid" in shown.text
+    assert (await client.get(f"/v1/orders/{order_id}")).json()["status"] == "paid"
