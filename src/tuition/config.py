@@ -251,7 +251,7 @@ class Settings(BaseSettings):
     # how long an order waits for the transfer once the buyer chose it.
     bank_transfer_account_name: str = ""
     bank_transfer_bank_name: str = ""
-    bank_transfer_account_number: str = ""
+    bank_transfer_account_number: str = Field(default="", repr=False)
     bank_transfer_expiry_days: int = Field(default=3, ge=1, le=60)
 
 
