@@ -348,3 +348,30 @@ async def test_the_same_transaction_posted_at_once_pays_one_order(
     paid = (await client.get("/v1/payments", params={"channel": "apple"})).json()["data"]
     assert len(paid) == 1
     await _books_balance(uow)
+
+
+async def test_apple_refunds_come_from_apple_and_unknown_renewals_wait_for_the_app(
+    client: httpx.AsyncClient, apple: dict[str, str], store: TestAppStore, clock: FrozenClock
+) -> None:
+    signed = store.transaction("7000000000000001", COINS, at=clock.now(), price=12000)
+    bought = await client.post(
+        "/v1/channels/apple/transactions",
+        json={"signed_transaction": signed, "customer_id": "u_1"},
+        headers={"Idempotency-Key": "apple-7000000000000001"},
+    )
+    assert bought.status_code == 201, bought.text
+    asked = await client.post("/v1/refunds", json={"order_id": bought.json()["order_id"]})
+    assert asked.status_code in (200, 201), asked.text
+    assert asked.json()["status"] == "failed"
+    assert asked.json()["failure_code"] == "apple_refunds_by_apple"
+    assert (await client.get("/v1/customers/u_1/wallet")).json()["coins"]["balance"] == 120
+    stranger = store.transaction(
+        "7000000000000099", MONTHLY, at=clock.now(), price=30000, original="7000000000000098"
+    )
+    notice = store.notification("DID_RENEW", stranger, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    orders = (await client.get("/v1/orders", params={"customer_id": "u_1"})).json()["data"]
+    assert len(orders) == 1
+    missing = await _post_tx(client, stranger)
+    assert missing.status_code == 422
+    assert missing.json()["error"]["code"] == "customer_required"
