@@ -199,6 +199,8 @@ def create_app(
 
 def _feature_routers() -> list[APIRouter]:
     from tuition.api import (
+        apple,
+        bank_transfers,
         catalog,
         history,
         invoices,
@@ -215,6 +217,8 @@ def _feature_routers() -> list[APIRouter]:
     )
 
     return [
+        *apple.routers,  # before payments: /v1/notify/apple before /v1/notify/{channel}
+        *bank_transfers.routers,
         *catalog.routers,
         *history.routers,
         *invoices.routers,

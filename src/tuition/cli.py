@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import server
+from tuition.cli_bank_transfers import bank_transfers_app
 from tuition.cli_base import choose_mode, load_settings, store_engine
 from tuition.cli_payouts import payouts_app
 from tuition.cli_reconcile import reconcile
@@ -54,6 +55,7 @@ app.add_typer(ledger_app, name="ledger")
 app.add_typer(refunds_app, name="refunds")
 app.command("reconcile")(reconcile)
 app.add_typer(wallet_app, name="wallet")
+app.add_typer(bank_transfers_app, name="bank-transfers")
 app.add_typer(payouts_app, name="payouts")
 console = Console()
 err = Console(stderr=True)

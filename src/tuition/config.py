@@ -23,7 +23,7 @@ SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # Where test mode keeps its data on PostgreSQL when no URL of its own is set.
 TEST_MODE_SCHEMA = "tuition_test"
 # The settings that configure a channel, which test mode may set apart from live.
-CHANNEL_SETTING_PREFIXES = ("alipay_", "wechatpay_", "sandbox_")
+CHANNEL_SETTING_PREFIXES = ("alipay_", "wechatpay_", "sandbox_", "apple_", "bank_transfer_")
 
 
 class ConfigError(Exception):
@@ -174,9 +174,10 @@ class Settings(BaseSettings):
     @field_validator("channels", "test_channels")
     @classmethod
     def _known_channels(cls, value: list[str] | None) -> list[str] | None:
-        unknown = sorted(set(value or ()) - {"sandbox", "alipay", "wechatpay"})
+        known = ("sandbox", "alipay", "wechatpay", "apple", "bank_transfer")
+        unknown = sorted(set(value or ()) - set(known))
         if unknown:
-            raise ValueError(f"unknown channels {unknown}; known: sandbox, alipay, wechatpay")
+            raise ValueError(f"unknown channels {unknown}; known: {', '.join(known)}")
         return value
 
     @field_validator("test_channel_settings")
@@ -191,7 +192,8 @@ class Settings(BaseSettings):
         if unknown:
             raise ValueError(
                 f"{unknown[0]!r} is not a channel setting; test mode may override "
-                "alipay_*, wechatpay_*, sandbox_* and channel_fee_rates"
+                "the channels' own settings (alipay_*, wechatpay_*, apple_*, …) and "
+                "channel_fee_rates"
             )
         return value
 
@@ -300,6 +302,24 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    # Apple App Store in-app purchase (docs/channels.md): the app's bundle id, its Apple
+    # id (required in Production), the environment its transactions come from, the
+    # root certificates their chains must end in (Apple Root CA - G3), OCSP checks, and
+    # what each App Store product id sells: {"<product id>": {"product_id": "prod_…",
+    # "commission": "0.15"}} (commission default 0.30).
+    apple_bundle_id: str = ""
+    apple_app_apple_id: int | None = None
+    apple_environment: Literal["Production", "Sandbox"] = "Production"
+    apple_root_certificate_files: list[str] = Field(default_factory=list)
+    apple_online_checks: bool = True
+    apple_products: dict[str, dict[str, str]] = Field(default_factory=dict)
+    # Offline bank transfer (对公转账, docs/channels.md): the account buyers pay to, and
+    # how long an order waits for the transfer once the buyer chose it.
+    bank_transfer_account_name: str = ""
+    bank_transfer_bank_name: str = ""
+    bank_transfer_account_number: str = Field(default="", repr=False)
+    bank_transfer_expiry_days: int = Field(default=3, ge=1, le=60)
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

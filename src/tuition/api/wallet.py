@@ -56,6 +56,15 @@ class LotOut(BaseModel):
     created_at: datetime
 
 
+class ShortfallOut(BaseModel):
+    currency: str
+    amount: int = Field(description="Coins or minor units owed")
+    value_currency: str
+    value: int = Field(description="Their money value, as the ledger owes it")
+    cause_id: str = Field(description="<refund id>:<order line>")
+    created_at: datetime
+
+
 class WalletOut(BaseModel):
     object: str = "wallet"
     customer_id: str
@@ -64,6 +73,12 @@ class WalletOut(BaseModel):
         default=None, description="The coin balance (null when coins are off)"
     )
     lots: list[LotOut] = Field(description="Credits with something left, oldest first")
+    shortfalls: list[ShortfallOut] = Field(
+        default_factory=list,
+        description="Flagged: what the customer owes after a refund that could not be "
+        "refused (Apple's) took back a top-up whose coins or money were spent; the "
+        "balance less these is below zero",
+    )
 
 
 class TransactionOut(BaseModel):
@@ -163,6 +178,17 @@ async def get_wallet(customer_id: CustomerIdPath, container: ContainerDep) -> Wa
                 created_at=lot.created_at,
             )
             for lot in open_lots
+        ],
+        shortfalls=[
+            ShortfallOut(
+                currency=short.currency,
+                amount=short.amount,
+                value_currency=short.value_currency,
+                value=short.value,
+                cause_id=short.cause_id,
+                created_at=short.created_at,
+            )
+            for short in wallet.shortfalls
         ],
     )
 

@@ -34,7 +34,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
@@ -74,6 +74,7 @@ class NextActionType(StrEnum):
     REDIRECT = "redirect"  # send the buyer's browser to ``url``
     QR_CODE = "qr_code"  # render ``qr_payload`` as a QR code for the buyer to scan
     APP_PARAMS = "app_params"  # hand ``params`` to the app / JSAPI bridge
+    BANK_TRANSFER = "bank_transfer"  # show ``params``: the account and the reference
 
 
 @dataclass(frozen=True, slots=True)
@@ -214,6 +215,14 @@ class Channel(Protocol):
     async def refund(self, request: RefundRequest) -> RefundState: ...
 
     async def query_refund(self, refund_id: str, payment_id: str) -> RefundState: ...
+
+
+@runtime_checkable
+class SupportsLongerExpiry(Protocol):
+    """A channel whose payments take longer than the order's time to live (a bank
+    transfer): starting an attempt extends the order's expiry to this long from now."""
+
+    attempt_ttl: timedelta
 
 
 @runtime_checkable

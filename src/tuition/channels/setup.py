@@ -15,6 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from datetime import timedelta
 from decimal import Decimal
 from pathlib import Path
 
@@ -27,6 +28,9 @@ from tuition.channels.alipay.config import (
     load_rsa_private_key,
     public_key_pem,
 )
+from tuition.channels.apple.client import AppleChannel
+from tuition.channels.apple.config import AppleConfig, load_apple_config
+from tuition.channels.bank_transfer.client import BankTransferChannel, BankTransferConfig
 from tuition.channels.base import RefundFeePolicy
 from tuition.channels.registry import ChannelRegistry
 from tuition.channels.sandbox.client import SandboxChannel, SandboxConfig
@@ -63,6 +67,11 @@ _VARIABLES = {
     "wechatpay.base_url": "TUITION_WECHATPAY_BASE_URL",
     "wechatpay.notify_url": "TUITION_PUBLIC_URL",
     "wechatpay.fee_rate": "TUITION_CHANNEL_FEE_RATES",
+    "apple.bundle_id": "TUITION_APPLE_BUNDLE_ID",
+    "apple.environment": "TUITION_APPLE_ENVIRONMENT",
+    "apple.app_apple_id": "TUITION_APPLE_APP_APPLE_ID",
+    "apple.root_certificates": "TUITION_APPLE_ROOT_CERTIFICATE_FILES",
+    "apple.products": "TUITION_APPLE_PRODUCTS",
 }
 
 
@@ -81,6 +90,10 @@ def check_channels(settings: Settings) -> None:
                 alipay_config(mode_settings)
             elif slug == "wechatpay":
                 wechatpay_config(mode_settings)
+            elif slug == "apple":
+                apple_config(mode_settings)
+            elif slug == "bank_transfer":
+                bank_transfer_config(mode_settings)
 
 
 def build_registry(
@@ -111,6 +124,10 @@ def build_registry(
             case "wechatpay":
                 wechatpay = wechatpay_config(settings, simulator=simulator)
                 registry.add(WechatPayChannel(wechatpay, transport=transport, clock=clock))
+            case "apple":
+                registry.add(AppleChannel(apple_config(settings)))
+            case "bank_transfer":
+                registry.add(BankTransferChannel(bank_transfer_config(settings)))
             case _:
                 raise ConfigError(f"TUITION_CHANNELS: unknown channel {slug!r}")
     return registry
@@ -222,6 +239,41 @@ def _certificates(files: list[str]) -> dict[str, bytes]:
             raise ConfigError(f"{setting}: not a PEM X.509 certificate") from None
         certificates[f"{serial:X}"] = pem
     return certificates
+
+
+# -- Apple App Store --------------------------------------------------------------------
+
+
+def apple_config(settings: Settings) -> AppleConfig:
+    """The App Store channel's settings; the simulator does not play Apple (the app
+    talks to the App Store), so the same settings hold in simulator mode."""
+    with _naming_variables():
+        return load_apple_config(
+            bundle_id=settings.apple_bundle_id,
+            environment=settings.apple_environment,
+            root_certificate_files=settings.apple_root_certificate_files,
+            app_apple_id=settings.apple_app_apple_id,
+            products=settings.apple_products,
+            online_checks=settings.apple_online_checks,
+        )
+
+
+# -- bank transfer ----------------------------------------------------------------------
+
+
+def bank_transfer_config(settings: Settings) -> BankTransferConfig:
+    """The account buyers transfer to; the same in simulator mode (no gateway)."""
+    _require(settings.bank_transfer_account_name, "TUITION_BANK_TRANSFER_ACCOUNT_NAME", "a name")
+    _require(settings.bank_transfer_bank_name, "TUITION_BANK_TRANSFER_BANK_NAME", "the bank")
+    _require(
+        settings.bank_transfer_account_number, "TUITION_BANK_TRANSFER_ACCOUNT_NUMBER", "a number"
+    )
+    return BankTransferConfig(
+        account_name=settings.bank_transfer_account_name,
+        bank_name=settings.bank_transfer_bank_name,
+        account_number=settings.bank_transfer_account_number,
+        expiry=timedelta(days=settings.bank_transfer_expiry_days),
+    )
 
 
 # -- sandbox -----------------------------------------------------------------------------

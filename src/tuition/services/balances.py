@@ -17,7 +17,7 @@ from tuition.domain.money import get_currency
 from tuition.domain.refunds import RefundRefused
 from tuition.domain.wallet import InsufficientBalance, LotKind, TransactionCause, consume_fifo
 from tuition.store.uow import UnitOfWork
-from tuition.store.wallet import LotRecord, WalletTransaction
+from tuition.store.wallet import LotRecord, Shortfall, WalletTransaction
 
 
 async def credit(
@@ -230,6 +230,80 @@ async def take_back_topup(
         description=f"top-up refunded by {refund_id}",
         at=at,
     )
+
+
+async def take_back_topup_short(
+    uow: UnitOfWork, *, source: str, refund_id: str, line_index: int, at: datetime
+) -> WalletTransaction | None:
+    """Like :func:`take_back_topup`, for a refund that cannot be refused (Apple's): what
+    is left of the top-up's lots is taken back, and what was spent of them becomes the
+    wallet's shortfall (``wallet_shortfalls``, flagged by ``wallet.shortfall``): the
+    customer owes it, and the ledger's wallet liability shows it as a debit balance.
+
+    The balance row is locked first (as every spend does), then the lots are read and
+    emptied by compare-and-set against what was read."""
+    lots = await _topup_lots(uow, source)
+    if not lots:
+        raise AssertionError(f"top-up {source} credited no lot")
+    first = lots[0]
+    if await uow.wallets.debit(first.customer_id, first.currency, 0, at) is None:
+        raise AssertionError(f"wallet {first.customer_id}/{first.currency} has no balance row")
+    lots = await _topup_lots(uow, source)  # as of the lock
+    if all(lot.remaining == lot.amount for lot in lots):
+        return await take_back_topup(
+            uow, source=source, refund_id=refund_id, line_index=line_index, at=at
+        )
+    left = sum(lot.remaining for lot in lots)
+    short = sum(lot.amount for lot in lots) - left
+    if first.value_currency is None:  # money: what is short is its own value
+        value_currency, value = first.currency, short
+    else:  # coins: the money value of the coins spent (recognised when they were)
+        value_currency = first.value_currency
+        value = sum((lot.value or 0) - (lot.value_remaining or 0) for lot in lots)
+    for lot in lots:
+        if not await uow.wallets.empty_lot(lot.id, lot.remaining):
+            raise AssertionError(f"lot {lot.id} changed under the balance lock")
+    tx = None
+    if left:
+        balance = await uow.wallets.debit(first.customer_id, first.currency, left, at)
+        if balance is None:
+            raise AssertionError(f"wallet {first.customer_id} holds less than its lots")
+        tx = await _refund_move(
+            uow,
+            lots,
+            -left,
+            balance,
+            cause_id=f"{refund_id}:{line_index}",
+            description=f"top-up refunded by {refund_id} (in part spent)",
+            at=at,
+        )
+    shortfall = Shortfall(
+        id=new_id(Prefix.WALLET_TRANSACTION),
+        customer_id=first.customer_id,
+        currency=first.currency,
+        amount=short,
+        value_currency=value_currency,
+        value=value,
+        cause_id=f"{refund_id}:{line_index}",
+        created_at=at,
+    )
+    if not await uow.wallets.add_shortfall(shortfall):
+        raise AssertionError(f"shortfall {shortfall.cause_id} was recorded before")
+    await uow.events.emit(
+        "wallet.shortfall",
+        shortfall.id,
+        {
+            "id": shortfall.id,
+            "customer_id": shortfall.customer_id,
+            "currency": shortfall.currency,
+            "amount": shortfall.amount,
+            "value_currency": shortfall.value_currency,
+            "value": shortfall.value,
+            "refund_id": refund_id,
+        },
+        at=at,
+    )
+    return tx
 
 
 async def restore_topup(

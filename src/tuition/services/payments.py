@@ -13,6 +13,7 @@ from tuition.channels.base import (
     RefundNotFound,
     RefundRequest,
     RefundState,
+    SupportsLongerExpiry,
 )
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
@@ -102,6 +103,8 @@ async def create_payment(
             raise NotFound(f"no order {cmd.order_id!r}", code="order_not_found", param="order_id")
         order, first_title, line_count = found
         await hold_payable(uow, order, at=now)
+        if isinstance(channel, SupportsLongerExpiry):  # e.g. a bank transfer: days, not minutes
+            await uow.orders.extend_expiry(order.id, until=now + channel.attempt_ttl, at=now)
         if get_currency(order.currency).virtual:
             raise Conflict(
                 f"order {order.id} is priced in coins ({order.currency}): pay it with "

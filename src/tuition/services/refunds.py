@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from decimal import Decimal
 from typing import Any
 
@@ -38,7 +38,7 @@ from tuition.domain.refunds import (
     split_line,
 )
 from tuition.logs import get_logger
-from tuition.services.balances import take_back_topup, topup_source
+from tuition.services.balances import take_back_topup, take_back_topup_short, topup_source
 from tuition.services.payments import PaymentDeps, submit_refund
 from tuition.services.refund_facts import line_facts
 from tuition.services.refund_settlement import hold_payment, open_refund
@@ -74,6 +74,10 @@ class CreateRefund:
     destination: RefundDestination = RefundDestination.ORIGINAL
     override: bool = False
     requested_by: str = "system"  # "api_key:key_…" or "admin:<email>"
+    # A refund the gateway made on its own, which cannot be refused (Apple's): the
+    # whole of each line comes back whatever the rules (a membership's used time, a
+    # spent top-up); a top-up's spent credit becomes the wallet's flagged shortfall.
+    unrefusable: bool = False
 
 
 _INDEX = re.compile(r"[0-9]{1,3}")
@@ -145,6 +149,13 @@ async def retry_refund(
         uow.outcome(refund.id)  # what a retry with the same Idempotency-Key gets back
         await uow.commit()
     return await _sent(uow, refund.id, deps)
+
+
+async def open_refund_in(uow: UnitOfWork, cmd: CreateRefund, *, deps: RefundDeps) -> RefundRecord:
+    """Inside the caller's unit of work: record the refund ``cmd`` asks for, with its
+    holds (for a refund the gateway already made, settled by the caller in the same
+    transaction)."""
+    return await _open(uow, cmd, deps=deps)
 
 
 async def _open(
@@ -399,6 +410,8 @@ async def _refund_order(
         )
     order = fresh
     facts = await line_facts(uow, order, deps.default_policy)
+    if cmd.unrefusable:  # the money is back with the buyer already: nothing limits it
+        facts = [replace(f, topup_unspent=True, access_start=None, access_end=None) for f in facts]
     allowances = [
         line_allowance(f, paid_at=fresh.paid_at, now=now, override=cmd.override) for f in facts
     ]
@@ -447,7 +460,8 @@ async def _refund_order(
                 param="to",
             )
         if part.wallet_amount:  # a top-up: its lot comes back out of the wallet, whole
-            await take_back_topup(
+            take_back = take_back_topup_short if cmd.unrefusable else take_back_topup
+            await take_back(
                 uow,
                 source=topup_source(order.id, part.index),
                 refund_id=refund_id,

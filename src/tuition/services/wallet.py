@@ -25,7 +25,7 @@ from tuition.services.payments import PaymentDeps, get_payment, hold_payable
 from tuition.services.settlement import settle_wallet_payment
 from tuition.store.payments import PaymentRecord, new_attempt
 from tuition.store.uow import UnitOfWork
-from tuition.store.wallet import LotRecord, WalletTransaction
+from tuition.store.wallet import LotRecord, Shortfall, WalletTransaction
 
 
 @dataclass(frozen=True, slots=True)
@@ -33,6 +33,8 @@ class Wallet:
     customer_id: str
     balances: Mapping[str, int]
     lots: tuple[LotRecord, ...]
+    # What it owes after unrefusable refunds (Apple's) took back spent top-ups.
+    shortfalls: tuple[Shortfall, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -184,7 +186,8 @@ async def wallet_of(uow: UnitOfWork, customer_id: str) -> Wallet:
     async with uow:
         balances = await uow.wallets.balances(customer_id)
         lots = await uow.wallets.lots_of(customer_id)
-    return Wallet(customer_id, balances, tuple(lots))
+        shortfalls = await uow.wallets.shortfalls_of(customer_id)
+    return Wallet(customer_id, balances, tuple(lots), tuple(shortfalls))
 
 
 async def transactions_of(
@@ -203,7 +206,8 @@ async def wallet_problems(uow: UnitOfWork) -> list[str]:
     A wallet's liability in a money currency is its balance, plus the money value not
     yet recognised of its coin lots worth that currency, plus balance parts of split
     payments held now (debited from the balance, not yet from the ledger), plus top-ups
-    out of it for a pending refund (same)."""
+    out of it for a pending refund (same), less what it owes after an unrefusable
+    refund took back a spent top-up (its shortfalls)."""
     async with uow:
         balances = await uow.wallets.all_balances()
         lots = await uow.wallets.lot_totals()
@@ -215,6 +219,9 @@ async def wallet_problems(uow: UnitOfWork) -> list[str]:
         ):
             for wallet_key, amount in extra.items():
                 owed[wallet_key] = owed.get(wallet_key, 0) + amount
+        # What a wallet owes after an unrefusable refund (the ledger shows it as a debit).
+        for wallet_key, amount in (await uow.wallets.shortfall_values()).items():
+            owed[wallet_key] = owed.get(wallet_key, 0) - amount
         ledger = await uow.ledger.balances()
     booked: dict[tuple[str, str], int] = {}
     for key, amount in ledger.items():

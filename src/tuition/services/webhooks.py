@@ -47,6 +47,8 @@ EVENT_TYPES = frozenset(
         "subscription.expired",
         "subscription.resumed",
         "subscription.plan_changed",
+        "payment.overpaid",
+        "wallet.shortfall",
     }
 )
 RETRY_FOR = timedelta(days=3)

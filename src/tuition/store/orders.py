@@ -381,6 +381,19 @@ class OrderRepository:
         )
         return result.rowcount == 1
 
+    async def extend_expiry(self, order_id: str, *, until: datetime, at: datetime) -> bool:
+        """Move a pending order's expiry later (never earlier); True if it moved."""
+        result = await self.conn.execute(
+            update(orders)
+            .where(
+                orders.c.id == order_id,
+                orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+                orders.c.expires_at < until,
+            )
+            .values(expires_at=until, updated_at=at)
+        )
+        return result.rowcount == 1
+
     async def claim_version(
         self, order_id: str, *, coupon_code: str | None, seen: datetime, at: datetime
     ) -> bool:

@@ -1091,3 +1091,64 @@ Index(
     invoice_requests.c.status,
     invoice_requests.c.created_at,
 )
+
+# App Store transactions credited or granted (channels/apple, services/apple.py): the
+# transaction id is the primary key, so one transaction pays one order, whoever posts
+# it how often. ``status``: received (claimed), credited (paid through the one paid
+# path), refunded (Apple's REFUND booked), revoked (family-shared access ended).
+apple_transactions = Table(
+    "apple_transactions",
+    metadata,
+    Column("transaction_id", String(64), primary_key=True),
+    Column("original_transaction_id", String(64), nullable=False, index=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("app_store_product_id", String(200), nullable=False),
+    Column("product_id", ID, nullable=False),
+    Column("order_id", ID, ForeignKey("orders.id"), unique=True),
+    Column("payment_id", ID),
+    Column("refund_id", ID),
+    Column("family_shared", Boolean, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('received', 'credited', 'refunded', 'revoked')", name="status"),
+)
+
+# What a wallet owes after a refund that could not be refused (Apple's) took back a
+# top-up whose coins were spent: the balance is shown as ``balance - amount`` and the
+# shortfall is flagged for an operator. One per refunded top-up line (``cause_id``).
+wallet_shortfalls = Table(
+    "wallet_shortfalls",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", String(200), nullable=False, index=True),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("value_currency", String(3), nullable=False),
+    Column("value", BigInteger, nullable=False),
+    Column("cause_id", String(200), nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="positive"),
+    CheckConstraint("value >= 0", name="value_non_negative"),
+)
+
+# Money finance saw arrive for a bank transfer payment (services/bank_transfers.py), by
+# hand or from a bank statement. ``bank_serial`` is the bank's own number for the
+# transfer (流水号), UNIQUE: a statement imported twice, or a form posted twice, counts
+# each transfer once. A payment is paid when what arrived for it covers its amount.
+bank_transfer_receipts = Table(
+    "bank_transfer_receipts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("payment_id", ID, ForeignKey("payments.id"), nullable=False, index=True),
+    Column("bank_serial", String(100), nullable=False, unique=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("received_on", String(10), nullable=False),  # YYYY-MM-DD, the bank's day
+    Column("payer", String(200), nullable=False),
+    Column("source", String(10), nullable=False),
+    Column("recorded_by", String(254), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount > 0", name="positive"),
+    CheckConstraint("source IN ('manual', 'statement')", name="source"),
+)

@@ -17,7 +17,12 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tuition.domain.coins import CoinLot
 from tuition.domain.wallet import Lot
 from tuition.store.db import dialect_insert, insert_ignoring_conflicts
-from tuition.store.tables import wallet_balances, wallet_lots, wallet_transactions
+from tuition.store.tables import (
+    wallet_balances,
+    wallet_lots,
+    wallet_shortfalls,
+    wallet_transactions,
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -55,6 +60,21 @@ class LotRecord:
         return self.kind == "bonus"
 
 
+@dataclass(frozen=True, slots=True)
+class Shortfall:
+    """What a wallet owes after an unrefusable refund took back a spent top-up."""
+
+    id: str
+    customer_id: str
+    currency: str
+    amount: int  # units of ``currency`` (coins or money) short
+    value_currency: str
+    value: int  # their money value
+    cause_id: str  # "<refund id>:<line index>"
+    created_at: datetime
+
+
+_SHORTFALL_FIELDS = list(Shortfall.__dataclass_fields__)
 _TX_FIELDS = list(WalletTransaction.__dataclass_fields__)
 _LOT_FIELDS = list(LotRecord.__dataclass_fields__)
 
@@ -248,6 +268,46 @@ class WalletRepository:
         )
         if result.rowcount != 1:
             raise AssertionError(f"lot {lot_id} holds less than {amount}")
+
+    async def empty_lot(self, lot_id: str, remaining: int) -> bool:
+        """Take what is left of a lot (``remaining``, as read under the balance lock)
+        and its unrecognised value; False if it changed meanwhile."""
+        result = await self.conn.execute(
+            update(wallet_lots)
+            .where(wallet_lots.c.id == lot_id, wallet_lots.c.remaining == remaining)
+            .values(
+                remaining=0,
+                value_remaining=case((wallet_lots.c.value.is_(None), None), else_=0),
+            )
+        )
+        return result.rowcount == 1
+
+    async def add_shortfall(self, shortfall: Shortfall) -> bool:
+        """Record a shortfall; False if its cause was recorded before (UNIQUE)."""
+        result = await self.conn.execute(
+            insert_ignoring_conflicts(self.conn, wallet_shortfalls),
+            {f: getattr(shortfall, f) for f in _SHORTFALL_FIELDS},
+        )
+        return result.rowcount == 1
+
+    async def shortfalls_of(self, customer_id: str) -> list[Shortfall]:
+        rows = await self.conn.execute(
+            select(wallet_shortfalls)
+            .where(wallet_shortfalls.c.customer_id == customer_id)
+            .order_by(wallet_shortfalls.c.created_at, wallet_shortfalls.c.id)
+        )
+        return [Shortfall(**{f: r._mapping[f] for f in _SHORTFALL_FIELDS}) for r in rows]
+
+    async def shortfall_values(self) -> dict[tuple[str, str], int]:
+        """The money value every wallet owes, by (customer, money currency)."""
+        rows = await self.conn.execute(
+            select(
+                wallet_shortfalls.c.customer_id,
+                wallet_shortfalls.c.value_currency,
+                func.sum(wallet_shortfalls.c.value),
+            ).group_by(wallet_shortfalls.c.customer_id, wallet_shortfalls.c.value_currency)
+        )
+        return {(r[0], r[1]): int(r[2] or 0) for r in rows}
 
     async def record(self, tx: WalletTransaction) -> bool:
         """Log a credit or debit; False if its cause was logged before."""

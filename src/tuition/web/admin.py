@@ -23,6 +23,7 @@ from tuition.services.ledger import verify_ledger
 from tuition.store.admin import AdminRepository, OrderSearch
 from tuition.store.payments import PaymentFilter
 from tuition.web import admin_dashboard, admin_session
+from tuition.web.admin_bank_transfers import router as bank_transfers_router
 from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
 from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
@@ -38,6 +39,7 @@ routers = [
     admin_session.router,
     admin_dashboard.router,
     refunds_router,
+    bank_transfers_router,
     reconciliation_router,
     order_router,
     customer_router,

@@ -13,6 +13,8 @@ CHANNELS = {
     "wechatpay": N_("WeChat Pay"),
     "sandbox": N_("Sandbox"),
     "wallet": N_("Balance"),
+    "bank_transfer": N_("Bank transfer"),
+    "apple": N_("App Store"),
 }
 
 # Methods a buyer can use from this page, in the order offered; JSAPI and app payments
@@ -23,6 +25,7 @@ METHODS = {
     "h5": N_("Pay in the mobile browser"),
     "qr": N_("Scan a QR code"),
     "native": N_("Scan a QR code"),
+    "transfer": N_("Transfer from your bank account"),
 }
 
 KINDS = {
@@ -156,3 +159,19 @@ SUBSCRIPTION_ORDER_STATUSES = {
     "failed": N_("Unpaid, retrying"),
     "void": N_("Void"),
 }
+
+
+# What recording a bank transfer in the console came to (services/bank_transfers.py).
+TRANSFER_OUTCOMES = {
+    "paid": N_("The transfer was recorded and the order is paid."),
+    "underpaid": N_(
+        "The transfer was recorded; it does not cover the order, which keeps waiting for the rest."
+    ),
+    "overpaid": N_(
+        "The transfer was recorded and the order is paid, but more arrived than asked: "
+        "send the excess back."
+    ),
+    "duplicate": N_("This bank serial number was recorded before; nothing changed."),
+    "no_transfer_waiting": N_("This order is not waiting for a bank transfer."),
+}
+GENERIC_TRANSFER_PROBLEM = N_("The transfer was not recorded.")
