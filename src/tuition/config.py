@@ -159,9 +159,11 @@ class Settings(BaseSettings):
     @field_validator("channels")
     @classmethod
     def _known_channels(cls, value: list[str]) -> list[str]:
-        unknown = sorted(set(value) - {"sandbox", "alipay", "wechatpay"})
+        unknown = sorted(set(value) - {"sandbox", "alipay", "wechatpay", "unionpay"})
         if unknown:
-            raise ValueError(f"unknown channels {unknown}; known: sandbox, alipay, wechatpay")
+            raise ValueError(
+                f"unknown channels {unknown}; known: sandbox, alipay, wechatpay, unionpay"
+            )
         return value
 
     @property
@@ -234,6 +236,19 @@ class Settings(BaseSettings):
     @property
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
+
+    # UnionPay online payments (全渠道 5.1.0); see docs/channels.md. The signing
+    # certificate is the PKCS#12 file UnionPay issues the merchant; the root and middle
+    # certificates verify UnionPay's own signing certificate, whose CN must name
+    # ``unionpay_cert_cn`` ("00040000:SIGN" in UnionPay's test environment).
+    unionpay_mer_id: str = ""
+    unionpay_sign_cert_file: str = ""
+    unionpay_sign_cert_password: str = Field(default="", repr=False)
+    unionpay_root_cert_file: str = ""
+    unionpay_middle_cert_file: str = ""
+    unionpay_cert_cn: str = "中国银联股份有限公司"
+    unionpay_gateway_url: str = "https://gateway.95516.com"
+    unionpay_file_url: str = "https://filedownload.95516.com"
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

@@ -74,6 +74,7 @@ class NextActionType(StrEnum):
     REDIRECT = "redirect"  # send the buyer's browser to ``url``
     QR_CODE = "qr_code"  # render ``qr_payload`` as a QR code for the buyer to scan
     APP_PARAMS = "app_params"  # hand ``params`` to the app / JSAPI bridge
+    FORM_POST = "form_post"  # the buyer's browser POSTs ``params`` as a form to ``url``
 
 
 @dataclass(frozen=True, slots=True)

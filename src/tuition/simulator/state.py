@@ -32,7 +32,7 @@ class GatewayEvent:
     refund: SimRefund | None = None
 
 
-_TRADE_PREFIXES = {"sandbox": "SBX", "alipay": "ALI", "wechatpay": "WX"}
+_TRADE_PREFIXES = {"sandbox": "SBX", "alipay": "ALI", "wechatpay": "WX", "unionpay": "UP"}
 
 
 def _new_no(prefix: str, at: datetime) -> str:
