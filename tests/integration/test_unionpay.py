@@ -1,0 +1,252 @@
+"""UnionPay (全渠道) end to end: the API, the channel and the simulator playing UnionPay
+with its own test CA, on both engines.
+
+The app's channels are built as in simulator mode (``build_registry``); the simulator's
+notifications are delivered to the app in-process, so every step is the real path: the
+signed front form the buyer's browser posts, the backUrl notification, the status query
+when a notification is lost, a refund, an undo (消费撤销) and the bill file.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.integration.shop import order_body, post
+from tuition.app import create_app
+from tuition.channels.setup import build_registry
+from tuition.channels.unionpay.client import UnionPayChannel
+from tuition.clock import FrozenClock
+from tuition.config import load_settings
+from tuition.domain import ids
+from tuition.services.api_keys import create_key
+from tuition.services.ledger import verify_ledger
+from tuition.services.payments import PaymentDeps, reconcile_payment
+from tuition.simulator.app import Simulator, create_simulator
+from tuition.simulator.config import SimulatorConfig
+from tuition.store.uow import UnitOfWork
+
+
+class _ToApp(httpx.AsyncBaseTransport):
+    """Delivers the simulator's notifications to the app, once the app exists."""
+
+    def __init__(self) -> None:
+        self.app: FastAPI | None = None
+
+    async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+        assert self.app is not None
+        return await httpx.ASGITransport(app=self.app).handle_async_request(request)
+
+
+async def _no_wait(_seconds: float) -> None:
+    await asyncio.sleep(0)
+
+
+@pytest.fixture
+async def sim(clock: FrozenClock) -> AsyncIterator[Simulator]:
+    simulator = create_simulator(
+        SimulatorConfig(clock=clock, sleep=_no_wait, notify_transport=_ToApp())
+    )
+    yield simulator
+    await simulator.aclose()
+
+
+@pytest.fixture
+def app(
+    db_url: str, engine: AsyncEngine, clock: FrozenClock, tmp_path: Path, sim: Simulator
+) -> FastAPI:
+    settings = load_settings(
+        database_url=db_url,
+        simulator=True,
+        channels=["sandbox", "unionpay"],
+        public_url="http://tuition.test",
+        simulator_key_file=str(tmp_path / "sim.pem"),
+    )
+    registry = build_registry(settings, clock=clock, simulator=sim)
+    application = create_app(
+        settings, engine=engine, clock=clock, registry=registry, run_worker=False
+    )
+    transport = sim.config.notify_transport
+    assert isinstance(transport, _ToApp)
+    transport.app = application
+    return application
+
+
+@pytest.fixture
+async def client(app: FastAPI, engine: AsyncEngine, clock: FrozenClock) -> AsyncIterator[Any]:
+    key = await create_key(UnitOfWork(engine), name="t", mode="test", clock=clock)
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app),
+        base_url="http://tuition.test",
+        headers={"Authorization": f"Bearer {key.secret}"},
+    ) as c:
+        yield c
+
+
+@pytest.fixture
+def ids_on_the_clock(clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """New ids carry the frozen clock's time (their txnTime), as in production they carry
+    the time they were made: an undo is decided by the payment's own day."""
+    ids._generator.reset()
+    monkeypatch.setattr(ids, "_now_ms", lambda: int(clock.now().timestamp() * 1000))
+    yield
+    ids._generator.reset()
+
+
+def _channel(app: FastAPI) -> UnionPayChannel:
+    channel = app.state.container.registry.get("unionpay")
+    assert isinstance(channel, UnionPayChannel)
+    return channel
+
+
+async def _buyer_opens(sim: Simulator, payment: dict[str, Any]) -> str:
+    """The buyer's browser posts the signed form; returns UnionPay's orderId."""
+    action = payment["next_action"]
+    assert action["type"] == "form_post"
+    assert action["url"].endswith("/unionpay/gateway/api/frontTransReq.do")
+    params = action["params"]
+    assert (params["version"], params["signMethod"], params["txnAmt"]) == (
+        "5.1.0",
+        "01",
+        str(payment["amount"]),
+    )
+    async with httpx.AsyncClient(transport=sim.transport) as browser:
+        landed = await browser.post(action["url"], data=params)
+    assert landed.status_code == 303, landed.text
+    assert "/pay/" in landed.headers["location"]
+    return str(params["orderId"])
+
+
+async def _pay(
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> tuple[dict[str, Any], dict[str, Any]]:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "unionpay", "method": "page"}
+    )
+    order_id = await _buyer_opens(sim, payment)
+    await sim.pay(order_id)
+    await sim.drain()
+    return order, payment
+
+
+async def _order_status(client: httpx.AsyncClient, order_id: str) -> str:
+    return str((await client.get(f"/v1/orders/{order_id}")).json()["status"])
+
+
+async def test_a_payment_is_paid_by_unionpays_notification_exactly_once(
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    sim.duplicate_notifications(2)
+    order, payment = await _pay(client, sim, shop)
+
+    assert await _order_status(client, order["id"]) == "paid"
+    paid = (await client.get(f"/v1/payments/{payment['id']}")).json()
+    assert paid["status"] == "succeeded"
+    async with uow:
+        record = await uow.payments.get(payment["id"])
+    assert record is not None
+    assert record.channel_trade_no == sim.payment(payment["id"].replace("_", "")).trade_no
+    accepted = [d for d in sim.deliveries if d.accepted]
+    assert len(accepted) == 3  # the original and two copies, each answered 200
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+async def test_a_tampered_notification_is_refused_and_the_query_recovers(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> None:
+    sim.tamper_next_notifications(1)
+    order, payment = await _pay(client, sim, shop)
+
+    refused = sim.deliveries[-1]
+    assert refused.tampered and not refused.accepted
+    assert await _order_status(client, order["id"]) == "pending_payment"
+    container = app.state.container
+    deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
+    recovered = await reconcile_payment(container.uow(), payment["id"], deps=deps)
+    assert recovered.status.value == "succeeded"
+    assert await _order_status(client, order["id"]) == "paid"
+
+
+async def test_a_lost_notification_is_recovered_by_the_status_query(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> None:
+    sim.drop_next_notifications(1)
+    order, payment = await _pay(client, sim, shop)
+    assert await _order_status(client, order["id"]) == "pending_payment"
+
+    container = app.state.container
+    deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
+    await reconcile_payment(container.uow(), payment["id"], deps=deps)
+    assert await _order_status(client, order["id"]) == "paid"
+
+
+async def test_a_payment_the_buyer_never_opened_is_unknown_to_unionpay(
+    app: FastAPI, client: httpx.AsyncClient, shop: dict[str, str], clock: FrozenClock
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "unionpay", "method": "wap"}
+    )
+    assert payment["next_action"]["params"]["channelType"] == "08"
+    container = app.state.container
+    deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
+    clock.advance(timedelta(days=2))  # the order expired: its unseen attempt is closed
+    closed = await reconcile_payment(container.uow(), payment["id"], deps=deps)
+    assert closed.status.value == "closed"
+    assert closed.failure_code == "34"
+
+
+async def test_a_partial_refund_settles_by_notification_and_the_books_balance(
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    order, payment = await _pay(client, sim, shop)
+    sim.duplicate_notifications(1)
+
+    first = await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 4000})
+    await sim.drain()
+    second = await post(client, "/v1/refunds", {"order_id": order["id"]})
+    await sim.drain()
+
+    for made in (first, second):
+        assert (await client.get(f"/v1/refunds/{made['id']}")).json()["status"] == "succeeded"
+    assert await _order_status(client, order["id"]) == "refunded"
+    refunds = [r for r in sim.state.refunds.values() if r.out_trade_no == payment["id"].replace("_", "")]
+    assert sorted(r.amount for r in refunds) == [4000, payment["amount"] - 4000]
+    assert set(sim.unionpay.txn_types.values()) == {"04"}  # another day: refunds, no undo
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+@pytest.mark.usefixtures("ids_on_the_clock")
+async def test_a_whole_refund_on_the_payments_day_is_an_undo(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    order, payment = await _pay(client, sim, shop)
+    sim.drop_next_notifications(1)  # the undo's outcome is learnt by query
+
+    made = await post(client, "/v1/refunds", {"order_id": order["id"]})
+    await sim.drain()
+    assert list(sim.unionpay.txn_types.values()) == ["31"]
+    channel = _channel(app)
+    state = await channel.query_refund(made["id"], payment["id"])
+    assert state.status.value == "succeeded"
+    assert state.raw_status == "origRespCode=00"
+
+    container = app.state.container
+    from tuition.services.payments import submit_refund
+
+    deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
+    assert (await submit_refund(container.uow(), made["id"], deps=deps)).value == "succeeded"
+    assert await _order_status(client, order["id"]) == "refunded"
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
