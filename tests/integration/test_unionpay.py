@@ -14,15 +14,21 @@ from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlencode
 
 import httpx
 import pytest
+from cryptography import x509
+from cryptography.hazmat.primitives.asymmetric import rsa
 from fastapi import FastAPI
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.shop import order_body, post
 from tuition.app import create_app
+from tuition.channels.base import ChannelTimeout
 from tuition.channels.setup import build_registry
+from tuition.channels.unionpay.gateway_side import sign_message
 from tuition.channels.unionpay.client import UnionPayChannel
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
@@ -32,6 +38,8 @@ from tuition.services.ledger import verify_ledger
 from tuition.services.payments import PaymentDeps, reconcile_payment
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
+from tuition.simulator.unionpay_ca import TestCA, expired_window
+from tuition.store import tables
 from tuition.store.uow import UnitOfWork
 
 
@@ -250,3 +258,147 @@ async def test_a_whole_refund_on_the_payments_day_is_an_undo(
     assert await _order_status(client, order["id"]) == "refunded"
     report = await verify_ledger(uow)
     assert report.ok, report.problems
+
+
+# -- refusals: only UnionPay's own certificate, valid and named so, is trusted ------------
+
+
+def _notification_fields(sim: Simulator, order_id: str) -> dict[str, str]:
+    payment = sim.payment(order_id)
+    return {
+        "version": "5.1.0",
+        "encoding": "UTF-8",
+        "txnType": "01",
+        "txnSubType": "01",
+        "bizType": "000201",
+        "accessType": "0",
+        "merId": payment.app_id,
+        "orderId": order_id,
+        "txnTime": payment.details["txnTime"],
+        "txnAmt": str(payment.amount),
+        "currencyCode": "156",
+        "queryId": payment.trade_no,
+        "respCode": "00",
+        "respMsg": "成功[0000000]",
+    }
+
+
+async def _opened(
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> tuple[dict[str, Any], str]:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "unionpay", "method": "page"}
+    )
+    return order, await _buyer_opens(sim, payment)
+
+
+def _forged(
+    sim: Simulator, clock: FrozenClock, how: str
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+    ca = sim.unionpay.ca
+    match how:
+        case "another_ca":
+            other = TestCA.create()
+            return other.signing_key, other.signing
+        case "expired":
+            before, after = expired_window(clock.now())
+            certificate, key = ca.issue_signing(not_before=before, not_after=after)
+            return key, certificate
+        case "wrong_cn":
+            certificate, key = ca.issue_signing(common_name="041@Z0000000000001@某某公司@00000001")
+            return key, certificate
+        case "not_yet_valid":
+            start = clock.now() + timedelta(days=1)
+            certificate, key = ca.issue_signing(not_before=start, not_after=start + timedelta(1))
+            return key, certificate
+    raise AssertionError(how)
+
+
+@pytest.mark.parametrize(
+    ("how", "reason"),
+    [
+        ("another_ca", "not issued by the configured middle certificate"),
+        ("expired", "is not valid now"),
+        ("not_yet_valid", "is not valid now"),
+        ("wrong_cn", "CN does not name UnionPay"),
+    ],
+)
+async def test_a_notification_signed_by_an_untrusted_certificate_is_refused(
+    client: httpx.AsyncClient,
+    sim: Simulator,
+    shop: dict[str, str],
+    clock: FrozenClock,
+    engine: AsyncEngine,
+    how: str,
+    reason: str,
+) -> None:
+    order, order_id = await _opened(client, sim, shop)
+    sim.drop_next_notifications(1)  # only the notifications below reach the app
+    await sim.pay(order_id)
+    await sim.drain()
+    key, certificate = _forged(sim, clock, how)
+    body = sign_message(_notification_fields(sim, order_id), key, certificate)
+
+    refused = await client.post(
+        "/v1/notify/unionpay",
+        content=urlencode(body).encode("ascii"),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert refused.status_code == 400
+    assert refused.text == "fail"
+    assert await _order_status(client, order["id"]) == "pending_payment"
+    async with engine.connect() as connection:
+        rows = (
+            await connection.execute(
+                select(tables.notifications.c.verdict, tables.notifications.c.reason).where(
+                    tables.notifications.c.channel == "unionpay"
+                )
+            )
+        ).all()
+    assert [(verdict, reason in (why or "")) for verdict, why in rows] == [("rejected", True)]
+
+
+async def test_a_notification_changed_after_signing_is_refused_and_the_genuine_one_applies(
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> None:
+    order, order_id = await _opened(client, sim, shop)
+    sim.drop_next_notifications(1)  # only the notifications below reach the app
+    await sim.pay(order_id)
+    await sim.drain()
+    genuine = sim.unionpay.sign(_notification_fields(sim, order_id))
+    for field, value in (("txnAmt", "1"), ("respCode", "00 "), ("orderId", order_id[:-1] + "0")):
+        changed = {**genuine, field: value}
+        refused = await client.post(
+            "/v1/notify/unionpay",
+            content=urlencode(changed).encode("ascii"),
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert refused.status_code == 400, field
+    assert await _order_status(client, order["id"]) == "pending_payment"
+
+    accepted = await client.post(
+        "/v1/notify/unionpay",
+        content=urlencode(genuine).encode("ascii"),
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert accepted.status_code == 200
+    assert await _order_status(client, order["id"]) == "paid"
+
+
+async def test_an_answer_signed_by_another_ca_is_not_trusted(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> None:
+    _, order_id = await _opened(client, sim, shop)
+    await sim.pay(order_id)
+    genuine_ca = sim.unionpay.ca
+    sim.unionpay.use_ca(TestCA.create())  # the "gateway" now answers with a stranger's chain
+    try:
+        with pytest.raises(ChannelTimeout, match="not trusted"):
+            await _channel(app).query_payment(ids_from_order(order_id))
+    finally:
+        sim.unionpay.use_ca(genuine_ca)
+
+
+def ids_from_order(order_id: str) -> str:
+    return f"{order_id[:3]}_{order_id[3:]}"
