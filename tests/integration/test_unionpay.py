@@ -10,6 +10,8 @@ when a notification is lost, a refund, an undo (消费撤销) and the bill file.
 from __future__ import annotations
 
 import asyncio
+import html
+import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
 from pathlib import Path
@@ -25,6 +27,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tests.integration.shop import order_body, post
+from tuition import web
 from tuition.app import create_app
 from tuition.channels.base import ChannelTimeout
 from tuition.channels.setup import build_registry
@@ -402,3 +405,26 @@ async def test_an_answer_signed_by_another_ca_is_not_trusted(
 
 def ids_from_order(order_id: str) -> str:
     return f"{order_id[:3]}_{order_id[3:]}"
+
+
+async def test_the_checkout_page_hands_the_signed_form_to_the_buyers_browser(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> None:
+    web.mount(app)
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    path, _, query = httpx.URL(order["checkout_url"]).raw_path.decode().partition("?")
+    page = await client.get(f"{path}?{query}&lang=zh-CN")
+    assert 'value="unionpay:page"' in page.text and "银联" in page.text
+    started = await client.post(
+        f"{path}/attempts", data={"sig": query.removeprefix("sig="), "option": "unionpay:page"}
+    )
+    assert started.status_code == 200, started.text
+    assert "前往银联" in started.text  # the zh-CN choice is remembered
+    form = re.search(r'<form method="post" action="([^"]+)"', started.text)
+    assert form is not None and form.group(1).endswith("/unionpay/gateway/api/frontTransReq.do")
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', started.text))
+    fields = {name: html.unescape(value) for name, value in fields.items()}
+    assert fields["txnAmt"] == str(order["total"]) and fields["signature"]
+    async with httpx.AsyncClient(transport=sim.transport) as browser:
+        landed = await browser.post(form.group(1), data=fields)
+    assert landed.status_code == 303  # the signature survived the page: UnionPay accepts it

@@ -193,6 +193,14 @@ async def start_payment(
     action = payment.next_action or {}
     if action.get("type") == "redirect" and action.get("url"):
         return RedirectResponse(str(action["url"]), status_code=303)
+    if action.get("type") == "form_post" and action.get("url"):
+        # UnionPay's front consumption: the browser must POST the signed form itself.
+        context = {
+            "url": str(action["url"]),
+            "params": dict(action.get("params") or {}),
+            "channel": labels.CHANNELS.get(channel, channel),
+        }
+        return render(request, "checkout/form_post.html", context)
     return _back(container, order_id)
 
 
