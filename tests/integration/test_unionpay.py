@@ -10,6 +10,7 @@ when a notification is lost, a refund, an undo (消费撤销) and the bill file.
 from __future__ import annotations
 
 import asyncio
+import json
 import html
 import re
 from collections.abc import AsyncIterator, Iterator
@@ -32,13 +33,15 @@ from tuition.app import create_app
 from tuition.channels.base import ChannelTimeout
 from tuition.channels.setup import build_registry
 from tuition.channels.unionpay.gateway_side import sign_message
-from tuition.channels.unionpay.client import UnionPayChannel
+from tuition.channels.unionpay.client import UnionPayChannel, UnionPayRefused
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.domain import ids
+from tuition.domain.reconciliation import BEIJING
 from tuition.services.api_keys import create_key
 from tuition.services.ledger import verify_ledger
 from tuition.services.payments import PaymentDeps, reconcile_payment
+from tuition.services.reconciliation import ReconcileDay, ReconcileDeps, reconcile_day
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
 from tuition.simulator.unionpay_ca import TestCA, expired_window
@@ -137,9 +140,9 @@ async def _buyer_opens(sim: Simulator, payment: dict[str, Any]) -> str:
 
 
 async def _pay(
-    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str], buyer: str = "u_1"
 ) -> tuple[dict[str, Any], dict[str, Any]]:
-    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    order = await post(client, "/v1/orders", order_body(shop, "c1", customer_id=buyer))
     payment = await post(
         client, f"/v1/orders/{order['id']}/payments", {"channel": "unionpay", "method": "page"}
     )
@@ -268,6 +271,7 @@ async def test_a_whole_refund_on_the_payments_day_is_an_undo(
 
 def _notification_fields(sim: Simulator, order_id: str) -> dict[str, str]:
     payment = sim.payment(order_id)
+    assert payment.paid_at is not None
     return {
         "version": "5.1.0",
         "encoding": "UTF-8",
@@ -281,6 +285,7 @@ def _notification_fields(sim: Simulator, order_id: str) -> dict[str, str]:
         "txnAmt": str(payment.amount),
         "currencyCode": "156",
         "queryId": payment.trade_no,
+        "traceTime": f"{payment.paid_at.astimezone(BEIJING):%m%d%H%M%S}",
         "respCode": "00",
         "respMsg": "成功[0000000]",
     }
@@ -428,3 +433,36 @@ async def test_the_checkout_page_hands_the_signed_form_to_the_buyers_browser(
     async with httpx.AsyncClient(transport=sim.transport) as browser:
         landed = await browser.post(form.group(1), data=fields)
     assert landed.status_code == 303  # the signature survived the page: UnionPay accepts it
+
+
+async def test_the_days_bill_file_is_downloaded_parsed_and_reconciles_clean(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    sim: Simulator,
+    shop: dict[str, str],
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    first_order, first = await _pay(client, sim, shop)
+    await _pay(client, sim, shop, buyer="u_2")
+    await post(client, "/v1/refunds", {"order_id": first_order["id"], "amount": 1000})
+    await sim.drain()
+    day = clock.now().astimezone(BEIJING).date()
+
+    with pytest.raises(UnionPayRefused) as not_yet:  # the day has not ended: 98, no file
+        await _channel(app).fetch_bill(day)
+    assert not_yet.value.resp_code == "98"
+
+    clock.advance(timedelta(days=1))
+    bill = await _channel(app).fetch_bill(day)
+    assert (bill.totals.payments, bill.totals.refunds, bill.totals.refund_amount) == (2, 1, 1000)
+    refund_entry = next(e for e in bill.entries if e.is_refund)
+    assert refund_entry.payment_id == first["id"]  # resolved through origQryId
+    container = app.state.container
+    deps = ReconcileDeps(container.registry, container.clock, container.settings.zone)
+    run = await reconcile_day(ReconcileDay("unionpay", day), container.uow(), deps=deps)
+    assert run.status == "clean", run.report
+    assert run.report["matched"] == 3, json.dumps(run.report, default=str)
+    assert run.report["clearing"]["nets_to_zero"] is True
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems

@@ -20,7 +20,12 @@ background, then are notified; an undo is accepted only on the payment's own Bei
 
 from __future__ import annotations
 
+import base64
+import io
+import zipfile
+import zlib
 from collections.abc import Mapping
+from datetime import date
 from typing import TYPE_CHECKING
 from urllib.parse import parse_qsl, urlencode
 
@@ -33,6 +38,7 @@ from starlette.routing import Route
 
 from tuition.channels.unionpay import gateway_side
 from tuition.channels.unionpay import transformers as wire
+from tuition.channels.unionpay.bills import ZM_LAYOUT, zm_file_name
 from tuition.clock import Clock
 from tuition.simulator.faults import Operation, with_faults
 from tuition.simulator.notifier import NotificationBody
@@ -71,6 +77,7 @@ _MESSAGES = {
     "34": "查无此交易",
     "35": "原交易不存在或状态不正确",
     "36": "交易金额超限",
+    "98": "文件不存在",
 }
 _STATE_CODES = {  # the simulator's state refusals, in UnionPay's codes
     "TRADE_NOT_EXIST": "35",
@@ -114,6 +121,7 @@ class UnionPayGateway:
             Route(FRONT, self._front, methods=["POST"]),
             Route(BACK, self._back, methods=["POST"]),
             Route(QUERY, self._query, methods=["POST"]),
+            Route(FILE, self._file, methods=["POST"]),
         ]
 
     def sign(self, params: Mapping[str, str]) -> dict[str, str]:
@@ -162,6 +170,98 @@ class UnionPayGateway:
                 return self.answer(_refusal(params, exc))
 
         return await with_faults(self._sim.faults, self._sim.config, Operation.QUERY, answer)
+
+    async def _file(self, request: Request) -> Response:
+        try:
+            params = await _params(request)
+            self._authenticate(params)
+        except GatewayError as exc:
+            return _unsigned(exc)
+
+        def answer() -> Response:
+            try:
+                return self.answer(self._bill(params))
+            except GatewayError as exc:
+                return self.answer(_refusal(params, exc))
+
+        return await with_faults(self._sim.faults, self._sim.config, Operation.QUERY, answer)
+
+    def _bill(self, params: Mapping[str, str]) -> dict[str, str]:
+        if params.get("txnType") != wire.FILE_TRANSFER or params.get("fileType") != "00":
+            raise GatewayError("10", "txnType 76 with fileType 00 only")
+        today = self._sim.config.clock.now().astimezone(wire.BEIJING).date()
+        try:
+            day = date(today.year, int(params["settleDate"][:2]), int(params["settleDate"][2:]))
+        except (KeyError, ValueError):
+            raise GatewayError("10", "settleDate is MMDD") from None
+        if day > today:
+            day = day.replace(year=day.year - 1)
+        try:
+            self._sim.bills._require_ended(day)
+        except GatewayError:
+            raise GatewayError("98", "no file for that day yet") from None
+        mer_id = params["merId"]
+        archive = io.BytesIO()
+        with zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED) as out:
+            out.writestr(zm_file_name(mer_id, day), self.zm_text(mer_id, day).encode("gbk"))
+        content = base64.b64encode(zlib.compress(archive.getvalue())).decode("ascii")
+        return {
+            "version": wire.VERSION,
+            "encoding": wire.ENCODING,
+            "txnType": wire.FILE_TRANSFER,
+            "txnSubType": params.get("txnSubType", ""),
+            "bizType": params.get("bizType", ""),
+            "accessType": "0",
+            "merId": mer_id,
+            "settleDate": params["settleDate"],
+            "txnTime": params.get("txnTime", ""),
+            "fileType": "00",
+            "fileName": f"{mer_id}_{day:%Y%m%d}.zip",
+            "fileContent": content,
+            "respCode": "00",
+            "respMsg": _MESSAGES["00"],
+        }
+
+    def zm_text(self, mer_id: str, day: date) -> str:
+        """The day's general transaction detail (ZM) of ``mer_id``, from the shared books."""
+        lines = []
+        for row in self._sim.bills.rows(mer_id, day):
+            refund = row.kind == "refund"
+            txn_type = self.txn_types.get((mer_id, row.out_refund_no), wire.REFUND)
+            values = {
+                "交易代码": ("S31" if txn_type == wire.CONSUME_UNDO else "S30") if refund else "S22",
+                "代理机构标识码": "00049992",
+                "发送机构标识码": "00049992",
+                "系统跟踪号": f"{zlib.crc32(row.reference.encode()) % 1_000_000:06d}",
+                "交易传输时间": f"{row.at.astimezone(wire.BEIJING):%m%d%H%M%S}",
+                "帐号": "6216***********0018",
+                "交易金额": f"{row.amount:012d}",
+                "商户类别": "5811",
+                "终端类型": "07",
+                "查询流水号": row.refund_no if refund else row.trade_no,
+                "支付方式（旧）": "",
+                "商户订单号": row.out_refund_no if refund else row.out_trade_no,
+                "支付卡类型": "01",
+                "原始交易的系统跟踪号": "",
+                "原始交易日期时间": "",
+                "商户手续费": f"{'C' if refund else 'D'}{row.fee:012d}",
+                "结算金额": f"{'D' if refund else 'C'}{row.amount - row.fee:012d}",
+                "支付方式": "0001",
+                "集团商户代码": "",
+                "交易类型": txn_type if refund else wire.CONSUME,
+                "交易子类": "00" if refund else "01",
+                "业务类型": wire.B2C_GATEWAY,
+                "帐号类型": "01",
+                "账单类型": "",
+                "账单号码": "",
+                "交互方式": "0",
+                "原交易查询流水号": row.trade_no if refund else "",
+                "商户代码": mer_id,
+            }
+            lines.append(
+                " ".join(_pad(values[name], width) for name, width in ZM_LAYOUT) + " " * 40
+            )
+        return "".join(line + "\r\n" for line in lines)
 
     def _authenticate(self, params: Mapping[str, str]) -> None:
         for name in _REQUIRED:
@@ -377,8 +477,9 @@ class UnionPayNotifications:
             "merId": payment.app_id,
             "currencyCode": "156",
             "respMsg": _MESSAGES.get(params["respCode"], ""),
-            "traceTime": f"{self._clock.now().astimezone(wire.BEIJING):%m%d%H%M%S}",
         }
+        processed = payment.paid_at if refund is None else refund.refunded_at
+        params["traceTime"] = f"{(processed or self._clock.now()).astimezone(wire.BEIJING):%m%d%H%M%S}"
         signed = self._gateway.sign(params)
         body = urlencode(signed).encode("ascii")
         return NotificationBody(body, lambda: _tamper(signed))
@@ -388,6 +489,13 @@ class UnionPayNotifications:
 
     def acknowledged(self, response: httpx.Response) -> bool:
         return response.status_code == 200
+
+
+def _pad(value: str, width: int) -> str:
+    """A field as wide as its column (GBK counts a Chinese character as one here: none)."""
+    if len(value) > width:
+        raise ValueError(f"{value!r} is wider than {width}")
+    return value.ljust(width)
 
 
 def _tamper(signed: Mapping[str, str]) -> bytes:

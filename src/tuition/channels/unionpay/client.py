@@ -45,6 +45,8 @@ from tuition.channels.base import (
     RefundNotFound,
     RefundRequest,
     RefundState,
+    SupportsBills,
+    SupportsStatements,
     VerifiedNotification,
 )
 from tuition.channels.unionpay import notifications, signatures, transformers
@@ -53,6 +55,7 @@ from tuition.channels.unionpay.config import UnionPayConfig
 from tuition.clock import Clock, SystemClock
 from tuition.domain.errors import ChannelError, ValidationFailed
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.domain.reconciliation import Bill
 
 FRONT_PATH = "/gateway/api/frontTransReq.do"
 BACK_PATH = "/gateway/api/backTransReq.do"
@@ -134,7 +137,7 @@ class UnionPayChannel:
 
     async def query_payment(self, payment_id: str) -> PaymentState:
         answer = await self._query(payment_id)
-        return _parse(transformers.payment_state, answer, payment_id)
+        return _parse(transformers.payment_state, answer, payment_id, self._clock.now())
 
     async def close_payment(self, payment_id: str) -> CloseOutcome:
         """UnionPay has no close for a consumption: the order lapses at ``payTimeout``
@@ -215,13 +218,21 @@ class UnionPayChannel:
         fields["txnTime"] = transformers.wire_time(self._clock.now())
         params = self.signed(transformers.FILE_TRANSFER, "01", "000000", fields)
         answer = await self._call(self._config.file_url, params, "file transfer", absolute=True)
-        content = answer.get("fileContent", "")
+        from tuition.channels.unionpay import bills
+
         try:
-            return base64.b64decode(content, validate=True)
+            deflated = base64.b64decode(answer.get("fileContent", ""), validate=True)
         except ValueError as exc:
             raise ChannelTimeout(
                 "unreadable UnionPay fileContent", code="channel_bad_response"
             ) from exc
+        return bills.decode_file_content(deflated)
+
+    async def fetch_bill(self, day: date) -> Bill:
+        """The day's bill, parsed (:mod:`tuition.channels.unionpay.bills`)."""
+        from tuition.channels.unionpay import bills
+
+        return await bills.fetch_bill(self, day)
 
     # -- notifications ----------------------------------------------------------------
 
@@ -339,7 +350,7 @@ def _check_money(amount: int, currency: str) -> None:
         raise ValidationFailed("amount must be a positive integer of fen", param="amount")
 
 
-def _conforms(channel: UnionPayChannel) -> Channel:
-    # Never called: makes mypy prove UnionPayChannel satisfies the protocol.
-    return channel
+def _conforms(channel: UnionPayChannel) -> tuple[Channel, SupportsStatements, SupportsBills]:
+    # Never called: makes mypy prove UnionPayChannel satisfies the protocols.
+    return channel, channel, channel
 

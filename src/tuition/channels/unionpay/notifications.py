@@ -34,7 +34,7 @@ def verify_notification(
         raise NotificationRejected(exc.reason) from None
     try:
         reserved = transformers.parse_reserved(params.get("reqReserved"))
-        return transformers.notification(params, reserved)
+        return transformers.notification(params, reserved, now)
     except ValueError as exc:  # includes UnknownWireStatus
         raise NotificationRejected(f"malformed notification: {exc}") from None
 

@@ -92,6 +92,22 @@ def parse_wire_time(text: str) -> datetime:
     return datetime.strptime(text, _WIRE_TIME).replace(tzinfo=BEIJING)
 
 
+def parse_trace_time(text: str, now: datetime) -> datetime:
+    """``traceTime`` (MMDDhhmmss, when UnionPay processed it) in the year that puts it at
+    or just before ``now``: it is read from an answer or a notification made moments ago."""
+    if len(text) != 10 or not text.isdigit():
+        raise ValueError(f"traceTime {text!r} is not MMDDhhmmss")
+    local = now.astimezone(BEIJING)
+    for year in (local.year, local.year - 1):
+        try:
+            at = datetime.strptime(f"{year}{text}", "%Y%m%d%H%M%S").replace(tzinfo=BEIJING)
+        except ValueError:
+            continue  # 29 February of a common year
+        if at <= local + timedelta(days=1):
+            return at
+    raise ValueError(f"traceTime {text!r} is not a recent time")
+
+
 def settle_date(day: date) -> str:
     """``settleDate``: MMDD."""
     return f"{day:%m%d}"
@@ -236,7 +252,7 @@ def refund_fields(
 # -- answers -----------------------------------------------------------------------------
 
 
-def payment_state(params: Mapping[str, str], payment_id: str) -> PaymentState:
+def payment_state(params: Mapping[str, str], payment_id: str, now: datetime) -> PaymentState:
     """A successful query (``respCode=00``) of a consumption."""
     _check_currency(params)
     if our_id(text_field(params, "orderId")) != payment_id:
@@ -245,8 +261,7 @@ def payment_state(params: Mapping[str, str], payment_id: str) -> PaymentState:
     status = payment_status(raw)
     paid_at = None
     if status is PaymentStatus.SUCCEEDED:
-        # traceTime is MMDDhhmmss without a year: the order's own txnTime stands in.
-        paid_at = parse_wire_time(text_field(params, "txnTime"))
+        paid_at = parse_trace_time(text_field(params, "traceTime"), now)
     return PaymentState(
         payment_id=payment_id,
         status=status,
@@ -277,7 +292,9 @@ def refund_state(params: Mapping[str, str], refund_id: str, payment_id: str) -> 
     )
 
 
-def notification(params: Mapping[str, str], orig_order_ids: Mapping[str, str]) -> VerifiedNotification:
+def notification(
+    params: Mapping[str, str], orig_order_ids: Mapping[str, str], now: datetime
+) -> VerifiedNotification:
     """A verified backUrl notification of a consumption, a refund or an undo.
 
     UnionPay names no payment in a refund's notification, only ``origQryId``; the
@@ -298,7 +315,7 @@ def notification(params: Mapping[str, str], orig_order_ids: Mapping[str, str]) -
             amount=amount,
             currency=CURRENCY,
             channel_trade_no=query_id,
-            paid_at=parse_wire_time(text_field(params, "txnTime")),
+            paid_at=parse_trace_time(text_field(params, "traceTime"), now),
             raw_status=f"respCode={code}",
         )
         return VerifiedNotification(
