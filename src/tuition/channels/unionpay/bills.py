@@ -148,6 +148,8 @@ def parse_bill(data: bytes, *, mer_id: str, day: date) -> Bill:
             raise BillMalformed(f"a row of merchant {row['商户代码']!r}", code="bill_bad_row")
         side, fee = _signed_fen(row["商户手续费"], "商户手续费")
         kind = row["交易类型"]
+        if kind not in (transformers.CONSUME, transformers.REFUND, transformers.CONSUME_UNDO):
+            raise BillMalformed(f"交易类型 {kind!r} is not read here", code="bill_bad_row")
         # A consumption's fee is taken (D), a refund's or undo's given back (C).
         if fee and side != ("D" if kind == transformers.CONSUME else "C"):
             raise BillMalformed(f"商户手续费 {row['商户手续费']!r} on 交易类型 {kind}", code="bill_bad_amount")
@@ -187,8 +189,8 @@ def parse_bill(data: bytes, *, mer_id: str, day: date) -> Bill:
                         channel_refund_no=row["查询流水号"],
                     )
                 )
-            case other:
-                raise BillMalformed(f"交易类型 {other!r} is not read here", code="bill_bad_row")
+            case _:  # pragma: no cover - refused above
+                raise AssertionError(kind)
     return Bill(
         channel="unionpay",
         account=mer_id,
