@@ -10,8 +10,8 @@ when a notification is lost, a refund, an undo (消费撤销) and the bill file.
 from __future__ import annotations
 
 import asyncio
-import json
 import html
+import json
 import re
 from collections.abc import AsyncIterator, Iterator
 from datetime import timedelta
@@ -32,8 +32,8 @@ from tuition import web
 from tuition.app import create_app
 from tuition.channels.base import ChannelTimeout
 from tuition.channels.setup import build_registry
-from tuition.channels.unionpay.gateway_side import sign_message
 from tuition.channels.unionpay.client import UnionPayChannel, UnionPayRefused
+from tuition.channels.unionpay.gateway_side import sign_message
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.domain import ids
@@ -182,7 +182,8 @@ async def test_a_tampered_notification_is_refused_and_the_query_recovers(
     order, payment = await _pay(client, sim, shop)
 
     refused = sim.deliveries[-1]
-    assert refused.tampered and not refused.accepted
+    assert refused.tampered
+    assert not refused.accepted
     assert await _order_status(client, order["id"]) == "pending_payment"
     container = app.state.container
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
@@ -234,7 +235,9 @@ async def test_a_partial_refund_settles_by_notification_and_the_books_balance(
     for made in (first, second):
         assert (await client.get(f"/v1/refunds/{made['id']}")).json()["status"] == "succeeded"
     assert await _order_status(client, order["id"]) == "refunded"
-    refunds = [r for r in sim.state.refunds.values() if r.out_trade_no == payment["id"].replace("_", "")]
+    refunds = [
+        r for r in sim.state.refunds.values() if r.out_trade_no == payment["id"].replace("_", "")
+    ]
     assert sorted(r.amount for r in refunds) == [4000, payment["amount"] - 4000]
     assert set(sim.unionpay.txn_types.values()) == {"04"}  # another day: refunds, no undo
     report = await verify_ledger(uow)
@@ -419,17 +422,20 @@ async def test_the_checkout_page_hands_the_signed_form_to_the_buyers_browser(
     order = await post(client, "/v1/orders", order_body(shop, "c1"))
     path, _, query = httpx.URL(order["checkout_url"]).raw_path.decode().partition("?")
     page = await client.get(f"{path}?{query}&lang=zh-CN")
-    assert 'value="unionpay:page"' in page.text and "银联" in page.text
+    assert 'value="unionpay:page"' in page.text
+    assert "银联" in page.text
     started = await client.post(
         f"{path}/attempts", data={"sig": query.removeprefix("sig="), "option": "unionpay:page"}
     )
     assert started.status_code == 200, started.text
     assert "前往银联" in started.text  # the zh-CN choice is remembered
     form = re.search(r'<form method="post" action="([^"]+)"', started.text)
-    assert form is not None and form.group(1).endswith("/unionpay/gateway/api/frontTransReq.do")
+    assert form is not None
+    assert form.group(1).endswith("/unionpay/gateway/api/frontTransReq.do")
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)">', started.text))
     fields = {name: html.unescape(value) for name, value in fields.items()}
-    assert fields["txnAmt"] == str(order["total"]) and fields["signature"]
+    assert fields["txnAmt"] == str(order["total"])
+    assert fields["signature"]
     async with httpx.AsyncClient(transport=sim.transport) as browser:
         landed = await browser.post(form.group(1), data=fields)
     assert landed.status_code == 303  # the signature survived the page: UnionPay accepts it

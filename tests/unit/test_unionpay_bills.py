@@ -53,7 +53,8 @@ def test_the_zm_file_reads_as_payments_and_refunds_with_their_fees() -> None:
     assert (bill.totals.refunds, bill.totals.refund_amount, bill.totals.fees) == (1, 1000, 166)
     assert bill.settled == 8827 + 19781 - 994
     assert bill.settled == bill.totals.payment_amount - bill.totals.refund_amount - bill.totals.fees
-    assert bill.account == MER_ID and bill.channel == "unionpay"
+    assert bill.account == MER_ID
+    assert bill.channel == "unionpay"
 
 
 def test_file_content_is_a_deflated_zip() -> None:

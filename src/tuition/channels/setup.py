@@ -7,8 +7,8 @@ never contains key material.
 
 In simulator mode (``TUITION_SIMULATOR=true``) the simulator plays Alipay, WeChat Pay and
 UnionPay: their channels are configured against it with keys (and UnionPay's test CA)
-made once and kept beside ``simulator_key_file`` (see :mod:`tuition.simulator.keyfiles`); real credentials are not
-used. See docs/channels.md.
+made once and kept beside ``simulator_key_file`` (see :mod:`tuition.simulator.keyfiles`);
+real credentials are not used. See docs/channels.md.
 """
 
 from __future__ import annotations
@@ -266,9 +266,7 @@ def unionpay_config(settings: Settings, *, simulator: Simulator | None = None) -
     _require(settings.unionpay_mer_id, "TUITION_UNIONPAY_MER_ID", "the merchant code (merId)")
     _require(settings.unionpay_sign_cert_file, "TUITION_UNIONPAY_SIGN_CERT_FILE", "a .pfx file")
     _require(settings.unionpay_root_cert_file, "TUITION_UNIONPAY_ROOT_CERT_FILE", "a .cer file")
-    _require(
-        settings.unionpay_middle_cert_file, "TUITION_UNIONPAY_MIDDLE_CERT_FILE", "a .cer file"
-    )
+    _require(settings.unionpay_middle_cert_file, "TUITION_UNIONPAY_MIDDLE_CERT_FILE", "a .cer file")
     with _naming_variables():
         return load_unionpay_config(
             mer_id=settings.unionpay_mer_id,

@@ -18,6 +18,8 @@ unsigned with ``respCode=11``. Refunds are accepted (``respCode=00``) and settle
 background, then are notified; an undo is accepted only on the payment's own Beijing day.
 """
 
+# ruff: noqa: RUF001  (UnionPay's formats use full-width punctuation)
+
 from __future__ import annotations
 
 import base64
@@ -229,7 +231,9 @@ class UnionPayGateway:
             refund = row.kind == "refund"
             txn_type = self.txn_types.get((mer_id, row.out_refund_no), wire.REFUND)
             values = {
-                "交易代码": ("S31" if txn_type == wire.CONSUME_UNDO else "S30") if refund else "S22",
+                "交易代码": ("S31" if txn_type == wire.CONSUME_UNDO else "S30")
+                if refund
+                else "S22",
                 "代理机构标识码": "00049992",
                 "发送机构标识码": "00049992",
                 "系统跟踪号": f"{zlib.crc32(row.reference.encode()) % 1_000_000:06d}",
@@ -479,7 +483,9 @@ class UnionPayNotifications:
             "respMsg": _MESSAGES.get(params["respCode"], ""),
         }
         processed = payment.paid_at if refund is None else refund.refunded_at
-        params["traceTime"] = f"{(processed or self._clock.now()).astimezone(wire.BEIJING):%m%d%H%M%S}"
+        params["traceTime"] = (
+            f"{(processed or self._clock.now()).astimezone(wire.BEIJING):%m%d%H%M%S}"
+        )
         signed = self._gateway.sign(params)
         body = urlencode(signed).encode("ascii")
         return NotificationBody(body, lambda: _tamper(signed))
@@ -539,4 +545,3 @@ def _refusal(params: Mapping[str, str], exc: GatewayError) -> dict[str, str]:
         "respCode": code,
         "respMsg": f"{_MESSAGES.get(code, '')}: {exc.message}",
     }
-

@@ -86,9 +86,7 @@ class TestCA:
         middle = issue(
             "Simulator UnionPay Middle", middle_key, issuer=root, issuer_key=root_key, ca=True
         )
-        signing = issue(
-            signing_cn, signing_key, issuer=middle, issuer_key=middle_key, ca=False
-        )
+        signing = issue(signing_cn, signing_key, issuer=middle, issuer_key=middle_key, ca=False)
         return cls(root, root_key, middle, middle_key, signing, signing_key)
 
     def issue_signing(
@@ -142,9 +140,7 @@ class TestCA:
                 serialization.NoEncryption(),
             ).decode("ascii")
 
-        data = {
-            name: self.pem(name).decode("ascii") for name in ("root", "middle", "signing")
-        } | {
+        data = {name: self.pem(name).decode("ascii") for name in ("root", "middle", "signing")} | {
             f"{name}_key": key_pem(getattr(self, f"{name}_key"))
             for name in ("root", "middle", "signing")
         }

@@ -14,6 +14,8 @@ an amount or time that does not read, a row of another merchant) raises
 :class:`~tuition.domain.reconciliation.BillMalformed` naming it.
 """
 
+# ruff: noqa: RUF001  (UnionPay's formats use full-width punctuation)
+
 from __future__ import annotations
 
 import hashlib
@@ -79,9 +81,7 @@ def decode_file_content(content: bytes) -> bytes:
     try:
         return zlib.decompress(content)
     except zlib.error:
-        raise BillMalformed(
-            "fileContent is not deflated data", code="bill_not_a_zip"
-        ) from None
+        raise BillMalformed("fileContent is not deflated data", code="bill_not_a_zip") from None
 
 
 def split_line(line: str) -> dict[str, str]:
@@ -123,7 +123,9 @@ def _our_id(text: str, column: str) -> str:
     try:
         return transformers.our_id(text)
     except ValueError:
-        raise BillMalformed(f"{column}: {text!r} is not one of our ids", code="bill_bad_row") from None
+        raise BillMalformed(
+            f"{column}: {text!r} is not one of our ids", code="bill_bad_row"
+        ) from None
 
 
 def parse_bill(data: bytes, *, mer_id: str, day: date) -> Bill:
@@ -152,7 +154,9 @@ def parse_bill(data: bytes, *, mer_id: str, day: date) -> Bill:
             raise BillMalformed(f"交易类型 {kind!r} is not read here", code="bill_bad_row")
         # A consumption's fee is taken (D), a refund's or undo's given back (C).
         if fee and side != ("D" if kind == transformers.CONSUME else "C"):
-            raise BillMalformed(f"商户手续费 {row['商户手续费']!r} on 交易类型 {kind}", code="bill_bad_amount")
+            raise BillMalformed(
+                f"商户手续费 {row['商户手续费']!r} on 交易类型 {kind}", code="bill_bad_amount"
+            )
         credit, settle = _signed_fen(row["结算金额"], "结算金额")
         settled += settle if credit == "C" else -settle
         amount = _fen(row["交易金额"], "交易金额")

@@ -314,7 +314,9 @@ class UnionPayChannel:
         try:
             kind = classify(code)
         except UnknownWireStatus:
-            raise ChannelTimeout(f"UnionPay answered {what} with unknown respCode {code!r}") from None
+            raise ChannelTimeout(
+                f"UnionPay answered {what} with unknown respCode {code!r}"
+            ) from None
         match kind:
             case CodeClass.SUCCESS:
                 return answer
@@ -353,4 +355,3 @@ def _check_money(amount: int, currency: str) -> None:
 def _conforms(channel: UnionPayChannel) -> tuple[Channel, SupportsStatements, SupportsBills]:
     # Never called: makes mypy prove UnionPayChannel satisfies the protocols.
     return channel, channel, channel
-

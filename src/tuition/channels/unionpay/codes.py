@@ -18,6 +18,8 @@ The specification groups its two-character codes and says what each group means:
 :class:`UnknownWireStatus` for anything else (a code that is not two digits or ``A6``).
 """
 
+# ruff: noqa: RUF002  (UnionPay's formats use full-width punctuation)
+
 from __future__ import annotations
 
 import re

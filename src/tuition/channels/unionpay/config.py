@@ -41,7 +41,9 @@ _P = "unionpay."
 _MER_ID = re.compile(r"[0-9A-Z]{15}")
 
 
-def load_pfx(data: bytes, password: str, *, setting: str) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
+def load_pfx(
+    data: bytes, password: str, *, setting: str
+) -> tuple[rsa.RSAPrivateKey, x509.Certificate]:
     """The signing key and certificate from a PKCS#12 file, or ValueError naming ``setting``."""
     try:
         key, certificate, _ = pkcs12.load_key_and_certificates(

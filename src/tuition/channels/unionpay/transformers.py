@@ -194,7 +194,9 @@ def refund_status(orig_resp_code: str) -> RefundStatus:
 # -- requests ----------------------------------------------------------------------------
 
 
-def common(mer_id: str, cert_id: str, txn_type: str, sub_type: str, biz_type: str) -> dict[str, str]:
+def common(
+    mer_id: str, cert_id: str, txn_type: str, sub_type: str, biz_type: str
+) -> dict[str, str]:
     return {
         "version": VERSION,
         "encoding": ENCODING,
