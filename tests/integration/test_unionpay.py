@@ -40,7 +40,7 @@ from tuition.domain import ids
 from tuition.domain.reconciliation import BEIJING
 from tuition.services.api_keys import create_key
 from tuition.services.ledger import verify_ledger
-from tuition.services.payments import PaymentDeps, reconcile_payment
+from tuition.services.payments import PaymentDeps, reconcile_payment, submit_refund
 from tuition.services.reconciliation import ReconcileDay, ReconcileDeps, reconcile_day
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
@@ -260,8 +260,6 @@ async def test_a_whole_refund_on_the_payments_day_is_an_undo(
     assert state.raw_status == "origRespCode=00"
 
     container = app.state.container
-    from tuition.services.payments import submit_refund
-
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     assert (await submit_refund(container.uow(), made["id"], deps=deps)).value == "succeeded"
     assert await _order_status(client, order["id"]) == "refunded"
@@ -470,5 +468,49 @@ async def test_the_days_bill_file_is_downloaded_parsed_and_reconciles_clean(
     assert run.status == "clean", run.report
     assert run.report["matched"] == 3, json.dumps(run.report, default=str)
     assert run.report["clearing"]["nets_to_zero"] is True
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+async def test_copies_of_the_payment_notification_racing_in_pay_once(
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    sim.duplicate_notifications(3, concurrent=True)
+    order, _ = await _pay(client, sim, shop)
+    assert await _order_status(client, order["id"]) == "paid"
+    assert len([d for d in sim.deliveries if d.accepted]) == 4
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+async def test_a_refund_whose_answer_was_lost_is_settled_by_the_query(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    order, _ = await _pay(client, sim, shop)
+    sim.lose_next_refund_answers(1)  # UnionPay applied it; we never heard back
+    sim.drop_next_notifications(1)  # and its notification is lost too
+    made = await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 3000})
+    await sim.drain()
+    assert (await client.get(f"/v1/refunds/{made['id']}")).json()["status"] == "pending"
+
+    container = app.state.container
+    deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
+    assert (await submit_refund(container.uow(), made["id"], deps=deps)).value == "succeeded"
+    assert len(sim.state.refunds) == 1  # asked about, not sent twice
+    assert (await client.get(f"/v1/refunds/{made['id']}")).json()["status"] == "succeeded"
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+async def test_a_refund_unionpay_fails_is_failed_by_its_notification(
+    client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    order, _ = await _pay(client, sim, shop)
+    sim.fail_next_refunds(1)
+    made = await post(client, "/v1/refunds", {"order_id": order["id"]})
+    await sim.drain()
+    failed = (await client.get(f"/v1/refunds/{made['id']}")).json()
+    assert failed["status"] == "failed", failed
+    assert await _order_status(client, order["id"]) == "paid"
     report = await verify_ledger(uow)
     assert report.ok, report.problems
