@@ -5,15 +5,19 @@ from __future__ import annotations
 import base64
 import hashlib
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 
 import pytest
-from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import padding
 
+from tuition.channels.setup import build_registry, check_channels
 from tuition.channels.unionpay import signatures, transformers
 from tuition.channels.unionpay.codes import CodeClass, UnknownWireStatus, classify
-from tuition.channels.unionpay.config import load_unionpay_config
+from tuition.channels.unionpay.config import load_pfx, load_unionpay_config
 from tuition.channels.unionpay.gateway_side import sign_message
+from tuition.clock import FrozenClock
+from tuition.config import ConfigError, load_settings
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.simulator.unionpay_ca import TestCA, expired_window, new_key
@@ -194,3 +198,44 @@ def test_an_expired_window_ends_before_now() -> None:
     start, end = expired_window(NOW)
     assert start < end < NOW
     assert NOW - end == timedelta(days=1)
+
+
+def test_real_settings_load_from_files_and_name_the_variable_on_a_problem(
+    ca: TestCA, tmp_path: Path
+) -> None:
+    pfx = tmp_path / "acp_sign.pfx"
+    pfx.write_bytes(ca.merchant_pfx("777290058110048", new_key(), password="pw"))
+    root = tmp_path / "acp_root.cer"
+    root.write_bytes(ca.root.public_bytes(serialization.Encoding.DER))  # DER, as shipped
+    middle = tmp_path / "acp_middle.cer"
+    middle.write_bytes(ca.pem("middle"))
+    base = {
+        "channels": ["unionpay"],
+        "unionpay_mer_id": "777290058110048",
+        "unionpay_sign_cert_file": str(pfx),
+        "unionpay_sign_cert_password": "pw",
+        "unionpay_root_cert_file": str(root),
+        "unionpay_middle_cert_file": str(middle),
+    }
+    registry = build_registry(load_settings(**base), clock=FrozenClock(NOW))
+    channel = registry.get("unionpay")
+    assert channel.app_id == "777290058110048"
+    assert "pw" not in repr(load_settings(**base))
+
+    with pytest.raises(ConfigError, match="^TUITION_UNIONPAY_MER_ID: is not set"):
+        check_channels(load_settings(**{**base, "unionpay_mer_id": ""}))
+    with pytest.raises(ConfigError, match="^TUITION_UNIONPAY_SIGN_CERT_FILE: .*password"):
+        check_channels(load_settings(**{**base, "unionpay_sign_cert_password": "nope"}))
+    with pytest.raises(ConfigError, match="^TUITION_UNIONPAY_ROOT_CERT_FILE: cannot read"):
+        check_channels(load_settings(**{**base, "unionpay_root_cert_file": str(tmp_path / "x")}))
+    with pytest.raises(
+        ConfigError, match="^TUITION_UNIONPAY_MIDDLE_CERT_FILE: is a self-signed root"
+    ):
+        check_channels(load_settings(**{**base, "unionpay_middle_cert_file": str(root)}))
+
+
+def test_the_merchants_own_certificate_from_the_same_ca_is_not_unionpays(ca: TestCA) -> None:
+    key = new_key()
+    _, certificate = load_pfx(ca.merchant_pfx("777290058110048", key), "000000", setting="pfx")
+    with pytest.raises(signatures.SignatureRefused, match="CN does not name UnionPay"):
+        _verify(ca, sign_message({"respCode": "00"}, key, certificate))

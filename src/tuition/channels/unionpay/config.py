@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 
 from cryptography import x509
+from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.serialization import pkcs12
@@ -115,9 +116,13 @@ class UnionPayConfig:
             raise ValueError(f"{_P}root_certificate: is not a CA certificate")
         if not _is_ca(middle):
             raise ValueError(f"{_P}middle_certificate: is not a CA certificate")
+        if middle.subject == middle.issuer:
+            raise ValueError(
+                f"{_P}middle_certificate: is a self-signed root; give the middle certificate"
+            )
         try:
             middle.verify_directly_issued_by(root)
-        except (ValueError, TypeError, Exception) as exc:
+        except (ValueError, TypeError, InvalidSignature) as exc:
             raise ValueError(
                 f"{_P}middle_certificate: is not issued by the root certificate "
                 f"({type(exc).__name__})"
