@@ -222,14 +222,14 @@ def test_real_settings_load_from_files_and_name_the_variable_on_a_problem(
     assert channel.app_id == "777290058110048"
     assert "pw" not in repr(load_settings(**base))
 
-    with pytest.raises(ConfigError, match="^TUITION_UNIONPAY_MER_ID: is not set"):
+    with pytest.raises(ConfigError, match=r"^TUITION_UNIONPAY_MER_ID: is not set"):
         check_channels(load_settings(**{**base, "unionpay_mer_id": ""}))
-    with pytest.raises(ConfigError, match="^TUITION_UNIONPAY_SIGN_CERT_FILE: .*password"):
+    with pytest.raises(ConfigError, match=r"^TUITION_UNIONPAY_SIGN_CERT_FILE: .*password"):
         check_channels(load_settings(**{**base, "unionpay_sign_cert_password": "nope"}))
-    with pytest.raises(ConfigError, match="^TUITION_UNIONPAY_ROOT_CERT_FILE: cannot read"):
+    with pytest.raises(ConfigError, match=r"^TUITION_UNIONPAY_ROOT_CERT_FILE: cannot read"):
         check_channels(load_settings(**{**base, "unionpay_root_cert_file": str(tmp_path / "x")}))
     with pytest.raises(
-        ConfigError, match="^TUITION_UNIONPAY_MIDDLE_CERT_FILE: is a self-signed root"
+        ConfigError, match=r"^TUITION_UNIONPAY_MIDDLE_CERT_FILE: is a self-signed root"
     ):
         check_channels(load_settings(**{**base, "unionpay_middle_cert_file": str(root)}))
 
