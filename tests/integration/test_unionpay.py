@@ -514,3 +514,17 @@ async def test_a_refund_unionpay_fails_is_failed_by_its_notification(
     assert await _order_status(client, order["id"]) == "paid"
     report = await verify_ledger(uow)
     assert report.ok, report.problems
+
+
+async def test_the_buyer_sent_back_by_a_form_post_lands_on_the_checkout_page(
+    app: FastAPI, client: httpx.AsyncClient, shop: dict[str, str]
+) -> None:
+    web.mount(app)
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    path = httpx.URL(order["checkout_url"]).raw_path.decode()
+    back = await client.post(path, data={"respCode": "00", "orderId": "anything"})
+    assert back.status_code == 303
+    assert back.headers["location"] == path
+    assert (await client.get(back.headers["location"])).status_code == 200
+    forged = await client.post(path.split("?")[0] + "?sig=wrong", data={})
+    assert forged.status_code == 404

@@ -97,6 +97,17 @@ async def page(
     return render(request, "checkout/page.html", context, locale=locale)
 
 
+@router.post("/pay/{order_id}")
+async def page_after_gateway(order_id: str, request: Request, sig: Sig = None) -> Response:
+    """A gateway that sends the buyer back with a form POST (UnionPay's ``frontUrl``):
+    the page is shown by GET. What the form says is not read; only the signed
+    notification or the recovery query decides the payment."""
+    container = get_container(request)
+    if await _view(container, order_id, sig) is None:
+        return _not_found(request)
+    return _back(container, order_id)
+
+
 @router.get("/pay/{order_id}/status")
 async def status(order_id: str, request: Request, sig: Sig = None) -> Response:
     """The order's status for the page's poll: nothing but states and the expiry."""
