@@ -528,3 +528,37 @@ async def test_the_buyer_sent_back_by_a_form_post_lands_on_the_checkout_page(
     assert (await client.get(back.headers["location"])).status_code == 200
     forged = await client.post(path.split("?")[0] + "?sig=wrong", data={})
     assert forged.status_code == 404
+
+
+async def test_an_app_payment_hands_the_app_its_tn_and_a_lost_answer_is_recovered(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "unionpay", "method": "app"}
+    )
+    action = payment["next_action"]
+    assert action["type"] == "app_params"
+    assert len(action["params"]["tn"]) == 21
+    await sim.pay(payment["id"].replace("_", ""))
+    await sim.drain()
+    assert await _order_status(client, order["id"]) == "paid"
+
+    # UnionPay took the second order but its answer was lost: the attempt stays pending
+    # for the recovery query, never failed on a guess.
+    other = await post(client, "/v1/orders", order_body(shop, "c2"))
+    sim.fail_next("create", kind="timeout", applied=True)
+    lost = await client.post(
+        f"/v1/orders/{other['id']}/payments", json={"channel": "unionpay", "method": "app"}
+    )
+    assert lost.status_code == 502, lost.text
+    assert lost.json()["error"]["code"] == "channel_timeout"
+    listed = (await client.get(f"/v1/orders/{other['id']}/payments")).json()["data"]
+    (attempt,) = listed
+    assert attempt["status"] == "pending"
+    sim.drop_next_notifications(1)
+    await sim.pay(attempt["id"].replace("_", ""))
+    container = app.state.container
+    deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
+    await reconcile_payment(container.uow(), attempt["id"], deps=deps)
+    assert await _order_status(client, other["id"]) == "paid"

@@ -4,6 +4,8 @@
 ``POST /unionpay/gateway/api/frontTransReq.do``  the buyer's browser arrives with the
                                         signed consumption form; the order opens and the
                                         browser is sent to the simulator's buyer page
+``POST /unionpay/gateway/api/appTransReq.do``    the app's consumption: opens the order
+                                        and answers its ``tn``
 ``POST /unionpay/gateway/api/backTransReq.do``   refund (``txnType=04``) or undo (``31``)
 ``POST /unionpay/gateway/api/queryTrans.do``     a consumption, refund or undo by
                                         ``orderId`` + ``txnTime``
@@ -59,6 +61,7 @@ if TYPE_CHECKING:
     from tuition.simulator.app import Simulator
 
 FRONT = "/unionpay/gateway/api/frontTransReq.do"
+APP = "/unionpay/gateway/api/appTransReq.do"
 BACK = "/unionpay/gateway/api/backTransReq.do"
 QUERY = "/unionpay/gateway/api/queryTrans.do"
 FILE = "/unionpay/file"
@@ -121,6 +124,7 @@ class UnionPayGateway:
     def routes(self) -> list[Route]:
         return [
             Route(FRONT, self._front, methods=["POST"]),
+            Route(APP, self._app, methods=["POST"]),
             Route(BACK, self._back, methods=["POST"]),
             Route(QUERY, self._query, methods=["POST"]),
             Route(FILE, self._file, methods=["POST"]),
@@ -142,6 +146,38 @@ class UnionPayGateway:
         except GatewayError as exc:
             return HTMLResponse(result_page(None, detail=f"{exc.code}: {exc.message}"), 400)
         return RedirectResponse(payment.pay_url, status_code=303)
+
+    async def _app(self, request: Request) -> Response:
+        try:
+            params = await _params(request)
+            self._authenticate(params)
+        except GatewayError as exc:
+            return _unsigned(exc)
+
+        def answer() -> Response:
+            try:
+                payment = self._open(params, method="app")
+            except GatewayError as exc:
+                return self.answer(_refusal(params, exc))
+            # The app's SDK pays with tn; the simulator's buyer page stands in for it.
+            return self.answer(
+                {
+                    "version": wire.VERSION,
+                    "encoding": wire.ENCODING,
+                    "txnType": wire.CONSUME,
+                    "txnSubType": "01",
+                    "bizType": params.get("bizType", ""),
+                    "accessType": "0",
+                    "merId": params["merId"],
+                    "orderId": payment.out_trade_no,
+                    "txnTime": params.get("txnTime", ""),
+                    "tn": payment.trade_no[-12:] + payment.out_trade_no[-9:],
+                    "respCode": "00",
+                    "respMsg": _MESSAGES["00"],
+                }
+            )
+
+        return await with_faults(self._sim.faults, self._sim.config, Operation.CREATE, answer)
 
     async def _back(self, request: Request) -> Response:
         try:
@@ -281,7 +317,7 @@ class UnionPayGateway:
 
     # -- transactions -----------------------------------------------------------------
 
-    def _open(self, params: Mapping[str, str]) -> SimPayment:
+    def _open(self, params: Mapping[str, str], *, method: str | None = None) -> SimPayment:
         if params.get("txnType") != wire.CONSUME or params.get("currencyCode") != "156":
             raise GatewayError("10", "a consumption in CNY only")
         try:
@@ -298,7 +334,7 @@ class UnionPayGateway:
             amount=amount,
             currency="CNY",
             subject="UnionPay",
-            method="page" if params.get("channelType") == "07" else "wap",
+            method=method or ("page" if params.get("channelType") == "07" else "wap"),
             notify_url=params.get("backUrl", ""),
             return_url=params.get("frontUrl") or None,
             expires_at=expires_at,

@@ -5,6 +5,8 @@ Endpoints under the gateway URL (``https://gateway.95516.com`` in production):
 =================================  ===================================================
 ``/gateway/api/frontTransReq.do``  front consumption: the buyer's browser POSTs the
                                    signed form (:class:`NextActionType.FORM_POST`)
+``/gateway/api/appTransReq.do``    back consumption for the app (手机控件支付): we POST
+                                   the order and hand its ``tn`` to the app
 ``/gateway/api/backTransReq.do``   refund (``txnType=04``) and consumption undo
                                    (消费撤销, ``txnType=31``)
 ``/gateway/api/queryTrans.do``     transaction status query (``txnType=00``)
@@ -58,6 +60,7 @@ from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.reconciliation import Bill
 
 FRONT_PATH = "/gateway/api/frontTransReq.do"
+APP_PATH = "/gateway/api/appTransReq.do"
 BACK_PATH = "/gateway/api/backTransReq.do"
 QUERY_PATH = "/gateway/api/queryTrans.do"
 # UnionPay's daily cut-off: an undo is accepted only on the payment's own day before it.
@@ -111,10 +114,12 @@ class UnionPayChannel:
     # -- payments ---------------------------------------------------------------------
 
     async def create_payment(self, request: PaymentRequest) -> CreatedPayment:
-        """Front consumption: the signed form the buyer's browser POSTs to UnionPay.
+        """Front consumption (``page``, ``wap``): the signed form the buyer's browser POSTs
+        to UnionPay. Nothing is sent from here; UnionPay first hears of the order when the
+        buyer arrives, so a query before that answers 34 (no such transaction).
 
-        Nothing is sent from here; UnionPay first hears of the order when the buyer
-        arrives, so a query before that answers 34 (no such transaction).
+        Back consumption (``app``): the order is sent now and UnionPay's ``tn`` (受理订单号)
+        is handed to the app, whose UnionPay SDK takes the buyer through paying.
         """
         if request.method not in self.methods:
             raise ValidationFailed(
@@ -131,7 +136,15 @@ class UnionPayChannel:
             back_url=self._config.notify_url or request.notify_url,
             front_url=request.return_url,
         )
+        if request.method == "app":
+            fields.pop("frontUrl", None)
         params = self.signed(transformers.CONSUME, "01", transformers.B2C_GATEWAY, fields)
+        if request.method == "app":
+            answer = await self._call(APP_PATH, params, "app consumption")
+            tn = answer.get("tn")
+            if not tn:
+                raise ChannelTimeout("UnionPay accepted the order without a tn")
+            return CreatedPayment(NextAction(NextActionType.APP_PARAMS, params={"tn": tn}))
         url = self._config.gateway_url + FRONT_PATH
         return CreatedPayment(NextAction(NextActionType.FORM_POST, url=url, params=params))
 

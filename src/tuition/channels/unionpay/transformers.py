@@ -41,8 +41,8 @@ QUERY = "00"
 CONSUME_UNDO = "31"
 REFUND = "04"
 FILE_TRANSFER = "76"
-# channelType per method: 07 Internet (PC), 08 mobile.
-CHANNEL_TYPES = {"page": "07", "wap": "08"}
+# channelType per method: 07 Internet (PC), 08 mobile (the mobile web and the app).
+CHANNEL_TYPES = {"page": "07", "wap": "08", "app": "08"}
 B2C_GATEWAY = "000201"
 
 _WIRE_TIME = "%Y%m%d%H%M%S"
