@@ -562,3 +562,24 @@ async def test_an_app_payment_hands_the_app_its_tn_and_a_lost_answer_is_recovere
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     await reconcile_payment(container.uow(), attempt["id"], deps=deps)
     assert await _order_status(client, other["id"]) == "paid"
+
+
+async def test_an_unsigned_refusal_of_a_refund_leaves_it_pending_for_the_query(
+    app: FastAPI, client: httpx.AsyncClient, sim: Simulator, shop: dict[str, str]
+) -> None:
+    order, payment = await _pay(client, sim, shop)
+    merchants = dict(sim.unionpay.merchants)
+    sim.unionpay.merchants.clear()  # UnionPay answers "11 验证签名失败", unsigned
+    made = await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 500})
+    refund = (await client.get(f"/v1/refunds/{made['id']}")).json()
+    assert refund["status"] == "pending"  # not failed: it could have been applied
+    assert not sim.state.refunds
+
+    sim.unionpay.merchants.update(merchants)
+    container = app.state.container
+    deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
+    await submit_refund(container.uow(), made["id"], deps=deps)  # asked: none; sent again
+    await sim.drain()
+    assert (await client.get(f"/v1/refunds/{made['id']}")).json()["status"] == "succeeded"
+    assert len(sim.state.refunds) == 1
+    assert payment["amount"] > 500

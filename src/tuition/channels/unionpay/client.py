@@ -16,7 +16,8 @@ file URL                           the day's bill file (``txnType=76``)
 Every request is a URL-encoded form signed as :mod:`.signatures` describes; every answer
 must verify against UnionPay's certificate chain before it is read. ``respCode`` is
 classified by :mod:`.codes`: ``00`` passes, ``03``/``04``/``05`` and ``02``/``06`` (or a
-timeout, a 5xx, an unreadable or unverifiable answer) are :class:`ChannelTimeout`, ``34``
+timeout, a 5xx, an unreadable or unverifiable answer, even an unsigned refusal) are
+:class:`ChannelTimeout`, ``34``
 is "no such transaction", anything else :class:`UnionPayRefused`. A refund or undo
 answered ``00`` is only *accepted*: it is pending until its notification or a query.
 """
@@ -315,12 +316,12 @@ class UnionPayChannel:
                 now=self._clock.now(),
             )
         except signatures.SignatureRefused as exc:
-            if "signature" not in answer and code[:1] == "1":
-                # 10-14: UnionPay refused the message itself, unsigned. It can only fail
-                # the call, never pass it.
-                raise UnionPayRefused(code, answer.get("respMsg", "")) from None
+            # Even UnionPay's unsigned "bad message" answers (respCode 1x) are not taken
+            # as a refusal: a refund believed refused but applied would be paid twice.
+            # The outcome stays unknown; a query (signed) decides it.
             raise ChannelTimeout(
-                f"UnionPay's answer to {what} is not trusted: {exc.reason}",
+                f"UnionPay's answer to {what} is not trusted ({exc.reason}); "
+                f"it said respCode={code[:2]!r}",
                 code="unionpay_response_unverified",
             ) from None
         message = answer.get("respMsg", "")
