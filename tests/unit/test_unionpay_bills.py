@@ -82,7 +82,7 @@ def _line(index: int, start: int, replacement: str) -> bytes:
         ({zm_file_name(MER_ID, DAY): _line(0, 215, "05")}, "bill_bad_row"),
         ({zm_file_name(MER_ID, DAY): _line(0, 35, "1341103015")}, "bill_bad_time"),
         ({zm_file_name(MER_ID, DAY): _line(0, 112, "order-of-someone-else")}, "bill_bad_row"),
-        ({zm_file_name(MER_ID, DAY): _line(0, 279, "777290058110049")}, "bill_bad_row"),
+        ({zm_file_name(MER_ID, DAY): _line(0, 293, "777290058110049")}, "bill_bad_row"),
         ({zm_file_name(MER_ID, DAY): b"\xff\xff\xff"}, "bill_bad_encoding"),
     ],
 )
