@@ -23,7 +23,14 @@ SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # Where test mode keeps its data on PostgreSQL when no URL of its own is set.
 TEST_MODE_SCHEMA = "tuition_test"
 # The settings that configure a channel, which test mode may set apart from live.
-CHANNEL_SETTING_PREFIXES = ("alipay_", "wechatpay_", "sandbox_", "apple_", "bank_transfer_")
+CHANNEL_SETTING_PREFIXES = (
+    "alipay_",
+    "wechatpay_",
+    "unionpay_",
+    "sandbox_",
+    "apple_",
+    "bank_transfer_",
+)
 
 
 class ConfigError(Exception):
@@ -174,7 +181,7 @@ class Settings(BaseSettings):
     @field_validator("channels", "test_channels")
     @classmethod
     def _known_channels(cls, value: list[str] | None) -> list[str] | None:
-        known = ("sandbox", "alipay", "wechatpay", "apple", "bank_transfer")
+        known = ("sandbox", "alipay", "wechatpay", "unionpay", "apple", "bank_transfer")
         unknown = sorted(set(value or ()) - set(known))
         if unknown:
             raise ValueError(f"unknown channels {unknown}; known: {', '.join(known)}")
@@ -320,6 +327,18 @@ class Settings(BaseSettings):
     bank_transfer_bank_name: str = ""
     bank_transfer_account_number: str = Field(default="", repr=False)
     bank_transfer_expiry_days: int = Field(default=3, ge=1, le=60)
+    # UnionPay online payments (全渠道 5.1.0); see docs/channels.md. The signing
+    # certificate is the PKCS#12 file UnionPay issues the merchant; the root and middle
+    # certificates verify UnionPay's own signing certificate, whose CN must name
+    # ``unionpay_cert_cn`` ("00040000:SIGN" in UnionPay's test environment).
+    unionpay_mer_id: str = ""
+    unionpay_sign_cert_file: str = ""
+    unionpay_sign_cert_password: str = Field(default="", repr=False)
+    unionpay_root_cert_file: str = ""
+    unionpay_middle_cert_file: str = ""
+    unionpay_cert_cn: str = "中国银联股份有限公司"
+    unionpay_gateway_url: str = "https://gateway.95516.com"
+    unionpay_file_url: str = "https://filedownload.95516.com"
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

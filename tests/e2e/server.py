@@ -98,8 +98,10 @@ class Servers:
             self._thread.join(timeout=15)
 
 
-def start(workdir: Path | None = None) -> Servers:
+def start(workdir: Path | None = None, *, channels: list[str] | None = None) -> Servers:
+    """``channels``: as ``TUITION_CHANNELS``; unset, every channel the simulator plays."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="tuition-e2e-"))
+    chosen: dict[str, Any] = {} if channels is None else {"channels": channels}
     port = free_port()
     database_url = f"sqlite+aiosqlite:///{workdir / 'tuition.db'}"
     settings = load_settings(
@@ -113,6 +115,7 @@ def start(workdir: Path | None = None) -> Servers:
         log_json=False,
         log_level="warning",
         webhook_allowed_hosts=["127.0.0.1"],  # the platform's receiver is this server
+        **chosen,
     )
     clock = ShiftedClock()
     servers = Servers(

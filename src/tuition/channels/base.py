@@ -75,6 +75,7 @@ class NextActionType(StrEnum):
     QR_CODE = "qr_code"  # render ``qr_payload`` as a QR code for the buyer to scan
     APP_PARAMS = "app_params"  # hand ``params`` to the app / JSAPI bridge
     BANK_TRANSFER = "bank_transfer"  # show ``params``: the account and the reference
+    FORM_POST = "form_post"  # the buyer's browser POSTs ``params`` as a form to ``url``
 
 
 @dataclass(frozen=True, slots=True)

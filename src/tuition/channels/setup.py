@@ -5,10 +5,10 @@ Each real channel's settings are loaded here, at start-up: key files are read, p
 :class:`~tuition.config.ConfigError` whose message names the ``TUITION_…`` variable and
 never contains key material.
 
-In simulator mode (``TUITION_SIMULATOR=true``) the simulator plays Alipay and WeChat Pay:
-their channels are configured against it with keys made once and kept beside
-``simulator_key_file`` (see :mod:`tuition.simulator.keyfiles`); real credentials are not
-used. See docs/channels.md.
+In simulator mode (``TUITION_SIMULATOR=true``) the simulator plays Alipay, WeChat Pay and
+UnionPay: their channels are configured against it with keys (and UnionPay's test CA)
+made once and kept beside ``simulator_key_file`` (see :mod:`tuition.simulator.keyfiles`);
+real credentials are not used. See docs/channels.md.
 """
 
 from __future__ import annotations
@@ -34,19 +34,23 @@ from tuition.channels.bank_transfer.client import BankTransferChannel, BankTrans
 from tuition.channels.base import RefundFeePolicy
 from tuition.channels.registry import ChannelRegistry
 from tuition.channels.sandbox.client import SandboxChannel, SandboxConfig
+from tuition.channels.unionpay.client import UnionPayChannel
+from tuition.channels.unionpay.config import UnionPayConfig, load_unionpay_config
 from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.channels.wechatpay.config import WechatPayConfig, load_wechatpay_config
 from tuition.clock import Clock
 from tuition.config import ConfigError, Settings
 from tuition.domain.modes import MODES, Mode
 from tuition.simulator.app import Simulator
-from tuition.simulator.keyfiles import kept_apiv3_key, kept_rsa_key, sibling
+from tuition.simulator.keyfiles import kept, kept_apiv3_key, kept_rsa_key, sibling
 from tuition.simulator.signing import key_serial
+from tuition.simulator.unionpay_ca import MERCHANT_PFX_PASSWORD, TestCA
 
 # The merchant the simulator knows (sample ids in the gateways' own formats).
 SIMULATED_ALIPAY_APP_ID = "2021000000000000"
 SIMULATED_MCHID = "1900000109"
 SIMULATED_APPID = "wxd678efh567hg6787"
+SIMULATED_MER_ID = "777290058110048"
 
 # The names the channel configs use in their messages -> the variables that set them.
 _VARIABLES = {
@@ -72,6 +76,16 @@ _VARIABLES = {
     "apple.app_apple_id": "TUITION_APPLE_APP_APPLE_ID",
     "apple.root_certificates": "TUITION_APPLE_ROOT_CERTIFICATE_FILES",
     "apple.products": "TUITION_APPLE_PRODUCTS",
+    "unionpay.mer_id": "TUITION_UNIONPAY_MER_ID",
+    "unionpay.signing_pfx": "TUITION_UNIONPAY_SIGN_CERT_FILE",
+    "unionpay.signing_certificate": "TUITION_UNIONPAY_SIGN_CERT_FILE",
+    "unionpay.root_certificate": "TUITION_UNIONPAY_ROOT_CERT_FILE",
+    "unionpay.middle_certificate": "TUITION_UNIONPAY_MIDDLE_CERT_FILE",
+    "unionpay.certificate_cn": "TUITION_UNIONPAY_CERT_CN",
+    "unionpay.gateway_url": "TUITION_UNIONPAY_GATEWAY_URL",
+    "unionpay.file_url": "TUITION_UNIONPAY_FILE_URL",
+    "unionpay.notify_url": "TUITION_PUBLIC_URL",
+    "unionpay.fee_rate": "TUITION_CHANNEL_FEE_RATES",
 }
 
 
@@ -94,6 +108,8 @@ def check_channels(settings: Settings) -> None:
                 apple_config(mode_settings)
             elif slug == "bank_transfer":
                 bank_transfer_config(mode_settings)
+            elif slug == "unionpay":
+                unionpay_config(mode_settings)
 
 
 def build_registry(
@@ -128,6 +144,9 @@ def build_registry(
                 registry.add(AppleChannel(apple_config(settings)))
             case "bank_transfer":
                 registry.add(BankTransferChannel(bank_transfer_config(settings)))
+            case "unionpay":
+                unionpay = unionpay_config(settings, simulator=simulator)
+                registry.add(UnionPayChannel(unionpay, transport=transport, clock=clock))
             case _:
                 raise ConfigError(f"TUITION_CHANNELS: unknown channel {slug!r}")
     return registry
@@ -274,6 +293,56 @@ def bank_transfer_config(settings: Settings) -> BankTransferConfig:
         account_number=settings.bank_transfer_account_number,
         expiry=timedelta(days=settings.bank_transfer_expiry_days),
     )
+
+
+# -- UnionPay ----------------------------------------------------------------------------
+
+
+def unionpay_config(settings: Settings, *, simulator: Simulator | None = None) -> UnionPayConfig:
+    fee_rate = settings.channel_fee_rates.get("unionpay", Decimal("0.006"))
+    if settings.simulator:
+        ca_file = sibling(settings.simulator_key_file, "unionpay-ca").with_suffix(".json")
+        ca = TestCA.load(kept(ca_file, lambda: TestCA.create().dump()))
+        merchant_key = load_rsa_private_key(
+            kept_rsa_key(sibling(settings.simulator_key_file, "unionpay-merchant")),
+            setting="simulator key",
+        )
+        pfx_file = sibling(settings.simulator_key_file, "unionpay-merchant").with_suffix(".pfx")
+        pfx = kept(pfx_file, lambda: ca.merchant_pfx(SIMULATED_MER_ID, merchant_key))
+        base = _simulator_url(settings, simulator)
+        with _naming_variables():
+            config = load_unionpay_config(
+                mer_id=SIMULATED_MER_ID,
+                signing_pfx=pfx,
+                signing_pfx_password=MERCHANT_PFX_PASSWORD,
+                root_certificate=ca.pem("root"),
+                middle_certificate=ca.pem("middle"),
+                gateway_url=f"{base}/unionpay",
+                file_url=f"{base}/unionpay/file",
+                fee_rate=fee_rate,
+                refund_fee_policy=_refund_fee_policy(settings, "unionpay"),
+            )
+        if simulator is not None:
+            simulator.unionpay.use_ca(ca)
+            simulator.unionpay.add_merchant(config.mer_id, config.certificate())
+        return config
+    _require(settings.unionpay_mer_id, "TUITION_UNIONPAY_MER_ID", "the merchant code (merId)")
+    _require(settings.unionpay_sign_cert_file, "TUITION_UNIONPAY_SIGN_CERT_FILE", "a .pfx file")
+    _require(settings.unionpay_root_cert_file, "TUITION_UNIONPAY_ROOT_CERT_FILE", "a .cer file")
+    _require(settings.unionpay_middle_cert_file, "TUITION_UNIONPAY_MIDDLE_CERT_FILE", "a .cer file")
+    with _naming_variables():
+        return load_unionpay_config(
+            mer_id=settings.unionpay_mer_id,
+            signing_pfx=Path(settings.unionpay_sign_cert_file),
+            signing_pfx_password=settings.unionpay_sign_cert_password,
+            root_certificate=Path(settings.unionpay_root_cert_file),
+            middle_certificate=Path(settings.unionpay_middle_cert_file),
+            certificate_cn=settings.unionpay_cert_cn,
+            gateway_url=settings.unionpay_gateway_url,
+            file_url=settings.unionpay_file_url,
+            fee_rate=fee_rate,
+            refund_fee_policy=_refund_fee_policy(settings, "unionpay"),
+        )
 
 
 # -- sandbox -----------------------------------------------------------------------------

@@ -1,5 +1,6 @@
 """The simulator: an in-memory gateway speaking the plain ``sandbox`` protocol, Alipay's
-open API (:mod:`.alipay`) and WeChat Pay API v3 (:mod:`.wechatpay`) over one shared state.
+open API (:mod:`.alipay`), WeChat Pay API v3 (:mod:`.wechatpay`) and UnionPay's online
+payments (:mod:`.unionpay`) over one shared state.
 
 ``create_simulator(config)`` returns a :class:`Simulator` whose ``.app`` is an ASGI app
 (serve it with uvicorn, or reach it in-process through ``httpx.ASGITransport`` or the
@@ -40,6 +41,7 @@ from tuition.simulator.records import SimPayment, SimRefund
 from tuition.simulator.signing import NotificationSigner, RequestAuthenticator, load_private_key
 from tuition.simulator.state import GatewayEvent, GatewayState
 from tuition.simulator.transfers import TransferDesk
+from tuition.simulator.unionpay import UnionPayGateway
 from tuition.simulator.wechatpay import WechatPayGateway
 
 
@@ -59,6 +61,8 @@ class Simulator:
         self.wechatpay = WechatPayGateway(self)
         self.notifier.formats["alipay"] = self.alipay.notifications
         self.notifier.formats["wechatpay"] = self.wechatpay.notifications
+        self.unionpay = UnionPayGateway(self)
+        self.notifier.formats["unionpay"] = self.unionpay.notifications
         # Bill files of both protocols, written from the same books (reconciliation).
         self.bills = BillBook(self)
         self.alipay._api["alipay.data.dataservice.bill.downloadurl.query"] = (
@@ -73,6 +77,7 @@ class Simulator:
             *buyer_routes(self),
             *self.alipay.routes(),
             *self.wechatpay.routes(),
+            *self.unionpay.routes(),
             *self.bills.routes(),
         ]
         if config.control_enabled:

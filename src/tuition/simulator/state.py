@@ -32,10 +32,12 @@ class GatewayEvent:
     refund: SimRefund | None = None
 
 
-_TRADE_PREFIXES = {"sandbox": "SBX", "alipay": "ALI", "wechatpay": "WX"}
+_TRADE_PREFIXES = {"sandbox": "SBX", "alipay": "ALI", "wechatpay": "WX", "unionpay": "UP"}
 
 
 def _new_no(prefix: str, at: datetime) -> str:
+    if prefix.endswith("UP"):  # UnionPay's queryId: 21 digits
+        return f"{at:%Y%m%d%H%M%S}{secrets.randbelow(10**7):07d}"
     return f"{prefix}{at:%Y%m%d}{secrets.token_hex(8).upper()}"
 
 

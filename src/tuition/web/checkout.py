@@ -97,6 +97,17 @@ async def page(
     return render(request, "checkout/page.html", context, locale=locale)
 
 
+@router.post("/pay/{order_id}")
+async def page_after_gateway(order_id: str, request: Request, sig: Sig = None) -> Response:
+    """A gateway that sends the buyer back with a form POST (UnionPay's ``frontUrl``):
+    the page is shown by GET. What the form says is not read; only the signed
+    notification or the recovery query decides the payment."""
+    container = get_container(request)
+    if await _view(container, order_id, sig) is None:
+        return _not_found(request)
+    return _back(container, order_id)
+
+
 @router.get("/pay/{order_id}/status")
 async def status(order_id: str, request: Request, sig: Sig = None) -> Response:
     """The order's status for the page's poll: nothing but states and the expiry."""
@@ -193,6 +204,14 @@ async def start_payment(
     action = payment.next_action or {}
     if action.get("type") == "redirect" and action.get("url"):
         return RedirectResponse(str(action["url"]), status_code=303)
+    if action.get("type") == "form_post" and action.get("url"):
+        # UnionPay's front consumption: the browser must POST the signed form itself.
+        context = {
+            "url": str(action["url"]),
+            "params": dict(action.get("params") or {}),
+            "channel": labels.CHANNELS.get(channel, channel),
+        }
+        return render(request, "checkout/form_post.html", context)
     return _back(container, order_id)
 
 

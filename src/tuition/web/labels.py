@@ -11,6 +11,7 @@ from tuition.web.i18n import N_
 CHANNELS = {
     "alipay": N_("Alipay"),
     "wechatpay": N_("WeChat Pay"),
+    "unionpay": N_("UnionPay"),
     "sandbox": N_("Sandbox"),
     "wallet": N_("Balance"),
     "bank_transfer": N_("Bank transfer"),
