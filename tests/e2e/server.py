@@ -101,7 +101,9 @@ class Servers:
 def start(workdir: Path | None = None, *, channels: list[str] | None = None) -> Servers:
     """``channels``: as ``TUITION_CHANNELS``; unset, every channel the simulator plays."""
     workdir = workdir or Path(tempfile.mkdtemp(prefix="tuition-e2e-"))
-    chosen: dict[str, Any] = {} if channels is None else {"channels": channels}
+    chosen: dict[str, Any] = (
+        {} if channels is None else {"channels": channels, "test_channels": channels}
+    )
     port = free_port()
     database_url = f"sqlite+aiosqlite:///{workdir / 'tuition.db'}"
     settings = load_settings(

@@ -86,7 +86,7 @@ async def apple(
         },
         online_checks=False,
     )
-    app.state.container.registry.add(AppleChannel(config))
+    app.state.modes.live.registry.add(AppleChannel(config))
     return {"pack": pack["id"], "monthly": monthly["id"], "question": question["id"]}
 
 
@@ -308,7 +308,7 @@ async def test_a_crash_after_the_claim_or_the_order_is_completed_by_the_next_pos
     from tuition.api.apple import deps_of
     from tuition.services import apple as apple_service
 
-    deps = deps_of(app.state.container)
+    deps = deps_of(app.state.modes.live)
     signed = store.transaction("5000000000000001", COINS, at=clock.now(), price=12000)
     tx = deps.channel.verify_transaction(signed)
     # The first attempt claimed the transaction and made its order, then died.

@@ -30,7 +30,7 @@ def bank(app: FastAPI) -> BankTransferChannel:
             expiry=timedelta(days=3),
         )
     )
-    app.state.container.registry.add(channel)
+    app.state.modes.live.registry.add(channel)
     return channel
 
 

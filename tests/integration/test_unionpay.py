@@ -80,13 +80,18 @@ def app(
     settings = load_settings(
         database_url=db_url,
         simulator=True,
-        channels=["sandbox", "unionpay"],
+        test_channels=["sandbox", "unionpay"],
         public_url="http://tuition.test",
         simulator_key_file=str(tmp_path / "sim.pem"),
     )
-    registry = build_registry(settings, clock=clock, simulator=sim)
+    registry = build_registry(settings, clock=clock, simulator=sim, mode="test")
     application = create_app(
-        settings, engine=engine, clock=clock, registry=registry, run_worker=False
+        settings,
+        engine=engine,
+        test_engine=engine,
+        clock=clock,
+        registry=registry,
+        run_worker=False,
     )
     transport = sim.config.notify_transport
     assert isinstance(transport, _ToApp)
@@ -116,7 +121,7 @@ def ids_on_the_clock(clock: FrozenClock, monkeypatch: pytest.MonkeyPatch) -> Ite
 
 
 def _channel(app: FastAPI) -> UnionPayChannel:
-    channel = app.state.container.registry.get("unionpay")
+    channel = app.state.modes.live.registry.get("unionpay")
     assert isinstance(channel, UnionPayChannel)
     return channel
 
@@ -185,7 +190,7 @@ async def test_a_tampered_notification_is_refused_and_the_query_recovers(
     assert refused.tampered
     assert not refused.accepted
     assert await _order_status(client, order["id"]) == "pending_payment"
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     recovered = await reconcile_payment(container.uow(), payment["id"], deps=deps)
     assert recovered.status.value == "succeeded"
@@ -199,7 +204,7 @@ async def test_a_lost_notification_is_recovered_by_the_status_query(
     order, payment = await _pay(client, sim, shop)
     assert await _order_status(client, order["id"]) == "pending_payment"
 
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     await reconcile_payment(container.uow(), payment["id"], deps=deps)
     assert await _order_status(client, order["id"]) == "paid"
@@ -213,7 +218,7 @@ async def test_a_payment_the_buyer_never_opened_is_unknown_to_unionpay(
         client, f"/v1/orders/{order['id']}/payments", {"channel": "unionpay", "method": "wap"}
     )
     assert payment["next_action"]["params"]["channelType"] == "08"
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     clock.advance(timedelta(days=2))  # the order expired: its unseen attempt is closed
     closed = await reconcile_payment(container.uow(), payment["id"], deps=deps)
@@ -259,7 +264,7 @@ async def test_a_whole_refund_on_the_payments_day_is_an_undo(
     assert state.status.value == "succeeded"
     assert state.raw_status == "origRespCode=00"
 
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     assert (await submit_refund(container.uow(), made["id"], deps=deps)).value == "succeeded"
     assert await _order_status(client, order["id"]) == "refunded"
@@ -462,7 +467,7 @@ async def test_the_days_bill_file_is_downloaded_parsed_and_reconciles_clean(
     assert (bill.totals.payments, bill.totals.refunds, bill.totals.refund_amount) == (2, 1, 1000)
     refund_entry = next(e for e in bill.entries if e.is_refund)
     assert refund_entry.payment_id == first["id"]  # resolved through origQryId
-    container = app.state.container
+    container = app.state.modes.live
     deps = ReconcileDeps(container.registry, container.clock, container.settings.zone)
     run = await reconcile_day(ReconcileDay("unionpay", day), container.uow(), deps=deps)
     assert run.status == "clean", run.report
@@ -493,7 +498,7 @@ async def test_a_refund_whose_answer_was_lost_is_settled_by_the_query(
     await sim.drain()
     assert (await client.get(f"/v1/refunds/{made['id']}")).json()["status"] == "pending"
 
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     assert (await submit_refund(container.uow(), made["id"], deps=deps)).value == "succeeded"
     assert len(sim.state.refunds) == 1  # asked about, not sent twice
@@ -558,7 +563,7 @@ async def test_an_app_payment_hands_the_app_its_tn_and_a_lost_answer_is_recovere
     assert attempt["status"] == "pending"
     sim.drop_next_notifications(1)
     await sim.pay(attempt["id"].replace("_", ""))
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     await reconcile_payment(container.uow(), attempt["id"], deps=deps)
     assert await _order_status(client, other["id"]) == "paid"
@@ -576,7 +581,7 @@ async def test_an_unsigned_refusal_of_a_refund_leaves_it_pending_for_the_query(
     assert not sim.state.refunds
 
     sim.unionpay.merchants.update(merchants)
-    container = app.state.container
+    container = app.state.modes.live
     deps = PaymentDeps(container.registry, container.clock, container.settings.base_url)
     await submit_refund(container.uow(), made["id"], deps=deps)  # asked: none; sent again
     await sim.drain()
