@@ -1025,6 +1025,8 @@ payouts = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("paid_at", UTCDateTime),
     Column("failed_at", UTCDateTime),
+    # WeChat Pay's package_info while a transfer waits for the payee to confirm it.
+    Column("transfer_package", String(1000)),
     CheckConstraint(
         "status IN ('pending', 'processing', 'paid', 'failed', 'returned')", name="status"
     ),
