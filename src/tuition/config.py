@@ -235,6 +235,11 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
+    # Paid orders' earnings are held for their refund window (a product's own, else
+    # TUITION_REFUND_POLICY's window_days); a number of days here holds every order that
+    # long instead (docs/payouts.md).
+    payout_hold_days: int | None = Field(default=None, ge=0, le=3650)
+
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})
 

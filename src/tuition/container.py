@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
 from tuition.config import Settings
+from tuition.domain.earnings import HoldRule
 from tuition.services.api_keys import hash_key
 from tuition.store.access import ApiKeyRecord
 from tuition.store.tables import api_keys
@@ -105,6 +106,9 @@ class Container:
             base_url=settings.base_url,
             recover_after=timedelta(seconds=settings.recover_after_seconds),
             coins=settings.coin_unit(),
+            hold=HoldRule.of(
+                settings.default_refund_policy().window_days, settings.payout_hold_days
+            ),
         )
 
     def refund_deps(self) -> RefundDeps:

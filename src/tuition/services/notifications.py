@@ -230,7 +230,9 @@ async def _settle(
         assert n.payment is not None
         assert isinstance(loaded, PaymentRecord)
         assert loaded.id == n.payment.payment_id
-        return await apply_payment_state(uow, loaded, n.payment, fee_rate=channel.fee_rate, at=now)
+        return await apply_payment_state(
+            uow, loaded, n.payment, fee_rate=channel.fee_rate, at=now, hold=deps.hold
+        )
     assert n.refund is not None
     refund = loaded
     assert isinstance(refund, RefundRecord)

@@ -104,7 +104,7 @@ async def reconcile_day(uow: UnitOfWork, subject: str, deps: PaymentDeps) -> dat
     """Reconcile one channel's business day against its bill (services/reconciliation.py)."""
     from tuition.services import reconciliation
 
-    return await reconciliation.run_job(uow, subject, deps.registry, deps.clock)
+    return await reconciliation.run_job(uow, subject, deps.registry, deps.clock, deps.hold)
 
 
 async def release(uow: UnitOfWork, payment_id: str, deps: PaymentDeps) -> datetime | None:
