@@ -124,6 +124,10 @@ class PayoutRepository:
         row = (await self.conn.execute(select(payouts).where(payouts.c.id == payout_id))).first()
         return None if row is None else _payout(row)
 
+    async def by_run_key(self, run_key: str) -> PayoutRecord | None:
+        row = (await self.conn.execute(select(payouts).where(payouts.c.run_key == run_key))).first()
+        return None if row is None else _payout(row)
+
     async def set_status(
         self,
         payout_id: str,
