@@ -239,6 +239,9 @@ class Settings(BaseSettings):
     # TUITION_REFUND_POLICY's window_days); a number of days here holds every order that
     # long instead (docs/payouts.md).
     payout_hold_days: int | None = Field(default=None, ge=0, le=3650)
+    # The worker proposes each period's payout run (TUITION_PAYOUT_SCHEDULE); an operator
+    # approves it in the console before money moves, unless this approves it at once.
+    payout_auto_approve: bool = False
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

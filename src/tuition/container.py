@@ -23,6 +23,7 @@ from tuition.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from tuition.services.payments import PaymentDeps
+    from tuition.services.payouts import PayoutDeps
     from tuition.services.refunds import RefundDeps
 
 # How long an authenticated API key is trusted without reading it again. A key revoked
@@ -109,6 +110,16 @@ class Container:
             hold=HoldRule.of(
                 settings.default_refund_policy().window_days, settings.payout_hold_days
             ),
+        )
+
+    def payout_deps(self) -> PayoutDeps:
+        from tuition.services.payouts import PayoutDeps
+
+        return PayoutDeps(
+            clock=self.clock,
+            minimum=self.settings.payout_minimum,
+            registry=self.registry,
+            base_url=self.settings.base_url,
         )
 
     def refund_deps(self) -> RefundDeps:

@@ -96,13 +96,7 @@ class PayeeUpdateIn(BaseModel):
 
 
 def payout_deps(container: Container) -> payout_service.PayoutDeps:
-    settings = container.settings
-    return payout_service.PayoutDeps(
-        clock=container.clock,
-        minimum=settings.payout_minimum,
-        registry=container.registry,
-        base_url=settings.base_url,
-    )
+    return container.payout_deps()
 
 
 def _out(p: PayoutRecord) -> PayoutOut:

@@ -36,6 +36,7 @@ from tuition.store.uow import UnitOfWork
 
 PROPOSED = "proposed"
 APPROVED = "approved"
+AUTO_APPROVER = "system:auto_approve"  # TUITION_PAYOUT_AUTO_APPROVE's runs name this
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +59,27 @@ async def propose_run(
 ) -> tuple[PayoutRunRecord, bool]:
     """The run of the current period of ``schedule``, proposed now unless it was
     already; True when this call proposed it."""
+    run, new = await _propose(uow, schedule=schedule, proposed_by=proposed_by, deps=deps)
+    assert run is not None
+    return run, new
+
+
+async def propose_due_run(
+    uow: UnitOfWork, *, schedule: str, proposed_by: str, deps: PayoutDeps
+) -> tuple[PayoutRunRecord | None, bool]:
+    """As :func:`propose_run`, but a period in which nobody is due a payout gets no run
+    (yet): the schedule's way, so an idle platform collects no empty runs."""
+    return await _propose(uow, schedule=schedule, proposed_by=proposed_by, deps=deps, if_due=True)
+
+
+async def _propose(
+    uow: UnitOfWork,
+    *,
+    schedule: str,
+    proposed_by: str,
+    deps: PayoutDeps,
+    if_due: bool = False,
+) -> tuple[PayoutRunRecord | None, bool]:
     now = deps.clock.now()
     period = run_period(now, schedule)
     async with uow:
@@ -108,6 +130,8 @@ async def propose_run(
                         updated_at=now,
                     )
                 )
+        if if_due and not items:
+            return None, False
         made = await uow.payout_runs.add(run, items)
         if made:
             await uow.events.emit(
