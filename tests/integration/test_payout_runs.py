@@ -12,6 +12,7 @@ import httpx
 import pytest
 from fastapi import FastAPI
 
+from tests.integration.shop import post
 from tests.integration.test_payouts import (  # noqa: F401
     _balance,
     _bank,
@@ -21,6 +22,7 @@ from tests.integration.test_payouts import (  # noqa: F401
 )
 from tuition.clock import FrozenClock
 from tuition.domain.errors import Conflict
+from tuition.services import payout_runs as payout_runs_module
 from tuition.services.payout_runs import (
     approve_run,
     execute_run,
@@ -222,3 +224,57 @@ async def test_a_run_cannot_be_executed_before_it_is_approved(
         await execute_run(uow, run_id, deps=deps)
     assert refused.value.code == "payout_run_not_approved"
     assert (await client.get("/v1/payouts")).json()["data"] == []
+
+
+async def test_a_crash_between_two_payouts_of_a_run_is_finished_once_by_the_next_execution(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],  # noqa: F811
+    uow: UnitOfWork,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    clock.set(datetime(2026, 11, 2, tzinfo=TAX_ZONE))
+    other = await post(client, "/v1/creators", {"name": "Cy", "default_revenue_share": "0.5"})
+    course = await post(
+        client,
+        "/v1/products",
+        {
+            "creator_id": other["id"],
+            "title": "Also big",
+            "kind": "course",
+            "prices": {"CNY": 1000000},
+        },
+    )
+    await _sell(app, client, gateway, clock, seller, "u_1")
+    await _sell(
+        app, client, gateway, clock, {"creator": other["id"], "course": course["id"]}, "u_2"
+    )
+    for payee in (seller["creator"], other["id"]):
+        await _bank(client, payee)
+    deps = PayoutDeps(clock=clock)
+    run, _new = await propose_run(uow, schedule="monthly", proposed_by="worker", deps=deps)
+    assert len((await view_run(uow, run.id)).items) == 2
+
+    made = 0
+    real = payout_runs_module.create_payout
+
+    async def crash_after_the_first(*args: object, **kwargs: object) -> object:
+        nonlocal made
+        if made == 1:
+            raise ConnectionError("the process died between two payouts")
+        made += 1
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(payout_runs_module, "create_payout", crash_after_the_first)
+    with pytest.raises(ConnectionError):
+        await approve_run(uow, run.id, operator=FINANCE, deps=deps)
+    assert len((await client.get("/v1/payouts")).json()["data"]) == 1
+    monkeypatch.setattr(payout_runs_module, "create_payout", real)
+    view = await execute_run(uow, run.id, deps=deps)  # what the worker's next sweep does
+    assert [i.status for i in view.items] == ["created", "created"]
+    assert len((await client.get("/v1/payouts")).json()["data"]) == 2
+    await execute_run(uow, run.id, deps=deps)
+    assert len((await client.get("/v1/payouts")).json()["data"]) == 2
+    await _books_clean(uow)
