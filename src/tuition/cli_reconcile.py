@@ -52,7 +52,9 @@ def reconcile(
         try:
             container = runtime.modes[cli_mode()]
             await schema.ensure_current(container.engine)
-            deps = service.ReconcileDeps(container.registry, container.clock, settings.zone)
+            deps = service.ReconcileDeps(
+                container.registry, container.clock, settings.zone, container.payment_deps().hold
+            )
             target = wanted or container.clock.now().astimezone(settings.zone).date() - timedelta(
                 days=1
             )

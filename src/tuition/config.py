@@ -339,6 +339,13 @@ class Settings(BaseSettings):
     unionpay_cert_cn: str = "中国银联股份有限公司"
     unionpay_gateway_url: str = "https://gateway.95516.com"
     unionpay_file_url: str = "https://filedownload.95516.com"
+    # Paid orders' earnings are held for their refund window (a product's own, else
+    # TUITION_REFUND_POLICY's window_days); a number of days here holds every order that
+    # long instead (docs/payouts.md).
+    payout_hold_days: int | None = Field(default=None, ge=0, le=3650)
+    # The worker proposes each period's payout run (TUITION_PAYOUT_SCHEDULE); an operator
+    # approves it in the console before money moves, unless this approves it at once.
+    payout_auto_approve: bool = False
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
 from tuition.config import Settings
+from tuition.domain.earnings import HoldRule
 from tuition.domain.modes import MODES, Mode
 from tuition.services.api_keys import hash_key
 from tuition.store.access import ApiKeyRecord
@@ -23,6 +24,7 @@ from tuition.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from tuition.services.payments import PaymentDeps
+    from tuition.services.payouts import PayoutDeps
     from tuition.services.refunds import RefundDeps
 
 # How long an authenticated API key is trusted without reading it again. A key revoked
@@ -110,6 +112,20 @@ class Container:
             mode=self.mode,
             recover_after=timedelta(seconds=settings.recover_after_seconds),
             coins=settings.coin_unit(),
+            hold=HoldRule.of(
+                settings.default_refund_policy().window_days, settings.payout_hold_days
+            ),
+        )
+
+    def payout_deps(self) -> PayoutDeps:
+        from tuition.services.payouts import PayoutDeps
+
+        return PayoutDeps(
+            clock=self.clock,
+            minimum=self.settings.payout_minimum,
+            registry=self.registry,
+            base_url=self.settings.base_url,
+            mode=self.mode,
         )
 
     def refund_deps(self) -> RefundDeps:

@@ -33,7 +33,9 @@ def test_each_mode_is_notified_at_its_own_path(mode: str, url: str) -> None:
 def test_notification_urls_are_made_in_one_place() -> None:
     """A notify URL built by hand would send test mode's gateways to live mode's path:
     no f-string or concatenation outside domain/modes.py makes one."""
-    built = re.compile(r"""\bf["'][^"'\n]*/v1/notify|["']/v1/notify[^"'\n]*["']\s*\+""")
+    built = re.compile(
+        r"""\bf"[^"\n]*/v1/notify|\bf'[^'\n]*/v1/notify|["']/v1/notify[^"'\n]*["']\s*\+"""
+    )
     offenders = [
         str(path.relative_to(SRC))
         for path in SRC.rglob("*.py")
@@ -44,4 +46,5 @@ def test_notification_urls_are_made_in_one_place() -> None:
     assert offenders == []
     # The check finds what it is for.
     assert built.search('url = f"{base}/v1/notify/{slug}"')
+    assert built.search("url = f\"{base.rstrip('/')}/v1/notify/{slug}\"")
     assert built.search("url = '/v1/notify/' + slug")

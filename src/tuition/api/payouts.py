@@ -58,6 +58,11 @@ class PayoutOut(BaseModel):
     created_at: datetime
     paid_at: datetime | None
     failed_at: datetime | None
+    transfer_package: str | None = Field(
+        default=None,
+        description="While a WeChat Pay transfer waits for the payee to confirm it: the "
+        "package_info the platform's app hands to WeChat (requestMerchantTransfer)",
+    )
 
 
 class PayoutList(BaseModel):
@@ -91,10 +96,7 @@ class PayeeUpdateIn(BaseModel):
 
 
 def payout_deps(container: Container) -> payout_service.PayoutDeps:
-    settings = container.settings
-    return payout_service.PayoutDeps(
-        clock=container.clock, minimum=settings.payout_minimum, registry=container.registry
-    )
+    return container.payout_deps()
 
 
 def _out(p: PayoutRecord) -> PayoutOut:
@@ -116,6 +118,7 @@ def _out(p: PayoutRecord) -> PayoutOut:
         created_at=p.created_at,
         paid_at=p.paid_at,
         failed_at=p.failed_at,
+        transfer_package=p.transfer_package,
     )
 
 

@@ -165,6 +165,7 @@ class RefundState:
 class NotificationKind(StrEnum):
     PAYMENT = "payment"
     REFUND = "refund"
+    TRANSFER = "transfer"  # a payout's transfer reached its end (WeChat Pay transfer bills)
 
 
 @dataclass(frozen=True, slots=True)
@@ -177,6 +178,8 @@ class VerifiedNotification:
     trade_no: str  # the id the channel de-duplicates by (its trade or refund number)
     payment: PaymentState | None = None
     refund: RefundState | None = None
+    transfer: TransferState | None = None
+    transfer_amount: int | None = None  # what the gateway says it transferred, minor units
 
 
 @dataclass(frozen=True, slots=True)
@@ -261,6 +264,7 @@ class TransferRequest:
     account: str  # the payee's account at the gateway (an Alipay login, an openid)
     name: str  # the payee's real name, which the gateway checks
     title: str
+    notify_url: str | None = None  # where a gateway that notifies transfers sends it
 
 
 @dataclass(frozen=True, slots=True)
@@ -270,6 +274,10 @@ class TransferState:
     channel_transfer_no: str | None = None
     failure_code: str | None = None
     failure_message: str | None = None
+    # What the payee's client needs to confirm receipt while the gateway waits for it
+    # (WeChat Pay's ``package_info`` in state WAIT_USER_CONFIRM); None otherwise.
+    confirm_package: str | None = None
+    raw_status: str = ""
 
 
 @runtime_checkable

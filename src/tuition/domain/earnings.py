@@ -84,6 +84,37 @@ def hold_days(window_days: Iterable[int | None], default_days: int = DEFAULT_HOL
     return max(days, default=default_days)
 
 
+@dataclass(frozen=True, slots=True)
+class HoldRule:
+    """How long a paid order's earnings are held.
+
+    ``default_days``: the hold of a product without a refund window of its own, the
+    platform's refund window (TUITION_REFUND_POLICY's ``window_days``); ``fixed_days``,
+    when set (TUITION_PAYOUT_HOLD_DAYS), is every order's hold whatever its products'
+    windows say.
+    """
+
+    default_days: int = DEFAULT_HOLD_DAYS
+    fixed_days: int | None = None
+
+    def __post_init__(self) -> None:
+        for name in ("default_days", "fixed_days"):
+            value = getattr(self, name)
+            if value is None and name == "fixed_days":
+                continue
+            if type(value) is not int or not 0 <= value <= MAX_HOLD_DAYS:
+                raise ValidationFailed(
+                    f"the earnings hold must be within 0..{MAX_HOLD_DAYS} days", param=name
+                )
+
+    @classmethod
+    def of(cls, refund_window_days: int | None, hold_days: int | None) -> HoldRule:
+        """The rule from the platform's refund window (None: no window, the usual
+        7 days) and the payout hold setting (None: follow the windows)."""
+        default = DEFAULT_HOLD_DAYS if refund_window_days is None else refund_window_days
+        return cls(min(default, MAX_HOLD_DAYS), hold_days)
+
+
 def release_at(paid_at: datetime, days: int) -> datetime:
     return paid_at + timedelta(days=days)
 
@@ -151,3 +182,6 @@ def mask_account(account: str | None) -> str | None:
     if at:
         return f"{name[:1]}***@{domain}"
     return "*" * max(len(account) - 4, 2) + account[-4:] if len(account) > 4 else "****"
+
+
+DEFAULT_HOLD = HoldRule()  # the usual refund window, 7 days, for a product without one

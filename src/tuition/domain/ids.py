@@ -49,6 +49,7 @@ class Prefix(StrEnum):
     PAYEE = "pye"
     EARNING = "ern"
     PAYOUT = "po"
+    PAYOUT_RUN = "prun"
     SUBSCRIPTION = "sub"
     RECONCILIATION = "rec"
     RECONCILIATION_CASE = "rcs"

@@ -15,9 +15,10 @@ from datetime import datetime
 
 from tuition.clock import Clock
 from tuition.domain.earnings import (
-    DEFAULT_HOLD_DAYS,
+    DEFAULT_HOLD,
     EarningRole,
     HeldEarning,
+    HoldRule,
     HoldStatus,
     TaxProfile,
     hold_transition,
@@ -43,10 +44,12 @@ async def record_earnings(
     *,
     paid_at: datetime,
     at: datetime,
+    hold: HoldRule = DEFAULT_HOLD,
 ) -> None:
     """Inside the caller's unit of work: hold each line's creator share (``shares``, one
-    per line, as the payment's entry posted them) until the order's refund window closes,
-    and queue the job that releases it. A payment settled again records nothing twice."""
+    per line, as the payment's entry posted them) until the order's refund window closes
+    (``hold``: the platform's window for a product without one, or a fixed hold), and
+    queue the job that releases it. A payment settled again records nothing twice."""
     lines = [
         (line, payee_id, share)
         for line, (payee_id, share) in zip(order.lines, shares, strict=True)
@@ -59,8 +62,8 @@ async def record_earnings(
         order_id=order.id,
         currency=payment.currency,
         paid_at=paid_at,
-        hold_days=None,
-        default_days=DEFAULT_HOLD_DAYS,
+        hold_days=hold.fixed_days,
+        default_days=hold.default_days,
         product_ids=sorted({line.product_id for line, _, _ in lines}),
         rows=[
             EarningRecord(

@@ -25,10 +25,12 @@ from tuition.domain.ids import new_id
 from tuition.domain.payments import RefundStatus
 from tuition.logs import get_logger, mask
 from tuition.services.payments import PaymentDeps, submit_refund
+from tuition.services.payouts import settle_transfer
 from tuition.services.refund_settlement import apply_refund_state
 from tuition.services.settlement import Settled, apply_payment_state
 from tuition.store.events import NotificationRecord
 from tuition.store.payments import PaymentRecord
+from tuition.store.payouts import PayoutRecord
 from tuition.store.refunds import RefundRecord
 from tuition.store.uow import UnitOfWork
 
@@ -122,6 +124,11 @@ def _unstorable(n: VerifiedNotification) -> str | None:
             ("channel trade number", n.payment.channel_trade_no, _TRADE_CHARS),
             ("currency", n.payment.currency, 3),
         ]
+    if n.transfer is not None:
+        fields += [
+            ("payout id", n.transfer.payout_id, _ID_CHARS),
+            ("transfer number", n.transfer.channel_transfer_no, _TRADE_CHARS),
+        ]
     if n.refund is not None:
         fields += [
             ("refund id", n.refund.refund_id, _ID_CHARS),
@@ -141,7 +148,7 @@ def _unstorable(n: VerifiedNotification) -> str | None:
 
 async def _mismatch(
     uow: UnitOfWork, channel: Channel, n: VerifiedNotification
-) -> tuple[str | None, PaymentRecord | RefundRecord | None]:
+) -> tuple[str | None, PaymentRecord | RefundRecord | PayoutRecord | None]:
     """Why ``n`` does not match our records (None if it does), and the payment or refund
     it was matched against, read in this unit of work so that settling need not read it
     again (every change to it is a compare-and-set on its status anyway)."""
@@ -162,12 +169,29 @@ async def _mismatch(
             reason = f"currency {state.currency} does not match payment currency {payment.currency}"
             return reason, payment
         return None, payment
+    if n.kind is NotificationKind.TRANSFER:
+        return await _transfer_mismatch(uow, channel, n)
     refund_state = n.refund
     assert refund_state is not None
     refund = await uow.refunds.get(refund_state.refund_id, with_lines=False)
     if refund is None:
         return f"unknown refund {refund_state.refund_id!r}", None
     return await _refund_mismatch(uow, refund, refund_state), refund
+
+
+async def _transfer_mismatch(
+    uow: UnitOfWork, channel: Channel, n: VerifiedNotification
+) -> tuple[str | None, PayoutRecord | None]:
+    transfer = n.transfer
+    assert transfer is not None
+    payout = await uow.payouts.get(transfer.payout_id)
+    if payout is None:
+        return f"unknown payout {transfer.payout_id!r}", None
+    if payout.method != channel.slug:
+        return f"payout {payout.id} is paid through {payout.method}", payout
+    if n.transfer_amount != payout.net:
+        return f"transfer amount {n.transfer_amount} does not match payout net {payout.net}", payout
+    return None, payout
 
 
 async def _refund_mismatch(
@@ -194,15 +218,21 @@ async def _settle(
     uow: UnitOfWork,
     channel: Channel,
     n: VerifiedNotification,
-    loaded: PaymentRecord | RefundRecord,
+    loaded: PaymentRecord | RefundRecord | PayoutRecord,
     deps: PaymentDeps,
 ) -> Settled:
     now = deps.clock.now()
+    if n.kind is NotificationKind.TRANSFER:
+        assert n.transfer is not None
+        assert isinstance(loaded, PayoutRecord)
+        return Settled(changed=await settle_transfer(uow, loaded, n.transfer, at=now))
     if n.kind is NotificationKind.PAYMENT:
         assert n.payment is not None
         assert isinstance(loaded, PaymentRecord)
         assert loaded.id == n.payment.payment_id
-        return await apply_payment_state(uow, loaded, n.payment, fee_rate=channel.fee_rate, at=now)
+        return await apply_payment_state(
+            uow, loaded, n.payment, fee_rate=channel.fee_rate, at=now, hold=deps.hold
+        )
     assert n.refund is not None
     refund = loaded
     assert isinstance(refund, RefundRecord)

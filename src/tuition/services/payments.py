@@ -18,6 +18,7 @@ from tuition.channels.base import (
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
 from tuition.domain.coins import CoinUnit, SpendOrder
+from tuition.domain.earnings import DEFAULT_HOLD, HoldRule
 from tuition.domain.errors import (
     ChannelError,
     Conflict,
@@ -68,6 +69,8 @@ class PaymentDeps:
     recover_after: timedelta = RECOVER_AFTER
     # The platform's coin (TUITION_COINS), None when coins are off.
     coins: CoinUnit | None = None
+    # How long paid orders' earnings are held (TUITION_REFUND_POLICY, TUITION_PAYOUT_HOLD_DAYS).
+    hold: HoldRule = DEFAULT_HOLD
 
     def notify_url(self, channel: str) -> str:
         """Where ``channel`` sends its notifications for this mode's payments."""
@@ -268,7 +271,7 @@ async def reconcile_payment(
         )
     async with uow:
         settled = await apply_payment_state(
-            uow, payment, state, fee_rate=channel.fee_rate, at=deps.clock.now()
+            uow, payment, state, fee_rate=channel.fee_rate, at=deps.clock.now(), hold=deps.hold
         )
         await uow.commit()
     for refund_id in settled.refunds_to_submit:

@@ -20,6 +20,7 @@ from tuition.channels.base import (
     ChannelTimeout,
     SupportsTransfers,
     TransferRequest,
+    TransferState,
     TransferStatus,
 )
 from tuition.channels.registry import ChannelRegistry
@@ -27,6 +28,7 @@ from tuition.clock import Clock
 from tuition.domain.earnings import TaxProfile, mask_account
 from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
+from tuition.domain.modes import Mode, notify_url
 from tuition.domain.money import format_amount, get_currency
 from tuition.domain.payouts import (
     PayoutMethod,
@@ -51,7 +53,9 @@ class PayoutDeps:
     clock: Clock
     minimum: int = 100  # minor units: the smallest payout made
     tax_table: WithholdingTable = DEFAULT_TABLE
-    registry: ChannelRegistry | None = None  # transfer channels (Alipay); None: bank only
+    registry: ChannelRegistry | None = None  # transfer channels; None: bank only
+    base_url: str = ""  # this deployment's, for the gateways' transfer notifications
+    mode: Mode = "live"  # whose payouts these are: each mode is notified at its own path
 
 
 SUBMIT_JOB = "submit_payout"
@@ -209,8 +213,9 @@ async def submit_payout(uow: UnitOfWork, payout_id: str, *, deps: PayoutDeps) ->
 
     The payout moves to ``processing`` before the gateway is called, and the query
     decides every time: a transfer it does not know is sent (the payout id is the
-    gateway's ``out_biz_no``, so a repeat is one transfer), one it knows is settled as
-    it says. A lost answer leaves it ``processing`` for the job to ask again.
+    gateway's ``out_biz_no`` / ``out_bill_no``, so a repeat is one transfer), one it
+    knows is settled as it says. A lost answer leaves it ``processing`` for the job to
+    ask again.
     """
     now = deps.clock.now()
     async with uow:
@@ -240,47 +245,55 @@ async def submit_payout(uow: UnitOfWork, payout_id: str, *, deps: PayoutDeps) ->
                     account=payee.payout_account or "",
                     name=payee.name,
                     title=f"payout {payout.tax_month}",
+                    notify_url=_notify_url(deps, payout.method),
                 )
             )
     except ChannelTimeout:
         return PayoutStatus.PROCESSING
+    async with uow:
+        current = await uow.payouts.get(payout_id)
+        assert current is not None
+        await settle_transfer(uow, current, state, at=deps.clock.now())
+        await uow.commit()
+        settled = await uow.payouts.get(payout_id)
+    assert settled is not None
+    return settled.status
+
+
+def _notify_url(deps: PayoutDeps, method: str) -> str | None:
+    if not deps.base_url:
+        return None
+    return notify_url(deps.base_url, deps.mode, method)
+
+
+async def settle_transfer(
+    uow: UnitOfWork, payout: PayoutRecord, state: TransferState, *, at: datetime
+) -> bool:
+    """Inside an open unit of work: apply what the gateway says of a processing payout's
+    transfer (a query answer or a verified notification); True if the payout moved.
+
+    A payout no longer processing is left as it is: the state was applied already (by
+    the job or the notification, whichever came first), so a repeat changes nothing.
+    """
+    if payout.status is not PayoutStatus.PROCESSING:
+        return False
     match state.status:
         case TransferStatus.SUCCEEDED:
             reference = state.channel_transfer_no or f"{payout.method}:{payout.id}"
-            return (await mark_paid(uow, payout_id, reference=reference, deps=deps)).status
+            return await _paid(uow, payout, reference=reference, now=at)
         case TransferStatus.FAILED | TransferStatus.RETURNED:
-            failed = await mark_failed(
+            return await _failed(
                 uow,
-                payout_id,
+                payout,
                 code=state.failure_code or "transfer_failed",
                 message=state.failure_message or "the gateway refused the transfer",
-                deps=deps,
+                now=at,
             )
-            return failed.status
         case TransferStatus.PROCESSING:
-            return PayoutStatus.PROCESSING
-
-
-async def _move(
-    uow: UnitOfWork,
-    payout_id: str,
-    target: PayoutStatus,
-    *,
-    now: datetime,
-    **values: object,
-) -> PayoutRecord:
-    """Inside an open unit of work: compare-and-set the payout to ``target``."""
-    payout = await uow.payouts.get(payout_id)
-    if payout is None:
-        raise NotFound(f"no payout {payout_id}", code="payout_not_found", param="payout_id")
-    transition(payout.status, target)
-    if not await uow.payouts.set_status(
-        payout_id, expected=payout.status, target=target, at=now, **values
-    ):
-        raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
-    moved = await uow.payouts.get(payout_id)
-    assert moved is not None
-    return moved
+            package = state.confirm_package
+            if package is not None and package != payout.transfer_package:
+                await uow.payouts.set_transfer_package(payout.id, package[:1000], at=at)
+            return False
 
 
 async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
@@ -322,23 +335,12 @@ async def mark_paid(
         raise ValidationFailed("the bank's reference is required", param="reference")
     now = deps.clock.now()
     async with uow:
-        payout = await _move(
-            uow, payout_id, PayoutStatus.PAID, now=now, reference=reference, paid_at=now
-        )
-        await uow.ledger.post(
-            paid_entry(
-                payout.id,
-                payout.payee_id,
-                payout.currency,
-                payout.amount,
-                payout.tax_withheld,
-                at=now,
-            ),
-            at=now,
-        )
-        await uow.events.emit("payout.paid", payout.id, payout_data(payout), at=now)
+        payout = await _current(uow, payout_id)
+        transition(payout.status, PayoutStatus.PAID)
+        if not await _paid(uow, payout, reference=reference, now=now):
+            raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
         await uow.commit()
-    return payout
+    return await _current_after(uow, payout_id)
 
 
 async def mark_failed(
@@ -348,35 +350,84 @@ async def mark_failed(
     reason; a payout already paid is ``returned`` instead."""
     now = deps.clock.now()
     async with uow:
-        current = await uow.payouts.get(payout_id)
-        returned = current is not None and current.status is PayoutStatus.PAID
-        target = PayoutStatus.RETURNED if returned else PayoutStatus.FAILED
-        payout = await _move(
-            uow,
-            payout_id,
-            target,
-            now=now,
-            failure_code=code[:64],
-            failure_message=message[:500],
-            failed_at=now,
+        payout = await _current(uow, payout_id)
+        target = (
+            PayoutStatus.RETURNED if payout.status is PayoutStatus.PAID else PayoutStatus.FAILED
         )
-        # The balance before the ledger, as on every path that touches both.
-        await uow.payouts.add_available(payout.payee_id, payout.currency, payout.amount, now)
-        build = returned_entry if returned else failed_entry
-        await uow.ledger.post(
-            build(
-                payout.id,
-                payout.payee_id,
-                payout.currency,
-                payout.amount,
-                payout.tax_withheld,
-                at=now,
-            ),
-            at=now,
-        )
-        await uow.events.emit(f"payout.{target.value}", payout.id, payout_data(payout), at=now)
+        transition(payout.status, target)
+        if not await _failed(uow, payout, code=code, message=message, now=now):
+            raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
         await uow.commit()
+    return await _current_after(uow, payout_id)
+
+
+async def _current(uow: UnitOfWork, payout_id: str) -> PayoutRecord:
+    payout = await uow.payouts.get(payout_id)
+    if payout is None:
+        raise NotFound(f"no payout {payout_id}", code="payout_not_found", param="payout_id")
     return payout
+
+
+async def _current_after(uow: UnitOfWork, payout_id: str) -> PayoutRecord:
+    async with uow:
+        return await _current(uow, payout_id)
+
+
+async def _paid(uow: UnitOfWork, payout: PayoutRecord, *, reference: str, now: datetime) -> bool:
+    """Inside an open unit of work: compare-and-set ``payout`` paid and post its entry;
+    False (nothing written) if it changed meanwhile."""
+    transition(payout.status, PayoutStatus.PAID)
+    if not await uow.payouts.set_status(
+        payout.id,
+        expected=payout.status,
+        target=PayoutStatus.PAID,
+        at=now,
+        reference=reference[:200],
+        paid_at=now,
+    ):
+        return False
+    await uow.ledger.post(
+        paid_entry(
+            payout.id, payout.payee_id, payout.currency, payout.amount, payout.tax_withheld, at=now
+        ),
+        at=now,
+    )
+    moved = await _current(uow, payout.id)
+    await uow.events.emit("payout.paid", payout.id, payout_data(moved), at=now)
+    return True
+
+
+async def _failed(
+    uow: UnitOfWork, payout: PayoutRecord, *, code: str, message: str, now: datetime
+) -> bool:
+    """Inside an open unit of work: compare-and-set ``payout`` failed (returned, if it
+    was paid), give its money back to available and post the entry; False (nothing
+    written) if it changed meanwhile."""
+    returned = payout.status is PayoutStatus.PAID
+    target = PayoutStatus.RETURNED if returned else PayoutStatus.FAILED
+    transition(payout.status, target)
+    if not await uow.payouts.set_status(
+        payout.id,
+        expected=payout.status,
+        target=target,
+        at=now,
+        failure_code=code[:64],
+        failure_message=message[:500],
+        failed_at=now,
+    ):
+        return False
+    # The balance before the ledger, as on every path that touches both.
+    await uow.payouts.add_available(payout.payee_id, payout.currency, payout.amount, now)
+    build = returned_entry if returned else failed_entry
+    await uow.ledger.post(
+        build(
+            payout.id, payout.payee_id, payout.currency, payout.amount, payout.tax_withheld, at=now
+        ),
+        at=now,
+    )
+    moved = await _current(uow, payout.id)
+    await uow.events.emit(f"payout.{target.value}", payout.id, payout_data(moved), at=now)
+    return True
 
 
 async def get_payout(uow: UnitOfWork, payout_id: str) -> PayoutRecord:

@@ -29,6 +29,7 @@ from typing import Any
 from tuition.channels.base import SupportsBills
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
+from tuition.domain.earnings import DEFAULT_HOLD, HoldRule
 from tuition.domain.errors import ChannelError, Conflict, InvalidRequest
 from tuition.domain.ledger import AccountKind, AccountRef, Posting, build_entry
 from tuition.domain.payments import PaymentStatus
@@ -56,6 +57,7 @@ class ReconcileDeps:
     registry: ChannelRegistry
     clock: Clock
     zone: tzinfo
+    hold: HoldRule = DEFAULT_HOLD  # a payment recovered through the paid path holds this
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,7 +183,7 @@ async def _decide(
             assert payment is not None
             now = deps.clock.now()
             settled = await apply_payment_state(
-                uow, payment, state, fee_rate=channel.fee_rate, at=now
+                uow, payment, state, fee_rate=channel.fee_rate, at=now, hold=deps.hold
             )
             await uow.commit()
         note = "recovered through the paid path" if settled.changed else "already paid meanwhile"
@@ -448,13 +450,17 @@ def due_subjects(registry: ChannelRegistry, now: datetime, zone: tzinfo) -> list
 
 
 async def run_job(
-    uow: UnitOfWork, subject: str, registry: ChannelRegistry, clock: Clock
+    uow: UnitOfWork,
+    subject: str,
+    registry: ChannelRegistry,
+    clock: Clock,
+    hold: HoldRule = DEFAULT_HOLD,
 ) -> datetime | None:
     """The worker's job: reconcile one channel's day; a bill not out yet is asked again."""
     from zoneinfo import ZoneInfo
 
     slug, day, zone = subject.split("|")
-    deps = ReconcileDeps(registry, clock, ZoneInfo(zone))
+    deps = ReconcileDeps(registry, clock, ZoneInfo(zone), hold)
     try:
         await reconcile_day(ReconcileDay(slug, date.fromisoformat(day)), uow, deps=deps)
     except ChannelError:

@@ -16,6 +16,7 @@ from decimal import Decimal
 from tuition.channels.base import PaymentState
 from tuition.domain.booking import merged, portion, scaled
 from tuition.domain.catalog import ProductKind
+from tuition.domain.earnings import DEFAULT_HOLD, HoldRule
 from tuition.domain.errors import IllegalTransition
 from tuition.domain.ledger import JournalEntry, creator_shares, payment_succeeded_entry
 from tuition.domain.money import coin_unit
@@ -56,11 +57,13 @@ async def apply_payment_state(
     *,
     fee_rate: Decimal,
     at: datetime,
+    hold: HoldRule = DEFAULT_HOLD,
 ) -> Settled:
-    """Move ``payment`` to what the gateway reported; the caller verified and commits."""
+    """Move ``payment`` to what the gateway reported; the caller verified and commits.
+    ``hold``: how long the order's earnings are held (PaymentDeps.hold)."""
     match state.status:
         case PaymentStatus.SUCCEEDED:
-            return await _succeed(uow, payment, state, fee_rate=fee_rate, at=at)
+            return await _succeed(uow, payment, state, fee_rate=fee_rate, at=at, hold=hold)
         case PaymentStatus.FAILED | PaymentStatus.CLOSED:
             moved = await end_payment(
                 uow, payment, state.status, at=at, failure_code=state.raw_status or None
@@ -77,6 +80,7 @@ async def _succeed(
     *,
     fee_rate: Decimal,
     at: datetime,
+    hold: HoldRule,
 ) -> Settled:
     fee = channel_fee(payment.amount, fee_rate)
     paid_at = state.paid_at or at
@@ -111,7 +115,7 @@ async def _succeed(
             assert part is not None
             await uow.events.emit("payment.succeeded", part.id, payment_data(part), at=at)
         await _book_paid_order(
-            uow, payment, order, fee=fee, paid_at=paid_at, at=at, wallet_part=part
+            uow, payment, order, fee=fee, paid_at=paid_at, at=at, wallet_part=part, hold=hold
         )
         return Settled(changed=True)
     await release_wallet_part(uow, payment, at=at, reason="order_not_payable", committed=part_held)
@@ -147,6 +151,7 @@ async def settle_wallet_payment(
     *,
     at: datetime,
     spent: Mapping[str, int] | None = None,
+    hold: HoldRule = DEFAULT_HOLD,
 ) -> None:
     """Inside the unit of work that debited the balance: the payment from balance
     succeeds and pays the order (it is ``pending_payment``: the caller checked).
@@ -163,7 +168,7 @@ async def settle_wallet_payment(
     if not moved or not await mark_order_paid(uow, order, at=at):
         raise IllegalTransition(f"order {order.id} was paid meanwhile", code="order_not_payable")
     await uow.events.emit("payment.succeeded", payment.id, payment_data(payment), at=at)
-    await _book_paid_order(uow, payment, order, fee=0, paid_at=at, at=at, spent=spent)
+    await _book_paid_order(uow, payment, order, fee=0, paid_at=at, at=at, spent=spent, hold=hold)
 
 
 async def _book_paid_order(
@@ -176,6 +181,7 @@ async def _book_paid_order(
     at: datetime,
     wallet_part: PaymentRecord | None = None,
     spent: Mapping[str, int] | None = None,
+    hold: HoldRule,
 ) -> None:
     """The paid order's entry (creator shares; top-ups credit the buyer's wallet, a
     liability, never revenue), the wallet credits themselves, and ``order.paid``.
@@ -227,7 +233,9 @@ async def _book_paid_order(
         # which the order-wide refund split never overdraws.
         earned.append((payment, list(shares)))
     for earning_payment, line_shares in earned:
-        await record_earnings(uow, earning_payment, order, line_shares, paid_at=paid_at, at=at)
+        await record_earnings(
+            uow, earning_payment, order, line_shares, paid_at=paid_at, at=at, hold=hold
+        )
     await uow.events.emit("order.paid", order.id, _order_data(order), at=at)
 
 

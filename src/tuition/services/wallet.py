@@ -95,7 +95,7 @@ async def pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) 
             )
             if coins:  # revenue is what the coins spent are worth
                 spent = recognised(tx)
-        await settle_wallet_payment(uow, payment, order, at=now, spent=spent)
+        await settle_wallet_payment(uow, payment, order, at=now, spent=spent, hold=deps.hold)
         uow.outcome(payment.id)  # what a retry with the same Idempotency-Key gets back
         await uow.commit()
     return await get_payment(uow, payment.id)

@@ -6,6 +6,7 @@
 ``POST /wechatpay/v3/pay/transactions/out-trade-no/{no}/close``  close (204)
 ``POST /wechatpay/v3/refund/domestic/refunds``                refund (idempotent)
 ``GET  /wechatpay/v3/refund/domestic/refunds/{out_refund_no}``  one refund
+``/wechatpay/v3/fund-app/mch-transfer/transfer-bills[...]``   payouts (wechatpay_transfers)
 ============================================================  ============================
 
 Requests must carry a ``WECHATPAY2-SHA256-RSA2048`` Authorization signed with the key of
@@ -36,8 +37,10 @@ from tuition.simulator.api import request_target
 from tuition.simulator.faults import Operation, with_faults
 from tuition.simulator.records import GatewayError, PaymentWireStatus, SimPayment
 from tuition.simulator.signing import NonceBook, PlatformKey, key_serial
+from tuition.simulator.wechatpay_transfers import WechatTransferDesk
 
 if TYPE_CHECKING:
+    from tuition.clock import Clock
     from tuition.simulator.app import Simulator
 
 PREFIX = "/wechatpay/v3"
@@ -55,6 +58,11 @@ class WechatPayGateway:
         self.notifications = wire.WechatNotifications(
             self.merchants, self._signing_key, sim.config.clock, sim.config.fee_returned
         )
+        self.transfers = WechatTransferDesk(self)
+
+    @property
+    def clock(self) -> Clock:
+        return self._sim.config.clock
 
     def use_key(self, pem: bytes, public_key_id: str | None = None) -> None:
         """Sign with this key (kept on disk by a deployment), under ``public_key_id``."""
@@ -101,12 +109,17 @@ class WechatPayGateway:
                 self._query_refund,
                 methods=["GET"],
             ),
+            *self.transfers.routes(PREFIX),
         ]
 
     def _signing_key(self) -> tuple[rsa.RSAPrivateKey, str]:
         return self.key.private_key, self.public_key_id
 
     # -- the protocol -----------------------------------------------------------------
+
+    async def handle(self, request: Request, operation: Operation, action: Action) -> Response:
+        """Authenticate ``request``, run ``action`` (faults permitting), answer signed."""
+        return await self._handle(request, operation, action)
 
     async def _handle(self, request: Request, operation: Operation, action: Action) -> Response:
         body = await request.body()

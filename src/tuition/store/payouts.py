@@ -41,6 +41,8 @@ class PayoutRecord:
     updated_at: datetime
     paid_at: datetime | None
     failed_at: datetime | None
+    # What the payee's WeChat needs to confirm a transfer waiting for it (package_info).
+    transfer_package: str | None = None
 
     @property
     def net(self) -> int:
@@ -122,6 +124,10 @@ class PayoutRepository:
         row = (await self.conn.execute(select(payouts).where(payouts.c.id == payout_id))).first()
         return None if row is None else _payout(row)
 
+    async def by_run_key(self, run_key: str) -> PayoutRecord | None:
+        row = (await self.conn.execute(select(payouts).where(payouts.c.run_key == run_key))).first()
+        return None if row is None else _payout(row)
+
     async def set_status(
         self,
         payout_id: str,
@@ -138,6 +144,13 @@ class PayoutRepository:
             .values(status=target.value, updated_at=at, **values)
         )
         return result.rowcount == 1
+
+    async def set_transfer_package(self, payout_id: str, package: str, *, at: datetime) -> None:
+        await self.conn.execute(
+            update(payouts)
+            .where(payouts.c.id == payout_id, payouts.c.status == PayoutStatus.PROCESSING.value)
+            .values(transfer_package=package, updated_at=at)
+        )
 
     async def month_totals(self, payee_id: str, currency: str, tax_month: str) -> tuple[int, int]:
         """(gross paid or under way, tax withheld) of the payee's payouts in a month."""

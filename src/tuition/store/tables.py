@@ -1025,6 +1025,8 @@ payouts = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     Column("paid_at", UTCDateTime),
     Column("failed_at", UTCDateTime),
+    # WeChat Pay's package_info while a transfer waits for the payee to confirm it.
+    Column("transfer_package", String(1000)),
     CheckConstraint(
         "status IN ('pending', 'processing', 'paid', 'failed', 'returned')", name="status"
     ),
@@ -1151,4 +1153,45 @@ bank_transfer_receipts = Table(
     Column("created_at", UTCDateTime, nullable=False),
     CheckConstraint("amount > 0", name="positive"),
     CheckConstraint("source IN ('manual', 'statement')", name="source"),
+)
+
+# --- payout runs: proposed, reviewed and approved before money moves -------------------
+
+# One run per schedule and period (UNIQUE): proposing again, by the worker's schedule or
+# by hand, finds the run already proposed. Its items are what each payee would get; the
+# approval (who, when) is a compare-and-set from proposed, and only then are payouts made.
+payout_runs = Table(
+    "payout_runs",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("schedule", String(8), nullable=False),
+    Column("period", String(10), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("proposed_by", String(254), nullable=False),
+    Column("approved_by", String(254)),
+    Column("approved_at", UTCDateTime),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("schedule", "period"),
+    CheckConstraint("schedule IN ('weekly', 'monthly')", name="schedule"),
+    CheckConstraint("status IN ('proposed', 'approved')", name="status"),
+)
+
+# What a run pays one payee in one currency: the amount proposed (all it had available),
+# the tax it would withhold then, and, once approved, the payout made for it (a failed
+# one retried is replaced by its retry).
+payout_run_items = Table(
+    "payout_run_items",
+    metadata,
+    Column("run_id", ID, ForeignKey("payout_runs.id"), primary_key=True),
+    Column("payee_id", ID, ForeignKey("payees.id"), primary_key=True),
+    Column("currency", String(3), primary_key=True),
+    Column("amount", BigInteger, nullable=False),
+    Column("tax_estimate", BigInteger, nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reason", String(500)),
+    Column("payout_id", ID, ForeignKey("payouts.id")),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('proposed', 'created', 'skipped')", name="status"),
+    CheckConstraint("amount > 0 AND tax_estimate >= 0", name="amounts"),
 )

@@ -15,6 +15,7 @@ from tuition.store.events import EventRepository
 from tuition.store.ledger import LedgerRepository
 from tuition.store.orders import OrderRepository
 from tuition.store.payments import PaymentRepository
+from tuition.store.payout_runs import PayoutRunRepository
 from tuition.store.payouts import PayoutRepository
 from tuition.store.refunds import RefundRepository
 from tuition.store.subscriptions import MembershipRepository, SubscriptionRepository
@@ -50,6 +51,7 @@ class UnitOfWork:
     ledger: LedgerRepository
     earnings: EarningsRepository
     payouts: PayoutRepository
+    payout_runs: PayoutRunRepository
     events: EventRepository
     work: WorkRepository
     memberships: MembershipRepository
@@ -83,6 +85,7 @@ class UnitOfWork:
         self.ledger = LedgerRepository(self.conn)
         self.earnings = EarningsRepository(self.conn)
         self.payouts = PayoutRepository(self.conn)
+        self.payout_runs = PayoutRunRepository(self.conn)
         self.events = EventRepository(self.conn)
         self.work = WorkRepository(self.conn)
         self.memberships = MembershipRepository(self.conn)

@@ -28,6 +28,7 @@ from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
 from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
 from tuition.web.admin_order import router as order_router
+from tuition.web.admin_payout_runs import router as payout_runs_router
 from tuition.web.admin_payouts import router as payouts_router
 from tuition.web.admin_reconciliation import router as reconciliation_router
 from tuition.web.admin_refunds import router as refunds_router
@@ -44,6 +45,7 @@ routers = [
     order_router,
     customer_router,
     payouts_router,
+    payout_runs_router,
     subscriptions_router,
     router,
 ]

@@ -104,7 +104,7 @@ async def reconcile_day(uow: UnitOfWork, subject: str, deps: PaymentDeps) -> dat
     """Reconcile one channel's business day against its bill (services/reconciliation.py)."""
     from tuition.services import reconciliation
 
-    return await reconciliation.run_job(uow, subject, deps.registry, deps.clock)
+    return await reconciliation.run_job(uow, subject, deps.registry, deps.clock, deps.hold)
 
 
 async def release(uow: UnitOfWork, payment_id: str, deps: PaymentDeps) -> datetime | None:
@@ -115,7 +115,9 @@ async def release(uow: UnitOfWork, payment_id: str, deps: PaymentDeps) -> dateti
 async def payout(uow: UnitOfWork, payout_id: str, deps: PaymentDeps) -> datetime | None:
     """Send a payout to its transfer channel; look again while it is processing."""
     status = await submit_payout(
-        uow, payout_id, deps=PayoutDeps(clock=deps.clock, registry=deps.registry)
+        uow,
+        payout_id,
+        deps=PayoutDeps(clock=deps.clock, registry=deps.registry, base_url=deps.base_url),
     )
     if status is PayoutStatus.PROCESSING:
         return deps.clock.now() + PAYOUT_RECHECK

@@ -18,6 +18,7 @@ import httpx
 
 from tuition.config import Settings
 from tuition.container import Container
+from tuition.domain.errors import Conflict
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.logs import get_logger
@@ -187,7 +188,34 @@ class Worker:
                 self._anchor_retry_at = now + timedelta(hours=1)
         queued += await self._queue_reconciliations(now)
         queued += await self.run_subscriptions()
+        queued += await self.run_payout_schedule()
         return queued
+
+    async def run_payout_schedule(self) -> int:
+        """Propose the current period's payout run once (UNIQUE per schedule and period);
+        approve it when TUITION_PAYOUT_AUTO_APPROVE says so; finish an approved run whose
+        payouts a crash interrupted. 1 when a run was proposed now."""
+        from tuition.services import payout_runs
+
+        settings = self.container.settings
+        deps = self.container.payout_deps()
+        run, new = await payout_runs.propose_due_run(
+            self.uow(), schedule=settings.payout_schedule, proposed_by="worker", deps=deps
+        )
+        if run is None:
+            return 0
+        if run.status == payout_runs.PROPOSED and settings.payout_auto_approve:
+            # Approved meanwhile (by another worker, an operator): it pays once anyway.
+            with contextlib.suppress(Conflict):
+                await payout_runs.approve_run(
+                    self.uow(), run.id, operator=payout_runs.AUTO_APPROVER, deps=deps
+                )
+        elif run.status == payout_runs.APPROVED:
+            async with self.uow() as uow:
+                items = await uow.payout_runs.items(run.id)
+            if any(item.status == payout_runs.PROPOSED for item in items):
+                await payout_runs.execute_run(self.uow(), run.id, deps=deps)
+        return int(new)
 
     async def run_subscriptions(self) -> int:
         """Renewal orders, lapses, dunning and expiry of subscriptions (services/renewals.py)."""

@@ -86,15 +86,20 @@ def sign_notification(
     ``event_type`` is e.g. ``TRANSACTION.SUCCESS`` (``resource`` a transaction) or
     ``REFUND.SUCCESS`` (``resource`` a refund).
     """
-    original_type = "transaction" if event_type.startswith("TRANSACTION.") else "refund"
+    original_type, default_summary = (
+        ("transaction", "支付成功")
+        if event_type.startswith("TRANSACTION.")
+        else ("mch_payment", "商家转账单据终态通知")
+        if event_type.startswith("MCHTRANSFER.")
+        else ("refund", "退款状态变更")
+    )
     body = encode(
         {
             "id": notification_id,
             "create_time": create_time,
             "resource_type": "encrypt-resource",
             "event_type": event_type,
-            "summary": summary
-            or ("支付成功" if original_type == "transaction" else "退款状态变更"),
+            "summary": summary or default_summary,
             "resource": encrypt_resource(
                 encode(resource),
                 apiv3_key,

@@ -27,7 +27,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tuition.channels.alipay.config import rsa_verify
 from tuition.channels.base import Ack, NotificationRejected, VerifiedNotification
-from tuition.channels.wechatpay import transformers
+from tuition.channels.wechatpay import transfers, transformers
 from tuition.clock import Clock
 
 SIGNATURE_TYPE = "WECHATPAY2-SHA256-RSA2048"
@@ -139,6 +139,8 @@ def verify_notification(
             raise ValueError("missing resource")
         plain = transformers.decode(decrypt_resource(resource, apiv3_key))
         event_type = transformers.text_field(envelope, "event_type")
+        if event_type == transfers.FINISHED_EVENT:
+            return transfers.notification(plain)
         return transformers.notification(event_type, plain, appid=appid)
     except ValueError as exc:  # bad JSON/UTF-8, decryption, mapping, UnknownWireStatus
         raise NotificationRejected(f"malformed notification: {exc}") from None

@@ -1,0 +1,90 @@
+"""Partner platforms: a partner's share of a sale, settled in the partner's currency at a
+recorded exchange rate (domain/commissions.py has the arithmetic).
+
+The rate comes from a :class:`RateSource`; the FX service's ``rate_at(uow, base, quote,
+at)`` is one, and tests use :class:`FixedRates`. Every settlement keeps the rate, where
+it came from and the time it was taken for, so the amount can be recomputed and audited
+later whatever the rates do since.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from decimal import Decimal
+from typing import Protocol
+
+from tuition.domain.commissions import convert, partner_share
+from tuition.domain.errors import NotFound
+from tuition.domain.money import get_currency
+from tuition.store.uow import UnitOfWork
+
+
+@dataclass(frozen=True, slots=True)
+class RecordedRate:
+    rate: Decimal  # units of quote per unit of base
+    source: str  # e.g. "pboc:central_parity", "fixed"
+    at: datetime  # the time the rate is for
+
+
+class RateSource(Protocol):
+    async def rate_at(self, uow: UnitOfWork, base: str, quote: str, at: datetime) -> RecordedRate:
+        """The rate in force at ``at``; NotFound (``fx_rate_missing``) if there is none."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class FixedRates:
+    """A rate source of fixed rates (tests, or a contract's agreed rate)."""
+
+    rates: Mapping[tuple[str, str], Decimal]
+    source: str = "fixed"
+
+    async def rate_at(self, uow: UnitOfWork, base: str, quote: str, at: datetime) -> RecordedRate:
+        if base == quote:
+            return RecordedRate(Decimal(1), "same_currency", at)
+        rate = self.rates.get((base, quote))
+        if rate is None:
+            raise NotFound(f"no {base}/{quote} rate", code="fx_rate_missing", param="currency")
+        return RecordedRate(rate, self.source, at)
+
+
+@dataclass(frozen=True, slots=True)
+class PartnerSettlement:
+    """A partner's share of one sale: in the sale's currency, then in the partner's."""
+
+    base_currency: str
+    base_amount: int  # the sale's amount the share is of, minor units
+    share_rate: Decimal
+    share: int  # in the sale's currency
+    quote_currency: str
+    amount: int  # the share in the partner's currency: what it is owed
+    fx: RecordedRate
+
+
+async def settle_share(
+    uow: UnitOfWork,
+    *,
+    amount: int,
+    currency: str,
+    share_rate: Decimal,
+    partner_currency: str,
+    at: datetime,
+    rates: RateSource,
+) -> PartnerSettlement:
+    """The partner's share of ``amount`` at its agreement's rate, converted at the rate
+    the source gives for ``at`` (the sale's time), rate and source recorded with it."""
+    get_currency(currency)
+    get_currency(partner_currency, param="partner_currency")
+    share = partner_share(amount, share_rate)
+    fx = await rates.rate_at(uow, currency, partner_currency, at)
+    return PartnerSettlement(
+        base_currency=currency,
+        base_amount=amount,
+        share_rate=share_rate,
+        share=share,
+        quote_currency=partner_currency,
+        amount=convert(share, currency, partner_currency, fx.rate),
+        fx=fx,
+    )
