@@ -47,6 +47,9 @@ EVENT_TYPES = frozenset(
         "subscription.expired",
         "subscription.resumed",
         "subscription.plan_changed",
+        "subscription.auto_renew_ended",
+        "agreement.signed",
+        "agreement.ended",
     }
 )
 RETRY_FOR = timedelta(days=3)

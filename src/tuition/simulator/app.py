@@ -22,6 +22,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from tuition.simulator.agreements import AgreementDesk
 from tuition.simulator.alipay import AlipayGateway
 from tuition.simulator.api import merchant_routes
 from tuition.simulator.bills import BillBook
@@ -68,12 +69,16 @@ class Simulator:
         # Payouts: transfers to payees (simulator/transfers.py).
         self.transfers = TransferDesk(config.clock)
         self.transfers.install(self.alipay)
+        # Debit agreements of both protocols (simulator/agreements.py).
+        self.agreements = AgreementDesk(self)
+        self.agreements.install()
         routes: list[Route] = [
             *merchant_routes(self),
             *buyer_routes(self),
             *self.alipay.routes(),
             *self.wechatpay.routes(),
             *self.bills.routes(),
+            *self.agreements.routes(),
         ]
         if config.control_enabled:
             routes += control_routes(self)
