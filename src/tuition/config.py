@@ -235,6 +235,10 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
+    # WeChat Pay contract deduction (委托代扣): the plan (模板) id renewals are signed
+    # under; unset, WeChat Pay subscriptions renew by hand (docs/channels.md).
+    wechatpay_papay_plan_id: int | None = Field(default=None, ge=1)
+
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})
 

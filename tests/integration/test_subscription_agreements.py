@@ -1,6 +1,7 @@
-"""Renewal by agreement through the simulator (Alipay periodic deduction), on both engines.
+"""Renewal by agreement through the simulator, on both engines: Alipay periodic deduction
+and WeChat Pay contract deduction (papay, API v3).
 
-The alipay channel is configured as ``make demo`` configures it and reaches the simulator
+The channels are configured as ``make demo`` configures them and reach the simulator
 in-process; the simulator notifies the app in-process. The clock is frozen: the renewal
 pass runs at the times the tests set.
 """
@@ -24,6 +25,7 @@ from tests.integration.subscription_shop import events, get_sub, mark_paid, rene
 from tuition import web
 from tuition.channels.alipay.client import AlipayChannel
 from tuition.channels.setup import build_registry
+from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.domain.agreements import AgreementStatus
@@ -56,16 +58,19 @@ async def sim(app: FastAPI, clock: FrozenClock, agreement_keys: Path) -> AsyncIt
     )
     settings = load_settings(
         simulator=True,
-        channels=["alipay"],
+        channels=["alipay", "wechatpay"],
         simulator_key_file=str(agreement_keys / "simulator.pem"),
     )
-    [alipay] = list(build_registry(settings, clock=clock, simulator=simulator))
+    alipay, wechatpay = list(build_registry(settings, clock=clock, simulator=simulator))
     assert isinstance(alipay, AlipayChannel)
+    assert isinstance(wechatpay, WechatPayChannel)
     app.state.container.registry.add(alipay)
+    app.state.container.registry.add(wechatpay)
     web.mount(app)
     yield simulator
     await simulator.aclose()
     await alipay.aclose()
+    await wechatpay.aclose()
 
 
 def _deps(app: FastAPI) -> PaymentDeps:
@@ -81,22 +86,31 @@ def _fields(deps: Any) -> dict[str, Any]:
     return {name: getattr(deps, name) for name in deps.__slots__}
 
 
+METHODS = {"alipay": "page", "wechatpay": "native"}
+SIGN_CALLS = {
+    "alipay": "method=alipay.user.agreement.page.sign",  # a page call through the gateway
+    "wechatpay": "/agreements/",  # the redirect_url of pre-entrust-sign
+}
+both_channels = pytest.mark.parametrize("channel", ["alipay", "wechatpay"])
+
+
 async def _subscribe_and_sign(
     client: httpx.AsyncClient,
     shop: dict[str, str],
     sim: Simulator,
     uow: UnitOfWork,
     clock: FrozenClock,
+    channel: str = "alipay",
 ) -> dict[str, Any]:
-    """Subscribe on Alipay with auto-renew, pay the first month, sign on the sign page."""
+    """Subscribe with auto-renew, pay the first month, sign on the sign page."""
     await client.put(f"/v1/products/{shop['monthly']}/access_scope", json={"everything": True})
     response = await client.post(
         "/v1/subscriptions",
         json={
             "customer_id": "u_1",
             "product_id": shop["monthly"],
-            "channel": "alipay",
-            "method": "page",
+            "channel": channel,
+            "method": METHODS[channel],
             "auto_renew": True,
         },
     )
@@ -108,7 +122,7 @@ async def _subscribe_and_sign(
     step = await client.get(httpx.URL(sub["agreement_sign_url"]).raw_path.decode())
     assert step.status_code == 303, step.text
     gateway_url = step.headers["location"]
-    assert "method=alipay.user.agreement.page.sign" in gateway_url
+    assert SIGN_CALLS[channel] in gateway_url
     async with httpx.AsyncClient(
         transport=sim.transport, base_url=sim.config.public_base_url
     ) as browser:
@@ -140,7 +154,9 @@ async def _agreement_payments(uow: UnitOfWork) -> list[tuple[str, str]]:
         return [(r[0], r[1]) for r in rows]
 
 
-async def test_an_alipay_agreement_renews_the_period_without_the_buyer(
+@both_channels
+async def test_an_agreement_renews_the_period_without_the_buyer(
+    channel: str,
     client: httpx.AsyncClient,
     shop: dict[str, str],
     sim: Simulator,
@@ -148,7 +164,7 @@ async def test_an_alipay_agreement_renews_the_period_without_the_buyer(
     uow: UnitOfWork,
     clock: FrozenClock,
 ) -> None:
-    sub = await _subscribe_and_sign(client, shop, sim, uow, clock)
+    sub = await _subscribe_and_sign(client, shop, sim, uow, clock, channel)
     clock.set(RENEWAL_DUE)
     run = await _renew(app, uow, clock)
     assert (run.prepared, run.charged) == ([sub["id"]], [sub["id"]])
@@ -175,7 +191,9 @@ async def test_an_alipay_agreement_renews_the_period_without_the_buyer(
     assert len(await _agreement_payments(uow)) == 1
 
 
+@both_channels
 async def test_two_workers_charge_a_period_once(
+    channel: str,
     client: httpx.AsyncClient,
     shop: dict[str, str],
     sim: Simulator,
@@ -183,7 +201,7 @@ async def test_two_workers_charge_a_period_once(
     engine: AsyncEngine,
     clock: FrozenClock,
 ) -> None:
-    sub = await _subscribe_and_sign(client, shop, sim, UnitOfWork(engine), clock)
+    sub = await _subscribe_and_sign(client, shop, sim, UnitOfWork(engine), clock, channel)
     clock.set(RENEWAL_DUE)
     await asyncio.gather(*(_renew(app, UnitOfWork(engine), clock) for _ in range(4)))
     await sim.drain()
@@ -250,7 +268,9 @@ async def test_a_refused_charge_goes_into_dunning_and_a_retry_charges_again(
     assert report.ok, report.problems
 
 
+@both_channels
 async def test_an_agreement_cancelled_at_the_gateway_ends_auto_renew_not_the_period(
+    channel: str,
     client: httpx.AsyncClient,
     shop: dict[str, str],
     sim: Simulator,
@@ -258,7 +278,7 @@ async def test_an_agreement_cancelled_at_the_gateway_ends_auto_renew_not_the_per
     uow: UnitOfWork,
     clock: FrozenClock,
 ) -> None:
-    sub = await _subscribe_and_sign(client, shop, sim, uow, clock)
+    sub = await _subscribe_and_sign(client, shop, sim, uow, clock, channel)
     clock.set(datetime(2026, 11, 20, 9, tzinfo=UTC))
     sim.agreements.cancel_by_buyer(sub["agreement"]["id"])
     await sim.drain()
@@ -330,3 +350,33 @@ async def test_the_checkout_page_links_the_agreement_step(
         httpx.URL(manual.json()["latest_order"]["checkout_url"]).raw_path.decode()
     )
     assert 'data-testid="agreement-sign"' not in page.text
+
+
+async def test_a_failed_wechat_deduction_is_found_by_the_query_and_retried_in_dunning(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    sim: Simulator,
+    app: FastAPI,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    sub = await _subscribe_and_sign(client, shop, sim, uow, clock, "wechatpay")
+    sim.agreements.fail_next_charges(1)
+    clock.set(RENEWAL_DUE)
+    await _renew(app, uow, clock)
+    await sim.drain()
+    # WeChat Pay accepted the deduction; it failed later and is not notified.
+    assert [s for _, s in await _agreement_payments(uow)] == ["pending"]
+    clock.set(PERIOD_END)
+    assert (await _renew(app, uow, clock)).past_due == [sub["id"]]
+    assert [s for _, s in await _agreement_payments(uow)] == ["failed"]  # by the query
+    clock.set(datetime(2026, 12, 2, 9, tzinfo=UTC))
+    assert (await _renew(app, uow, clock)).reminded == [sub["id"]]
+    await sim.drain()  # TRANSACTION.SUCCESS of the retry
+    renewed = await get_sub(client, sub["id"])
+    assert (renewed["status"], renewed["period_index"]) == ("active", 2)
+    assert [s for _, s in await _agreement_payments(uow)] == ["failed", "succeeded"]
+    failed = [d["attempt"] for t, d in await events(uow) if t == "subscription.payment_failed"]
+    assert failed == [1]
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems

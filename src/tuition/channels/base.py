@@ -330,8 +330,12 @@ class SupportsAgreements(Protocol):
     while it deducts asynchronously), raises ``ChannelError`` when refused (no money
     moved) and ``ChannelTimeout`` when the outcome is unknown, which ``query_payment``
     then decides. ``query_agreement`` returns None for an agreement the gateway has no
-    record of (never signed).
+    record of (never signed). ``agreements_enabled`` is False for a channel that could but
+    is not configured to (WeChat Pay without a 委托代扣 plan).
     """
+
+    @property
+    def agreements_enabled(self) -> bool: ...
 
     async def sign_agreement(self, request: AgreementSignRequest) -> NextAction: ...
 

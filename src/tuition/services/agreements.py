@@ -58,7 +58,9 @@ def agreement_channel(deps: PaymentDeps, slug: str) -> SupportsAgreements | None
     if slug not in deps.registry:
         return None
     channel = deps.registry.get(slug)
-    return channel if isinstance(channel, SupportsAgreements) else None
+    if isinstance(channel, SupportsAgreements) and channel.agreements_enabled:
+        return channel
+    return None
 
 
 @dataclass(frozen=True, slots=True)

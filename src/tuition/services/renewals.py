@@ -371,7 +371,9 @@ async def _remind(uow: UnitOfWork, link: SubscriptionOrder, *, deps: RenewalDeps
     # With an agreement this retry is a charge (its attempt number is the count); the
     # buyer hears of it only if it did not go through.
     status = await charge_renewal(uow, link, attempt, deps=deps.payments)
-    if status is not PaymentStatus.SUCCEEDED:
+    # A pending charge (WeChat Pay deducts asynchronously, or the answer was lost) is
+    # settled by its notification or query; only one that did not go through is told.
+    if status in (None, PaymentStatus.FAILED, PaymentStatus.CLOSED):
         async with uow:
             data["charge_status"] = None if status is None else status.value
             await uow.events.emit("subscription.payment_failed", sub.id, data, at=now)

@@ -14,6 +14,7 @@ with ``agreement_params``.
 
 from __future__ import annotations
 
+import json
 import secrets
 from collections import deque
 from collections.abc import Callable, Mapping
@@ -29,9 +30,12 @@ from starlette.routing import Route
 
 from tuition.channels.alipay import gateway_side
 from tuition.channels.alipay.transformers import wire_time, yuan
+from tuition.channels.wechatpay import gateway_side as wechat_side
+from tuition.channels.wechatpay.transformers import wire_time as wechat_time
 from tuition.simulator import alipay_wire as wire
 from tuition.simulator.faults import Operation
 from tuition.simulator.records import GatewayError, PaymentWireStatus, SimPayment
+from tuition.simulator.wechatpay_wire import WechatMerchant
 
 if TYPE_CHECKING:
     from tuition.simulator.app import Simulator
@@ -91,7 +95,8 @@ class AgreementDesk:
         self.notices: list[AgreementNotice] = []
         # protocol -> (agreement, event) -> (body, headers); set by each protocol.
         self.formats: dict[str, Callable[[SimAgreement, str], tuple[bytes, dict[str, str]]]] = {
-            "alipay": self._alipay_notice
+            "alipay": self._alipay_notice,
+            "wechatpay": self._wechat_notice,
         }
 
     # -- what tests drive -------------------------------------------------------------
@@ -178,8 +183,10 @@ class AgreementDesk:
         amount: int,
         subject: str,
         notify_url: str,
+        details: Mapping[str, str] | None = None,
     ) -> SimPayment:
-        """A debit: a trade paid at once, or failed as planned. A repeated out_trade_no
+        """A debit: a trade paid at once, or failed as planned (Alipay refuses it at once;
+        WeChat Pay accepted it and the trade ends ``PAYERROR``). A repeated out_trade_no
         is the same trade (never a second debit)."""
         if agreement.status != "NORMAL":
             raise GatewayError("ACQ.AGREEMENT_STATUS_NOT_NORMAL", "the agreement is not signed")
@@ -199,7 +206,7 @@ class AgreementDesk:
             return_url=None,
             expires_at=now + _CHARGE_TTL,
             protocol=agreement.protocol,
-            details={"agreement_no": agreement.agreement_no},
+            details={"agreement_no": agreement.agreement_no, **(details or {})},
         )
         if known:
             return payment
@@ -207,7 +214,9 @@ class AgreementDesk:
             code, message = self._charge_failures.popleft()
             payment.status = PaymentWireStatus.FAILED
             payment.details["failure"] = code
-            raise GatewayError(code, message)
+            if agreement.protocol == "alipay":
+                raise GatewayError(code, message)
+            return payment
         return state.pay(payment)
 
     # -- notifications ----------------------------------------------------------------
@@ -361,6 +370,153 @@ class AgreementDesk:
             "gmt_payment": wire_time(payment.paid_at or self._sim.config.clock.now()),
         }
 
+    # -- WeChat Pay's papay endpoints (v3) ------------------------------------------------
+
+    def contract_node(self, agreement: SimAgreement) -> dict[str, object]:
+        status = {"NORMAL": "SIGNED", "STOP": "TERMINATED"}.get(agreement.status, "SIGNING")
+        node: dict[str, object] = {
+            "mchid": agreement.app_id,
+            "appid": agreement.details.get("appid", ""),
+            "plan_id": int(agreement.details.get("plan_id", "0")),
+            "out_contract_code": agreement.external_no,
+            "contract_id": agreement.agreement_no,
+            "contract_display_account": agreement.details.get("display", ""),
+            "contract_state": status,
+            "openid": "o_simulated_buyer",
+        }
+        if agreement.signed_at is not None:
+            node["contract_signed_time"] = wechat_time(agreement.signed_at)
+        if agreement.ended_at is not None:
+            node["contract_terminate_info"] = {
+                "contract_termination_mode": agreement.details.get("ended_by", "USER_TERMINATE"),
+                "contract_terminated_time": wechat_time(agreement.ended_at),
+            }
+        return node
+
+    def _wechat_notice(self, agreement: SimAgreement, event: str) -> tuple[bytes, dict[str, str]]:
+        gateway = self._sim.wechatpay
+        merchant = gateway.merchants[agreement.app_id]
+        now = self._sim.config.clock.now()
+        key, serial = gateway.key.private_key, gateway.public_key_id
+        _headers, body = wechat_side.sign_notification(
+            "PAPAY.SIGN" if event == "sign" else "PAPAY.TERMINATE",
+            self.contract_node(agreement),
+            apiv3_key=merchant.apiv3_key,
+            private_key=key,
+            serial=serial,
+            timestamp=int(now.timestamp()),
+            notification_id=secrets.token_hex(16),
+            create_time=wechat_time(now),
+        )
+        return body, gateway.notifications.headers(body, int(now.timestamp()))
+
+    def wechat_routes(self) -> list[Route]:
+        gateway = self._sim.wechatpay
+        base = "/wechatpay/v3/papay"
+        by_code = f"{base}/sign/contracts/plan-id/{{plan_id}}/out-contract-code/{{code}}"
+
+        async def pre_sign(request: Request) -> Response:
+            def action(merchant: WechatMerchant, body: bytes) -> tuple[int, dict[str, object]]:
+                data = _json(body)
+                appid = str(data.get("appid", ""))
+                if appid not in merchant.appids:
+                    raise GatewayError("APPID_MCHID_NOT_MATCH", "appid 和 mch_id 不匹配", 400)
+                agreement = self.open(
+                    "wechatpay",
+                    merchant.mchid,
+                    str(data.get("out_contract_code", "")) or _missing("out_contract_code"),
+                    notify_url=str(data.get("contract_notify_url", "")),
+                    return_url=str(data.get("return_url", "")) or None,
+                    single_amount=10**9,
+                    period="plan " + str(data.get("plan_id", "")),
+                    details={
+                        "appid": appid,
+                        "plan_id": str(data.get("plan_id", "")),
+                        "display": str(data.get("contract_display_account", "")),
+                    },
+                )
+                return 200, {
+                    "pre_entrustweb_id": f"5778aadY9nltAsZzRixxx{agreement.agreement_no}",
+                    "redirect_url": self.sign_page_url(agreement),
+                }
+
+            return await gateway._handle(request, Operation.CREATE, action)
+
+        async def query(request: Request) -> Response:
+            code = str(request.path_params["code"])
+
+            def action(merchant: WechatMerchant, _body: bytes) -> tuple[int, dict[str, object]]:
+                agreement = self.agreements.get((merchant.mchid, code))
+                if agreement is None:
+                    raise GatewayError("RESOURCE_NOT_EXISTS", "签约协议不存在", 404)
+                return 200, self.contract_node(agreement)
+
+            return await gateway._handle(request, Operation.QUERY, action)
+
+        async def terminate(request: Request) -> Response:
+            code = str(request.path_params["code"])
+
+            def action(merchant: WechatMerchant, _body: bytes) -> tuple[int, None]:
+                agreement = self.agreements.get((merchant.mchid, code))
+                if agreement is None:
+                    raise GatewayError("RESOURCE_NOT_EXISTS", "签约协议不存在", 404)
+                agreement.details["ended_by"] = "MCHID_TERMINATE"
+                self.unsign(agreement)
+                return 204, None
+
+            return await gateway._handle(request, Operation.CLOSE, action)
+
+        async def schedule(request: Request) -> Response:
+            contract_id = str(request.path_params["contract_id"])
+
+            def action(merchant: WechatMerchant, body: bytes) -> tuple[int, dict[str, object]]:
+                agreement = self.by_no(merchant.mchid, contract_id)
+                if agreement is None or agreement.status != "NORMAL":
+                    raise GatewayError("CONTRACT_NOT_EXIST", "签约协议不存在或已解约", 400)
+                today = self._sim.config.clock.now().date().isoformat()
+                return 200, {"schedule_state": "SCHEDULED", "deduct_start_date": today}
+
+            return await gateway._handle(request, Operation.QUERY, action)
+
+        async def apply(request: Request) -> Response:
+            def action(merchant: WechatMerchant, body: bytes) -> tuple[int, dict[str, object]]:
+                data = _json(body)
+                agreement = self.by_no(merchant.mchid, str(data.get("contract_id", "")))
+                if agreement is None:
+                    raise GatewayError("CONTRACT_NOT_EXIST", "签约协议不存在", 400)
+                amount = data.get("amount")
+                if not isinstance(amount, dict) or not isinstance(amount.get("total"), int):
+                    raise GatewayError("PARAM_ERROR", "amount.total is required", 400)
+                try:
+                    payment = self.charge(
+                        agreement,
+                        out_trade_no=str(data.get("out_trade_no", "")) or _missing("out_trade_no"),
+                        amount=amount["total"],
+                        subject=str(data.get("description", ""))[:127],
+                        notify_url=str(data.get("transaction_notify_url", "")),
+                        details={"appid": str(data.get("appid", ""))},
+                    )
+                except GatewayError as exc:
+                    raise GatewayError("CONTRACT_ERROR", exc.message, 400) from None
+                return 200, {
+                    "out_trade_no": payment.out_trade_no,
+                    "amount": {"total": payment.amount, "currency": "CNY"},
+                }
+
+            return await gateway._handle(request, Operation.CREATE, action)
+
+        return [
+            Route(f"{base}/sign/contracts/pre-entrust-sign", pre_sign, methods=["POST"]),
+            Route(by_code, query, methods=["GET"]),
+            Route(f"{by_code}/terminate", terminate, methods=["POST"]),
+            Route(
+                f"{base}/pay/schedules/contract-id/{{contract_id}}/schedule",
+                schedule,
+                methods=["POST"],
+            ),
+            Route(f"{base}/pay/transactions/apply", apply, methods=["POST"]),
+        ]
+
     # -- the buyer's sign page ------------------------------------------------------------
 
     def routes(self) -> list[Route]:
@@ -389,9 +545,24 @@ class AgreementDesk:
             return HTMLResponse(f"The agreement is {agreement.status}.")
 
         return [
+            *self.wechat_routes(),
             Route("/agreements/{no}", show, methods=["GET"]),
             Route("/agreements/{no}/{decision:str}", decide, methods=["POST"]),
         ]
+
+
+def _json(body: bytes) -> dict[str, object]:
+    try:
+        data = json.loads(body)
+    except ValueError:
+        raise GatewayError("PARAM_ERROR", "the body is not JSON", 400) from None
+    if not isinstance(data, dict):
+        raise GatewayError("PARAM_ERROR", "the body is not a JSON object", 400)
+    return data
+
+
+def _missing(name: str) -> str:
+    raise GatewayError("PARAM_ERROR", f"{name} is required", 400)
 
 
 def _accepted(protocol: str, response: httpx.Response) -> bool:

@@ -75,4 +75,7 @@ def _agreement_step(
         return "signed"
     if not auto_renew or registry is None or channel not in registry:
         return None
-    return "offer" if isinstance(registry.get(channel), SupportsAgreements) else None
+    found = registry.get(channel)
+    if isinstance(found, SupportsAgreements) and found.agreements_enabled:
+        return "offer"
+    return None

@@ -235,6 +235,8 @@ class AlipayChannel:
 
     # -- agreements (periodic deduction) ----------------------------------------------
 
+    agreements_enabled: bool = True
+
     async def sign_agreement(self, request: AgreementSignRequest) -> NextAction:
         """The buyer's browser goes to ``alipay.user.agreement.page.sign`` (a page call)."""
         from tuition.channels.alipay import agreements
