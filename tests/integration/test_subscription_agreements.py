@@ -380,3 +380,30 @@ async def test_a_failed_wechat_deduction_is_found_by_the_query_and_retried_in_du
     assert failed == [1]
     report = await verify_ledger(uow)
     assert report.ok, report.problems
+
+
+@both_channels
+async def test_a_canceled_subscription_leaves_no_signed_agreement_behind(
+    channel: str,
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    sim: Simulator,
+    app: FastAPI,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    sub = await _subscribe_and_sign(client, shop, sim, uow, clock, channel)
+    canceled = await client.post(
+        f"/v1/subscriptions/{sub['id']}/cancel", json={"at_period_end": False}
+    )
+    assert canceled.status_code == 200, canceled.text
+    run = await _renew(app, uow, clock)
+    assert run.unsigned == [sub["agreement"]["id"]]
+    assert sim.agreements.find(sub["agreement"]["id"]).status == "STOP"  # unsigned there
+    await sim.drain()  # the gateway's unsign notification: a copy, accepted
+    assert sim.agreements.notices[-1].accepted
+    after = (await get_sub(client, sub["id"]))["agreement"]
+    assert (after["status"], after["end_reason"]) == ("ended", "subscription_ended")
+    assert (await _renew(app, uow, clock)).unsigned == []
+    ended = [d for t, d in await events(uow, "agreement.") if t == "agreement.ended"]
+    assert len(ended) == 1

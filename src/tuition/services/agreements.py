@@ -228,6 +228,60 @@ async def apply_agreement_state(
     return True
 
 
+async def end_agreements_of_ended_subscriptions(
+    uow: UnitOfWork, *, deps: PaymentDeps, limit: int = 100
+) -> list[str]:
+    """Unsign at the gateway every agreement whose subscription is over, so the buyer is
+    not left with a signed debit authority; the ids of those now ``ended``.
+
+    Safe to repeat: an agreement the gateway already ended counts as ended, and the row
+    moves by compare-and-set (the unsign notification that follows is a copy).
+    """
+    async with uow:
+        found = await uow.agreements.active_of_ended_subscriptions(limit=limit)
+    ended: list[str] = []
+    for record in found:
+        channel = agreement_channel(deps, record.channel)
+        if channel is None or record.agreement_no is None:
+            continue
+        try:
+            await channel.end_agreement(record.id, record.agreement_no)
+        except ChannelError:
+            # Refused or unknown: ended already? The gateway's own record decides.
+            try:
+                state = await channel.query_agreement(record.id)
+            except ChannelError:
+                continue
+            if state is not None and state.status is not AgreementStatus.ENDED:
+                continue
+        now = deps.clock.now()
+        async with uow:
+            if await uow.agreements.set_status(
+                record.id,
+                expected=(AgreementStatus.ACTIVE,),
+                at=now,
+                status=transition(record.status, AgreementStatus.ENDED),
+                ended_at=now,
+                end_reason="subscription_ended",
+            ):
+                await uow.events.emit(
+                    "agreement.ended",
+                    record.id,
+                    {
+                        "id": record.id,
+                        "customer_id": record.customer_id,
+                        "channel": record.channel,
+                        "subscription_id": record.subscription_id,
+                        "status": AgreementStatus.ENDED.value,
+                        "reason": "subscription_ended",
+                    },
+                    at=now,
+                )
+                ended.append(record.id)
+            await uow.commit()
+    return ended
+
+
 async def charge_renewal(
     uow: UnitOfWork, link: SubscriptionOrder, attempt: int, *, deps: PaymentDeps
 ) -> PaymentStatus | None:

@@ -32,7 +32,11 @@ from tuition.domain.errors import Conflict, IllegalTransition, NotFound
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.subscriptions import RenewalPolicy, SubscriptionStatus, transition
-from tuition.services.agreements import agreement_channel, charge_renewal
+from tuition.services.agreements import (
+    agreement_channel,
+    charge_renewal,
+    end_agreements_of_ended_subscriptions,
+)
 from tuition.services.orders import (
     CreateOrder,
     ItemRequest,
@@ -69,6 +73,7 @@ class RenewalRun:
     reminded: list[str] = field(default_factory=list)
     canceled: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    unsigned: list[str] = field(default_factory=list)
 
 
 async def run_renewals(uow: UnitOfWork, *, deps: RenewalDeps, limit: int = 100) -> RenewalRun:
@@ -111,6 +116,11 @@ async def run_renewals(uow: UnitOfWork, *, deps: RenewalDeps, limit: int = 100) 
     for sub in unstarted:
         if await _abandon(uow, sub, deps=deps):
             run.expired.append(sub.id)
+    if deps.payments is not None:
+        # 6. unsign: a subscription that is over leaves no signed agreement behind.
+        run.unsigned = await end_agreements_of_ended_subscriptions(
+            uow, deps=deps.payments, limit=limit
+        )
     return run
 
 

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.agreements import AgreementStatus
 from tuition.store.db import insert_ignoring_conflicts
-from tuition.store.tables import agreement_charges, agreements
+from tuition.store.tables import agreement_charges, agreements, subscriptions
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,6 +89,20 @@ class AgreementRepository:
             .values(updated_at=at, **values)
         )
         return result.rowcount == 1
+
+    async def active_of_ended_subscriptions(self, *, limit: int) -> list[AgreementRecord]:
+        """Agreements still signed whose subscription is over (canceled or expired)."""
+        rows = await self.conn.execute(
+            select(agreements)
+            .join(subscriptions, subscriptions.c.id == agreements.c.subscription_id)
+            .where(
+                agreements.c.status == AgreementStatus.ACTIVE.value,
+                subscriptions.c.status.in_(["canceled", "expired"]),
+            )
+            .order_by(agreements.c.updated_at, agreements.c.id)
+            .limit(limit)
+        )
+        return [_agreement(r) for r in rows.mappings()]
 
     async def add_charge(self, record: AgreementChargeRecord) -> bool:
         """Claim one attempt's charge; False when another worker holds it (the PK)."""
