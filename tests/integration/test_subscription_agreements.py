@@ -29,6 +29,7 @@ from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.domain.agreements import AgreementStatus
+from tuition.services import admin as admin_service
 from tuition.services.ledger import verify_ledger
 from tuition.services.payments import PaymentDeps
 from tuition.services.renewals import RenewalRun, run_renewals
@@ -407,3 +408,34 @@ async def test_a_canceled_subscription_leaves_no_signed_agreement_behind(
     assert (await _renew(app, uow, clock)).unsigned == []
     ended = [d for t, d in await events(uow, "agreement.") if t == "agreement.ended"]
     assert len(ended) == 1
+
+
+async def test_the_console_shows_the_subscriptions_agreement(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    sim: Simulator,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    sub = await _subscribe_and_sign(client, shop, sim, uow, clock)
+    await admin_service.create_admin_user(uow, "ops@example.com", "a-long-enough-password", clock)
+    anon_client.headers["Accept-Language"] = "zh-CN"
+    form = await anon_client.get("/admin/login")
+    token = re.search(r'name="csrf_token" value="([^"]+)"', form.text)
+    assert token is not None
+    signed_in = await anon_client.post(
+        "/admin/login",
+        data={
+            "email": "ops@example.com",
+            "password": "a-long-enough-password",
+            "csrf_token": token.group(1),
+        },
+    )
+    assert signed_in.status_code == 303
+    page = await anon_client.get(f"/admin/subscriptions/{sub['id']}")
+    assert page.status_code == 200
+    table = page.text[page.text.index('data-testid="agreements"') :]
+    assert sub["agreement"]["id"] in table
+    assert sub["agreement"]["agreement_no"] in table
+    assert "已签约" in table  # the status, translated

@@ -156,3 +156,8 @@ SUBSCRIPTION_ORDER_STATUSES = {
     "failed": N_("Unpaid, retrying"),
     "void": N_("Void"),
 }
+AGREEMENT_STATUSES = {
+    "pending": N_("Not signed yet"),
+    "active": N_("Signed"),
+    "ended": N_("Ended"),
+}
