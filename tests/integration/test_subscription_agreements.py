@@ -119,8 +119,10 @@ async def _subscribe_and_sign(
     sub = response.json()
     assert sub["agreement_sign_url"], sub
     await mark_paid(uow, sub["latest_order"]["id"], clock)
-    # The buyer follows the sign link: our route -> Alipay's page.sign -> its sign page.
-    step = await client.get(httpx.URL(sub["agreement_sign_url"]).raw_path.decode())
+    # The buyer follows the checkout page's sign link: our route -> the gateway's sign
+    # page (Alipay: through its page.sign call), which sends them back to the checkout.
+    checkout = httpx.URL(sub["latest_order"]["checkout_url"])
+    step = await client.get(f"{checkout.path}/agreement?{checkout.query.decode()}")
     assert step.status_code == 303, step.text
     gateway_url = step.headers["location"]
     assert SIGN_CALLS[channel] in gateway_url
@@ -439,3 +441,48 @@ async def test_the_console_shows_the_subscriptions_agreement(
     assert sub["agreement"]["id"] in table
     assert sub["agreement"]["agreement_no"] in table
     assert "已签约" in table  # the status, translated
+
+
+async def test_a_trial_signs_before_its_first_charge_which_the_agreement_pays(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    sim: Simulator,
+    app: FastAPI,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    await client.put(f"/v1/products/{shop['monthly']}/access_scope", json={"everything": True})
+    response = await client.post(
+        "/v1/subscriptions",
+        json={
+            "customer_id": "u_1",
+            "product_id": shop["monthly"],
+            "channel": "alipay",
+            "method": "page",
+            "auto_renew": True,
+            "trial_days": 7,
+        },
+    )
+    sub = response.json()
+    assert (sub["status"], sub["latest_order"]) == ("trialing", None)
+    forged = await client.get(f"/subscriptions/{sub['id']}/agreement?sig=0000")
+    assert forged.status_code == 404
+    step = await client.get(httpx.URL(sub["agreement_sign_url"]).raw_path.decode())
+    assert step.status_code == 303, step.text
+    async with httpx.AsyncClient(
+        transport=sim.transport, base_url=sim.config.public_base_url
+    ) as browser:
+        page = await browser.get(step.headers["location"], follow_redirects=True)
+        action = re.search(r'action="([^"]+/sign)"', page.text)
+        assert action is not None, page.text
+        assert (await browser.post(action.group(1))).status_code == 200
+    await sim.drain()
+    assert (await get_sub(client, sub["id"]))["agreement"]["status"] == "active"
+    clock.set(datetime(2026, 11, 5, 9, tzinfo=UTC))  # three days before the trial ends
+    assert (await _renew(app, uow, clock)).charged == [sub["id"]]
+    await sim.drain()
+    paid = await get_sub(client, sub["id"])
+    assert paid["status"] == "active"
+    # The paid month starts when the trial ends.
+    assert paid["current_period_start"].startswith("2026-11-08T09:00:00")
+    assert paid["current_period_end"].startswith("2026-12-08T09:00:00")

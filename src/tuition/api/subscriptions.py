@@ -26,7 +26,7 @@ from tuition.services.agreements import agreement_channel, handle_agreement_noti
 from tuition.services.orders import OrderPolicy
 from tuition.store.agreements import AgreementRecord
 from tuition.store.subscriptions import SubscriptionFilter, SubscriptionOrder, SubscriptionRecord
-from tuition.web.links import checkout_path
+from tuition.web.links import agreement_url
 from tuition.worker.subscriptions import renewal_policy
 
 memberships = v1_router(tags=["memberships"])
@@ -299,17 +299,19 @@ def agreement_out(record: AgreementRecord | None) -> AgreementOut | None:
     )
 
 
-async def _with_agreement(
-    out: SubscriptionOut, container: Container, order_id: str | None
-) -> SubscriptionOut:
+async def _with_agreement(out: SubscriptionOut, container: Container) -> SubscriptionOut:
     async with container.uow() as uow:
         found = await uow.agreements.of_subscription(out.id)
     out.agreement = agreement_out(found[0] if found else None)
     offered = agreement_channel(container.payment_deps(), out.channel) is not None
     signed = any(a.status is AgreementStatus.ACTIVE for a in found)
-    if order_id is not None and out.auto_renew and offered and not signed:
-        path, _, query = checkout_path(container.settings, order_id).partition("?")
-        out.agreement_sign_url = f"{container.settings.base_url}{path}/agreement?{query}"
+    live = out.status in (
+        SubscriptionStatus.TRIALING,
+        SubscriptionStatus.ACTIVE,
+        SubscriptionStatus.PAST_DUE,
+    )
+    if out.auto_renew and offered and not signed and live:
+        out.agreement_sign_url = agreement_url(container.settings, out.id)
     return out
 
 
@@ -399,7 +401,7 @@ async def create_subscription(body: SubscriptionCreate, container: ContainerDep)
     out = subscription_out(made.subscription)
     if made.order is not None:
         out.latest_order = order_out(made.order, container.settings)
-    return await _with_agreement(out, container, made.order.id if made.order else None)
+    return await _with_agreement(out, container)
 
 
 @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
@@ -409,10 +411,7 @@ async def get_subscription(
     uow = container.uow()
     sub = await subscription_service.get_subscription(uow, subscription_id)
     links = await subscription_service.subscription_orders(uow, sub.id)
-    unpaid = [x.order_id for x in links if x.status in ("pending", "failed")]
-    return await _with_agreement(
-        subscription_out(sub, links), container, unpaid[-1] if unpaid else None
-    )
+    return await _with_agreement(subscription_out(sub, links), container)
 
 
 @router.get("/subscriptions", response_model=SubscriptionList)
