@@ -24,12 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tests.integration.subscription_shop import events, get_sub, mark_paid, renewal_deps
 from tuition import web
 from tuition.channels.alipay.client import AlipayChannel
+from tuition.channels.base import AgreementState
 from tuition.channels.setup import build_registry
 from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.domain.agreements import AgreementStatus
 from tuition.services import admin as admin_service
+from tuition.services.agreements import apply_agreement_state
 from tuition.services.ledger import verify_ledger
 from tuition.services.payments import PaymentDeps
 from tuition.services.renewals import RenewalRun, run_renewals
@@ -295,8 +297,13 @@ async def test_an_agreement_cancelled_at_the_gateway_ends_auto_renew_not_the_per
         "agreement.ended",
     ]
     assert "subscription.auto_renew_ended" in [t for t, _ in await events(uow)]
-    # A copy of the unsign notification changes nothing more.
     assert sim.agreements.notices[-1].accepted
+    # A sign notification arriving late (re-delivered) changes nothing: ended is final.
+    late = AgreementState(
+        sub["agreement"]["id"], AgreementStatus.ACTIVE, sub["agreement"]["agreement_no"]
+    )
+    assert await apply_agreement_state(uow, channel, late, deps=_deps(app))
+    assert (await get_sub(client, sub["id"]))["agreement"]["status"] == "ended"
     clock.set(RENEWAL_DUE)
     run = await _renew(app, uow, clock)
     assert (run.prepared, run.charged) == ([sub["id"]], [])

@@ -34,7 +34,13 @@ from tuition.channels.base import (
     SupportsAgreements,
 )
 from tuition.domain.agreements import AgreementStatus, transition
-from tuition.domain.errors import ChannelError, Conflict, NotFound, TuitionError
+from tuition.domain.errors import (
+    ChannelError,
+    Conflict,
+    IllegalTransition,
+    NotFound,
+    TuitionError,
+)
 from tuition.domain.ids import new_id
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
@@ -171,7 +177,10 @@ async def apply_agreement_state(
             return False
         if state.status is record.status or state.status is AgreementStatus.PENDING:
             return True  # a copy of a notification already applied, or nothing new
-        target = transition(record.status, state.status)
+        try:
+            target = transition(record.status, state.status)
+        except IllegalTransition:
+            return True  # a late sign notification for an agreement already ended
         if target is AgreementStatus.ACTIVE:
             moved = await uow.agreements.set_status(
                 record.id,
@@ -320,7 +329,10 @@ async def charge_renewal(
         order, title, _lines = found
         if order.status is not OrderStatus.PENDING_PAYMENT or order.expires_at <= now:
             return None
-        await hold_payable(uow, order, at=now)
+        try:
+            await hold_payable(uow, order, at=now)
+        except Conflict:
+            return None  # paid or changed meanwhile (another worker's charge, the buyer)
         payment = new_attempt(
             payment_id=new_id("pay"),
             order_id=order.id,
