@@ -38,7 +38,7 @@ from tuition.services.renewals import RenewalRun, run_renewals
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
 from tuition.simulator.faults import FaultKind, Operation
-from tuition.store.tables import agreement_charges, payments
+from tuition.store.tables import agreement_charges, notifications, payments
 from tuition.store.uow import UnitOfWork
 
 RENEWAL_DUE = datetime(2026, 11, 28, 9, tzinfo=UTC)  # three days before 12-01 09:00
@@ -188,6 +188,15 @@ async def test_an_agreement_renews_the_period_without_the_buyer(
     assert "subscription.renewal_upcoming" not in kinds
     assert kinds[-1] == "subscription.renewed"
     assert [t for t, _ in await events(uow, "agreement.")] == ["agreement.signed"]
+    async with uow:
+        signs = list(
+            await uow.conn.execute(
+                select(notifications.c.verdict, notifications.c.trade_no).where(
+                    notifications.c.event.in_(["dut_user_sign", "PAPAY.SIGN"])
+                )
+            )
+        )
+    assert signs == [("applied", sub["agreement"]["agreement_no"])]
     report = await verify_ledger(uow)
     assert report.ok, report.problems
 
@@ -313,7 +322,7 @@ async def test_an_agreement_cancelled_at_the_gateway_ends_auto_renew_not_the_per
 
 
 async def test_a_forged_agreement_notification_changes_nothing(
-    client: httpx.AsyncClient, anon_client: httpx.AsyncClient, sim: Simulator
+    client: httpx.AsyncClient, anon_client: httpx.AsyncClient, sim: Simulator, uow: UnitOfWork
 ) -> None:
     body = (
         b"notify_type=dut_user_unsign&status=UNSIGN&agreement_no=1&external_agreement_no=x"
@@ -326,6 +335,11 @@ async def test_a_forged_agreement_notification_changes_nothing(
     )
     assert response.status_code == 400
     assert response.content == b"fail"
+    async with uow:
+        rows = list(
+            await uow.conn.execute(select(notifications.c.channel, notifications.c.verdict))
+        )
+    assert rows == [("alipay", "rejected")]  # kept for audit, like every notification
 
 
 async def test_the_checkout_page_links_the_agreement_step(

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 
 from tuition.channels.base import (
     Ack,
@@ -45,11 +46,13 @@ from tuition.domain.ids import new_id
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.subscriptions import SubscriptionStatus
+from tuition.logs import mask
 from tuition.services.payments import PaymentDeps, get_payment, hold_payable, reconcile_payment
 from tuition.services.settlement import apply_payment_state
 from tuition.services.subscription_periods import event_data
 from tuition.services.tender import end_payment
 from tuition.store.agreements import AgreementChargeRecord, AgreementRecord
+from tuition.store.events import NotificationRecord
 from tuition.store.payments import PaymentRecord, new_attempt
 from tuition.store.subscriptions import SubscriptionOrder
 from tuition.store.uow import UnitOfWork
@@ -57,6 +60,7 @@ from tuition.store.uow import UnitOfWork
 AGREEMENT_METHOD = "agreement"
 _LIVE = (SubscriptionStatus.TRIALING, SubscriptionStatus.ACTIVE, SubscriptionStatus.PAST_DUE)
 _OPEN = (PaymentStatus.CREATED, PaymentStatus.PENDING)
+_DROP_HEADERS = frozenset({"authorization", "cookie"})
 
 
 def agreement_channel(deps: PaymentDeps, slug: str) -> SupportsAgreements | None:
@@ -154,14 +158,62 @@ async def handle_agreement_notification(
     if channel is None:
         return Ack(400, b"channel does not sign agreements", "text/plain")
     ack = deps.registry.get(channel_slug).ack
+    received_at = deps.clock.now()
     try:
         verified = channel.verify_agreement_notification(headers, body)
-    except NotificationRejected:
+    except NotificationRejected as exc:
+        await _record(uow, channel_slug, headers, body, at=received_at, reason=exc.reason)
         return ack(False)
     if verified.app_id != deps.registry.get(channel_slug).app_id:
+        reason = f"app id {verified.app_id!r} is not ours"
+        await _record(uow, channel_slug, headers, body, at=received_at, reason=reason)
         return ack(False)
     applied = await apply_agreement_state(uow, channel_slug, verified.agreement, deps=deps)
+    await _record(
+        uow,
+        channel_slug,
+        headers,
+        body,
+        at=received_at,
+        reason=None if applied else "no such agreement here",
+        event=verified.event,
+        trade_no=verified.agreement.agreement_no,
+    )
     return ack(applied)
+
+
+async def _record(
+    uow: UnitOfWork,
+    channel_slug: str,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    at: datetime,
+    reason: str | None,
+    event: str | None = None,
+    trade_no: str | None = None,
+) -> None:
+    """Every agreement notification is kept for audit in ``notifications``, like the
+    payment ones: verdict ``applied`` or ``rejected`` (with the reason)."""
+    kept = [(k.lower(), v) for k, v in headers.items() if k.lower() not in _DROP_HEADERS]
+    text = mask(body.decode("utf-8", errors="replace")).replace("\x00", "\\u0000")
+    async with uow:
+        await uow.events.record_notification(
+            NotificationRecord(
+                id=new_id("ntf"),
+                channel=channel_slug,
+                received_at=at,
+                headers={k[:1000]: v[:1000] for k, v in kept[:50]},
+                body=text if reason is None else text[:4096],
+                verdict="applied" if reason is None else "rejected",
+                reason=None if reason is None else reason[:500],
+                payment_id=None,
+                refund_id=None,
+                event=None if event is None else event[:64],
+                trade_no=None if trade_no is None else trade_no[:64],
+            )
+        )
+        await uow.commit()
 
 
 async def apply_agreement_state(
