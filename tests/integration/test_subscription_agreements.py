@@ -507,3 +507,38 @@ async def test_a_trial_signs_before_its_first_charge_which_the_agreement_pays(
     # The paid month starts when the trial ends.
     assert paid["current_period_start"].startswith("2026-11-08T09:00:00")
     assert paid["current_period_end"].startswith("2026-12-08T09:00:00")
+
+
+@both_channels
+async def test_a_worker_killed_mid_charge_converges_to_one_debit(
+    channel: str,
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    sim: Simulator,
+    app: FastAPI,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    sub = await _subscribe_and_sign(client, shop, sim, uow, clock, channel)
+    gateway_channel = app.state.container.registry.get(channel)
+
+    async def killed(_charge: object) -> None:
+        raise SystemExit("worker killed while calling the gateway")
+
+    clock.set(RENEWAL_DUE)
+    monkeypatch.setattr(gateway_channel, "charge_agreement", killed)
+    with pytest.raises(SystemExit):
+        await _renew(app, uow, clock)
+    monkeypatch.undo()
+    # The claim was written, the gateway never heard of it: the attempt is "created".
+    assert [s for _, s in await _agreement_payments(uow)] == ["created"]
+    assert [p for p in sim.state.payments.values() if p.method == "agreement"] == []
+    # The next pass asks the gateway, which has no such trade, and sends the same one.
+    await _renew(app, uow, clock)
+    await sim.drain()
+    await _renew(app, uow, clock)  # and a pass after that changes nothing
+    assert [s for _, s in await _agreement_payments(uow)] == ["succeeded"]
+    assert len([p for p in sim.state.payments.values() if p.method == "agreement"]) == 1
+    assert len(await _charges(uow)) == 1
+    assert (await get_sub(client, sub["id"]))["period_index"] == 2

@@ -369,6 +369,11 @@ async def charge_renewal(
                 before = await reconcile_payment(uow, before.id, deps=deps)
             except ChannelError:
                 return None
+            if before.status is PaymentStatus.CREATED:
+                # Claimed, but the call never returned (a worker died in it) and the
+                # gateway has no such trade: send it again under the same trade number,
+                # which the gateway keeps to one debit however often it arrives.
+                return await _send_charge(uow, channel, before, agreement, deps=deps)
             if before.status in _OPEN or before.status is PaymentStatus.SUCCEEDED:
                 return before.status
     if any(c.attempt >= attempt for c in charges):
@@ -412,12 +417,26 @@ async def charge_renewal(
             payment, kind="reconcile_payment", run_at=now + deps.recover_after
         )
         await uow.commit()
+    return await _send_charge(uow, channel, payment, agreement, deps=deps, subject=title)
+
+
+async def _send_charge(
+    uow: UnitOfWork,
+    channel: SupportsAgreements,
+    payment: PaymentRecord,
+    agreement: AgreementRecord,
+    *,
+    deps: PaymentDeps,
+    subject: str | None = None,
+) -> PaymentStatus:
+    """Call the gateway for a claimed charge and settle what it answers at once."""
+    assert agreement.agreement_no is not None
     charge = AgreementCharge(
         payment_id=payment.id,
         agreement_no=agreement.agreement_no,
         amount=payment.amount,
         currency=payment.currency,
-        subject=(title or "renewal")[:120],
+        subject=(subject or "renewal")[:120],
         notify_url=f"{deps.base_url.rstrip('/')}/v1/notify/{agreement.channel}",
     )
     try:
