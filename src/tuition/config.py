@@ -346,6 +346,9 @@ class Settings(BaseSettings):
     # The worker proposes each period's payout run (TUITION_PAYOUT_SCHEDULE); an operator
     # approves it in the console before money moves, unless this approves it at once.
     payout_auto_approve: bool = False
+    # WeChat Pay contract deduction (委托代扣): the plan (模板) id renewals are signed
+    # under; unset, WeChat Pay subscriptions renew by hand (docs/channels.md).
+    wechatpay_papay_plan_id: int | None = Field(default=None, ge=1)
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

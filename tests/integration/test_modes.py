@@ -318,3 +318,34 @@ async def test_readiness_asks_both_modes_stores(
     assert down.json()["status"] == "unavailable"
     assert down.json()["database"] == "ok"
     assert down.json()["test_mode_database"].startswith("OperationalError")
+
+
+async def test_a_subscription_link_opens_in_the_mode_of_its_subscription(
+    deployment: Deployment,
+) -> None:
+    from tuition.web.modes import _subscription_exists, object_mode
+
+    creator = await _ok(await deployment.test.post("/v1/creators", json={"name": "Ada"}))
+    body = {
+        "creator_id": creator["id"],
+        "title": "Club",
+        "kind": "membership",
+        "period": "month",
+        "prices": {"CNY": 3000},
+    }
+    membership = await _ok(await deployment.test.post("/v1/products", json=body))
+    subscription = await _ok(
+        await deployment.test.post(
+            "/v1/subscriptions",
+            json={
+                "customer_id": "u_1",
+                "product_id": membership["id"],
+                "channel": "sandbox",
+                "method": "page",
+                "auto_renew": False,
+            },
+        )
+    )
+    modes = deployment.app.state.modes
+    assert await object_mode(modes, subscription["id"], _subscription_exists) == "test"
+    assert await object_mode(modes, "sub_unknown", _subscription_exists) == "live"

@@ -6,23 +6,27 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Path, Query
+from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from tuition.api.deps import ContainerDep
+from tuition.api.deps import Container, ContainerDep, get_container, live_container
 from tuition.api.fields import CustomerId, CustomerIdQuery, Metadata
 from tuition.api.listing import Page, page_of
 from tuition.api.orders import OrderOut, order_out
 from tuition.api.routing import v1_router
 from tuition.domain.access_scope import AccessScope, MemberPrice
+from tuition.domain.agreements import AgreementStatus
 from tuition.domain.catalog import ProductKind
 from tuition.domain.ids import Prefix
 from tuition.domain.proration import Proration
 from tuition.domain.subscriptions import SubscriptionStatus
 from tuition.services import memberships as membership_service
 from tuition.services import subscriptions as subscription_service
+from tuition.services.agreements import agreement_channel, handle_agreement_notification
 from tuition.services.orders import OrderPolicy
+from tuition.store.agreements import AgreementRecord
 from tuition.store.subscriptions import SubscriptionFilter, SubscriptionOrder, SubscriptionRecord
+from tuition.web.links import agreement_url
 from tuition.worker.subscriptions import renewal_policy
 
 memberships = v1_router(tags=["memberships"])
@@ -258,6 +262,57 @@ class SubscriptionOut(BaseModel):
     latest_order: OrderOut | None = Field(
         default=None, description="The order just raised, with its checkout_url"
     )
+    agreement: AgreementOut | None = Field(
+        default=None, description="The latest debit agreement signed (or being signed) for it"
+    )
+    agreement_sign_url: str | None = Field(
+        default=None,
+        description="With auto_renew through a channel that debits by agreement: where the "
+        "buyer signs it (the checkout page links the same step)",
+    )
+
+
+class AgreementOut(BaseModel):
+    id: str
+    object: str = "agreement"
+    channel: str
+    status: AgreementStatus
+    agreement_no: str | None
+    signed_at: datetime | None
+    ended_at: datetime | None
+    end_reason: str | None
+    created_at: datetime
+
+
+def agreement_out(record: AgreementRecord | None) -> AgreementOut | None:
+    if record is None:
+        return None
+    return AgreementOut(
+        id=record.id,
+        channel=record.channel,
+        status=record.status,
+        agreement_no=record.agreement_no,
+        signed_at=record.signed_at,
+        ended_at=record.ended_at,
+        end_reason=record.end_reason,
+        created_at=record.created_at,
+    )
+
+
+async def _with_agreement(out: SubscriptionOut, container: Container) -> SubscriptionOut:
+    async with container.uow() as uow:
+        found = await uow.agreements.of_subscription(out.id)
+    out.agreement = agreement_out(found[0] if found else None)
+    offered = agreement_channel(container.payment_deps(), out.channel) is not None
+    signed = any(a.status is AgreementStatus.ACTIVE for a in found)
+    live = out.status in (
+        SubscriptionStatus.TRIALING,
+        SubscriptionStatus.ACTIVE,
+        SubscriptionStatus.PAST_DUE,
+    )
+    if out.auto_renew and offered and not signed and live:
+        out.agreement_sign_url = agreement_url(container.settings, out.id)
+    return out
 
 
 class SubscriptionList(BaseModel):
@@ -346,7 +401,7 @@ async def create_subscription(body: SubscriptionCreate, container: ContainerDep)
     out = subscription_out(made.subscription)
     if made.order is not None:
         out.latest_order = order_out(made.order, container.settings)
-    return out
+    return await _with_agreement(out, container)
 
 
 @router.get("/subscriptions/{subscription_id}", response_model=SubscriptionOut)
@@ -355,7 +410,8 @@ async def get_subscription(
 ) -> SubscriptionOut:
     uow = container.uow()
     sub = await subscription_service.get_subscription(uow, subscription_id)
-    return subscription_out(sub, await subscription_service.subscription_orders(uow, sub.id))
+    links = await subscription_service.subscription_orders(uow, sub.id)
+    return await _with_agreement(subscription_out(sub, links), container)
 
 
 @router.get("/subscriptions", response_model=SubscriptionList)
@@ -473,4 +529,45 @@ async def change_subscription(
     )
 
 
-routers: list[APIRouter] = [memberships, router]
+notify = APIRouter(prefix="/v1", tags=["notifications"])
+
+
+@notify.post(
+    "/notify/{channel}/agreements",
+    summary="A channel's agreement sign / unsign notifications (for gateways)",
+    description="Authenticated by the channel's signature, not an API key; answers in the "
+    "channel's own ACK format. Alipay's dut_user_sign / dut_user_unsign, WeChat Pay's "
+    "papay contract notifications.",
+    response_class=Response,
+)
+async def agreement_notification(
+    channel: Annotated[str, Path(max_length=32)], request: Request
+) -> Response:
+    return await _agreement_notification(channel, request, live_container(request))
+
+
+@notify.post(
+    "/notify/test/{channel}/agreements",
+    summary="Test mode's agreement notifications (for gateways)",
+    description="As `/v1/notify/{channel}/agreements`, for test mode's agreements.",
+    response_class=Response,
+)
+async def test_agreement_notification(
+    channel: Annotated[str, Path(max_length=32)], request: Request
+) -> Response:
+    request.state.mode = "test"
+    return await _agreement_notification(channel, request, get_container(request))
+
+
+async def _agreement_notification(channel: str, request: Request, container: Container) -> Response:
+    ack = await handle_agreement_notification(
+        channel,
+        dict(request.headers),
+        await request.body(),
+        container.uow(),
+        deps=container.payment_deps(),
+    )
+    return Response(content=ack.body, status_code=ack.status_code, media_type=ack.media_type)
+
+
+routers: list[APIRouter] = [memberships, router, notify]

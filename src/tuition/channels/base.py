@@ -39,6 +39,7 @@ from decimal import Decimal
 from enum import StrEnum
 from typing import Protocol, runtime_checkable
 
+from tuition.domain.agreements import AgreementStatus
 from tuition.domain.errors import ChannelError
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.reconciliation import Bill
@@ -290,3 +291,78 @@ class SupportsTransfers(Protocol):
     async def transfer(self, request: TransferRequest) -> TransferState: ...
 
     async def query_transfer(self, payout_id: str) -> TransferState | None: ...
+
+
+# -- agreements: debiting a buyer by a signed agreement (周期扣款 / 委托代扣) ------------
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementSignRequest:
+    agreement_id: str  # our id: external_agreement_no (Alipay) / out_contract_code (WeChat)
+    customer_id: str
+    display_name: str  # shown to the buyer on the sign page
+    period: str  # month | quarter | year
+    single_amount: int  # the most one charge may take, minor units
+    currency: str
+    first_charge_on: date  # the first day a charge is made (Alipay's execute_time)
+    notify_url: str  # where the sign and unsign notifications go
+    return_url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementState:
+    agreement_id: str
+    status: AgreementStatus
+    agreement_no: str | None = None  # the gateway's: agreement_no / contract_id
+    signed_at: datetime | None = None
+    ended_at: datetime | None = None
+    raw_status: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class AgreementCharge:
+    """One debit of a signed agreement; ``payment_id`` is the gateway's out_trade_no, so a
+    repeat after a lost answer is the same trade."""
+
+    payment_id: str
+    agreement_no: str
+    amount: int
+    currency: str
+    subject: str
+    notify_url: str
+
+
+@dataclass(frozen=True, slots=True)
+class VerifiedAgreementNotification:
+    app_id: str
+    event: str
+    agreement: AgreementState
+
+
+@runtime_checkable
+class SupportsAgreements(Protocol):
+    """A channel that can debit a buyer by agreement (docs/channels.md "Agreements").
+
+    ``sign_agreement`` answers the buyer's next action (the gateway's sign page);
+    ``charge_agreement`` answers the trade as the gateway reports it at once (``PENDING``
+    while it deducts asynchronously), raises ``ChannelError`` when refused (no money
+    moved) and ``ChannelTimeout`` when the outcome is unknown, which ``query_payment``
+    then decides. ``query_agreement`` returns None for an agreement the gateway has no
+    record of (never signed). ``agreements_enabled`` is False for a channel that could but
+    is not configured to (WeChat Pay without a 委托代扣 plan).
+    """
+
+    @property
+    def agreements_enabled(self) -> bool: ...
+
+    async def sign_agreement(self, request: AgreementSignRequest) -> NextAction: ...
+
+    async def query_agreement(self, agreement_id: str) -> AgreementState | None: ...
+
+    async def charge_agreement(self, charge: AgreementCharge) -> PaymentState: ...
+
+    async def end_agreement(self, agreement_id: str, agreement_no: str) -> None: ...
+
+    def verify_agreement_notification(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> VerifiedAgreementNotification: ...

@@ -51,6 +51,7 @@ SIMULATED_ALIPAY_APP_ID = "2021000000000000"
 SIMULATED_MCHID = "1900000109"
 SIMULATED_APPID = "wxd678efh567hg6787"
 SIMULATED_MER_ID = "777290058110048"
+SIMULATED_PAPAY_PLAN_ID = 12535
 
 # The names the channel configs use in their messages -> the variables that set them.
 _VARIABLES = {
@@ -86,6 +87,7 @@ _VARIABLES = {
     "unionpay.file_url": "TUITION_UNIONPAY_FILE_URL",
     "unionpay.notify_url": "TUITION_PUBLIC_URL",
     "unionpay.fee_rate": "TUITION_CHANNEL_FEE_RATES",
+    "wechatpay.papay_plan_id": "TUITION_WECHATPAY_PAPAY_PLAN_ID",
 }
 
 
@@ -209,6 +211,7 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
                 base_url=f"{_simulator_url(settings, simulator)}/wechatpay",
                 fee_rate=fee_rate,
                 refund_fee_policy=_refund_fee_policy(settings, "wechatpay"),
+                papay_plan_id=settings.wechatpay_papay_plan_id or SIMULATED_PAPAY_PLAN_ID,
             )
         if simulator is not None:
             simulator.wechatpay.use_key(platform_key, config.wechatpay_public_key_id)
@@ -236,6 +239,7 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
             apiv3_key=settings.wechatpay_apiv3_key,
             wechatpay_public_key=Path(public_key_file) if public_key_file else None,
             wechatpay_public_key_id=settings.wechatpay_public_key_id or None,
+            papay_plan_id=settings.wechatpay_papay_plan_id,
             platform_certificates=certificates,
             base_url=settings.wechatpay_base_url,
             fee_rate=fee_rate,

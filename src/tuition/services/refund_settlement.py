@@ -29,6 +29,7 @@ from tuition.domain.refunds import RefundDestination, RefundRefused
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import credit, restore_topup, topup_source
 from tuition.services.earnings import claw_back
+from tuition.services.subscription_periods import subscription_order_refunded
 from tuition.store.payments import PaymentRecord
 from tuition.store.refunds import RefundLineRecord, RefundRecord
 from tuition.store.uow import UnitOfWork
@@ -302,6 +303,8 @@ async def _refund_order(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) 
                 },
                 at=at,
             )
+            if target is OrderStatus.REFUNDED:
+                await subscription_order_refunded(uow, order.id, at=at)
             return
     raise RuntimeError(f"order {refund.order_id} kept changing; the refund is retried")
 

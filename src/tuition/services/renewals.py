@@ -30,7 +30,13 @@ from tuition.clock import Clock
 from tuition.domain.catalog import period_end
 from tuition.domain.errors import Conflict, IllegalTransition, NotFound
 from tuition.domain.orders import OrderStatus
+from tuition.domain.payments import PaymentStatus
 from tuition.domain.subscriptions import RenewalPolicy, SubscriptionStatus, transition
+from tuition.services.agreements import (
+    agreement_channel,
+    charge_renewal,
+    end_agreements_of_ended_subscriptions,
+)
 from tuition.services.orders import (
     CreateOrder,
     ItemRequest,
@@ -38,6 +44,7 @@ from tuition.services.orders import (
     cancel_order,
     create_order,
 )
+from tuition.services.payments import PaymentDeps
 from tuition.services.subscription_periods import event_data
 from tuition.services.subscriptions import period_order
 from tuition.store.subscriptions import SubscriptionOrder, SubscriptionRecord
@@ -54,15 +61,19 @@ class RenewalDeps:
     policy: RenewalPolicy
     checkout_link: Callable[[str], str]
     """The buyer's link to pay an order by hand (built below services)."""
+    payments: PaymentDeps | None = None
+    """The channels, to charge renewals by agreement; None: every renewal is by hand."""
 
 
 @dataclass(slots=True)
 class RenewalRun:
     prepared: list[str] = field(default_factory=list)
+    charged: list[str] = field(default_factory=list)
     past_due: list[str] = field(default_factory=list)
     reminded: list[str] = field(default_factory=list)
     canceled: list[str] = field(default_factory=list)
     expired: list[str] = field(default_factory=list)
+    unsigned: list[str] = field(default_factory=list)
 
 
 async def run_renewals(uow: UnitOfWork, *, deps: RenewalDeps, limit: int = 100) -> RenewalRun:
@@ -74,6 +85,8 @@ async def run_renewals(uow: UnitOfWork, *, deps: RenewalDeps, limit: int = 100) 
     for sub in due:
         if await prepare_renewal(uow, sub, deps=deps):
             run.prepared.append(sub.id)
+        if await _charge_prepared(uow, sub, deps=deps):
+            run.charged.append(sub.id)
     async with uow:
         ended = await uow.subscriptions.ended_before(
             statuses=[S.ACTIVE.value, S.TRIALING.value], before=now, limit=limit
@@ -103,6 +116,11 @@ async def run_renewals(uow: UnitOfWork, *, deps: RenewalDeps, limit: int = 100) 
     for sub in unstarted:
         if await _abandon(uow, sub, deps=deps):
             run.expired.append(sub.id)
+    if deps.payments is not None:
+        # 6. unsign: a subscription that is over leaves no signed agreement behind.
+        run.unsigned = await end_agreements_of_ended_subscriptions(
+            uow, deps=deps.payments, limit=limit
+        )
     return run
 
 
@@ -172,24 +190,74 @@ async def prepare_renewal(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: Ren
                 await uow.subscriptions.update(
                     sub.id, expected=(sub.status,), at=now, credit_balance=0
                 )
-            await uow.events.emit(
-                "subscription.renewal_upcoming",
-                sub.id,
-                event_data(
-                    sub,
-                    link,
-                    amount=order.total,
-                    currency=order.currency,
-                    period_end=sub.current_period_end,
-                    checkout_url=deps.checkout_link(order.id),
-                ),
-                at=now,
-            )
+            # Charged by agreement right after (services/agreements.py); the buyer hears
+            # of it only if that charge fails.
+            if not await _by_agreement(uow, sub, deps=deps):
+                await _announce(uow, sub, link, order.total, order.currency, deps=deps)
             await uow.commit()
     if not added:  # another worker's order is the period's: ours must never be paid
         with contextlib.suppress(Conflict, IllegalTransition, NotFound):
             await cancel_order(uow, order.id, clock=deps.clock)
     return added
+
+
+async def _by_agreement(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> bool:
+    """Inside an open unit of work: will ``sub``'s renewals be charged by agreement?"""
+    if deps.payments is None or not sub.auto_renew:
+        return False
+    agreement = await uow.agreements.active_for(sub.id)
+    return agreement is not None and agreement_channel(deps.payments, agreement.channel) is not None
+
+
+async def _announce(
+    uow: UnitOfWork,
+    sub: SubscriptionRecord,
+    link: SubscriptionOrder,
+    amount: int,
+    currency: str,
+    *,
+    deps: RenewalDeps,
+    **extra: object,
+) -> None:
+    await uow.events.emit(
+        "subscription.renewal_upcoming",
+        sub.id,
+        event_data(
+            sub,
+            link,
+            amount=amount,
+            currency=currency,
+            period_end=sub.current_period_end,
+            checkout_url=deps.checkout_link(link.order_id),
+            **extra,
+        ),
+        at=deps.clock.now(),
+    )
+
+
+async def _charge_prepared(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> bool:
+    """Charge the next period's renewal order by agreement, once (its first attempt).
+
+    Runs on every pass for a due subscription, so a worker that died between making the
+    order and charging it is followed by one that charges; the ``agreement_charges`` row
+    makes the charge happen once however many passes or workers get here.
+    """
+    if deps.payments is None:
+        return False
+    async with uow:
+        link = await uow.subscriptions.order_for_period(sub.id, sub.period_index + 1, "renewal")
+    if link is None or link.status != "pending" or link.attempts:
+        return False
+    status = await charge_renewal(uow, link, 1, deps=deps.payments)
+    if status is PaymentStatus.FAILED:
+        # Refused (balance too low, agreement gone): the buyer may pay by hand meanwhile;
+        # the period end and the dunning schedule then try the agreement again.
+        async with uow:
+            await _announce(
+                uow, sub, link, link.amount, sub.currency, deps=deps, charge_failed=True
+            )
+            await uow.commit()
+    return status is not None
 
 
 async def _renew_from_credit(
@@ -298,14 +366,28 @@ async def _remind(uow: UnitOfWork, link: SubscriptionOrder, *, deps: RenewalDeps
             link.order_id, attempts=link.attempts, next_attempt_at=retry
         ):
             return False
+        by_agreement = await _by_agreement(uow, sub, deps=deps)
         data = replace_status(sub, S.PAST_DUE) | {
             "order_id": link.order_id,
             "attempt": attempt,
             "next_attempt_at": retry.isoformat() if retry else None,
             "checkout_url": deps.checkout_link(link.order_id),
         }
-        await uow.events.emit("subscription.payment_failed", sub.id, data, at=now)
+        if not by_agreement:
+            await uow.events.emit("subscription.payment_failed", sub.id, data, at=now)
         await uow.commit()
+    if not by_agreement or deps.payments is None:
+        return True
+    # With an agreement this retry is a charge (its attempt number is the count); the
+    # buyer hears of it only if it did not go through.
+    status = await charge_renewal(uow, link, attempt, deps=deps.payments)
+    # A pending charge (WeChat Pay deducts asynchronously, or the answer was lost) is
+    # settled by its notification or query; only one that did not go through is told.
+    if status in (None, PaymentStatus.FAILED, PaymentStatus.CLOSED):
+        async with uow:
+            data["charge_status"] = None if status is None else status.value
+            await uow.events.emit("subscription.payment_failed", sub.id, data, at=now)
+            await uow.commit()
     return True
 
 

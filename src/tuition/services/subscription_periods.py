@@ -126,6 +126,39 @@ async def membership_paid(
         )
 
 
+async def subscription_order_refunded(uow: UnitOfWork, order_id: str, *, at: datetime) -> None:
+    """Inside the refund's transaction: a subscription whose current period's order was
+    refunded in full is ``canceled`` at once (its access went with the refund's grant).
+
+    A partial refund, or a refund of an earlier period's order, leaves it as it is.
+    """
+    link = await uow.subscriptions.order_by_order_id(order_id)
+    if link is None or link.status != "paid" or link.period_end is None:
+        return
+    sub = await uow.subscriptions.get(link.subscription_id, for_update=True)
+    if sub is None or sub.status not in _LIVE or sub.current_period_end != link.period_end:
+        return
+    if not await uow.subscriptions.update(
+        sub.id,
+        expected=(sub.status,),
+        at=at,
+        status=transition(sub.status, S.CANCELED),
+        canceled_at=at,
+        ended_at=at,
+    ):
+        return
+    # The next period's order, if one was made, is no longer the subscription's renewal.
+    await uow.subscriptions.set_order_status_for_period(
+        sub.id, sub.period_index + 1, expected=("pending", "failed"), status="void"
+    )
+    await uow.events.emit(
+        "subscription.canceled",
+        sub.id,
+        event_data(sub, link, reason="refunded") | {"status": S.CANCELED.value},
+        at=at,
+    )
+
+
 def event_data(
     sub: SubscriptionRecord, link: SubscriptionOrder | None = None, **extra: Any
 ) -> dict[str, Any]:

@@ -49,6 +49,9 @@ EVENT_TYPES = frozenset(
         "subscription.plan_changed",
         "payment.overpaid",
         "wallet.shortfall",
+        "subscription.auto_renew_ended",
+        "agreement.signed",
+        "agreement.ended",
     }
 )
 RETRY_FOR = timedelta(days=3)

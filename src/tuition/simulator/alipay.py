@@ -75,6 +75,10 @@ class AlipayGateway:
             "alipay.trade.refund": (Operation.REFUND, self._refund),
             "alipay.trade.fastpay.refund.query": (Operation.REFUND_QUERY, self._refund_query),
         }
+        # Other page calls (the browser arrives with signed parameters), by method.
+        self.page_methods: dict[
+            str, Callable[[str, Mapping[str, str], Mapping[str, object]], Response]
+        ] = {}
 
     def add_app(self, app_id: str, public_key_pem: str | bytes) -> None:
         """Accept requests from ``app_id`` signed with the key whose public half is given."""
@@ -100,7 +104,7 @@ class AlipayGateway:
         method = params.get("method", "")
         refused = self._authenticate(params)
         if refused is not None:
-            if method in _PAGE_METHODS:
+            if method in _PAGE_METHODS or method in self.page_methods:
                 return _error_page(refused)
             return self._unsigned(method or "alipay.error", refused)
         try:
@@ -110,6 +114,11 @@ class AlipayGateway:
         app_id = params["app_id"]
         if method in _PAGE_METHODS:
             return self._page_pay(app_id, params, biz, _PAGE_METHODS[method])
+        if method in self.page_methods:
+            try:
+                return self.page_methods[method](app_id, params, biz)
+            except GatewayError as exc:
+                return _error_page(wire.refusal(exc))
         if method not in self._api:
             node = wire.gateway_error("40002", "isv.invalid-method", f"unknown method {method}")
             return Response(

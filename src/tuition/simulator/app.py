@@ -23,6 +23,7 @@ import httpx
 from starlette.applications import Starlette
 from starlette.routing import Route
 
+from tuition.simulator.agreements import AgreementDesk
 from tuition.simulator.alipay import AlipayGateway
 from tuition.simulator.api import merchant_routes
 from tuition.simulator.bills import BillBook
@@ -72,6 +73,9 @@ class Simulator:
         # Payouts: transfers to payees (simulator/transfers.py).
         self.transfers = TransferDesk(config.clock)
         self.transfers.install(self.alipay)
+        # Debit agreements of both protocols (simulator/agreements.py).
+        self.agreements = AgreementDesk(self)
+        self.agreements.install()
         routes: list[Route] = [
             *merchant_routes(self),
             *buyer_routes(self),
@@ -79,6 +83,7 @@ class Simulator:
             *self.wechatpay.routes(),
             *self.unionpay.routes(),
             *self.bills.routes(),
+            *self.agreements.routes(),
         ]
         if config.control_enabled:
             routes += control_routes(self)

@@ -443,6 +443,19 @@ class SubscriptionRepository:
         )
         return result.rowcount == 1
 
+    async def set_order_status_for_period(
+        self, subscription_id: str, period_index: int, *, expected: Collection[str], status: str
+    ) -> None:
+        await self.conn.execute(
+            update(subscription_orders)
+            .where(
+                subscription_orders.c.subscription_id == subscription_id,
+                subscription_orders.c.period_index == period_index,
+                subscription_orders.c.status.in_(list(expected)),
+            )
+            .values(status=status, next_attempt_at=None)
+        )
+
     async def set_order_attempt(
         self, order_id: str, *, attempts: int, next_attempt_at: datetime | None
     ) -> bool:

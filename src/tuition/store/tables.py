@@ -1195,3 +1195,42 @@ payout_run_items = Table(
     CheckConstraint("status IN ('proposed', 'created', 'skipped')", name="status"),
     CheckConstraint("amount > 0 AND tax_estimate >= 0", name="amounts"),
 )
+
+# --- debit agreements: renewals charged without the buyer (周期扣款 / 委托代扣) -------------
+
+# A buyer's agreement with a channel letting the merchant debit them each period. The
+# id is our agreement number at the gateway (external_agreement_no / out_contract_code);
+# ``agreement_no`` is the gateway's, known once signed. Status moves pending → active →
+# ended by compare-and-set; ``ended`` is terminal (a new agreement is signed instead).
+agreements = Table(
+    "agreements",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("customer_id", String(200), nullable=False),
+    Column("channel", String(32), nullable=False),
+    Column("subscription_id", ID, ForeignKey("subscriptions.id")),
+    Column("status", String(10), nullable=False),
+    Column("agreement_no", String(64)),
+    Column("signed_at", UTCDateTime),
+    Column("ended_at", UTCDateTime),
+    Column("end_reason", String(40)),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    UniqueConstraint("channel", "agreement_no", name="uq_agreements_channel_agreement_no"),
+    CheckConstraint("status IN ('pending', 'active', 'ended')", name="status"),
+)
+Index("ix_agreements_subscription_id", agreements.c.subscription_id)
+
+# One debit of an agreement for one attempt at a renewal order: the row is written
+# before the gateway is called and only its writer calls it, so however many workers
+# run the renewal pass an attempt charges once; the payment id is the gateway's trade
+# number, so a repeat after a lost answer is the same trade.
+agreement_charges = Table(
+    "agreement_charges",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("attempt", Integer, primary_key=True),
+    Column("agreement_id", ID, ForeignKey("agreements.id"), nullable=False),
+    Column("payment_id", ID, nullable=False, unique=True),
+    Column("created_at", UTCDateTime, nullable=False),
+)

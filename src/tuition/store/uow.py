@@ -9,6 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransactio
 
 from tuition.domain.errors import IdempotencyKeyInUse
 from tuition.store.access import ApiKeyRepository, IdempotencyRepository, current_claim
+from tuition.store.agreements import AgreementRepository
 from tuition.store.catalog import CatalogRepository
 from tuition.store.earnings import EarningsRepository
 from tuition.store.events import EventRepository
@@ -56,6 +57,7 @@ class UnitOfWork:
     work: WorkRepository
     memberships: MembershipRepository
     subscriptions: SubscriptionRepository
+    agreements: AgreementRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self._engine = engine
@@ -90,6 +92,7 @@ class UnitOfWork:
         self.work = WorkRepository(self.conn)
         self.memberships = MembershipRepository(self.conn)
         self.subscriptions = SubscriptionRepository(self.conn)
+        self.agreements = AgreementRepository(self.conn)
         return self
 
     async def __aexit__(

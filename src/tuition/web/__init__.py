@@ -16,9 +16,9 @@ _MARKER = "/pay/{order_id}/status"
 
 
 def _routers() -> list[APIRouter]:
-    from tuition.web import admin, assets, checkout
+    from tuition.web import admin, assets, checkout, checkout_agreement
 
-    return [assets.router, checkout.router, *admin.routers]
+    return [assets.router, checkout.router, checkout_agreement.router, *admin.routers]
 
 
 def __getattr__(name: str) -> list[APIRouter]:

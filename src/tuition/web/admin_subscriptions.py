@@ -92,6 +92,8 @@ async def _subscription_page(
     except TuitionError:
         return page(request, "admin/not_found.html", operator, "subscriptions", status_code=404)
     links = await subscription_service.subscription_orders(uow, sub.id)
+    async with container.uow() as reading:
+        agreements = await reading.agreements.of_subscription(sub.id)
     return page(
         request,
         "admin/subscription.html",
@@ -99,6 +101,7 @@ async def _subscription_page(
         "subscriptions",
         sub=sub,
         links=links,
+        agreements=agreements,
         problem=problem,
         status_code=status_code,
     )

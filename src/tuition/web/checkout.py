@@ -92,7 +92,9 @@ async def page(
         notice=gettext_for(locale, shown) if shown else None,
         extra_payments=await _extra_payments(container, order_id),
         topup_credit=await admin_service.topup_credit(container.uow(), view.order),
-        subscription=await subscription_terms(container.uow(), view.order),
+        subscription=await subscription_terms(
+            container.uow(), view.order, registry=container.registry
+        ),
     )
     return render(request, "checkout/page.html", context, locale=locale)
 

@@ -176,3 +176,8 @@ TRANSFER_OUTCOMES = {
     "no_transfer_waiting": N_("This order is not waiting for a bank transfer."),
 }
 GENERIC_TRANSFER_PROBLEM = N_("The transfer was not recorded.")
+AGREEMENT_STATUSES = {
+    "pending": N_("Not signed yet"),
+    "active": N_("Signed"),
+    "ended": N_("Ended"),
+}

@@ -63,3 +63,25 @@ def receipt_url(settings: Settings, order_id: str) -> str:
     """The buyer's link to the printable receipt of ``order_id``."""
     sig = receipt_signature(signing_key(settings), order_id)
     return f"{settings.base_url}/receipts/{quote(order_id, safe='')}?sig={sig}"
+
+
+_AGREEMENT_PURPOSE = b"tuition.agreement.v1:"
+
+
+def agreement_signature(key: bytes, subscription_id: str) -> str:
+    """A subscription's sign link: its own purpose, so it opens nothing else."""
+    message = _AGREEMENT_PURPOSE + subscription_id.encode()
+    return hmac.new(key, message, hashlib.sha256).hexdigest()[:32]
+
+
+def agreement_signature_ok(key: bytes, subscription_id: str, sig: str | None) -> bool:
+    return sig is not None and hmac.compare_digest(agreement_signature(key, subscription_id), sig)
+
+
+def agreement_url(settings: Settings, subscription_id: str) -> str:
+    """The buyer's link to sign ``subscription_id``'s debit agreement (no order needed,
+    so a trial can sign before its first charge)."""
+    sig = agreement_signature(signing_key(settings), subscription_id)
+    return (
+        f"{settings.base_url}/subscriptions/{quote(subscription_id, safe='')}/agreement?sig={sig}"
+    )

@@ -30,4 +30,5 @@ def renewal_deps(container: Container) -> RenewalDeps:
         ),
         policy=renewal_policy(settings),
         checkout_link=lambda order_id: checkout_url(settings, order_id),
+        payments=container.payment_deps(),
     )

@@ -29,6 +29,9 @@ from tuition.channels.alipay.config import AlipayConfig, rsa_sign, rsa_verify
 from tuition.channels.alipay.transformers import JsonObject, UnknownWireStatus
 from tuition.channels.base import (
     Ack,
+    AgreementCharge,
+    AgreementSignRequest,
+    AgreementState,
     Channel,
     ChannelTimeout,
     CloseOutcome,
@@ -42,10 +45,12 @@ from tuition.channels.base import (
     RefundNotFound,
     RefundRequest,
     RefundState,
+    SupportsAgreements,
     SupportsBills,
     SupportsStatements,
     TransferRequest,
     TransferState,
+    VerifiedAgreementNotification,
     VerifiedNotification,
 )
 from tuition.clock import Clock, SystemClock
@@ -228,6 +233,65 @@ class AlipayChannel:
 
         return await transfers.query_transfer(self._call, payout_id)
 
+    # -- agreements (periodic deduction) ----------------------------------------------
+
+    agreements_enabled: bool = True
+
+    async def sign_agreement(self, request: AgreementSignRequest) -> NextAction:
+        """The buyer's browser goes to ``alipay.user.agreement.page.sign`` (a page call)."""
+        from tuition.channels.alipay import agreements
+
+        url = agreements.sign_url(self._config.gateway_url, self.signed_params, request)
+        return NextAction(NextActionType.REDIRECT, url=url)
+
+    async def query_agreement(self, agreement_id: str) -> AgreementState | None:
+        """``alipay.user.agreement.query``; None when Alipay has no such agreement."""
+        from tuition.channels.alipay import agreements
+
+        try:
+            node = await self._call(
+                "alipay.user.agreement.query", agreements.query_biz(agreement_id)
+            )
+        except AlipayRefused as exc:
+            if exc.code in agreements.NOT_FOUND_CODES:
+                return None
+            raise
+        return _parse(agreements.queried_state, node, agreement_id)
+
+    async def charge_agreement(self, charge: AgreementCharge) -> PaymentState:
+        """``alipay.trade.pay`` with the agreement; see :mod:`.agreements`."""
+        from tuition.channels.alipay import agreements
+
+        _check_money(charge.amount, charge.currency)
+        notify_url = self._config.notify_url or charge.notify_url
+        try:
+            node = await self._call(
+                "alipay.trade.pay", agreements.charge_biz(charge), notify_url=notify_url
+            )
+        except AlipayRefused as exc:
+            if exc.gateway_code == "10003" or exc.code == "ACQ.TRADE_HAS_SUCCESS":
+                # Still deducting, or a repeat of a trade already paid: the query decides.
+                return await self.query_payment(charge.payment_id)
+            raise
+        return _parse(agreements.charged_state, node, charge)
+
+    async def end_agreement(self, agreement_id: str, agreement_no: str) -> None:
+        """``alipay.user.agreement.unsign``; an agreement already gone counts as ended."""
+        from tuition.channels.alipay import agreements
+
+        try:
+            await self._call("alipay.user.agreement.unsign", {"agreement_no": agreement_no})
+        except AlipayRefused as exc:
+            if exc.code not in agreements.NOT_FOUND_CODES:
+                raise
+
+    def verify_agreement_notification(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> VerifiedAgreementNotification:
+        from tuition.channels.alipay import agreements
+
+        return agreements.verify_notification(body, self._alipay_key)
+
     # -- notifications ----------------------------------------------------------------
 
     def verify_notification(self, headers: Mapping[str, str], body: bytes) -> VerifiedNotification:
@@ -357,6 +421,8 @@ def _check_money(amount: int, currency: str) -> None:
         raise ValidationFailed("amount must be a positive integer of fen", param="amount")
 
 
-def _conforms(channel: AlipayChannel) -> tuple[Channel, SupportsStatements, SupportsBills]:
-    # Never called: makes mypy prove AlipayChannel satisfies both protocols.
-    return channel, channel, channel
+def _conforms(
+    channel: AlipayChannel,
+) -> tuple[Channel, SupportsStatements, SupportsBills, SupportsAgreements]:
+    # Never called: makes mypy prove AlipayChannel satisfies the protocols.
+    return channel, channel, channel, channel

@@ -27,6 +27,9 @@ import httpx
 from tuition.channels.alipay.config import load_rsa_public_key, rsa_sign
 from tuition.channels.base import (
     Ack,
+    AgreementCharge,
+    AgreementSignRequest,
+    AgreementState,
     Channel,
     ChannelTimeout,
     CloseOutcome,
@@ -40,15 +43,17 @@ from tuition.channels.base import (
     RefundNotFound,
     RefundRequest,
     RefundState,
+    SupportsAgreements,
     SupportsBills,
     SupportsStatements,
     SupportsTransfers,
     TransferRequest,
     TransferState,
     TransferStatus,
+    VerifiedAgreementNotification,
     VerifiedNotification,
 )
-from tuition.channels.wechatpay import notifications, transfers, transformers
+from tuition.channels.wechatpay import notifications, papay, transfers, transformers
 from tuition.channels.wechatpay.config import WechatPayConfig
 from tuition.channels.wechatpay.notifications import (
     SignatureRejected,
@@ -328,6 +333,69 @@ class WechatPayChannel:
         key = load_rsa_public_key(pem, setting="wechatpay.wechatpay_public_key")
         return transfers.encrypt_sensitive(key, name)
 
+    # -- agreements (委托代扣 / papay) ----------------------------------------------------
+
+    @property
+    def agreements_enabled(self) -> bool:
+        """Only with a 委托代扣 plan configured (``TUITION_WECHATPAY_PAPAY_PLAN_ID``)."""
+        return self._config.papay_plan_id is not None
+
+    def _plan_id(self) -> int:
+        plan_id = self._config.papay_plan_id
+        if plan_id is None:
+            raise ValidationFailed(
+                "WeChat Pay contract deduction needs TUITION_WECHATPAY_PAPAY_PLAN_ID",
+                code="agreements_unsupported",
+                param="channel",
+            )
+        return plan_id
+
+    async def sign_agreement(self, request: AgreementSignRequest) -> NextAction:
+        """``pre-entrust-sign``: the buyer opens ``redirect_url`` (the sign QR code)."""
+        body = papay.sign_body(request, appid=self._config.appid, plan_id=self._plan_id())
+        answer = await self._call("POST", papay.PRE_SIGN, body)
+        url = _parse(transformers.text_field, answer, "redirect_url")
+        return NextAction(NextActionType.REDIRECT, url=url)
+
+    async def query_agreement(self, agreement_id: str) -> AgreementState | None:
+        path = papay.contract_path(self._plan_id(), _segment(agreement_id))
+        try:
+            answer = await self._call("GET", path)
+        except WechatPayRefused as exc:
+            if exc.code in ("RESOURCE_NOT_EXISTS", "CONTRACT_NOT_EXIST") and exc.verified:
+                return None
+            raise
+        return _parse(papay.contract_state, answer, agreement_id)
+
+    async def charge_agreement(self, charge: AgreementCharge) -> PaymentState:
+        """预约扣费, then ``transactions/apply``: accepted means pending (see :mod:`.papay`)."""
+        _check_money(charge.amount, charge.currency)
+        appid = self._config.appid
+        schedule = f"/v3/papay/pay/schedules/contract-id/{_segment(charge.agreement_no)}/schedule"
+        await self._call(
+            "POST", schedule, papay.schedule_body(charge, appid=appid, plan_id=self._plan_id())
+        )
+        notify_url = self._config.notify_url or charge.notify_url
+        body = papay.apply_body(charge, appid=appid, notify_url=notify_url)
+        answer = await self._call("POST", papay.APPLY, body)
+        return _parse(papay.accepted_state, answer, charge)
+
+    async def end_agreement(self, agreement_id: str, agreement_no: str) -> None:
+        path = papay.contract_path(self._plan_id(), _segment(agreement_id)) + "/terminate"
+        await self._call("POST", path, {"contract_termination_remark": "subscription ended"})
+
+    def verify_agreement_notification(
+        self, headers: Mapping[str, str], body: bytes
+    ) -> VerifiedAgreementNotification:
+        return notifications.verify_agreement_notification(
+            headers,
+            body,
+            verifier=self._verifier,
+            apiv3_key=self._config.apiv3_key,
+            mchid=self._config.mchid,
+            appid=self._config.appid,
+        )
+
     # -- notifications ----------------------------------------------------------------
 
     def verify_notification(self, headers: Mapping[str, str], body: bytes) -> VerifiedNotification:
@@ -436,6 +504,6 @@ def _check_money(amount: int, currency: str) -> None:
 
 def _conforms(
     channel: WechatPayChannel,
-) -> tuple[Channel, SupportsStatements, SupportsBills, SupportsTransfers]:
+) -> tuple[Channel, SupportsStatements, SupportsBills, SupportsTransfers, SupportsAgreements]:
     # Never called: makes mypy prove WechatPayChannel satisfies the protocols.
-    return channel, channel, channel, channel
+    return channel, channel, channel, channel, channel

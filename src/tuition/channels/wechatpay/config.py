@@ -90,6 +90,8 @@ class WechatPayConfig:
     timeout_seconds: int = 10
     # WeChat Pay returns refund amount x fee rate of its fee (docs/channels.md).
     refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA
+    # The 委托代扣 template (plan) renewals are signed under; None: no agreements.
+    papay_plan_id: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("mchid", "appid"):
@@ -175,6 +177,7 @@ def load_wechatpay_config(
     fee_rate: Decimal = Decimal("0.006"),
     timeout_seconds: int = 10,
     refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA,
+    papay_plan_id: int | None = None,
 ) -> WechatPayConfig:
     """Build a :class:`WechatPayConfig`; keys and certificates may be text or file paths."""
     if not apiv3_key:
@@ -203,6 +206,7 @@ def load_wechatpay_config(
         fee_rate=fee_rate,
         timeout_seconds=timeout_seconds,
         refund_fee_policy=refund_fee_policy,
+        papay_plan_id=papay_plan_id,
     )
 
 

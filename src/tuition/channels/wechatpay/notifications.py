@@ -26,7 +26,12 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tuition.channels.alipay.config import rsa_verify
-from tuition.channels.base import Ack, NotificationRejected, VerifiedNotification
+from tuition.channels.base import (
+    Ack,
+    NotificationRejected,
+    VerifiedAgreementNotification,
+    VerifiedNotification,
+)
 from tuition.channels.wechatpay import transfers, transformers
 from tuition.clock import Clock
 
@@ -144,6 +149,37 @@ def verify_notification(
         return transformers.notification(event_type, plain, appid=appid)
     except ValueError as exc:  # bad JSON/UTF-8, decryption, mapping, UnknownWireStatus
         raise NotificationRejected(f"malformed notification: {exc}") from None
+
+
+def verify_agreement_notification(
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    verifier: SignatureVerifier,
+    apiv3_key: bytes,
+    mchid: str,
+    appid: str,
+) -> VerifiedAgreementNotification:
+    """A ``PAPAY.SIGN`` / ``PAPAY.TERMINATE`` notification, verified and decrypted first."""
+    from tuition.channels.wechatpay import papay
+
+    try:
+        verifier.verify(headers, body)
+    except SignatureRejected as exc:
+        raise NotificationRejected(str(exc)) from None
+    try:
+        envelope = transformers.decode(body)
+        if envelope.get("resource_type") != "encrypt-resource":
+            raise ValueError(f"unexpected resource_type {envelope.get('resource_type')!r}")
+        resource = envelope.get("resource")
+        if not isinstance(resource, dict):
+            raise ValueError("missing resource")
+        plain = transformers.decode(decrypt_resource(resource, apiv3_key))
+        event_type = transformers.text_field(envelope, "event_type")
+        verified = papay.notification(event_type, plain, mchid=mchid, appid=appid)
+    except ValueError as exc:
+        raise NotificationRejected(f"malformed contract notification: {exc}") from None
+    return verified
 
 
 def ack(accepted: bool) -> Ack:

@@ -1,7 +1,7 @@
 """payouts: WeChat Pay transfer confirmation packages; payout runs and their items
 
 Revision ID: 0019
-Revises: 0015
+Revises: 0018
 Create Date: 2026-12-01 17:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tuition.store.types
 
 revision: str = "0019"
-down_revision: str | None = "0015"
+down_revision: str | None = "0018"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
