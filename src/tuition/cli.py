@@ -422,6 +422,14 @@ def demo(
     os.environ.setdefault("TUITION_LOG_JSON", "false")
     # A webhook receiver on this machine is what one tries with the demo.
     os.environ.setdefault("TUITION_WEBHOOK_ALLOWED_HOSTS", '["127.0.0.1", "localhost", "::1"]')
+    # The demo's shop is test mode's: there it has every channel the simulator plays, and
+    # an account buyers can pay by bank transfer.
+    os.environ.setdefault(
+        "TUITION_TEST_CHANNELS", '["sandbox", "alipay", "wechatpay", "unionpay", "bank_transfer"]'
+    )
+    os.environ.setdefault("TUITION_BANK_TRANSFER_ACCOUNT_NAME", "演示知识科技有限公司 Demo Co.")
+    os.environ.setdefault("TUITION_BANK_TRANSFER_BANK_NAME", "招商银行 (demo)")
+    os.environ.setdefault("TUITION_BANK_TRANSFER_ACCOUNT_NUMBER", "6214 8300 0000 0000")
     get_settings.cache_clear()
     settings = load_settings()
     _check_channels(settings)
@@ -487,6 +495,19 @@ def demo(
             f"{info.products['question']} costs 50 coins: an order in XCN paid with "
             '{"channel": "wallet"}'
         )
+    console.print(
+        "subscriptions: POST /v1/subscriptions with "
+        f'{{"customer_id": "demo-reader", "product_id": "{info.products["membership"]}", '
+        '"channel": "alipay", "method": "page", "auto_renew": true}: its '
+        "agreement_sign_url signs Alipay's periodic deduction on the simulator, and renewals "
+        "are then charged by the agreement"
+    )
+    console.print(
+        'bank transfer: pay an order with {"channel": "bank_transfer", "method": "transfer"}, '
+        "then record the money on the order's admin page or with "
+        ".venv/bin/tuition --mode test bank-transfers receive; UnionPay: "
+        '{"channel": "unionpay", "method": "page"}; payouts: the console\'s Payout runs page'
+    )
     console.rule()
     serve(host=None, port=port, workers=1)
 
