@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fmt unit bench bench-ledger clean
+.PHONY: demo test lint fmt unit bench bench-ledger bench-hordak clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -38,6 +38,9 @@ bench: $(STAMP)
 
 bench-ledger: $(STAMP)
 	$(BIN)/python -m bench.ledger
+
+bench-hordak: $(STAMP)
+	$(BIN)/python -m bench.hordak
 
 clean:
 	rm -rf $(VENV) tuition.db tuition.db-wal tuition.db-shm .pytest_cache .mypy_cache .ruff_cache
