@@ -4,7 +4,7 @@ A flow is what a platform and a gateway do for one sale::
 
     POST /v1/orders                      (platform, API key, Idempotency-Key)
     POST /v1/orders/{id}/payments        (platform; Tuition calls the simulator process)
-    POST /v1/notify/sandbox              (the gateway's signed notification: order paid)
+    POST /v1/notify/test/sandbox         (the gateway's signed notification: order paid)
 
 The notification is built and signed exactly as the simulator's notifier would
 (:func:`tuition.simulator.notifier.notification_body`, compact JSON, RSA PKCS#1 v1.5 with
@@ -165,7 +165,7 @@ class LoadGenerator:
         headers["Content-Type"] = "application/json"
         t0 = time.perf_counter()
         try:
-            response = await conn.request("POST", "/v1/notify/sandbox", body, headers)
+            response = await conn.request("POST", "/v1/notify/test/sandbox", body, headers)
         except HttpError as exc:
             self.recorder.error("notify", str(exc))
             return False

@@ -51,13 +51,18 @@ class Server:
             env["PGPASSWORD"] = self.url.password
         return env
 
-    async def connect(self, database: str | None = None) -> asyncpg.Connection:
+    async def connect(
+        self, database: str | None = None, *, schema: str | None = None
+    ) -> asyncpg.Connection:
+        """``schema``: the connection's ``search_path`` (``TEST_MODE_SCHEMA`` for what the
+        bench's test-mode key wrote)."""
         return await asyncpg.connect(
             user=self.url.username,
             password=self.url.password or None,
             host=self.host,
             port=self.port,
             database=database or self.url.database or "postgres",
+            server_settings={"search_path": schema} if schema else None,
         )
 
     async def recreate(self, name: str) -> str:

@@ -39,6 +39,7 @@ from bench.postgres import find_server
 from bench.processes import loadavg
 from bench.stack import APP_ID, HOST, Stack, deploy, make_stack, tuition_bin
 from bench.stats import Summary
+from tuition.config import TEST_MODE_SCHEMA
 
 DATABASE = "tuition_bench_recovery"
 
@@ -118,7 +119,7 @@ async def run(options: Options) -> Result:
         try:
             print(f"deploying in {workdir} ...", flush=True)
             await deploy(stack, api_workers=1)
-            conn = await server.connect(DATABASE)
+            conn = await server.connect(DATABASE, schema=TEST_MODE_SCHEMA)
             try:
                 await _measure(stack, conn, options, result)
             finally:

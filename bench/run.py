@@ -30,6 +30,7 @@ from bench.processes import (
 )
 from bench.stack import APP_ID, HOST, Stack, deploy, make_stack, tuition_bin
 from bench.stats import Recorder, Summary
+from tuition.config import TEST_MODE_SCHEMA
 
 DATABASE = "tuition_bench"
 
@@ -169,7 +170,7 @@ async def _load(stack: Stack, server: Server, options: Options, result: Result) 
     )
     users = asyncio.create_task(load.run(options.users, stop))
     await asyncio.sleep(options.warmup)
-    conn = await server.connect(DATABASE)
+    conn = await server.connect(DATABASE, schema=TEST_MODE_SCHEMA)
     try:
         roles = await _roles(stack, conn)
         spies = []
