@@ -24,6 +24,12 @@ def _options(argv: list[str]) -> tuple[Options, Path | None]:
     parser.add_argument("--pgbench-scale", type=int, default=8)
     parser.add_argument("--profile", action="store_true", help="py-spy one API worker")
     parser.add_argument(
+        "--engine",
+        choices=("postgresql", "sqlite"),
+        default="postgresql",
+        help="sqlite: the embedded default, one process running the worker, no PostgreSQL",
+    )
+    parser.add_argument(
         "--wait-idle",
         type=int,
         default=0,
@@ -45,6 +51,7 @@ def _options(argv: list[str]) -> tuple[Options, Path | None]:
         profile=args.profile,
         wait_idle=args.wait_idle,
         workdir=args.workdir,
+        engine=args.engine,
     )
     return options, args.json
 

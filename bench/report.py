@@ -15,6 +15,7 @@ from bench.run import Result
 TARGET_LIMIT_RATIO = 0.5
 TARGET_P99_MS = 100.0
 TARGET_RSS_MIB = 200.0
+TARGET_SQLITE_FLOWS = 100.0  # the embedded default, one process (--engine sqlite)
 
 
 def _mark(ok: bool) -> str:
@@ -41,6 +42,11 @@ def markdown(r: Result) -> str:
         "| --- | ---: | ---: | :---: |",
         f"| flows/s ({r.flows} flows in {r.seconds:.1f} s) | {r.flows_per_s:.1f} | | |",
     ]
+    if r.options.get("engine") == "sqlite":
+        out.append(
+            f"| SQLite flows/s, one process | {r.flows_per_s:.1f} | ≥ {TARGET_SQLITE_FLOWS:.0f} "
+            f"| {_mark(r.flows_per_s >= TARGET_SQLITE_FLOWS)} |"
+        )
     if r.limit is not None and r.limit_ratio is not None:
         out += [
             f"| flow limit (bench/sql/flow_limit.sql, {r.limit.clients} clients, "

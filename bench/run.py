@@ -7,6 +7,7 @@ import os
 import platform
 import tempfile
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +17,7 @@ from bench import profile as profile_mod
 from bench.flow_limit import FlowLimit, run_flow_limit
 from bench.flows import LoadGenerator, Target, seed_catalog
 from bench.pgbench import PgbenchResult, run_pgbench
-from bench.postgres import Server, find_server
+from bench.postgres import find_server
 from bench.processes import (
     CpuSample,
     CpuTime,
@@ -47,6 +48,9 @@ class Options:
     pgbench_scale: int = 8
     profile: bool = False
     wait_idle: int = 0  # seconds to wait for the 1-minute load average to drop below 1
+    # "sqlite": the embedded default, one API process running the worker, no PostgreSQL
+    # (and so no pgbench or flow limit).
+    engine: str = "postgresql"
     workdir: Path | None = None
 
 
@@ -109,6 +113,15 @@ async def run(options: Options) -> Result:
     workdir = options.workdir or Path(tempfile.mkdtemp(prefix="tuition-bench-"))
     workdir.mkdir(parents=True, exist_ok=True)
     await wait_for_idle(options.wait_idle)
+    if options.engine == "sqlite":
+        result = await _run_sqlite(options, workdir)
+    else:
+        result = await _run_postgresql(options, workdir)
+    result.total_seconds = time.monotonic() - started
+    return result
+
+
+async def _run_postgresql(options: Options, workdir: Path) -> Result:
     server = await find_server()
     try:
         result = Result(
@@ -135,7 +148,20 @@ async def run(options: Options) -> Result:
         try:
             print(f"deploying in {workdir} ...", flush=True)
             await deploy(stack, api_workers=options.api_workers)
-            await _load(stack, server, options, result)
+            conn = await server.connect(DATABASE, schema=TEST_MODE_SCHEMA)
+
+            async def backends() -> list[int]:
+                rows = await conn.fetch(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE datname = $1 AND pid <> pg_backend_pid()",
+                    DATABASE,
+                )
+                return [int(r[0]) for r in rows]
+
+            try:
+                await _load(stack, conn, backends, options, result)
+            finally:
+                await conn.close()
         finally:
             stack.stop()
         print("checking ...", flush=True)
@@ -143,7 +169,34 @@ async def run(options: Options) -> Result:
         result.loadavg_end = loadavg()
     finally:
         server.close()
-    result.total_seconds = time.monotonic() - started
+    return result
+
+
+async def _run_sqlite(options: Options, workdir: Path) -> Result:
+    """The embedded default: one ``tuition serve`` process on a SQLite file, running the
+    worker itself. Test mode's store is the sibling file ``bench.test.db``."""
+    result = Result(
+        options={k: str(v) for k, v in vars(options).items()},
+        machine=machine_info({"version": "not used (SQLite)"}),
+        loadavg_start=loadavg(),
+        workdir=str(workdir),
+    )
+    stack = make_stack(
+        workdir,
+        f"sqlite+aiosqlite:///{workdir / 'bench.db'}",
+        pool_size=options.pool_size,
+        embedded_worker=True,
+    )
+    try:
+        print(f"deploying in {workdir} (SQLite, one process) ...", flush=True)
+        await deploy(stack, api_workers=1)
+        queries = checks_mod.SqliteQueries(workdir / "bench.test.db")
+        await _load(stack, queries, _no_backends, options, result)
+    finally:
+        stack.stop()
+    print("checking ...", flush=True)
+    result.checks += [checks_mod.ledger_verify(tuition_bin(), stack.env, timeout=120)]
+    result.loadavg_end = loadavg()
     return result
 
 
@@ -158,7 +211,15 @@ async def wait_for_idle(seconds: int) -> None:
         await asyncio.sleep(5)
 
 
-async def _load(stack: Stack, server: Server, options: Options, result: Result) -> None:
+async def _load(
+    stack: Stack,
+    conn: checks_mod.Queries,
+    backends: Callable[[], Awaitable[list[int]]],
+    options: Options,
+    result: Result,
+) -> None:
+    """Warm up, measure, drain; ``conn`` reads test mode's store (the bench's key is a
+    test key), ``backends()`` the database's server processes once loaded (SQLite: none)."""
     target = Target(HOST, stack.api_port, stack.api_key, APP_ID, stack.key_file)
     products = await seed_catalog(target, creators=options.creators)
     recorder = Recorder()
@@ -170,68 +231,59 @@ async def _load(stack: Stack, server: Server, options: Options, result: Result) 
     )
     users = asyncio.create_task(load.run(options.users, stop))
     await asyncio.sleep(options.warmup)
-    conn = await server.connect(DATABASE, schema=TEST_MODE_SCHEMA)
-    try:
-        roles = await _roles(stack, conn)
-        spies = []
-        if options.profile and profile_mod.available():
-            profile_mod.pin(
-                roles["api"], [pid for r, ps in roles.items() if r != "api" for pid in ps]
-            )
-            for pid in roles["api"]:
-                raw = stack.workdir / f"profile-{pid}.txt"
-                spies.append(await profile_mod.record(pid, options.duration, raw))
-        first, self_cpu, busy = sample(_all(roles)), cpu_seconds(os.getpid()), machine_busy()
-        recorder.measuring = True
-        await asyncio.sleep(options.duration)
-        recorder.measuring = False
-        last, self_cpu = sample(_all(roles)), cpu_seconds(os.getpid()).since(self_cpu)
-        busy_end = machine_busy()
-        result.machine_busy_pct = 100 * (busy_end[0] - busy[0]) / (busy_end[1] - busy[1])
-        elapsed = last.at - first.at
-        stop.set()
-        await asyncio.wait_for(users, timeout=60)
-        if spies:
-            await asyncio.gather(*(spy.wait() for spy in spies))
-            raws = [stack.workdir / f"profile-{pid}.txt" for pid in roles["api"]]
-            result.profile = profile_mod.summarize(raws)
-        result.seconds = elapsed
-        result.flows = recorder.flows_measured
-        result.flows_per_s = recorder.flows_measured / elapsed
-        result.latency_ms = recorder.summaries()
-        result.errors = dict(recorder.errors)
-        result.measured_errors = recorder.measured_errors
-        result.error_samples = recorder.error_samples
-        result.cpu_s = _cpu_by_role(roles, first, last)
-        result.cpu_s["load generator"] = self_cpu
-        for role, pids in roles.items():
-            if role == "postgres":
-                continue
-            for n, pid in enumerate(pids):
-                name = role if len(pids) == 1 else f"{role} {n + 1}"
-                result.peak_rss_mib[name] = memory_kib(pid).get("VmHWM", 0) / 1024
-        left, waited = await checks_mod.wait_for_outbox(conn, within=60)
-        print(f"outbox drained in {waited:.1f} s ({left} left)", flush=True)
-        found = await checks_mod.database_checks(conn, load.paid_orders)
-        result.checks += found.items
-    finally:
-        await conn.close()
+    roles = _roles(stack, await backends())
+    spies = []
+    if options.profile and profile_mod.available():
+        profile_mod.pin(roles["api"], [pid for r, ps in roles.items() if r != "api" for pid in ps])
+        for pid in roles["api"]:
+            raw = stack.workdir / f"profile-{pid}.txt"
+            spies.append(await profile_mod.record(pid, options.duration, raw))
+    first, self_cpu, busy = sample(_all(roles)), cpu_seconds(os.getpid()), machine_busy()
+    recorder.measuring = True
+    await asyncio.sleep(options.duration)
+    recorder.measuring = False
+    last, self_cpu = sample(_all(roles)), cpu_seconds(os.getpid()).since(self_cpu)
+    busy_end = machine_busy()
+    result.machine_busy_pct = 100 * (busy_end[0] - busy[0]) / (busy_end[1] - busy[1])
+    elapsed = last.at - first.at
+    stop.set()
+    await asyncio.wait_for(users, timeout=60)
+    if spies:
+        await asyncio.gather(*(spy.wait() for spy in spies))
+        raws = [stack.workdir / f"profile-{pid}.txt" for pid in roles["api"]]
+        result.profile = profile_mod.summarize(raws)
+    result.seconds = elapsed
+    result.flows = recorder.flows_measured
+    result.flows_per_s = recorder.flows_measured / elapsed
+    result.latency_ms = recorder.summaries()
+    result.errors = dict(recorder.errors)
+    result.measured_errors = recorder.measured_errors
+    result.error_samples = recorder.error_samples
+    result.cpu_s = _cpu_by_role(roles, first, last)
+    result.cpu_s["load generator"] = self_cpu
+    for role, pids in roles.items():
+        if role == "postgres":
+            continue
+        for n, pid in enumerate(pids):
+            name = role if len(pids) == 1 else f"{role} {n + 1}"
+            result.peak_rss_mib[name] = memory_kib(pid).get("VmHWM", 0) / 1024
+    left, waited = await checks_mod.wait_for_outbox(conn, within=60)
+    print(f"outbox drained in {waited:.1f} s ({left} left)", flush=True)
+    found = await checks_mod.database_checks(conn, load.paid_orders)
+    result.checks += found.items
 
 
-async def _roles(stack: Stack, conn: Any) -> dict[str, list[int]]:
-    backends = [
-        int(r[0])
-        for r in await conn.fetch(
-            "SELECT pid FROM pg_stat_activity WHERE datname = $1 AND pid <> pg_backend_pid()",
-            DATABASE,
-        )
-    ]
-    return {
-        "api": stack.api_workers(),
-        "worker": [stack.worker.pid],
-        "simulator": [stack.simulator.pid],
-        "postgres": backends,
-    }
+async def _no_backends() -> list[int]:
+    return []
+
+
+def _roles(stack: Stack, backends: list[int]) -> dict[str, list[int]]:
+    roles = {"api": stack.api_workers(), "simulator": [stack.simulator.pid]}
+    if stack.worker is not None:
+        roles["worker"] = [stack.worker.pid]
+    if backends:
+        roles["postgres"] = backends
+    return roles
 
 
 def _all(roles: dict[str, list[int]]) -> list[int]:

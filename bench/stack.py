@@ -65,8 +65,9 @@ class Stack:
         return [p for p in self.procs if p.name.startswith("api")]
 
     @property
-    def worker(self) -> Proc:
-        return self._named("worker")
+    def worker(self) -> Proc | None:
+        """The ``tuition worker`` process; None when the API process runs the worker."""
+        return next((p for p in self.procs if p.name == "worker"), None)
 
     @property
     def simulator(self) -> Proc:
@@ -106,7 +107,11 @@ class Stack:
             proc.stop()
 
 
-def make_stack(workdir: Path, database_url: str, *, pool_size: int | None) -> Stack:
+def make_stack(
+    workdir: Path, database_url: str, *, pool_size: int | None, embedded_worker: bool = False
+) -> Stack:
+    """``embedded_worker``: the API process runs the worker (SQLite's default), and no
+    ``tuition worker`` process is started."""
     api_port, sim_port = free_port(), free_port()
     key_file = workdir / "simulator-key.pem"
     write_key(key_file)
@@ -121,7 +126,7 @@ def make_stack(workdir: Path, database_url: str, *, pool_size: int | None) -> St
         TUITION_SIMULATOR_KEY_FILE=str(key_file),
         TUITION_SANDBOX_APP_ID=APP_ID,
         TUITION_SANDBOX_SECRET=secrets.token_urlsafe(24),
-        TUITION_EMBEDDED_WORKER="false",
+        TUITION_EMBEDDED_WORKER="true" if embedded_worker else "false",
         BENCH_SIMULATOR_URL=f"http://{HOST}:{sim_port}",
     )
     if pool_size is not None:
@@ -166,9 +171,11 @@ async def deploy(stack: Stack, *, api_workers: int) -> None:
     )
     argv = [tuition_bin(), "serve", "--workers", str(api_workers), "--port", str(stack.api_port)]
     stack.procs.append(start("api", argv, env=stack.env, cwd=stack.workdir))
-    stack.procs.append(start("worker", [tuition_bin(), "worker"], env=stack.env, cwd=stack.workdir))
+    if stack.env["TUITION_EMBEDDED_WORKER"] == "false":
+        worker = [tuition_bin(), "worker"]
+        stack.procs.append(start("worker", worker, env=stack.env, cwd=stack.workdir))
     await wait_for_http(stack.simulator, HOST, stack.sim_port, "/v1/public-key", 30)
     await wait_for_http(stack.api[0], HOST, stack.api_port, "/readyz", 60)
     await wait_for_listeners(stack.api[0], stack.api_workers, stack.api_port, api_workers, 60)
-    if not stack.worker.alive():
+    if stack.worker is not None and not stack.worker.alive():
         raise RuntimeError(f"the worker exited:\n{stack.worker.tail()}")
