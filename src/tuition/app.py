@@ -141,6 +141,7 @@ def _feature_routers() -> list[APIRouter]:
     from tuition import web
     from tuition.api import (
         catalog,
+        fx_rates,
         history,
         invoices,
         orders,
@@ -159,6 +160,7 @@ def _feature_routers() -> list[APIRouter]:
 
     return [
         *catalog.routers,
+        *fx_rates.routers,
         *history.routers,
         *invoices.routers,
         *orders.routers,

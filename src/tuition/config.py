@@ -136,6 +136,9 @@ class Settings(BaseSettings):
     time_zone: str = "Asia/Shanghai"
     # The merchant's name on receipts (docs/history.md).
     merchant_name: str = Field(default="Tuition", min_length=1, max_length=200)
+    # Currency conversion (docs/fx.md): added to the exchange rate when a product is sold
+    # in a currency it has no price in, as a fraction in [0, 1) ("0.02" is 2 %).
+    fx_markup: Decimal = Field(default=Decimal(0), ge=0, lt=1)
 
     @field_validator("time_zone")
     @classmethod

@@ -95,6 +95,10 @@ class OrderOut(BaseModel):
     tax_region: str | None
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
     surface: str = Field(description="The price list the order was priced from")
+    fx: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The exchange rates its prices were converted at, if any (docs/fx.md)",
+    )
     lines: list[LineOut]
     return_url: str | None
     checkout_url: str | None = Field(
@@ -159,6 +163,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         tax_region=order.tax_region,
         pricing=order.pricing,
         surface=order.surface,
+        fx=order.pricing.get("fx"),
         lines=[
             LineOut(
                 id=line_id(order.id, line.line_index),
@@ -208,6 +213,7 @@ def _policy(container: ContainerDep) -> order_service.OrderPolicy:
     return order_service.OrderPolicy(
         order_ttl=timedelta(seconds=settings.order_ttl_seconds),
         channel_fee_rates=settings.channel_fee_rates,
+        fx_markup=settings.fx_markup,
     )
 
 

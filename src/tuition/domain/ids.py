@@ -53,6 +53,7 @@ class Prefix(StrEnum):
     RECONCILIATION = "rec"
     RECONCILIATION_CASE = "rcs"
     INVOICE_REQUEST = "inv"
+    FX_RATE = "fxr"
 
 
 class _Generator:

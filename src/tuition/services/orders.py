@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -16,6 +16,7 @@ from tuition.domain.money import coin_unit
 from tuition.domain.orders import OrderLine, OrderStatus, transition
 from tuition.domain.pricing import Quote, price_order
 from tuition.services.entitlements import grant_for_order
+from tuition.services.fx import fx_record, price_catalog_in
 from tuition.services.memberships import apply_member_prices
 from tuition.store.orders import LineRecord, OrderFilter, OrderRecord
 from tuition.store.uow import UnitOfWork
@@ -54,6 +55,8 @@ class OrderPolicy:
 
     order_ttl: timedelta
     channel_fee_rates: Mapping[str, Decimal]
+    # Added to an exchange rate when a product is sold in a currency it has no price in.
+    fx_markup: Decimal = Decimal(0)
 
 
 async def create_order(
@@ -68,6 +71,15 @@ async def create_order(
     _check_items(cmd)
     async with uow:
         catalog = await uow.catalog.products_by_ids([i.product_id for i in cmd.items])
+        # FX hook: products without a price in the order's currency get a converted one.
+        catalog, conversions = await price_catalog_in(
+            uow,
+            catalog,
+            currency=cmd.currency,
+            surface=cmd.surface,
+            at=now,
+            markup=policy.fx_markup,
+        )
         lines = [OrderLine(_product(catalog, i, n), i.quantity) for n, i in enumerate(cmd.items)]
         _check_quantities(lines)
         if coin_unit() is None and any(line.product.topup_coins for line in lines):
@@ -130,6 +142,8 @@ async def create_order(
             surface=cmd.surface,
         )
         order = _order_record(cmd, quote, lines, now=now, ttl=policy.order_ttl)
+        if conversions:  # the rates, their source and time, as the order was priced
+            order = replace(order, pricing={**order.pricing, "fx": fx_record(conversions)})
         await uow.orders.add(order)
         uow.outcome(order.id)  # what a retry with the same Idempotency-Key gets back
         if coupon_id is not None and coupon is not None:

@@ -1091,3 +1091,22 @@ Index(
     invoice_requests.c.status,
     invoice_requests.c.created_at,
 )
+
+# --- exchange rates ---------------------------------------------------------------------
+
+# Every rate ever quoted, never updated: ``1 base = rate quote`` from ``as_of`` on. The
+# rate at a moment is the row of the pair with the latest ``as_of`` not after it (ties:
+# the later recorded). An order records the row it was priced with (docs/fx.md).
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("base", String(3), nullable=False),
+    Column("quote", String(3), nullable=False),
+    Column("rate", DecimalText, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("as_of", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("base <> quote", name="pair"),
+)
+Index("ix_fx_rates_pair_as_of", fx_rates.c.base, fx_rates.c.quote, fx_rates.c.as_of)
