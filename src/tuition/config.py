@@ -17,6 +17,7 @@ from sqlalchemy.exc import ArgumentError
 from tuition.domain.coins import CoinUnit, SpendOrder
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.refunds import RefundPolicy, parse_policy
+from tuition.domain.risk import RiskPolicy
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 
@@ -139,6 +140,20 @@ class Settings(BaseSettings):
     # Currency conversion (docs/fx.md): added to the exchange rate when a product is sold
     # in a currency it has no price in, as a fraction in [0, 1) ("0.02" is 2 %).
     fx_markup: Decimal = Field(default=Decimal(0), ge=0, lt=1)
+    # Risk control (docs/risk.md): an order or payment whose rules' scores add up to at
+    # least these is reviewed / blocked; unset, only the rules' own actions decide.
+    risk_review_score: Decimal | None = Field(default=None, ge=0)
+    risk_block_score: Decimal | None = Field(default=None, ge=0)
+    # What a review holds: the payment (not started until approved) or the paid order's
+    # entitlements (granted when approved; a rejected paid order is refunded).
+    risk_review_holds: Literal["payment", "entitlements"] = "payment"
+
+    def risk_thresholds(self) -> RiskPolicy:
+        return RiskPolicy(
+            review=self.risk_review_score,
+            block=self.risk_block_score,
+            hold=self.risk_review_holds,
+        )
 
     @field_validator("time_zone")
     @classmethod

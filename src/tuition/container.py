@@ -105,6 +105,7 @@ class Container:
             base_url=settings.base_url,
             recover_after=timedelta(seconds=settings.recover_after_seconds),
             coins=settings.coin_unit(),
+            risk=settings.risk_thresholds(),
         )
 
     def refund_deps(self) -> RefundDeps:

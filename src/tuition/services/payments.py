@@ -28,8 +28,10 @@ from tuition.domain.ids import new_id
 from tuition.domain.money import get_currency
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.domain.risk import RiskPolicy
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services.refund_settlement import apply_refund_state
+from tuition.services.risk import payment_subject, refusing, screen_payment
 from tuition.services.settlement import apply_payment_state
 from tuition.services.tender import check_split, end_payment, hold_wallet_part
 from tuition.store.orders import OrderRecord
@@ -65,6 +67,8 @@ class PaymentDeps:
     recover_after: timedelta = RECOVER_AFTER
     # The platform's coin (TUITION_COINS), None when coins are off.
     coins: CoinUnit | None = None
+    # Risk control's score thresholds (TUITION_RISK_REVIEW_SCORE, _BLOCK_SCORE).
+    risk: RiskPolicy = RiskPolicy.NONE
 
     @property
     def coin_spend_order(self) -> SpendOrder:
@@ -79,7 +83,14 @@ async def create_payment(
     The attempt is stored before the gateway is called, so a crash in between leaves a
     ``created`` payment for the recovery job rather than money we do not know of. A
     gateway timeout leaves it ``pending`` (the gateway may have it); a refusal fails it.
+    Risk control may refuse it first (403 ``risk_blocked``, 409 ``risk_review_pending``).
     """
+    return await refusing(uow, _create_payment(cmd, uow, deps=deps))
+
+
+async def _create_payment(
+    cmd: CreatePayment, uow: UnitOfWork, *, deps: PaymentDeps
+) -> PaymentRecord:
     channel = deps.registry.get(cmd.channel)
     if cmd.method not in channel.methods:
         raise ValidationFailed(
@@ -121,6 +132,11 @@ async def create_payment(
             at=now,
             wallet_part_id=None if part is None else part.id,
         )
+        # Risk hook: a block or a review refuses the attempt before it is stored.
+        assessed = payment_subject(
+            order, payment.id, payment.amount, ip=cmd.client_ip, payer=cmd.payer_id
+        )
+        await screen_payment(uow, assessed, at=now, thresholds=deps.risk)
         # With its recovery query, in the same transaction: every open payment has one,
         # whatever else is open (see worker/jobs.py ``reconcile``).
         await uow.payments.add_with_job(
