@@ -118,7 +118,8 @@ async def test_the_seed_examples_price_orders_in_another_currency(
     assert (eur["currency"], eur["total"]) == ("EUR", 1500)  # 15.00 EUR
     assert eur["fx"] == eur["pricing"]["fx"]
     [used] = eur["fx"]
-    assert used["from_currency"] == "CNY" and used["to_currency"] == "EUR"
+    assert used["from_currency"] == "CNY"
+    assert used["to_currency"] == "EUR"
     assert (used["pair"], used["rate"], used["inverted"]) == ("CNY/EUR", "0.15", False)
     assert (used["source"], used["markup"]) == ("ecb", "0")
     assert used["as_of"].startswith("2026-11-01T09:00:00")
@@ -129,11 +130,13 @@ async def test_the_seed_examples_price_orders_in_another_currency(
         {"customer_id": "u_1", "currency": "USD", "items": [{"product_id": two_thousand}]},
     )
     assert usd["total"] == 28571  # 2,000 CNY at 7 CNY/USD = 285.71 USD
-    assert usd["fx"][0]["pair"] == "USD/CNY" and usd["fx"][0]["inverted"] is True
+    assert usd["fx"][0]["pair"] == "USD/CNY"
+    assert usd["fx"][0]["inverted"] is True
 
     # an order priced in its own currency records no conversion
     own = await post(client, "/v1/orders", order_body(shop, "c2"))
-    assert own["fx"] is None and "fx" not in own["pricing"]
+    assert own["fx"] is None
+    assert "fx" not in own["pricing"]
 
 
 async def test_a_zero_decimal_currency_is_priced_in_whole_units(
@@ -168,7 +171,8 @@ async def test_the_rate_in_force_at_order_time_is_used_and_kept(
     second = await post(client, "/v1/orders", {**body, "customer_id": "u_2"})
     assert second["total"] == 1000
     again = (await client.get(f"/v1/orders/{first['id']}")).json()
-    assert again["total"] == 1500 and again["fx"][0]["rate"] == "0.15"
+    assert again["total"] == 1500
+    assert again["fx"][0]["rate"] == "0.15"
 
 
 async def test_the_markup_setting_is_added_to_the_rate(
@@ -204,7 +208,8 @@ async def test_a_usd_course_is_paid_through_alipay_in_cny_and_every_currency_bal
     payment = await post(
         client, f"/v1/orders/{order['id']}/payments", {"channel": "alipay", "method": "page"}
     )
-    assert payment["amount"] == 7100 and payment["currency"] == "CNY"
+    assert payment["amount"] == 7100
+    assert payment["currency"] == "CNY"
     await _pay_in_browser(gateways.sim, payment["next_action"]["url"])
     await gateways.sim.drain()
     assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
@@ -231,7 +236,8 @@ async def test_a_usd_course_is_paid_through_alipay_in_cny_and_every_currency_bal
             at=clock.now(),
         )
         await uow.commit()
-    assert entry is not None and again is None  # posted once
+    assert entry is not None
+    assert again is None
     async with uow:
         balances = await uow.ledger.balances()
     assert revenue == 2130  # 30 % of 71.00 CNY
@@ -270,8 +276,12 @@ async def test_rate_at_inverts_and_prefers_the_later_quote(
         later = await fx_service.rate_at(uow, "USD", "CNY", clock.now())
         before = await fx_service.rate_at(uow, "USD", "CNY", clock.now() - timedelta(minutes=1))
         none = await fx_service.rate_at(uow, "USD", "EUR", clock.now())
-    assert later is not None and later.inverted and later.convert(100) == 714  # 1 / 0.14
-    assert before is not None and not before.inverted and before.convert(100) == 700
+    assert later is not None
+    assert later.inverted
+    assert later.convert(100) == 714
+    assert before is not None
+    assert not before.inverted
+    assert before.convert(100) == 700
     assert none is None
 
 
@@ -295,7 +305,8 @@ def test_rates_are_imported_from_csv_all_or_nothing(
         )
         refused = runner.invoke(app, ["fx", "import", str(bad)])
         assert refused.exit_code == 1
-        assert "line 3" in refused.output and "rate_invalid" in refused.output
+        assert "line 3" in refused.output
+        assert "rate_invalid" in refused.output
         listed = runner.invoke(app, ["fx", "list"])
         assert "CNY/EUR" not in listed.output  # nothing of the bad file was kept
 
@@ -309,8 +320,10 @@ def test_rates_are_imported_from_csv_all_or_nothing(
         assert imported.exit_code == 0, imported.output
         assert "2 rates recorded" in imported.output
         listed = runner.invoke(app, ["fx", "list"])
-        assert "CNY/EUR" in listed.output and "0.1500" in listed.output
-        assert "USD/CNY" in listed.output and "7.1" in listed.output
+        assert "CNY/EUR" in listed.output
+        assert "0.1500" in listed.output
+        assert "USD/CNY" in listed.output
+        assert "7.1" in listed.output
     finally:
         get_settings.cache_clear()
 

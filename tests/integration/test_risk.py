@@ -150,7 +150,8 @@ async def test_the_seeds_score_500_times_0_2_is_100_above_90_and_reviews(
     assert risk["decision"] == "review"
     assert Decimal(risk["score"]) == Decimal(100)
     [reason] = risk["reasons"]
-    assert reason["kind"] == "amount_score" and "> 90" in reason["detail"]
+    assert reason["kind"] == "amount_score"
+    assert "> 90" in reason["detail"]
     assert (await client.get(f"/v1/orders/{high['id']}")).json()["risk"] == risk
 
     low = await post(client, "/v1/orders", _order(await _big(client, shop, 45000), "u_2"))
@@ -378,7 +379,8 @@ async def test_a_reviewed_order_is_paid_only_after_approval(
     approved = await post(
         client, f"/v1/risk/reviews/{review['id']}/approve", {"note": "known buyer"}
     )
-    assert approved["status"] == "approved" and approved["decided_by"].startswith("api_key:")
+    assert approved["status"] == "approved"
+    assert approved["decided_by"].startswith("api_key:")
     again = await client.post(f"/v1/risk/reviews/{review['id']}/approve", json={})
     await _refused(again, 409, "risk_review_decided")
 
