@@ -148,6 +148,14 @@ class Settings(BaseSettings):
     # entitlements (granted when approved; a rejected paid order is refunded).
     risk_review_holds: Literal["payment", "entitlements"] = "payment"
 
+    # Smart channel choice (docs/payments.md): how `{"channel": "auto"}` ranks channels
+    # (success_per_fee or expected_net), over how many hours of finished attempts; a
+    # channel failing this many calls in a row is skipped for the cool-down.
+    channel_strategy: Literal["success_per_fee", "expected_net"] = "expected_net"
+    channel_success_window_hours: int = Field(default=7 * 24, ge=1, le=90 * 24)
+    channel_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    channel_breaker_cooldown_seconds: float = Field(default=300, gt=0)
+
     def risk_thresholds(self) -> RiskPolicy:
         return RiskPolicy(
             review=self.risk_review_score,

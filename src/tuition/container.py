@@ -15,12 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
 from tuition.config import Settings
+from tuition.domain.channel_choice import Breaker, Strategy
 from tuition.services.api_keys import hash_key
 from tuition.store.access import ApiKeyRecord
 from tuition.store.tables import api_keys
 from tuition.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
+    from tuition.services.channel_choice import ChoicePolicy
     from tuition.services.payments import PaymentDeps
     from tuition.services.refunds import RefundDeps
 
@@ -106,6 +108,17 @@ class Container:
             recover_after=timedelta(seconds=settings.recover_after_seconds),
             coins=settings.coin_unit(),
             risk=settings.risk_thresholds(),
+            breaker=Breaker(
+                settings.channel_breaker_failures, settings.channel_breaker_cooldown_seconds
+            ),
+        )
+
+    def choice_policy(self) -> ChoicePolicy:
+        from tuition.services.channel_choice import ChoicePolicy
+
+        return ChoicePolicy(
+            strategy=Strategy(self.settings.channel_strategy),
+            window=timedelta(hours=self.settings.channel_success_window_hours),
         )
 
     def refund_deps(self) -> RefundDeps:

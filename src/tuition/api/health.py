@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from tuition.api.deps import ContainerDep
+from tuition.services.channel_choice import breaker_states
 
 router = APIRouter(tags=["health"])
 
@@ -30,4 +31,7 @@ async def readyz(container: ContainerDep) -> JSONResponse:
             {"status": "unavailable", "database": f"{type(exc).__name__}: {exc}"[:300]},
             status_code=503,
         )
-    return JSONResponse({"status": "ok", "database": "ok"})
+    # Channel circuit breakers: an open one is skipped by channel choice, not a failure
+    # of this process, so it is detail, never a 503.
+    breakers = await breaker_states(container.uow(), now=container.clock.now())
+    return JSONResponse({"status": "ok", "database": "ok", "channels": breakers})

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from tuition.channels.base import (
@@ -16,6 +16,7 @@ from tuition.channels.base import (
 )
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
+from tuition.domain.channel_choice import Breaker
 from tuition.domain.coins import CoinUnit, SpendOrder
 from tuition.domain.errors import (
     ChannelError,
@@ -30,6 +31,7 @@ from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.risk import RiskPolicy
 from tuition.domain.wallet import WALLET_CHANNEL
+from tuition.services.channel_choice import note_call
 from tuition.services.refund_settlement import apply_refund_state
 from tuition.services.risk import payment_subject, refusing, screen_payment
 from tuition.services.settlement import apply_payment_state
@@ -69,6 +71,8 @@ class PaymentDeps:
     coins: CoinUnit | None = None
     # Risk control's score thresholds (TUITION_RISK_REVIEW_SCORE, _BLOCK_SCORE).
     risk: RiskPolicy = RiskPolicy.NONE
+    # When a channel's calls keep failing, it is skipped for a while (channel choice).
+    breaker: Breaker = field(default_factory=Breaker)
 
     @property
     def coin_spend_order(self) -> SpendOrder:
@@ -165,7 +169,8 @@ async def _create_payment(
     # wrap it, so it runs in an autocommit unit of work (two round trips fewer).
     try:
         created = await channel.create_payment(request)
-    except ChannelTimeout:
+    except ChannelTimeout as exc:
+        await note_call(uow, channel.slug, deps.breaker, at=deps.clock.now(), error=exc)
         async with uow.autocommit() as single:
             await single.payments.set_status(
                 payment.id,
@@ -179,6 +184,7 @@ async def _create_payment(
         # The gateway refused, or the channel refused our request before sending it
         # (e.g. a JSAPI payment without payer_id): this attempt is over either way, and
         # a held balance part comes back with it (one transaction then).
+        await note_call(uow, channel.slug, deps.breaker, at=deps.clock.now(), error=exc)
         async with uow if payment.wallet_part_id else uow.autocommit() as ending:
             await end_payment(
                 ending,
@@ -191,6 +197,7 @@ async def _create_payment(
             )
             await ending.commit()
         raise
+    await note_call(uow, channel.slug, deps.breaker, at=deps.clock.now())  # closes a breaker
     async with uow.autocommit() as single:
         # RETURNING gives the row as written, so no third transaction reads it back.
         pending = await single.payments.set_status_returning(

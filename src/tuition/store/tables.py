@@ -1206,3 +1206,18 @@ risk_reviews = Table(
     CheckConstraint("status IN ('open', 'approved', 'rejected')", name="status"),
 )
 Index("ix_risk_reviews_status_created_at", risk_reviews.c.status, risk_reviews.c.created_at)
+
+# --- channel choice ---------------------------------------------------------------------
+
+# A circuit breaker per channel: consecutive failed or timed-out calls, counted by one
+# UPDATE each; at the threshold the channel is skipped until ``opened_until`` (a
+# cool-down), then tried again: a success closes it, a failure opens it again.
+channel_breakers = Table(
+    "channel_breakers",
+    metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("opened_until", UTCDateTime),
+    Column("last_failure", String(200)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

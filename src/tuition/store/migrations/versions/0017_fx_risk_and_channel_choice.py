@@ -1,4 +1,4 @@
-"""exchange rates with their history; risk rules, counters, decisions, attempts, reviews
+"""exchange rates; risk rules, counters, decisions, attempts, reviews; channel breakers
 
 Revision ID: 0017
 Revises: 0015
@@ -131,9 +131,19 @@ def upgrade() -> None:
         batch_op.create_index(
             "ix_risk_reviews_status_created_at", ["status", "created_at"], unique=False
         )
+    op.create_table(
+        "channel_breakers",
+        sa.Column("channel", sa.String(length=32), nullable=False),
+        sa.Column("failures", sa.Integer(), nullable=False),
+        sa.Column("opened_until", tuition.store.types.UTCDateTime(timezone=True), nullable=True),
+        sa.Column("last_failure", sa.String(length=200), nullable=True),
+        sa.Column("updated_at", tuition.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.PrimaryKeyConstraint("channel", name=op.f("pk_channel_breakers")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("channel_breakers")
     for table in ("risk_reviews", "risk_attempts", "risk_decisions", "risk_counters"):
         op.drop_table(table)
     op.drop_table("risk_rules")
