@@ -156,7 +156,7 @@ def _feature_routers() -> list[APIRouter]:
         wallet,
         webhooks,
     )
-    from tuition.web import admin_invoices
+    from tuition.web import admin_invoices, admin_risk
     from tuition.web import receipts as receipt_pages
 
     return [
@@ -178,6 +178,7 @@ def _feature_routers() -> list[APIRouter]:
         *web.routers,
         *receipt_pages.routers,
         *admin_invoices.routers,
+        *admin_risk.routers,
     ]
 
 

@@ -46,6 +46,9 @@ _METHODS = {
 
 _MOBILE_MARKS = ("Mobile", "Android", "iPhone", "iPad")
 
+FINISHED_STATUSES = ("succeeded", "failed", "closed")
+"""The payment statuses a success rate counts; ``created`` and ``pending`` are open."""
+
 UNKNOWN_RATE = Decimal(1)
 """The success rate of a channel with no finished attempt in the window: it is tried."""
 

@@ -9,11 +9,9 @@ from sqlalchemy import case, func, literal, select, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from tuition.domain.channel_choice import BreakerState
+from tuition.domain.channel_choice import FINISHED_STATUSES, BreakerState
 from tuition.domain.payments import PaymentStatus
 from tuition.store.tables import channel_breakers, payments
-
-_FINISHED = (PaymentStatus.SUCCEEDED.value, PaymentStatus.FAILED.value, PaymentStatus.CLOSED.value)
 
 
 class ChannelChoiceRepository:
@@ -26,7 +24,7 @@ class ChannelChoiceRepository:
         succeeded = func.sum(case((payments.c.status == PaymentStatus.SUCCEEDED.value, 1), else_=0))
         stmt = (
             select(payments.c.channel, succeeded, func.count())
-            .where(payments.c.created_at >= since, payments.c.status.in_(_FINISHED))
+            .where(payments.c.created_at >= since, payments.c.status.in_(FINISHED_STATUSES))
             .group_by(payments.c.channel)
         )
         rows = await self.conn.execute(stmt)
