@@ -21,6 +21,7 @@ from tuition.store.tables import (
     orders,
     outbox_events,
     payments,
+    refunds,
     risk_attempts,
     risk_counters,
     risk_decisions,
@@ -482,3 +483,83 @@ async def test_with_entitlements_held_approval_grants_them(
     await post(client, f"/v1/risk/reviews/{review['id']}/approve", {})
     access = (await client.get(f"/v1/customers/u_1/entitlements/{shop['c2']}")).json()
     assert access["has_access"] is True
+
+
+# --- refunds --------------------------------------------------------------------------
+
+
+async def _paid(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator
+) -> dict[str, Any]:
+    order = await post(client, "/v1/orders", order_body(shop, "c2"))  # 199.00
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    return order
+
+
+async def test_a_large_refund_waits_for_review_and_goes_through_once_approved(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator, uow: UnitOfWork
+) -> None:
+    order = await _paid(client, shop, gateway)
+    await _rule(
+        client,
+        "amount_threshold",
+        {"amounts": {"CNY": "100.00"}},
+        stages=["refund"],
+        action="review",
+    )
+    held = await client.post("/v1/refunds", json={"order_id": order["id"], "amount": 15000})
+    await _refused(held, 409, "risk_review_pending")
+    assert await _count(uow, refunds) == 0
+    [review] = (await client.get("/v1/risk/reviews", params={"status": "open"})).json()["data"]
+    assert review["stage"] == "refund"
+    again = await client.post("/v1/refunds", json={"order_id": order["id"], "amount": 15000})
+    await _refused(again, 409, "risk_review_pending")
+
+    await post(client, f"/v1/risk/reviews/{review['id']}/approve", {})
+    made = await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 15000})
+    assert made["amount"] == 15000
+    small = await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 100})
+    assert small["amount"] == 100  # the order's refunds were approved
+
+
+async def test_rejecting_a_refund_review_refuses_only_that_refund(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator, uow: UnitOfWork
+) -> None:
+    order = await _paid(client, shop, gateway)
+    await _rule(
+        client,
+        "amount_threshold",
+        {"amounts": {"CNY": "100.00"}},
+        stages=["refund"],
+        action="review",
+    )
+    await _refused(
+        await client.post("/v1/refunds", json={"order_id": order["id"]}), 409, "risk_review_pending"
+    )
+    [review] = (await client.get("/v1/risk/reviews")).json()["data"]
+    rejected = await post(client, f"/v1/risk/reviews/{review['id']}/reject", {})
+    assert (rejected["status"], rejected["refund_id"]) == ("rejected", None)
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    assert await _count(uow, refunds) == 0
+
+
+async def test_too_many_refunds_per_customer_are_blocked_and_audited(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator, uow: UnitOfWork
+) -> None:
+    order = await _paid(client, shop, gateway)
+    await _rule(
+        client,
+        "velocity",
+        {"key": "customer", "window_seconds": 86400, "max": 1},
+        stages=["refund"],
+        action="block",
+    )
+    await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 100})
+    blocked = await client.post("/v1/refunds", json={"order_id": order["id"], "amount": 100})
+    await _refused(blocked, 403, "risk_blocked")
+    assert await _count(uow, refunds) == 1
+    assert await _count(uow, risk_attempts, risk_attempts.c.stage == "refund") == 1

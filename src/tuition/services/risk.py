@@ -241,6 +241,38 @@ async def screen_payment(
     await record_decision(uow, subject, assessment, at=at)
 
 
+async def screen_refund(
+    uow: UnitOfWork, subject: Subject, *, at: datetime, thresholds: RiskPolicy
+) -> None:
+    """Refund hook, inside the refund's unit of work, before anything is held.
+
+    A refund of an order under an open refund review waits (409); once an operator
+    approved one, the order's refunds are not assessed again. A block raises
+    RiskBlocked; a review RiskReviewPending (opened after the refund's transaction
+    rolled back, by :func:`refusing`).
+    """
+    assert subject.order_id is not None
+    repo = risk(uow)
+    if await repo.approved_review_of(subject.order_id, stage=Stage.REFUND) is not None:
+        return
+    open_review = await repo.open_review_of(subject.order_id)
+    if open_review is not None and open_review.stage is Stage.REFUND:
+        raise RiskReviewPending(f"a refund of order {subject.order_id} waits for a risk review")
+    assessment = await assess(uow, subject, at=at, thresholds=thresholds)
+    if assessment.decision is Decision.BLOCK:
+        raise RiskBlocked(
+            "this refund was refused by risk control", attempt=Attempt(subject, assessment, at)
+        )
+    if assessment.decision is Decision.REVIEW:
+        raise RiskReviewPending(
+            f"refunds of order {subject.order_id} need a risk review",
+            subject=subject,
+            assessment=assessment,
+            at=at,
+        )
+    await record_decision(uow, subject, assessment, at=at)
+
+
 async def record_decision(
     uow: UnitOfWork, subject: Subject, assessment: Assessment, *, at: datetime
 ) -> DecisionRecord:
@@ -317,6 +349,16 @@ def payment_subject(
         order_id=order.id,
         payment_id=payment_id,
         payer_account=payer,
+    )
+
+
+def refund_subject(order: OrderRecord, amount: int) -> Subject:
+    return Subject(
+        stage=Stage.REFUND,
+        customer_id=order.customer_id,
+        amount=amount,
+        currency=order.currency,
+        order_id=order.id,
     )
 
 
@@ -480,7 +522,8 @@ async def reject_review(
     refund: Any = None,
 ) -> ReviewRecord:
     """Reject an open review: an unpaid order is cancelled; a paid one is refunded in full
-    through the refunds service (``refund(order_id)`` returns the refund's id)."""
+    through the refunds service (``refund(order_id)`` returns the refund's id). Rejecting
+    a refund's review only refuses that refund."""
     from tuition.services.orders import cancel_order
 
     now = clock.now()
@@ -492,6 +535,8 @@ async def reject_review(
             "risk.review_rejected", review.id, _review_event(review, "rejected"), at=now
         )
         await uow.commit()
+    if review.stage is Stage.REFUND:  # the refund asked for is not made
+        return await get_review(uow, review_id)
     if order.status is OrderStatus.PENDING_PAYMENT:
         with contextlib.suppress(TuitionError):  # paid or closed meanwhile: see below
             await cancel_order(uow, order.id, clock=clock)

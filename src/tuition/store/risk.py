@@ -254,13 +254,17 @@ class RiskRepository:
         )
         return None if row is None else _review(row)
 
-    async def approved_review_of(self, order_id: str) -> ReviewRecord | None:
+    async def approved_review_of(
+        self, order_id: str, *, stage: Stage | None = None
+    ) -> ReviewRecord | None:
         stmt = (
             select(risk_reviews)
             .where(risk_reviews.c.order_id == order_id, risk_reviews.c.status == "approved")
             .order_by(risk_reviews.c.id.desc())
             .limit(1)
         )
+        if stage is not None:
+            stmt = stmt.where(risk_reviews.c.stage == stage.value)
         row = (await self.conn.execute(stmt)).mappings().first()
         return None if row is None else _review(row)
 
