@@ -229,3 +229,22 @@ async def test_with_one_channel_broken_the_buyer_is_offered_the_next(
     assert [p["channel"] for p in listed] == ["wechatpay"]
     paying = await post(client, path, {"channel": "auto"})
     assert paying["channel"] == "alipay"
+
+
+async def test_the_checkout_offers_channels_in_ranking_order_without_broken_ones(
+    client: httpx.AsyncClient, shop: dict[str, str], two_channels: Simulator, app: FastAPI
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    url = order["checkout_url"].split("tuition.test", 1)[-1]
+    page = (await client.get(url)).text
+    # no history: the cheaper WeChat Pay ranks first under expected_net
+    assert page.index('value="wechatpay:native"') < page.index('value="alipay:page"')
+
+    container = app.state.container
+    container.settings = container.settings.model_copy(update={"channel_breaker_failures": 1})
+    two_channels.fail_next("create", 1, kind="error")
+    failed = await client.post(f"/v1/orders/{order['id']}/payments", json={"channel": "auto"})
+    assert failed.status_code == 502
+    page = (await client.get(url)).text
+    assert 'value="wechatpay:native"' not in page  # skipped for its cool-down
+    assert 'value="alipay:page"' in page

@@ -98,6 +98,21 @@ async def choose_channel(
     return ranked[0]
 
 
+async def channel_ranking(
+    uow: UnitOfWork,
+    channels: Iterable[Channel],
+    order_id: str,
+    *,
+    policy: ChoicePolicy,
+    now: datetime,
+) -> list[str]:
+    """The checkout's order of channels for the order: best first, without channels that
+    do not suit the buyer's device or whose breaker is open."""
+    device = await order_device(uow, order_id)
+    ranked = await ranked_channels(uow, channels, policy=policy, now=now, device=device)
+    return [c.channel for c in ranked]
+
+
 async def note_call(
     uow: UnitOfWork,
     channel: str,
