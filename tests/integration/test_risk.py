@@ -241,6 +241,8 @@ async def test_a_blocked_payer_account_cannot_start_a_payment(
     assert await _count(uow, risk_attempts, risk_attempts.c.stage == "payment") == 1
     ok = await post(client, path, {"channel": "sandbox", "method": "page"})
     assert ok["status"] == "pending"
+    assert ok["risk"] == {"score": "0", "decision": "allow", "reasons": []}
+    assert (await client.get(f"/v1/payments/{ok['id']}")).json()["risk"] == ok["risk"]
 
 
 async def test_a_new_customers_large_amount_is_reviewed(

@@ -22,6 +22,7 @@ from tuition.services import payments as payment_service
 from tuition.services import wallet as wallet_service
 from tuition.services.channel_choice import choose_channel
 from tuition.services.notifications import handle_notification
+from tuition.services.risk import payment_risk
 from tuition.store.payments import PaymentFilter, PaymentRecord
 
 AUTO_CHANNEL = "auto"
@@ -81,6 +82,9 @@ class PaymentOut(BaseModel):
         default=None,
         description="Split tender: the `wallet` payment holding the part paid from balance "
         "(`pending` while held, `succeeded` with this one, `closed` when released)",
+    )
+    risk: dict[str, Any] | None = Field(
+        default=None, description="Risk control's decision on it: {score, decision, reasons}"
     )
 
 
@@ -173,7 +177,12 @@ async def create_payment(order_id: str, body: PaymentCreate, container: Containe
         container.uow(),
         deps=payment_deps(container),
     )
-    return payment_out(payment)
+    return await _with_risk(container, payment_out(payment))
+
+
+async def _with_risk(container: Container, out: PaymentOut) -> PaymentOut:
+    out.risk = await payment_risk(container.uow(), out.order_id, out.id)
+    return out
 
 
 async def _payment_now(container: Container, payment_id: str | None) -> PaymentOut | None:
@@ -185,7 +194,8 @@ async def _payment_now(container: Container, payment_id: str | None) -> PaymentO
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, summary="Get a payment")
 async def get_payment(payment_id: str, container: ContainerDep) -> PaymentOut:
-    return payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    payment = payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    return await _with_risk(container, payment)
 
 
 @router.get(
