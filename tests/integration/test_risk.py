@@ -565,3 +565,21 @@ async def test_too_many_refunds_per_customer_are_blocked_and_audited(
     await _refused(blocked, 403, "risk_blocked")
     assert await _count(uow, refunds) == 1
     assert await _count(uow, risk_attempts, risk_attempts.c.stage == "refund") == 1
+
+
+async def test_an_order_under_review_is_not_paid_from_the_wallet_either(
+    client: httpx.AsyncClient, shop: dict[str, str], app: FastAPI, uow: UnitOfWork
+) -> None:
+    from tuition.services.wallet import Adjustment, adjust
+
+    deps = app.state.container.payment_deps()
+    await adjust(Adjustment("u_1", "CNY", 50000, "goodwill", "admin:test"), uow, deps=deps)
+    order = await _reviewed_order(client, shop)
+    path = f"/v1/orders/{order['id']}/payments"
+    held = await client.post(path, json={"channel": "wallet"})
+    await _refused(held, 409, "risk_review_pending")
+    assert await _count(uow, payments) == 0
+    [review] = (await client.get("/v1/risk/reviews")).json()["data"]
+    await post(client, f"/v1/risk/reviews/{review['id']}/approve", {})
+    paid = await post(client, path, {"channel": "wallet"})
+    assert paid["status"] == "succeeded"
