@@ -112,6 +112,18 @@ async def test_rules_are_data_with_exact_major_unit_thresholds(
         ("velocity", {"window_seconds": 60, "max": 1}, {}, "params.key"),
         ("velocity", {"key": "ip", "window_seconds": 5, "max": 1}, {}, "params.window_seconds"),
         (
+            "velocity",
+            {"key": "ip", "window_seconds": 60, "max": 1, "event": "failed_payments"},
+            {},
+            "params.key",
+        ),
+        (
+            "velocity",
+            {"key": "ip", "window_seconds": 60, "max": 1, "event": "refunds"},
+            {},
+            "params.event",
+        ),
+        (
             "coupon_guessing",
             {"key": "ip", "window_seconds": 60, "max": 3},
             {"stages": ["refund"]},
@@ -325,6 +337,44 @@ async def test_velocity_is_exact_under_50_concurrent_orders(
     async with uow:
         counted = (await uow.conn.execute(select(risk_counters.c.count))).scalar_one()
     assert counted == 10  # the blocked attempts' counts went with their transactions
+
+
+async def test_failed_payments_per_customer_block_the_next_attempt(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    await _rule(
+        client,
+        "velocity",
+        {"key": "customer", "window_seconds": 3600, "max": 1, "event": "failed_payments"},
+        stages=["payment"],
+        action="block",
+    )
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    path = f"/v1/orders/{order['id']}/payments"
+    for _ in range(2):
+        payment = await post(client, path, {"channel": "sandbox", "method": "page"})
+        await gateway.decline(payment["id"])
+        await gateway.drain()
+    blocked = await client.post(path, json={"channel": "sandbox", "method": "page"})
+    await _refused(blocked, 403, "risk_blocked")
+    [attempt] = (await client.get("/v1/risk/attempts")).json()["data"]
+    assert "2 failed payments by customer u_1" in attempt["risk"]["reasons"][0]["detail"]
+    other = await post(client, "/v1/orders", order_body(shop, "c1", customer_id="u_2"))
+    assert (
+        await post(
+            client, f"/v1/orders/{other['id']}/payments", {"channel": "sandbox", "method": "page"}
+        )
+    )["status"] == "pending"
+    clock.advance(timedelta(hours=1, seconds=1))  # the failures leave the rolling window
+    later = await post(client, "/v1/orders", order_body(shop, "c2"))
+    paying = await post(
+        client, f"/v1/orders/{later['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    assert paying["status"] == "pending"
 
 
 # --- coupon guessing --------------------------------------------------------------------

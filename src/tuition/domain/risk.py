@@ -29,6 +29,8 @@ from tuition.domain.money import format_amount, get_currency, parse_decimal_amou
 MAX_WINDOW = timedelta(days=31)
 MAX_LIST = 1000
 MAX_SCORE = Decimal(10**9)
+ATTEMPTS = "attempts"  # a velocity rule counts the attempts at its stages ...
+FAILED_PAYMENTS = "failed_payments"  # ... or the customer's failed payments
 
 
 class Stage(StrEnum):
@@ -275,6 +277,12 @@ def counted_reason(rule: Rule, subject: Subject, count: int) -> Reason | None:
     limit = int(rule.params["max"])
     seconds = int(rule.params["window_seconds"])
     value = subject.key_value(rule.key)
+    if rule.kind is RuleKind.VELOCITY and rule.params.get("event") == FAILED_PAYMENTS:
+        if count <= limit:
+            return None
+        return reason(
+            rule, f"{count} failed payments by customer {value} in {seconds}s (max {limit})"
+        )
     if rule.kind is RuleKind.VELOCITY and count > limit:
         return reason(
             rule,
@@ -377,12 +385,18 @@ def parse_params(kind: RuleKind, params: Mapping[str, Any]) -> dict[str, Any]:
     if kind in (RuleKind.AMOUNT_THRESHOLD, RuleKind.NEW_CUSTOMER_AMOUNT):
         allowed, stored = {"amounts"}, {"amounts": _amounts(params)}
     elif kind is RuleKind.VELOCITY:
-        allowed = {"key", "window_seconds", "max"}
+        allowed = {"key", "window_seconds", "max", "event"}
+        event = params.get("event", ATTEMPTS)
+        if event not in (ATTEMPTS, FAILED_PAYMENTS):
+            raise _fail(f"params.event must be {ATTEMPTS} or {FAILED_PAYMENTS}", "params.event")
+        keys = [Key.CUSTOMER] if event == FAILED_PAYMENTS else [Key.CUSTOMER, Key.IP, Key.DEVICE]
         stored = {
-            "key": _key(params, [Key.CUSTOMER, Key.IP, Key.DEVICE]),
+            "key": _key(params, keys),
             "window_seconds": _int(params, "window_seconds", 60, window),
             "max": _int(params, "max", 0, 1_000_000),
         }
+        if event == FAILED_PAYMENTS:
+            stored["event"] = FAILED_PAYMENTS
     elif kind is RuleKind.COUPON_GUESSING:
         allowed = {"key", "window_seconds", "max"}
         stored = {

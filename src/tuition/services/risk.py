@@ -23,6 +23,7 @@ from tuition.domain.errors import Conflict, InvalidRequest, NotFound, TuitionErr
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.orders import OrderStatus
 from tuition.domain.risk import (
+    FAILED_PAYMENTS,
     Assessment,
     Attempt,
     Client,
@@ -172,7 +173,9 @@ async def assess(
                 continue
             key = f"{rule.key.value}:{value}"
             start = window_start(at, rule.window)
-            if rule.kind is RuleKind.VELOCITY:
+            if rule.params.get("event") == FAILED_PAYMENTS:  # facts, read over a rolling window
+                count = await repo.failed_payments(subject.customer_id, since=at - rule.window)
+            elif rule.kind is RuleKind.VELOCITY:
                 count = await repo.bump(rule.id, key, start)
             else:
                 count = await repo.count(rule.id, key, start)

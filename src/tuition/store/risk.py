@@ -15,6 +15,7 @@ from tuition.domain.orders import OrderStatus
 from tuition.domain.risk import Assessment, Attempt, Decision, Rule, RuleKind, Stage
 from tuition.store.tables import (
     orders,
+    payments,
     risk_attempts,
     risk_counters,
     risk_decisions,
@@ -145,6 +146,15 @@ class RiskRepository:
             exists().where(orders.c.customer_id == customer_id, orders.c.status.in_(_PAID_ONCE))
         )
         return bool((await self.conn.execute(stmt)).scalar_one())
+
+    async def failed_payments(self, customer_id: str, *, since: datetime) -> int:
+        """The customer's payments that failed since ``since`` (by when they ended)."""
+        stmt = select(func.count()).where(
+            payments.c.customer_id == customer_id,
+            payments.c.status == "failed",
+            payments.c.updated_at >= since,
+        )
+        return int((await self.conn.execute(stmt)).scalar_one())
 
     # --- decisions and attempts -------------------------------------------------------
 
