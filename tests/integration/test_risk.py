@@ -471,8 +471,8 @@ async def test_a_review_at_payment_time_refuses_the_payment_and_opens_the_review
         stages=["payment"],
         action="review",
     )
-    order = await post(client, "/v1/orders", order_body(shop, "c2"))
-    assert order["risk"]["decision"] == "allow"
+    order = await post(client, "/v1/orders", order_body(shop, "c2", client={"ip": "10.0.0.5"}))
+    assert order["risk"]["decision"] == "allow"  # no order rule; the client is kept
     path = f"/v1/orders/{order['id']}/payments"
     held = await client.post(path, json={"channel": "sandbox", "method": "page"})
     await _refused(held, 409, "risk_review_pending")
@@ -487,6 +487,15 @@ async def test_a_review_at_payment_time_refuses_the_payment_and_opens_the_review
         ("payment", "review"),
         ("order", "allow"),
     ]
+    assert log[0]["client"]["ip"] == "10.0.0.5"  # the order's client, at payment time
+
+
+async def test_with_no_rule_at_a_stage_nothing_is_assessed_or_recorded(
+    client: httpx.AsyncClient, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    assert order["risk"] is None
+    assert await _count(uow, risk_decisions) == 0
 
 
 async def test_with_entitlements_held_a_rejected_paid_order_is_refunded(

@@ -262,11 +262,11 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
     order = await order_service.create_order(
         cmd, container.uow(), clock=container.clock, policy=_policy(container)
     )
-    return await _with_risk(container, order_out(order, container.settings))
+    return await _with_risk(container, order_out(order, container.settings), cmd.client)
 
 
-async def _with_risk(container: Container, out: OrderOut) -> OrderOut:
-    out.risk = await risk_service.order_risk(container.uow(), out.id)
+async def _with_risk(container: Container, out: OrderOut, client: Client | None = None) -> OrderOut:
+    out.risk = await risk_service.order_risk(container.uow(), out.id, client=client)
     return out
 
 

@@ -7,6 +7,7 @@ show :func:`breaker_states`. See docs/payments.md#smart-channel-choice.
 
 from __future__ import annotations
 
+import weakref
 from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -15,6 +16,7 @@ from typing import Any
 from tuition.channels.base import Channel
 from tuition.domain.channel_choice import (
     Breaker,
+    BreakerState,
     Candidate,
     Device,
     Strategy,
@@ -40,6 +42,15 @@ def choices(uow: UnitOfWork) -> ChannelChoiceRepository:
     return ChannelChoiceRepository(uow.conn)
 
 
+# Per engine, the channels this process knows to have failures in a row (its own, and
+# those it last read with the breakers).
+_suspects: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+
+
+def _known(uow: UnitOfWork, breakers: list[BreakerState]) -> None:
+    _suspects[uow.engine] = {b.channel for b in breakers if b.failures > 0}
+
+
 async def ranked_channels(
     uow: UnitOfWork,
     channels: Iterable[Channel],
@@ -53,7 +64,9 @@ async def ranked_channels(
     is not open, best first under ``policy.strategy``."""
     async with uow:
         outcomes = await choices(uow).outcomes(now - policy.window)
-        tripped = {b.channel for b in await choices(uow).breakers() if b.is_open(now)}
+        breakers = await choices(uow).breakers()
+    _known(uow, breakers)
+    tripped = {b.channel for b in breakers if b.is_open(now)}
     candidates = []
     for channel in channels:
         if channel.slug == WALLET_CHANNEL or channel.slug in tripped:
@@ -122,11 +135,19 @@ async def note_call(
     error: TuitionError | None = None,
 ) -> None:
     """Tell the channel's breaker how a call went: a gateway error or timeout counts as a
-    failure in a row; a refusal of our request (4xx) or a success does not break it."""
+    failure in a row; a refusal of our request (4xx) or a success does not break it.
+
+    A success resets the count only where this process knows of failures (its own, or
+    those it read with the breakers, which every ``auto`` choice and ``/readyz`` does),
+    so the main road costs no query while every channel is healthy."""
+    if error is None and channel not in _suspects.get(uow.engine, ()):
+        return  # no failure in a row known here: nothing to reset, no query
     async with uow.autocommit() as single:
         if error is None:
             await choices(single).succeeded(channel, at=at)
+            _suspects.setdefault(uow.engine, set()).discard(channel)
         elif isinstance(error, ChannelError):
+            _suspects.setdefault(uow.engine, set()).add(channel)
             await choices(single).failed(
                 channel,
                 at=at,
@@ -140,6 +161,7 @@ async def note_call(
 async def breaker_states(uow: UnitOfWork, *, now: datetime) -> list[dict[str, Any]]:
     async with uow:
         found = await choices(uow).breakers()
+    _known(uow, found)
     return [
         {
             "channel": b.channel,

@@ -13,6 +13,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
+import time
+import weakref
 from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime
@@ -73,6 +75,43 @@ def risk(uow: UnitOfWork) -> RiskRepository:
     return RiskRepository(uow.conn)
 
 
+RULES_CACHE_SECONDS = 5.0
+"""How long the active rules are kept in a process without reading them again: a rule
+changed through another process applies here within this many seconds; one changed
+through this process, at once."""
+
+_rules_cache: weakref.WeakKeyDictionary[Any, tuple[float, list[Rule]]] = weakref.WeakKeyDictionary()
+
+
+def _cached_rules(uow: UnitOfWork) -> list[Rule] | None:
+    hit = _rules_cache.get(uow.engine)
+    return hit[1] if hit is not None and hit[0] > time.monotonic() else None
+
+
+async def active_rules(uow: UnitOfWork) -> list[Rule]:
+    """Inside an open unit of work: the active rules, cached per database engine."""
+    cached = _cached_rules(uow)
+    if cached is not None:
+        return cached
+    rules = await risk(uow).rules(active_only=True)
+    _rules_cache[uow.engine] = (time.monotonic() + RULES_CACHE_SECONDS, rules)
+    return rules
+
+
+def _forget_rules() -> None:
+    _rules_cache.clear()
+
+
+async def risk_is_on(uow: UnitOfWork, stage: Stage | None = None) -> bool:
+    """Whether any active rule runs (at ``stage``): without one, risk control is off and
+    costs no query (open reviews then hold nothing)."""
+    rules = _cached_rules(uow)
+    if rules is None:
+        async with uow.autocommit() as single:
+            rules = await active_rules(single)
+    return any(stage is None or r.runs_at(stage) for r in rules)
+
+
 # --- rules ------------------------------------------------------------------------------
 
 
@@ -124,6 +163,7 @@ async def create_rule(cmd: RuleInput, uow: UnitOfWork, *, clock: Clock) -> Rule:
         await risk(uow).add_rule(rule)
         uow.outcome(rule.id)
         await uow.commit()
+    _forget_rules()
     return rule
 
 
@@ -135,6 +175,7 @@ async def replace_rule(rule_id: str, cmd: RuleInput, uow: UnitOfWork, *, clock: 
         rule = _rule(cmd, rule_id, found.created_at, clock.now())
         await risk(uow).replace_rule(rule)
         await uow.commit()
+    _forget_rules()
     return rule
 
 
@@ -163,7 +204,7 @@ async def assess(
     count goes with the transaction if it rolls back); coupon guessing reads its count.
     """
     repo = risk(uow)
-    rules = [r for r in await repo.rules(active_only=True) if r.runs_at(subject.stage)]
+    rules = [r for r in await active_rules(uow) if r.runs_at(subject.stage)]
     new_customer: bool | None = None
     reasons = []
     for rule in rules:
@@ -193,7 +234,16 @@ async def screen_order(
     uow: UnitOfWork, subject: Subject, *, at: datetime, thresholds: RiskPolicy
 ) -> Assessment:
     """Order hook, inside the order's unit of work, before the order is added: raises
-    RiskBlocked on a block; records the decision (and opens a review) otherwise."""
+    RiskBlocked on a block; records the decision (and opens a review) otherwise.
+
+    With no active rule at the order stage nothing is assessed; the client the platform
+    passed is still recorded (channel choice reads the buyer's device from it).
+    """
+    if not any(r.runs_at(Stage.ORDER) for r in await active_rules(uow)):
+        assessment = decide([], thresholds)
+        if subject.client != Client():
+            await record_decision(uow, subject, assessment, at=at)
+        return assessment
     assessment = await assess(uow, subject, at=at, thresholds=thresholds)
     if assessment.decision is Decision.BLOCK:
         raise RiskBlocked(
@@ -215,6 +265,8 @@ async def screen_payment(
     assessed again; a block raises RiskBlocked.
     """
     assert subject.order_id is not None
+    if not await active_rules(uow):
+        return  # risk control is off
     repo = risk(uow)
     holds_payment = thresholds.hold == "payment"
     if await repo.open_review_of(subject.order_id) is not None:
@@ -255,6 +307,8 @@ async def screen_refund(
     rolled back, by :func:`refusing`).
     """
     assert subject.order_id is not None
+    if not await active_rules(uow):
+        return  # risk control is off
     repo = risk(uow)
     if await repo.approved_review_of(subject.order_id, stage=Stage.REFUND) is not None:
         return
@@ -406,7 +460,7 @@ async def refusing_order(
 async def _count_guess(uow: UnitOfWork, subject: Subject, at: datetime, found: list[Any]) -> None:
     async with uow.autocommit() as single:
         repo = risk(single)
-        for rule in await repo.rules(active_only=True):
+        for rule in await active_rules(single):
             if rule.kind is not RuleKind.COUPON_GUESSING:
                 continue
             value = subject.key_value(rule.key)
@@ -444,23 +498,33 @@ async def _write_review(
 
 
 async def holds_entitlements(uow: UnitOfWork, order_id: str) -> bool:
-    """Inside an open unit of work: whether the order's entitlements wait for a review."""
+    """Inside an open unit of work: whether the order's entitlements wait for a review
+    (never while risk control is off)."""
+    if not await active_rules(uow):
+        return False
     return await risk(uow).open_review_of(order_id) is not None
 
 
 # --- reading ----------------------------------------------------------------------------
 
 
-async def order_risk(uow: UnitOfWork, order_id: str) -> dict[str, Any] | None:
-    """``risk: {score, decision, reasons}`` of an order (its order-time decision)."""
-    async with uow:
-        found = await risk(uow).decision_of(order_id=order_id, stage=Stage.ORDER)
+async def order_risk(
+    uow: UnitOfWork, order_id: str, *, client: Client | None = None
+) -> dict[str, Any] | None:
+    """``risk: {score, decision, reasons}`` of an order (its order-time decision). Just
+    after creation (``client`` given), no query is made when nothing was recorded."""
+    if client == Client() and not await risk_is_on(uow, Stage.ORDER):
+        return None
+    async with uow.autocommit() as single:
+        found = await risk(single).decision_of(order_id=order_id, stage=Stage.ORDER)
     return None if found is None else found.risk()
 
 
 async def payment_risk(uow: UnitOfWork, order_id: str, payment_id: str) -> dict[str, Any] | None:
-    async with uow:
-        found = await risk(uow).decision_of(
+    if not await risk_is_on(uow, Stage.PAYMENT):
+        return None
+    async with uow.autocommit() as single:
+        found = await risk(single).decision_of(
             order_id=order_id, stage=Stage.PAYMENT, payment_id=payment_id
         )
     return None if found is None else found.risk()
