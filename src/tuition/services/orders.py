@@ -65,8 +65,9 @@ class OrderPolicy:
     channel_fee_rates: Mapping[str, Decimal]
     # Added to an exchange rate when a product is sold in a currency it has no price in.
     fx_markup: Decimal = Decimal(0)
-    # Risk control's score thresholds (TUITION_RISK_REVIEW_SCORE, _BLOCK_SCORE).
-    risk: RiskPolicy = RiskPolicy.NONE
+    # Risk control (services/risk.py) for orders a buyer places through the API; None
+    # for orders Tuition raises itself (subscription periods), assessed when paid.
+    risk: RiskPolicy | None = None
 
 
 async def create_order(
@@ -163,8 +164,10 @@ async def _create_order(
         order = _order_record(cmd, quote, lines, now=now, ttl=policy.order_ttl)
         if conversions:  # the rates, their source and time, as the order was priced
             order = replace(order, pricing={**order.pricing, "fx": fx_record(conversions)})
-        # Risk hook: a block raises; allow and review are recorded with the order.
-        await screen_order(uow, order_subject(order, cmd.client), at=now, thresholds=policy.risk)
+        if policy.risk is not None:  # risk hook: a block raises; allow and review recorded
+            await screen_order(
+                uow, order_subject(order, cmd.client), at=now, thresholds=policy.risk
+            )
         await uow.orders.add(order)
         uow.outcome(order.id)  # what a retry with the same Idempotency-Key gets back
         if coupon_id is not None and coupon is not None:
