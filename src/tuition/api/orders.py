@@ -274,7 +274,8 @@ async def _order_now(container: Container, order_id: str | None) -> OrderOut | N
     """An Idempotency-Key replay whose first answer was lost: the order as it is now."""
     if order_id is None:
         return None
-    return order_out(await order_service.get_order(container.uow(), order_id), container.settings)
+    order = await order_service.get_order(container.uow(), order_id)
+    return await _with_risk(container, order_out(order, container.settings))
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, summary="Get an order")

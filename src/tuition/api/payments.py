@@ -189,7 +189,8 @@ async def _payment_now(container: Container, payment_id: str | None) -> PaymentO
     """An Idempotency-Key replay whose first answer was lost: the payment as it is now."""
     if payment_id is None:
         return None
-    return payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    payment = payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    return await _with_risk(container, payment)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, summary="Get a payment")
