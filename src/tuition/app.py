@@ -202,6 +202,7 @@ def _feature_routers() -> list[APIRouter]:
         apple,
         bank_transfers,
         catalog,
+        fx_rates,
         history,
         invoices,
         orders,
@@ -211,6 +212,7 @@ def _feature_routers() -> list[APIRouter]:
         receipts,
         reconciliations,
         refunds,
+        risk,
         subscriptions,
         wallet,
         webhooks,
@@ -220,6 +222,7 @@ def _feature_routers() -> list[APIRouter]:
         *apple.routers,  # before payments: /v1/notify/apple before /v1/notify/{channel}
         *bank_transfers.routers,
         *catalog.routers,
+        *fx_rates.routers,
         *history.routers,
         *invoices.routers,
         *orders.routers,
@@ -229,6 +232,7 @@ def _feature_routers() -> list[APIRouter]:
         *receipts.routers,
         *reconciliations.routers,
         *refunds.routers,
+        *risk.routers,
         *subscriptions.routers,
         *wallet.routers,
         *webhooks.routers,
@@ -237,10 +241,10 @@ def _feature_routers() -> list[APIRouter]:
 
 def _page_routers() -> list[APIRouter]:
     from tuition import web
-    from tuition.web import admin_invoices
+    from tuition.web import admin_invoices, admin_risk
     from tuition.web import receipts as receipt_pages
 
-    return [*web.routers, *receipt_pages.routers, *admin_invoices.routers]
+    return [*web.routers, *receipt_pages.routers, *admin_invoices.routers, *admin_risk.routers]
 
 
 def app_from_env() -> FastAPI:

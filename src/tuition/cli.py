@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tuition import server
 from tuition.cli_bank_transfers import bank_transfers_app
 from tuition.cli_base import choose_mode, load_settings, store_engine
+from tuition.cli_fx import fx_app
 from tuition.cli_payouts import payouts_app
 from tuition.cli_reconcile import reconcile
 from tuition.cli_refunds import refunds_app
@@ -57,6 +58,7 @@ app.command("reconcile")(reconcile)
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(bank_transfers_app, name="bank-transfers")
 app.add_typer(payouts_app, name="payouts")
+app.add_typer(fx_app, name="fx")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")

@@ -18,6 +18,7 @@ from tuition.domain.coins import CoinUnit, SpendOrder
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.modes import Mode
 from tuition.domain.refunds import RefundPolicy, parse_policy
+from tuition.domain.risk import RiskPolicy
 
 SUPPORTED_DRIVERS = ("sqlite+aiosqlite", "postgresql+asyncpg")
 # Where test mode keeps its data on PostgreSQL when no URL of its own is set.
@@ -158,6 +159,31 @@ class Settings(BaseSettings):
     time_zone: str = "Asia/Shanghai"
     # The merchant's name on receipts (docs/history.md).
     merchant_name: str = Field(default="Tuition", min_length=1, max_length=200)
+    # Currency conversion (docs/fx.md): added to the exchange rate when a product is sold
+    # in a currency it has no price in, as a fraction in [0, 1) ("0.02" is 2 %).
+    fx_markup: Decimal = Field(default=Decimal(0), ge=0, lt=1)
+    # Risk control (docs/risk.md): an order or payment whose rules' scores add up to at
+    # least these is reviewed / blocked; unset, only the rules' own actions decide.
+    risk_review_score: Decimal | None = Field(default=None, ge=0)
+    risk_block_score: Decimal | None = Field(default=None, ge=0)
+    # What a review holds: the payment (not started until approved) or the paid order's
+    # entitlements (granted when approved; a rejected paid order is refunded).
+    risk_review_holds: Literal["payment", "entitlements"] = "payment"
+
+    # Smart channel choice (docs/payments.md): how `{"channel": "auto"}` ranks channels
+    # (success_per_fee or expected_net), over how many hours of finished attempts; a
+    # channel failing this many calls in a row is skipped for the cool-down.
+    channel_strategy: Literal["success_per_fee", "expected_net"] = "expected_net"
+    channel_success_window_hours: int = Field(default=7 * 24, ge=1, le=90 * 24)
+    channel_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    channel_breaker_cooldown_seconds: float = Field(default=300, gt=0)
+
+    def risk_thresholds(self) -> RiskPolicy:
+        return RiskPolicy(
+            review=self.risk_review_score,
+            block=self.risk_block_score,
+            hold=self.risk_review_holds,
+        )
 
     @field_validator("time_zone")
     @classmethod

@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
 from tuition.config import Settings
+from tuition.domain.channel_choice import Breaker, Strategy
 from tuition.domain.earnings import HoldRule
 from tuition.domain.modes import MODES, Mode
 from tuition.services.api_keys import hash_key
@@ -23,6 +24,7 @@ from tuition.store.tables import api_keys
 from tuition.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
+    from tuition.services.channel_choice import ChoicePolicy
     from tuition.services.payments import PaymentDeps
     from tuition.services.payouts import PayoutDeps
     from tuition.services.refunds import RefundDeps
@@ -115,6 +117,10 @@ class Container:
             hold=HoldRule.of(
                 settings.default_refund_policy().window_days, settings.payout_hold_days
             ),
+            risk=settings.risk_thresholds(),
+            breaker=Breaker(
+                settings.channel_breaker_failures, settings.channel_breaker_cooldown_seconds
+            ),
         )
 
     def payout_deps(self) -> PayoutDeps:
@@ -126,6 +132,14 @@ class Container:
             registry=self.registry,
             base_url=self.settings.base_url,
             mode=self.mode,
+        )
+
+    def choice_policy(self) -> ChoicePolicy:
+        from tuition.services.channel_choice import ChoicePolicy
+
+        return ChoicePolicy(
+            strategy=Strategy(self.settings.channel_strategy),
+            window=timedelta(hours=self.settings.channel_success_window_hours),
         )
 
     def refund_deps(self) -> RefundDeps:

@@ -7,6 +7,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 from tuition.container import Modes
+from tuition.services.channel_choice import breaker_states
 
 router = APIRouter(tags=["health"])
 
@@ -23,7 +24,7 @@ async def healthz() -> dict[str, str]:
 )
 async def readyz(request: Request) -> JSONResponse:
     modes: Modes = request.app.state.modes
-    report: dict[str, str] = {"status": "ok"}
+    report: dict[str, object] = {"status": "ok"}
     for container in modes.distinct():
         name = "database" if container is modes.live else "test_mode_database"
         try:
@@ -34,4 +35,13 @@ async def readyz(request: Request) -> JSONResponse:
             report[name] = f"{type(exc).__name__}: {exc}"[:300]
         else:
             report[name] = "ok"
-    return JSONResponse(report, status_code=200 if report["status"] == "ok" else 503)
+    if report["status"] != "ok":
+        return JSONResponse(report, status_code=503)
+    # Channel circuit breakers: an open one is skipped by channel choice, not a failure
+    # of this process, so it is detail, never a 503 (live mode's, and test mode's apart).
+    live = modes.live
+    report["channels"] = await breaker_states(live.uow(), now=live.clock.now())
+    if modes.test is not live:
+        test = modes.test
+        report["test_mode_channels"] = await breaker_states(test.uow(), now=test.clock.now())
+    return JSONResponse(report)

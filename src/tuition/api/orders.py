@@ -18,9 +18,11 @@ from tuition.config import Settings
 from tuition.domain.catalog import DEFAULT_SURFACE, SURFACE_PATTERN
 from tuition.domain.ids import Prefix
 from tuition.domain.orders import MAX_QUANTITY, OrderStatus
+from tuition.domain.risk import Client
 from tuition.services import closing
 from tuition.services import entitlements as entitlement_service
 from tuition.services import orders as order_service
+from tuition.services import risk as risk_service
 from tuition.services.refunds import line_id
 from tuition.store.orders import EntitlementRecord, OrderFilter, OrderRecord
 from tuition.web.links import checkout_url
@@ -33,6 +35,15 @@ class Item(BaseModel):
     model_config = ConfigDict(extra="forbid")
     product_id: str = Field(min_length=1, max_length=40)
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
+
+
+class ClientIn(BaseModel):
+    """The buyer's client, for risk control (velocity and blocklists by IP and device)."""
+
+    model_config = ConfigDict(extra="forbid")
+    ip: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9A-Fa-f:.]+$")
+    device_id: str | None = Field(default=None, min_length=1, max_length=200)
+    user_agent: str | None = Field(default=None, max_length=500)
 
 
 class OrderCreate(BaseModel):
@@ -58,6 +69,9 @@ class OrderCreate(BaseModel):
         pattern=SURFACE_PATTERN,
         description='Where the buyer pays ("web", "ios", …): products priced for that '
         "surface (`surface_prices`) sell at that price there",
+    )
+    client: ClientIn | None = Field(
+        default=None, description="The buyer's ip, device_id, user_agent"
     )
 
 
@@ -95,6 +109,13 @@ class OrderOut(BaseModel):
     tax_region: str | None
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
     surface: str = Field(description="The price list the order was priced from")
+    risk: dict[str, Any] | None = Field(
+        default=None, description="Risk control's decision: {score, decision, reasons}"
+    )
+    fx: list[dict[str, Any]] | None = Field(
+        default=None,
+        description="The exchange rates its prices were converted at, if any (docs/fx.md)",
+    )
     lines: list[LineOut]
     return_url: str | None
     checkout_url: str | None = Field(
@@ -159,6 +180,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         tax_region=order.tax_region,
         pricing=order.pricing,
         surface=order.surface,
+        fx=order.pricing.get("fx"),
         lines=[
             LineOut(
                 id=line_id(order.id, line.line_index),
@@ -208,6 +230,8 @@ def _policy(container: ContainerDep) -> order_service.OrderPolicy:
     return order_service.OrderPolicy(
         order_ttl=timedelta(seconds=settings.order_ttl_seconds),
         channel_fee_rates=settings.channel_fee_rates,
+        fx_markup=settings.fx_markup,
+        risk=settings.risk_thresholds(),
     )
 
 
@@ -233,23 +257,31 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         return_url=body.return_url,
         metadata=body.metadata,
         surface=body.surface,
+        client=Client(**body.client.model_dump()) if body.client else Client(),
     )
     order = await order_service.create_order(
         cmd, container.uow(), clock=container.clock, policy=_policy(container)
     )
-    return order_out(order, container.settings)
+    return await _with_risk(container, order_out(order, container.settings), cmd.client)
+
+
+async def _with_risk(container: Container, out: OrderOut, client: Client | None = None) -> OrderOut:
+    out.risk = await risk_service.order_risk(container.uow(), out.id, client=client)
+    return out
 
 
 async def _order_now(container: Container, order_id: str | None) -> OrderOut | None:
     """An Idempotency-Key replay whose first answer was lost: the order as it is now."""
     if order_id is None:
         return None
-    return order_out(await order_service.get_order(container.uow(), order_id), container.settings)
+    order = await order_service.get_order(container.uow(), order_id)
+    return await _with_risk(container, order_out(order, container.settings))
 
 
 @router.get("/orders/{order_id}", response_model=OrderOut, summary="Get an order")
 async def get_order(order_id: str, container: ContainerDep) -> OrderOut:
-    return order_out(await order_service.get_order(container.uow(), order_id), container.settings)
+    order = await order_service.get_order(container.uow(), order_id)
+    return await _with_risk(container, order_out(order, container.settings))
 
 
 @router.get(

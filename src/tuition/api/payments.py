@@ -20,8 +20,12 @@ from tuition.domain.payments import PaymentStatus
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services import payments as payment_service
 from tuition.services import wallet as wallet_service
+from tuition.services.channel_choice import choose_channel
 from tuition.services.notifications import handle_notification
+from tuition.services.risk import payment_risk
 from tuition.store.payments import PaymentFilter, PaymentRecord
+
+AUTO_CHANNEL = "auto"
 
 router = v1_router(tags=["payments"])
 notify = APIRouter(prefix="/v1", tags=["notifications"])
@@ -79,6 +83,9 @@ class PaymentOut(BaseModel):
         description="Split tender: the `wallet` payment holding the part paid from balance "
         "(`pending` while held, `succeeded` with this one, `closed` when released)",
     )
+    risk: dict[str, Any] | None = Field(
+        default=None, description="Risk control's decision on it: {score, decision, reasons}"
+    )
 
 
 class PaymentList(BaseModel):
@@ -122,6 +129,8 @@ def payment_deps(container: Container) -> payment_service.PaymentDeps:
     "the buyer's next action. An order may have several attempts; one on a paid, expired "
     "or cancelled order is refused (409 `order_not_payable`). A gateway timeout answers "
     "502 `channel_timeout` and leaves the attempt pending for the recovery job. "
+    '`{"channel": "auto"}` picks the best-ranked enabled channel for the buyer\'s device '
+    "(success rate, fee, circuit breaker; 409 `no_channel_available` if none fits). "
     '`{"channel": "wallet"}` pays from the buyer\'s balance at once (the payment is '
     "`succeeded`, the order `paid`), or answers 409 `insufficient_balance` naming the "
     "shortfall and writes nothing; a coin-priced order is paid that way only (409 "
@@ -143,13 +152,24 @@ async def create_payment(order_id: str, body: PaymentCreate, container: Containe
             order_id, container.uow(), deps=payment_deps(container)
         )
         return payment_out(paid)
-    if body.method is None:
+    channel, method = body.channel, body.method
+    if channel == AUTO_CHANNEL:  # smart channel choice: the best-ranked channel now
+        chosen = await choose_channel(
+            container.uow(),
+            container.registry,
+            order_id,
+            policy=container.choice_policy(),
+            now=container.clock.now(),
+            method=method,
+        )
+        channel, method = chosen.channel, chosen.method
+    if method is None:
         raise ValidationFailed("method is required for this channel", param="method")
     payment = await payment_service.create_payment(
         payment_service.CreatePayment(
             order_id=order_id,
-            channel=body.channel,
-            method=body.method,
+            channel=channel,
+            method=method,
             client_ip=body.client_ip,
             payer_id=body.payer_id,
             wallet_amount=body.wallet_amount,
@@ -157,19 +177,26 @@ async def create_payment(order_id: str, body: PaymentCreate, container: Containe
         container.uow(),
         deps=payment_deps(container),
     )
-    return payment_out(payment)
+    return await _with_risk(container, payment_out(payment))
+
+
+async def _with_risk(container: Container, out: PaymentOut) -> PaymentOut:
+    out.risk = await payment_risk(container.uow(), out.order_id, out.id)
+    return out
 
 
 async def _payment_now(container: Container, payment_id: str | None) -> PaymentOut | None:
     """An Idempotency-Key replay whose first answer was lost: the payment as it is now."""
     if payment_id is None:
         return None
-    return payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    payment = payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    return await _with_risk(container, payment)
 
 
 @router.get("/payments/{payment_id}", response_model=PaymentOut, summary="Get a payment")
 async def get_payment(payment_id: str, container: ContainerDep) -> PaymentOut:
-    return payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    payment = payment_out(await payment_service.get_payment(container.uow(), payment_id))
+    return await _with_risk(container, payment)
 
 
 @router.get(

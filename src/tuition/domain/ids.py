@@ -54,6 +54,11 @@ class Prefix(StrEnum):
     RECONCILIATION = "rec"
     RECONCILIATION_CASE = "rcs"
     INVOICE_REQUEST = "inv"
+    FX_RATE = "fxr"
+    RISK_RULE = "rsk"
+    RISK_DECISION = "rskd"
+    RISK_ATTEMPT = "rska"
+    RISK_REVIEW = "rrv"
 
 
 class _Generator:

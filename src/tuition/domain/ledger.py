@@ -88,6 +88,7 @@ class AccountKind(StrEnum):
     REFUNDS = "refunds"  # contra-revenue
     CASH = "cash"  # the platform's bank: settlements in, payouts out
     WALLET_ADJUSTMENTS = "wallet_adjustments"  # operator credits (a cost) and debits
+    FX_CONVERSION = "fx_conversion"  # per currency: the position left by conversions
 
     @property
     def account_type(self) -> AccountType:
@@ -111,6 +112,7 @@ _KIND_TYPES = {
     AccountKind.REFUNDS: AccountType.REVENUE,
     AccountKind.CASH: AccountType.ASSET,
     AccountKind.WALLET_ADJUSTMENTS: AccountType.EXPENSE,
+    AccountKind.FX_CONVERSION: AccountType.ASSET,
 }
 _QUALIFIED = frozenset(
     {

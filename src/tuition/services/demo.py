@@ -23,6 +23,7 @@ from tuition.domain.money import coin_unit
 from tuition.services import admin as admin_service
 from tuition.services import catalog as catalog_service
 from tuition.services import coupons as coupon_service
+from tuition.services import fx as fx_service
 from tuition.services.catalog import NewCreator, NewProduct, PageQuery
 from tuition.services.coupons import NewCoupon
 from tuition.services.orders import CreateOrder, ItemRequest, OrderPolicy, create_order
@@ -66,6 +67,10 @@ async def seed_demo(
     creators = await _creators(uow_factory, clock)
     products = await _products(uow_factory, clock, creators)
     await _coupons(uow_factory, clock)
+    # An exchange rate, so the CNY courses can also be ordered in USD (docs/fx.md).
+    await fx_service.put_rate(
+        fx_service.SetRate("USD", "CNY", Decimal("7.1"), source="demo"), uow_factory(), clock=clock
+    )
     password = secrets.token_urlsafe(12)
     try:
         await admin_service.create_admin_user(operators(), ADMIN_EMAIL, password, clock)

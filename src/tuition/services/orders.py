@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta
 from decimal import Decimal
 from typing import Any
@@ -15,8 +15,16 @@ from tuition.domain.ids import new_id
 from tuition.domain.money import coin_unit
 from tuition.domain.orders import OrderLine, OrderStatus, transition
 from tuition.domain.pricing import Quote, price_order
+from tuition.domain.risk import Client, RiskPolicy
 from tuition.services.entitlements import grant_for_order
+from tuition.services.fx import fx_record, price_catalog_in
 from tuition.services.memberships import apply_member_prices
+from tuition.services.risk import (
+    holds_entitlements,
+    order_subject,
+    refusing_order,
+    screen_order,
+)
 from tuition.store.orders import LineRecord, OrderFilter, OrderRecord
 from tuition.store.uow import UnitOfWork
 
@@ -46,6 +54,7 @@ class CreateOrder:
     # Unit prices set by Tuition itself (a subscription's first-period price, proration,
     # carried credit), never by the API: applied as the line's promotion.
     unit_prices: Mapping[str, int] = field(default_factory=dict)
+    client: Client = field(default_factory=Client)  # the buyer's ip, device, user agent
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +63,11 @@ class OrderPolicy:
 
     order_ttl: timedelta
     channel_fee_rates: Mapping[str, Decimal]
+    # Added to an exchange rate when a product is sold in a currency it has no price in.
+    fx_markup: Decimal = Decimal(0)
+    # Risk control (services/risk.py) for orders a buyer places through the API; None
+    # for orders Tuition raises itself (subscription periods), assessed when paid.
+    risk: RiskPolicy | None = None
 
 
 async def create_order(
@@ -62,12 +76,30 @@ async def create_order(
     """Price ``cmd`` and store it as a ``pending_payment`` order, all or nothing.
 
     A coupon use is counted by conditional UPDATE in the same transaction, so under
-    concurrent checkouts a coupon with N uses left is redeemed at most N times.
+    concurrent checkouts a coupon with N uses left is redeemed at most N times. Risk
+    control may refuse it (403 ``risk_blocked``, the attempt audited) or hold it for
+    review (services/risk.py).
     """
+    work = _create_order(cmd, uow, clock=clock, policy=policy)
+    return await refusing_order(uow, cmd.customer_id, cmd.client, clock.now(), work)
+
+
+async def _create_order(
+    cmd: CreateOrder, uow: UnitOfWork, *, clock: Clock, policy: OrderPolicy
+) -> OrderRecord:
     now = clock.now()
     _check_items(cmd)
     async with uow:
         catalog = await uow.catalog.products_by_ids([i.product_id for i in cmd.items])
+        # FX hook: products without a price in the order's currency get a converted one.
+        catalog, conversions = await price_catalog_in(
+            uow,
+            catalog,
+            currency=cmd.currency,
+            surface=cmd.surface,
+            at=now,
+            markup=policy.fx_markup,
+        )
         lines = [OrderLine(_product(catalog, i, n), i.quantity) for n, i in enumerate(cmd.items)]
         _check_quantities(lines)
         if coin_unit() is None and any(line.product.topup_coins for line in lines):
@@ -130,6 +162,12 @@ async def create_order(
             surface=cmd.surface,
         )
         order = _order_record(cmd, quote, lines, now=now, ttl=policy.order_ttl)
+        if conversions:  # the rates, their source and time, as the order was priced
+            order = replace(order, pricing={**order.pricing, "fx": fx_record(conversions)})
+        if policy.risk is not None:  # risk hook: a block raises; allow and review recorded
+            await screen_order(
+                uow, order_subject(order, cmd.client), at=now, thresholds=policy.risk
+            )
         await uow.orders.add(order)
         uow.outcome(order.id)  # what a retry with the same Idempotency-Key gets back
         if coupon_id is not None and coupon is not None:
@@ -236,6 +274,8 @@ async def mark_order_paid(uow: UnitOfWork, order: str | OrderRecord, *, at: date
         if current.status is OrderStatus.PAID:
             return False
         transition(current.status, OrderStatus.PAID)
+    if await holds_entitlements(uow, order_id):  # risk hook: granted when approved
+        return True
     await grant_for_order(uow, order, paid_at=at)
     return True
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from datetime import datetime, timedelta
 
 from tuition.channels.base import (
@@ -17,6 +17,7 @@ from tuition.channels.base import (
 )
 from tuition.channels.registry import ChannelRegistry
 from tuition.clock import Clock
+from tuition.domain.channel_choice import Breaker
 from tuition.domain.coins import CoinUnit, SpendOrder
 from tuition.domain.earnings import DEFAULT_HOLD, HoldRule
 from tuition.domain.errors import (
@@ -31,8 +32,11 @@ from tuition.domain.modes import Mode, notify_url
 from tuition.domain.money import get_currency
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
+from tuition.domain.risk import RiskPolicy
 from tuition.domain.wallet import WALLET_CHANNEL
+from tuition.services.channel_choice import note_call
 from tuition.services.refund_settlement import apply_refund_state
+from tuition.services.risk import payment_subject, refusing, screen_payment
 from tuition.services.settlement import apply_payment_state
 from tuition.services.tender import check_split, end_payment, hold_wallet_part
 from tuition.store.orders import OrderRecord
@@ -76,6 +80,11 @@ class PaymentDeps:
         """Where ``channel`` sends its notifications for this mode's payments."""
         return notify_url(self.base_url, self.mode, channel)
 
+    # Risk control's score thresholds (TUITION_RISK_REVIEW_SCORE, _BLOCK_SCORE).
+    risk: RiskPolicy = RiskPolicy.NONE
+    # When a channel's calls keep failing, it is skipped for a while (channel choice).
+    breaker: Breaker = field(default_factory=Breaker)
+
     @property
     def coin_spend_order(self) -> SpendOrder:
         return SpendOrder.FIFO if self.coins is None else self.coins.spend_order
@@ -89,7 +98,14 @@ async def create_payment(
     The attempt is stored before the gateway is called, so a crash in between leaves a
     ``created`` payment for the recovery job rather than money we do not know of. A
     gateway timeout leaves it ``pending`` (the gateway may have it); a refusal fails it.
+    Risk control may refuse it first (403 ``risk_blocked``, 409 ``risk_review_pending``).
     """
+    return await refusing(uow, _create_payment(cmd, uow, deps=deps))
+
+
+async def _create_payment(
+    cmd: CreatePayment, uow: UnitOfWork, *, deps: PaymentDeps
+) -> PaymentRecord:
     channel = deps.registry.get(cmd.channel)
     if cmd.method not in channel.methods:
         raise ValidationFailed(
@@ -133,6 +149,11 @@ async def create_payment(
             at=now,
             wallet_part_id=None if part is None else part.id,
         )
+        # Risk hook: a block or a review refuses the attempt before it is stored.
+        assessed = payment_subject(
+            order, payment.id, payment.amount, ip=cmd.client_ip, payer=cmd.payer_id
+        )
+        await screen_payment(uow, assessed, at=now, thresholds=deps.risk)
         # With its recovery query, in the same transaction: every open payment has one,
         # whatever else is open (see worker/jobs.py ``reconcile``).
         await uow.payments.add_with_job(
@@ -161,7 +182,8 @@ async def create_payment(
     # wrap it, so it runs in an autocommit unit of work (two round trips fewer).
     try:
         created = await channel.create_payment(request)
-    except ChannelTimeout:
+    except ChannelTimeout as exc:
+        await note_call(uow, channel.slug, deps.breaker, at=deps.clock.now(), error=exc)
         async with uow.autocommit() as single:
             await single.payments.set_status(
                 payment.id,
@@ -175,6 +197,7 @@ async def create_payment(
         # The gateway refused, or the channel refused our request before sending it
         # (e.g. a JSAPI payment without payer_id): this attempt is over either way, and
         # a held balance part comes back with it (one transaction then).
+        await note_call(uow, channel.slug, deps.breaker, at=deps.clock.now(), error=exc)
         async with uow if payment.wallet_part_id else uow.autocommit() as ending:
             await end_payment(
                 ending,
@@ -187,6 +210,7 @@ async def create_payment(
             )
             await ending.commit()
         raise
+    await note_call(uow, channel.slug, deps.breaker, at=deps.clock.now())  # closes a breaker
     async with uow.autocommit() as single:
         # RETURNING gives the row as written, so no third transaction reads it back.
         pending = await single.payments.set_status_returning(

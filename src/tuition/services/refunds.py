@@ -42,6 +42,7 @@ from tuition.services.balances import take_back_topup, take_back_topup_short, to
 from tuition.services.payments import PaymentDeps, submit_refund
 from tuition.services.refund_facts import line_facts
 from tuition.services.refund_settlement import hold_payment, open_refund
+from tuition.services.risk import refund_subject, refusing, screen_refund
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentRecord
 from tuition.store.refunds import (
@@ -113,6 +114,10 @@ async def create_refund(cmd: CreateRefund, uow: UnitOfWork, *, deps: RefundDeps)
     """
     if cmd.amount is not None and cmd.lines:
         raise ValidationFailed("give either amount or lines, not both", param="amount")
+    return await refusing(uow, _create_refund(cmd, uow, deps=deps))  # risk: audit a block
+
+
+async def _create_refund(cmd: CreateRefund, uow: UnitOfWork, *, deps: RefundDeps) -> RefundRecord:
     async with uow:
         refund = await _open(uow, cmd, deps=deps)
         uow.outcome(refund.id)  # what a retry with the same Idempotency-Key gets back
@@ -426,6 +431,10 @@ async def _refund_order(
     # The holds: each a conditional UPDATE, so a concurrent refund that committed first
     # is counted and this one is refused rather than both passing the same check.
     refund_amount = sum(amount for amount, _cap in plan.values())
+    if retry_of is None and not cmd.override:  # risk hook: large or frequent refunds
+        await screen_refund(
+            uow, refund_subject(order, refund_amount), at=now, thresholds=deps.payments.risk
+        )
     await hold_payment(uow, payment, refund_amount, now)
     held: dict[int, int] = {}
     for index, (amount, cap) in sorted(plan.items()):

@@ -22,6 +22,7 @@ from tuition.domain.money import CURRENCIES, check_amount, get_currency
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import credit, debit, recognised
 from tuition.services.payments import PaymentDeps, get_payment, hold_payable
+from tuition.services.risk import payment_subject, refusing, screen_payment
 from tuition.services.settlement import settle_wallet_payment
 from tuition.store.payments import PaymentRecord, new_attempt
 from tuition.store.uow import UnitOfWork
@@ -53,7 +54,11 @@ async def pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) 
     """Pay an order from the buyer's balance at once, all in one transaction: the balance
     is debited, the payment succeeds, the order is paid, access is granted and the
     ledger entry posted. Not enough balance is ``409 insufficient_balance`` and writes
-    nothing."""
+    nothing. Risk control screens it as any payment (services/risk.py)."""
+    return await refusing(uow, _pay_with_wallet(order_id, uow, deps=deps))
+
+
+async def _pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) -> PaymentRecord:
     now = deps.clock.now()
     async with uow:
         order = await uow.orders.get(order_id)
@@ -77,6 +82,9 @@ async def pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps) 
             currency=order.currency,
             at=now,
         )
+        # Risk hook: a block or a review refuses the payment before anything is written.
+        subject = payment_subject(order, payment.id, payment.amount, ip=None, payer=None)
+        await screen_payment(uow, subject, at=now, thresholds=deps.risk)
         await uow.payments.add(payment)
         coins = get_currency(order.currency).virtual
         spent: dict[str, int] | None = {} if coins else None

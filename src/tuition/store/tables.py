@@ -1234,3 +1234,133 @@ agreement_charges = Table(
     Column("payment_id", ID, nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# --- exchange rates ---------------------------------------------------------------------
+
+# Every rate ever quoted, never updated: ``1 base = rate quote`` from ``as_of`` on. The
+# rate at a moment is the row of the pair with the latest ``as_of`` not after it (ties:
+# the later recorded). An order records the row it was priced with (docs/fx.md).
+fx_rates = Table(
+    "fx_rates",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("base", String(3), nullable=False),
+    Column("quote", String(3), nullable=False),
+    Column("rate", DecimalText, nullable=False),
+    Column("source", String(100), nullable=False),
+    Column("as_of", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("base <> quote", name="pair"),
+)
+Index("ix_fx_rates_pair_as_of", fx_rates.c.base, fx_rates.c.quote, fx_rates.c.as_of)
+
+# --- risk control -----------------------------------------------------------------------
+
+# Rules as data (docs/risk.md): ``kind`` says how ``params`` are read; ``stages`` when the
+# rule runs (order, payment, refund); a triggered rule adds ``score`` and forces at least
+# ``action`` (review or block; NULL: the score alone decides).
+risk_rules = Table(
+    "risk_rules",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("name", String(200), nullable=False),
+    Column("kind", String(32), nullable=False),
+    Column("stages", JSON, nullable=False),
+    Column("params", JSON, nullable=False),
+    Column("score", DecimalText, nullable=False),
+    Column("action", String(8)),
+    Column("active", Boolean, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("action IS NULL OR action IN ('review', 'block')", name="action"),
+)
+
+# Velocity counters: one row per rule, subject (``customer:u_1``, ``ip:1.2.3.4``) and
+# fixed window; counted by ``INSERT … ON CONFLICT DO UPDATE SET count = count + 1
+# RETURNING count``, so concurrent attempts each see their own exact number.
+risk_counters = Table(
+    "risk_counters",
+    metadata,
+    Column("rule_id", ID, primary_key=True),
+    Column("subject", String(300), primary_key=True),
+    Column("window_start", UTCDateTime, primary_key=True),
+    Column("count", Integer, nullable=False),
+)
+
+# Every allow or review decision, with its reasons, on the order (and payment or refund)
+# it was made for. Blocked attempts write nothing of the kind: see risk_attempts.
+risk_decisions = Table(
+    "risk_decisions",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("stage", String(8), nullable=False),
+    Column("order_id", ID, nullable=False, index=True),
+    Column("payment_id", ID),
+    Column("customer_id", String(200), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("decision", String(8), nullable=False),
+    Column("score", DecimalText, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("client", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("stage IN ('order', 'payment', 'refund')", name="stage"),
+    CheckConstraint("decision IN ('allow', 'review')", name="decision"),
+)
+Index("ix_risk_decisions_created_at", risk_decisions.c.created_at)
+
+# A blocked attempt, for audit: written in its own transaction after the attempt's own
+# work was rolled back, so a block leaves this row and nothing else.
+risk_attempts = Table(
+    "risk_attempts",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("stage", String(8), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("order_id", ID),
+    Column("amount", BigInteger),
+    Column("currency", String(3)),
+    Column("score", DecimalText, nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("client", JSON, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_risk_attempts_created_at", risk_attempts.c.created_at)
+
+# The review queue. ``open_order_id`` is the order id while the review is open and NULL
+# once decided: UNIQUE, so an order has at most one open review.
+risk_reviews = Table(
+    "risk_reviews",
+    metadata,
+    Column("id", ID, primary_key=True),
+    Column("order_id", ID, nullable=False, index=True),
+    Column("open_order_id", ID, unique=True),
+    Column("decision_id", ID, nullable=False),
+    Column("stage", String(8), nullable=False),
+    Column("customer_id", String(200), nullable=False),
+    Column("status", String(10), nullable=False),
+    Column("reasons", JSON, nullable=False),
+    Column("decided_by", String(254)),
+    Column("decided_at", UTCDateTime),
+    Column("note", String(500)),
+    Column("refund_id", ID),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("status IN ('open', 'approved', 'rejected')", name="status"),
+)
+Index("ix_risk_reviews_status_created_at", risk_reviews.c.status, risk_reviews.c.created_at)
+
+# --- channel choice ---------------------------------------------------------------------
+
+# A circuit breaker per channel: consecutive failed or timed-out calls, counted by one
+# UPDATE each; at the threshold the channel is skipped until ``opened_until`` (a
+# cool-down), then tried again: a success closes it, a failure opens it again.
+channel_breakers = Table(
+    "channel_breakers",
+    metadata,
+    Column("channel", String(32), primary_key=True),
+    Column("failures", Integer, nullable=False),
+    Column("opened_until", UTCDateTime),
+    Column("last_failure", String(200)),
+    Column("updated_at", UTCDateTime, nullable=False),
+)

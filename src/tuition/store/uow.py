@@ -67,6 +67,11 @@ class UnitOfWork:
         if claim is not None and not claim.fenced:
             self._autocommit = False
 
+    @property
+    def engine(self) -> AsyncEngine:
+        """The engine this unit of work opens its transactions on."""
+        return self._engine
+
     def autocommit(self) -> UnitOfWork:
         """A unit of work on the same engine whose statements each commit on their own."""
         return UnitOfWork(self._engine, autocommit=True)

@@ -28,6 +28,7 @@ from tuition.services import admin as admin_service
 from tuition.services import checkout as checkout_service
 from tuition.services import payments as payment_service
 from tuition.services import wallet as wallet_service
+from tuition.services.channel_choice import channel_ranking
 from tuition.services.checkout import CheckoutView
 from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.web import labels
@@ -86,7 +87,14 @@ async def page(
         message = labels.CHECKOUT_ERRORS["payment_failed"]
     shown = labels.NOTICES.get(notice or "")
     wallet = await _wallet_offer(container, view)
-    context = _context(container, view, sig or "", wallet)
+    ranking = await channel_ranking(  # channel-choice hook: the buyer's best channel first
+        container.uow(),
+        container.registry,
+        order_id,
+        policy=container.choice_policy(),
+        now=container.clock.now(),
+    )
+    context = _context(container, view, sig or "", wallet, ranking)
     context.update(
         error=gettext_for(locale, message) if message else None,
         notice=gettext_for(locale, shown) if shown else None,
@@ -263,17 +271,26 @@ def _not_found(request: Request) -> Response:
     return render(request, "checkout/not_found.html", {}, status_code=404)
 
 
-def _options(container: Container) -> list[dict[str, str]]:
-    """Each enabled channel's buyer-facing methods, in the deployment's channel order."""
+def _options(container: Container, ranking: list[str] | None = None) -> list[dict[str, str]]:
+    """Each enabled channel's buyer-facing methods, in the deployment's channel order, or
+    in ``ranking``'s (channel choice: unsuitable and broken channels left out) if any."""
+    channels = list(container.registry)
+    if ranking:
+        by_slug = {c.slug: c for c in channels}
+        channels = [by_slug[slug] for slug in ranking if slug in by_slug]
     options = []
-    for channel in container.registry:
+    for channel in channels:
         for method in (m for m in labels.METHODS if m in channel.methods):
             options.append({"channel": channel.slug, "method": method})
     return options
 
 
 def _context(
-    container: Container, view: CheckoutView, sig: str, wallet: WalletOffer | None
+    container: Container,
+    view: CheckoutView,
+    sig: str,
+    wallet: WalletOffer | None,
+    ranking: list[str] | None = None,
 ) -> dict[str, Any]:
     order = view.order
     attempt = view.open_attempt
@@ -289,7 +306,7 @@ def _context(
             "channel_label": labels.CHANNELS.get(o["channel"], o["channel"]),
             "method_label": labels.METHODS[o["method"]],
         }
-        for o in _options(container)
+        for o in _options(container, ranking)
         if not (wallet is not None and wallet.coins)  # coins are paid from the wallet only
     ]
     chosen = f"{attempt.channel}:{attempt.method}" if attempt else None

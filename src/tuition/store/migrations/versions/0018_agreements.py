@@ -1,7 +1,7 @@
 """debit agreements and their charges
 
 Revision ID: 0018
-Revises: 0015
+Revises: 0017
 Create Date: 2026-12-01 17:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tuition.store.types
 
 revision: str = "0018"
-down_revision: str | None = "0015"
+down_revision: str | None = "0017"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

@@ -1,0 +1,338 @@
+"""Exchange rates over HTTP and in orders, on both engines (docs/fx.md)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import func, select
+from typer.testing import CliRunner
+
+from tests.integration.shop import order_body, post
+from tests.integration.test_channels_offline import (  # noqa: F401  (fixtures)
+    Gateways,
+    _pay_in_browser,
+    gateways,
+    key_dir,
+)
+from tuition.clock import FrozenClock
+from tuition.domain.ledger import AccountKind, AccountRef
+from tuition.services import fx as fx_service
+from tuition.services.ledger import verify_ledger
+from tuition.services.orders import CreateOrder, ItemRequest, OrderPolicy, create_order
+from tuition.store.tables import fx_rates, orders
+from tuition.store.uow import UnitOfWork
+
+
+async def _put(client: httpx.AsyncClient, pair: str, **body: Any) -> httpx.Response:
+    return await client.put(f"/v1/fx_rates/{pair}", json={"source": "ecb", **body})
+
+
+async def _count(uow: UnitOfWork, table: Any) -> int:
+    async with uow:
+        return int((await uow.conn.execute(select(func.count()).select_from(table))).scalar_one())
+
+
+async def _product(client: httpx.AsyncClient, shop: dict[str, str], **prices: int) -> str:
+    body = {"creator_id": shop["creator"], "title": "p", "kind": "course", "prices": prices}
+    return str((await post(client, "/v1/products", body))["id"])
+
+
+async def test_a_rate_is_recorded_read_and_kept_in_history(
+    client: httpx.AsyncClient, clock: FrozenClock
+) -> None:
+    first = await _put(client, "CNY/EUR", rate="0.1500")
+    assert first.status_code == 200, first.text
+    assert first.json()["rate"] == "0.1500"  # as written, a string
+    assert first.json()["as_of"].startswith("2026-11-01T09:00:00")
+    clock.advance(timedelta(hours=1))
+    second = await _put(client, "CNY/EUR", rate="0.1510", source="manual")
+    later = (clock.now() + timedelta(days=1)).isoformat()
+    await _put(client, "CNY/EUR", rate="0.2", as_of=later)  # takes effect tomorrow
+
+    now = (await client.get("/v1/fx_rates/CNY/EUR")).json()
+    assert (now["rate"], now["source"]) == ("0.1510", "manual")
+    history = (await client.get("/v1/fx_rates/CNY/EUR/history", params={"limit": 2})).json()
+    assert [r["rate"] for r in history["data"]] == ["0.2", "0.1510"]
+    assert history["has_more"] is True
+    rest = await client.get(
+        "/v1/fx_rates/CNY/EUR/history", params={"starting_after": history["data"][-1]["id"]}
+    )
+    assert [r["rate"] for r in rest.json()["data"]] == ["0.1500"]
+    assert second.json()["id"] != first.json()["id"]
+    listed = (await client.get("/v1/fx_rates")).json()["data"]
+    assert [(r["base"], r["quote"], r["rate"]) for r in listed] == [("CNY", "EUR", "0.2")]
+    missing = await client.get("/v1/fx_rates/EUR/CNY")  # never inverted here
+    assert missing.status_code == 404
+    assert missing.json()["error"]["code"] == "fx_rate_not_found"
+
+
+@pytest.mark.parametrize(
+    ("pair", "body", "status", "code", "param"),
+    [
+        ("CNY/EUR", {"rate": 0.15}, 422, "validation_failed", "rate"),
+        ("CNY/EUR", {"rate": "1e-1"}, 422, "rate_invalid", "rate"),
+        ("CNY/EUR", {"rate": "0"}, 422, "rate_out_of_range", "rate"),
+        ("CNY/CNY", {"rate": "1"}, 422, "fx_pair_invalid", "quote"),
+        ("cny/EUR", {"rate": "0.15"}, 400, "currency_unknown", "base"),
+        ("CNY/XCN", {"rate": "0.15"}, 422, "currency_not_convertible", "quote"),
+        ("CNY/EUR", {"rate": "0.15", "as_of": "2026-11-01T09:00:00"}, 422, None, "as_of"),
+        ("CNY/EUR", {"rate": "0.15", "source": ""}, 422, "validation_failed", "source"),
+    ],
+)
+async def test_bad_rates_are_refused_naming_the_field_and_write_nothing(
+    client: httpx.AsyncClient,
+    uow: UnitOfWork,
+    pair: str,
+    body: dict[str, Any],
+    status: int,
+    code: str | None,
+    param: str,
+) -> None:
+    response = await _put(client, pair, **body)
+    assert response.status_code == status, response.text
+    error = response.json()["error"]
+    assert param in (error["param"] or ""), error
+    if code is not None:
+        assert error["code"] == code, error
+    assert await _count(uow, fx_rates) == 0
+
+
+async def test_the_seed_examples_price_orders_in_another_currency(
+    client: httpx.AsyncClient, shop: dict[str, str], clock: FrozenClock
+) -> None:
+    hundred = await _product(client, shop, CNY=10000)
+    two_thousand = await _product(client, shop, CNY=200000)
+    await _put(client, "CNY/EUR", rate="0.15")
+    await _put(client, "USD/CNY", rate="7")
+
+    eur = await post(
+        client,
+        "/v1/orders",
+        {"customer_id": "u_1", "currency": "EUR", "items": [{"product_id": hundred}]},
+    )
+    assert (eur["currency"], eur["total"]) == ("EUR", 1500)  # 15.00 EUR
+    assert eur["fx"] == eur["pricing"]["fx"]
+    [used] = eur["fx"]
+    assert used["from_currency"] == "CNY"
+    assert used["to_currency"] == "EUR"
+    assert (used["pair"], used["rate"], used["inverted"]) == ("CNY/EUR", "0.15", False)
+    assert (used["source"], used["markup"]) == ("ecb", "0")
+    assert used["as_of"].startswith("2026-11-01T09:00:00")
+
+    usd = await post(
+        client,
+        "/v1/orders",
+        {"customer_id": "u_1", "currency": "USD", "items": [{"product_id": two_thousand}]},
+    )
+    assert usd["total"] == 28571  # 2,000 CNY at 7 CNY/USD = 285.71 USD
+    assert usd["fx"][0]["pair"] == "USD/CNY"
+    assert usd["fx"][0]["inverted"] is True
+
+    # an order priced in its own currency records no conversion
+    own = await post(client, "/v1/orders", order_body(shop, "c2"))
+    assert own["fx"] is None
+    assert "fx" not in own["pricing"]
+
+
+async def test_a_zero_decimal_currency_is_priced_in_whole_units(
+    client: httpx.AsyncClient, shop: dict[str, str]
+) -> None:
+    product = await _product(client, shop, CNY=12345)
+    await _put(client, "CNY/JPY", rate="20.57")
+    order = await post(
+        client,
+        "/v1/orders",
+        {"customer_id": "u_1", "currency": "JPY", "items": [{"product_id": product}]},
+    )
+    assert order["total"] == 2539  # 123.45 x 20.57 = 2539.3665 -> 2539 JPY
+    assert order["lines"][0]["unit_price"] == 2539
+
+
+async def test_the_rate_in_force_at_order_time_is_used_and_kept(
+    client: httpx.AsyncClient, shop: dict[str, str], clock: FrozenClock
+) -> None:
+    product = await _product(client, shop, CNY=10000)
+    body = {"customer_id": "u_1", "currency": "EUR", "items": [{"product_id": product}]}
+    refused = await client.post("/v1/orders", json=body)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "product_not_priced_in_currency"
+
+    await _put(client, "CNY/EUR", rate="0.15")
+    tomorrow = (clock.now() + timedelta(days=1)).isoformat()
+    await _put(client, "CNY/EUR", rate="0.10", as_of=tomorrow)
+    first = await post(client, "/v1/orders", body)
+    assert first["total"] == 1500
+    clock.advance(timedelta(days=2))
+    second = await post(client, "/v1/orders", {**body, "customer_id": "u_2"})
+    assert second["total"] == 1000
+    again = (await client.get(f"/v1/orders/{first['id']}")).json()
+    assert again["total"] == 1500
+    assert again["fx"][0]["rate"] == "0.15"
+
+
+async def test_the_markup_setting_is_added_to_the_rate(
+    client: httpx.AsyncClient, shop: dict[str, str], uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    product = await _product(client, shop, CNY=10000)
+    await _put(client, "CNY/EUR", rate="0.15")
+    policy = OrderPolicy(
+        order_ttl=timedelta(minutes=15),
+        channel_fee_rates={"sandbox": Decimal("0.006")},
+        fx_markup=Decimal("0.02"),
+    )
+    order = await create_order(
+        CreateOrder(customer_id="u_1", currency="EUR", items=(ItemRequest(product),)),
+        uow,
+        clock=clock,
+        policy=policy,
+    )
+    assert order.total == 1530  # 15.00 x 1.02
+    assert order.pricing["fx"][0]["markup"] == "0.02"
+
+
+async def test_a_usd_course_is_paid_through_alipay_in_cny_and_every_currency_balances(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateways: Gateways,  # noqa: F811
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    await _put(client, "USD/CNY", rate="7.1")
+    order = await post(client, "/v1/orders", order_body(shop, "usd_only"))  # 10.00 USD
+    assert (order["currency"], order["total"]) == ("CNY", 7100)
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "alipay", "method": "page"}
+    )
+    assert payment["amount"] == 7100
+    assert payment["currency"] == "CNY"
+    await _pay_in_browser(gateways.sim, payment["next_action"]["url"])
+    await gateways.sim.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+
+    # The platform converts its CNY revenue into USD at today's rate: through the FX
+    # accounts, so CNY and USD each balance on their own.
+    async with uow:
+        balances = await uow.ledger.balances()
+        revenue = -balances["platform_revenue:CNY"]
+        entry = await fx_service.post_conversion(
+            uow,
+            source=f"fx:{order['id']}",
+            credit=AccountRef(AccountKind.CHANNEL_CLEARING, "CNY", "alipay"),
+            debit=AccountRef(AccountKind.CASH, "USD"),
+            amount=revenue,
+            at=clock.now(),
+        )
+        again = await fx_service.post_conversion(
+            uow,
+            source=f"fx:{order['id']}",
+            credit=AccountRef(AccountKind.CHANNEL_CLEARING, "CNY", "alipay"),
+            debit=AccountRef(AccountKind.CASH, "USD"),
+            amount=revenue,
+            at=clock.now(),
+        )
+        await uow.commit()
+    assert entry is not None
+    assert again is None
+    async with uow:
+        balances = await uow.ledger.balances()
+    assert revenue == 2130  # 30 % of 71.00 CNY
+    assert balances["fx_conversion:CNY"] == 2130
+    assert balances["cash:USD"] == 300  # 21.30 CNY / 7.1 = 3.00 USD
+    assert balances["fx_conversion:USD"] == -300
+    for currency in ("CNY", "USD"):
+        assert sum(v for k, v in balances.items() if k.split(":")[1] == currency) == 0
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+async def test_a_conversion_without_a_rate_is_refused(uow: UnitOfWork, clock: FrozenClock) -> None:
+    from tuition.domain.errors import InvalidRequest
+
+    async with uow:
+        with pytest.raises(InvalidRequest) as caught:
+            await fx_service.post_conversion(
+                uow,
+                source="fx:none",
+                credit=AccountRef(AccountKind.CASH, "CNY"),
+                debit=AccountRef(AccountKind.CASH, "USD"),
+                amount=100,
+                at=clock.now(),
+            )
+    assert caught.value.code == "fx_rate_missing"
+
+
+async def test_rate_at_inverts_and_prefers_the_later_quote(
+    client: httpx.AsyncClient, uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    await _put(client, "USD/CNY", rate="7")
+    clock.advance(timedelta(hours=1))
+    await _put(client, "CNY/USD", rate="0.1400")
+    async with uow:
+        later = await fx_service.rate_at(uow, "USD", "CNY", clock.now())
+        before = await fx_service.rate_at(uow, "USD", "CNY", clock.now() - timedelta(minutes=1))
+        none = await fx_service.rate_at(uow, "USD", "EUR", clock.now())
+    assert later is not None
+    assert later.inverted
+    assert later.convert(100) == 714
+    assert before is not None
+    assert not before.inverted
+    assert before.convert(100) == 700
+    assert none is None
+
+
+def test_rates_are_imported_from_csv_all_or_nothing(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from tuition.cli import app
+    from tuition.config import get_settings
+
+    monkeypatch.setenv("TUITION_DATABASE_URL", f"sqlite+aiosqlite:///{tmp_path / 'fx.db'}")
+    monkeypatch.setenv("COLUMNS", "200")  # room for every column of the table
+    get_settings.cache_clear()
+    runner = CliRunner()
+    try:
+        assert runner.invoke(app, ["migrate"]).exit_code == 0
+        bad = tmp_path / "bad.csv"
+        bad.write_text(
+            "base,quote,rate,source,as_of\n"
+            "CNY,EUR,0.15,ecb,2026-11-01T00:00:00+00:00\n"
+            "CNY,JPY,1e3,ecb,\n"
+        )
+        refused = runner.invoke(app, ["fx", "import", str(bad)])
+        assert refused.exit_code == 1
+        assert "line 3" in refused.output
+        assert "rate_invalid" in refused.output
+        listed = runner.invoke(app, ["fx", "list"])
+        assert "CNY/EUR" not in listed.output  # nothing of the bad file was kept
+
+        good = tmp_path / "good.csv"
+        good.write_text(
+            "base,quote,rate,source,as_of\n"
+            "CNY,EUR,0.1500,ecb,2026-11-01T00:00:00+00:00\n"
+            "USD,CNY,7.1,ecb,2026-11-01T00:00:00+08:00\n"
+        )
+        imported = runner.invoke(app, ["fx", "import", str(good)])
+        assert imported.exit_code == 0, imported.output
+        assert "2 rates recorded" in imported.output
+        listed = runner.invoke(app, ["fx", "list"])
+        assert "CNY/EUR" in listed.output
+        assert "0.1500" in listed.output
+        assert "USD/CNY" in listed.output
+        assert "7.1" in listed.output
+    finally:
+        get_settings.cache_clear()
+
+
+async def test_a_csv_with_a_wrong_header_is_refused(uow: UnitOfWork, clock: FrozenClock) -> None:
+    from tuition.domain.errors import ValidationFailed
+
+    with pytest.raises(ValidationFailed) as caught:
+        await fx_service.import_rates_csv("base,quote,rate\nCNY,EUR,0.15\n", uow, clock=clock)
+    assert caught.value.code == "csv_header_invalid"
+    assert await _count(uow, fx_rates) == 0
+    assert await _count(uow, orders) == 0

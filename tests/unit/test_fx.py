@@ -1,0 +1,141 @@
+"""Exchange-rate arithmetic: exact, rounded once to the target's ISO 4217 exponent."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from decimal import Decimal
+from typing import Any
+
+import pytest
+
+from tuition.domain.errors import CurrencyError, ValidationFailed
+from tuition.domain.fx import (
+    Conversion,
+    FxRate,
+    check_pair,
+    conversion_entry,
+    parse_fx_rate,
+    round_half_up,
+)
+from tuition.domain.ledger import AccountKind, AccountRef, entry_problems
+
+AT = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
+
+
+def _rate(base: str, quote: str, text: str) -> FxRate:
+    return FxRate("fxr_x", base, quote, Decimal(text), "test", AT, AT)
+
+
+def test_the_seed_examples_hold() -> None:
+    # 100 CNY at CNY/EUR 0.15 = 15.00 EUR
+    assert Conversion("CNY", "EUR", _rate("CNY", "EUR", "0.15")).convert(10000) == 1500
+    # 2,000 CNY at 7 CNY per USD (quoted USD/CNY 7, inverted) = 285.71 USD
+    inverse = Conversion("CNY", "USD", _rate("USD", "CNY", "7"))
+    assert inverse.inverted
+    assert inverse.convert(200000) == 28571
+
+
+def test_a_zero_decimal_target_rounds_to_whole_units_half_up() -> None:
+    # 123.45 CNY at 20.57 JPY = 2539.3665 JPY -> 2539 JPY (no minor unit)
+    assert Conversion("CNY", "JPY", _rate("CNY", "JPY", "20.57")).convert(12345) == 2539
+    # 100.50 CNY at 1 -> 100.5 JPY, a tie, rounds up to 101
+    assert Conversion("CNY", "JPY", _rate("CNY", "JPY", "1")).convert(10050) == 101
+    # and back: 2539 JPY at 20.57 JPY per CNY = 123.43 CNY (123.4321...)
+    assert Conversion("JPY", "CNY", _rate("CNY", "JPY", "20.57")).convert(2539) == 12343
+
+
+def test_a_three_decimal_target_keeps_its_exponent() -> None:
+    # 10.00 USD at 0.377 KWD = 3.770 KWD, in fils
+    assert Conversion("USD", "KWD", _rate("USD", "KWD", "0.377")).convert(1000) == 3770
+
+
+def test_markup_is_added_to_the_rate_before_the_one_rounding() -> None:
+    conversion = Conversion("CNY", "EUR", _rate("CNY", "EUR", "0.15"), Decimal("0.02"))
+    assert conversion.convert(10000) == 1530  # 15.00 x 1.02
+    inverse = Conversion("CNY", "USD", _rate("USD", "CNY", "7"), Decimal("0.02"))
+    assert inverse.convert(200000) == 29143  # 285.714... x 1.02 = 291.428...
+
+
+def test_rounding_is_exact_on_ties_and_negative_values() -> None:
+    from fractions import Fraction
+
+    assert round_half_up(Fraction(5, 2)) == 3
+    assert round_half_up(Fraction(-5, 2)) == -3
+    assert round_half_up(Fraction(249999, 100000)) == 2
+
+
+@pytest.mark.parametrize("text", ["0.1500", "7", "1000000000"])
+def test_rates_are_plain_positive_decimal_strings(text: str) -> None:
+    assert str(parse_fx_rate(text)) == text
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        (0.15, "rate_invalid"),
+        (7, "rate_invalid"),
+        ("1e3", "rate_invalid"),
+        ("-1", "rate_invalid"),
+        (" 1", "rate_invalid"),
+        ("NaN", "rate_invalid"),
+        ("0", "rate_out_of_range"),
+        ("0.000", "rate_out_of_range"),
+        ("1000000000.1", "rate_out_of_range"),
+    ],
+)
+def test_bad_rates_are_refused(value: Any, code: str) -> None:
+    with pytest.raises(ValidationFailed) as caught:
+        parse_fx_rate(value)
+    assert (caught.value.code, caught.value.param) == (code, "rate")
+
+
+def test_a_pair_needs_two_iso_currencies() -> None:
+    assert check_pair("CNY", "USD") == ("CNY", "USD")
+    with pytest.raises(ValidationFailed) as same:
+        check_pair("CNY", "CNY")
+    assert same.value.code == "fx_pair_invalid"
+    with pytest.raises(CurrencyError):
+        check_pair("cny", "USD")
+
+
+def test_a_conversion_entry_balances_each_currency_through_the_fx_accounts() -> None:
+    conversion = Conversion("CNY", "USD", _rate("USD", "CNY", "7"))
+    entry = conversion_entry(
+        source="fx:test",
+        conversion=conversion,
+        credit=AccountRef(AccountKind.CASH, "CNY"),
+        debit=AccountRef(AccountKind.CASH, "USD"),
+        from_amount=200000,
+        occurred_at=AT,
+    )
+    assert entry_problems(entry) == []
+    assert {(p.account.key, p.amount) for p in entry.postings} == {
+        ("cash:CNY", -200000),
+        ("fx_conversion:CNY", 200000),
+        ("fx_conversion:USD", -28571),
+        ("cash:USD", 28571),
+    }
+
+
+def test_a_conversion_that_rounds_to_nothing_or_mixes_currencies_is_refused() -> None:
+    conversion = Conversion("JPY", "USD", _rate("USD", "JPY", "300"))
+    cash_jpy, cash_usd = AccountRef(AccountKind.CASH, "JPY"), AccountRef(AccountKind.CASH, "USD")
+    with pytest.raises(ValidationFailed) as tiny:
+        conversion_entry(
+            source="fx:t",
+            conversion=conversion,
+            credit=cash_jpy,
+            debit=cash_usd,
+            from_amount=1,  # 1 JPY at 300 per USD is a third of a cent: 0.00 USD
+            occurred_at=AT,
+        )
+    assert tiny.value.code == "amount_too_small"
+    with pytest.raises(ValidationFailed):
+        conversion_entry(
+            source="fx:t",
+            conversion=conversion,
+            credit=cash_usd,
+            debit=cash_jpy,
+            from_amount=100,
+            occurred_at=AT,
+        )
