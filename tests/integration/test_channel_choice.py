@@ -53,7 +53,7 @@ async def two_channels(
     )
     built = list(build_registry(settings, clock=clock, simulator=sim))
     for channel in built:
-        app.state.container.registry.add(channel)
+        app.state.modes.live.registry.add(channel)
     yield sim
     await sim.aclose()
     for channel in built:
@@ -103,7 +103,7 @@ async def test_the_seeds_numbers_from_our_own_finished_attempts_rank_under_both_
     await _attempts(
         uow, order["id"], "wechatpay", clock, succeeded=17, failed=2, closed=1, created=4
     )
-    registry = app.state.container.registry
+    registry = app.state.modes.live.registry
 
     async def ranked(strategy: Strategy) -> list[tuple[str, Decimal, str]]:
         found = await ranked_channels(
@@ -134,7 +134,7 @@ async def test_the_seeds_numbers_from_our_own_finished_attempts_rank_under_both_
     # The API's "auto" follows the configured strategy (expected_net by default).
     paying = await post(client, f"/v1/orders/{order['id']}/payments", {"channel": "auto"})
     assert (paying["channel"], paying["method"]) == ("alipay", "page")
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(
         update={"channel_strategy": "success_per_fee"}
     )
@@ -164,7 +164,7 @@ async def test_the_breaker_opens_skips_the_channel_and_closes_after_its_cool_dow
     clock: FrozenClock,
     app: FastAPI,
 ) -> None:
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(
         update={"channel_breaker_failures": 2, "channel_breaker_cooldown_seconds": 300}
     )
@@ -199,7 +199,7 @@ async def test_a_failure_while_half_open_opens_the_breaker_again(
     app: FastAPI,
     anon_client: httpx.AsyncClient,
 ) -> None:
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(update={"channel_breaker_failures": 1})
     order = await post(client, "/v1/orders", order_body(shop, "c1"))
     path = f"/v1/orders/{order['id']}/payments"
@@ -217,7 +217,7 @@ async def test_a_failure_while_half_open_opens_the_breaker_again(
 async def test_with_one_channel_broken_the_buyer_is_offered_the_next(
     client: httpx.AsyncClient, shop: dict[str, str], two_channels: Simulator, app: FastAPI
 ) -> None:
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(update={"channel_breaker_failures": 1})
     order = await post(client, "/v1/orders", order_body(shop, "c1"))
     path = f"/v1/orders/{order['id']}/payments"
@@ -240,7 +240,7 @@ async def test_the_checkout_offers_channels_in_ranking_order_without_broken_ones
     # no history: the cheaper WeChat Pay ranks first under expected_net
     assert page.index('value="wechatpay:native"') < page.index('value="alipay:page"')
 
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(update={"channel_breaker_failures": 1})
     two_channels.fail_next("create", 1, kind="error")
     failed = await client.post(f"/v1/orders/{order['id']}/payments", json={"channel": "auto"})

@@ -298,7 +298,14 @@ async def test_readiness_asks_both_modes_stores(
 ) -> None:
     ready = await deployment.anon.get("/readyz")
     assert ready.status_code == 200
-    assert ready.json() == {"status": "ok", "database": "ok", "test_mode_database": "ok"}
+    report = ready.json()
+    assert (report["status"], report["database"], report["test_mode_database"]) == (
+        "ok",
+        "ok",
+        "ok",
+    )
+    # Each mode's channel breakers, apart.
+    assert report["channels"] == report["test_mode_channels"] == []
 
     # Test mode's store gone (a directory that does not exist): not ready, and it says which.
     dead = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'missing' / 'test.db'}")

@@ -174,7 +174,7 @@ async def test_the_seeds_score_500_times_0_2_is_100_above_90_and_reviews(
 async def test_score_thresholds_decide_when_set(
     client: httpx.AsyncClient, shop: dict[str, str], app: FastAPI
 ) -> None:
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(
         update={"risk_review_score": Decimal(30), "risk_block_score": Decimal(60)}
     )
@@ -505,7 +505,7 @@ async def test_with_entitlements_held_a_rejected_paid_order_is_refunded(
     uow: UnitOfWork,
     app: FastAPI,
 ) -> None:
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(update={"risk_review_holds": "entitlements"})
     order = await _reviewed_order(client, shop)
     payment = await post(
@@ -532,7 +532,7 @@ async def test_with_entitlements_held_a_rejected_paid_order_is_refunded(
 async def test_with_entitlements_held_approval_grants_them(
     client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator, app: FastAPI
 ) -> None:
-    container = app.state.container
+    container = app.state.modes.live
     container.settings = container.settings.model_copy(update={"risk_review_holds": "entitlements"})
     order = await _reviewed_order(client, shop)
     payment = await post(
@@ -631,7 +631,7 @@ async def test_an_order_under_review_is_not_paid_from_the_wallet_either(
 ) -> None:
     from tuition.services.wallet import Adjustment, adjust
 
-    deps = app.state.container.payment_deps()
+    deps = app.state.modes.live.payment_deps()
     await adjust(Adjustment("u_1", "CNY", 50000, "goodwill", "admin:test"), uow, deps=deps)
     order = await _reviewed_order(client, shop)
     path = f"/v1/orders/{order['id']}/payments"
