@@ -18,7 +18,7 @@ from tuition.config import Settings
 from tuition.domain.catalog import DEFAULT_SURFACE, SURFACE_PATTERN
 from tuition.domain.ids import Prefix
 from tuition.domain.orders import MAX_QUANTITY, OrderStatus
-from tuition.services import closing
+from tuition.services import closing, free_orders
 from tuition.services import entitlements as entitlement_service
 from tuition.services import orders as order_service
 from tuition.services.refunds import line_id
@@ -290,6 +290,25 @@ async def list_orders(
 async def cancel_order(order_id: str, container: ContainerDep) -> OrderOut:
     return order_out(
         await closing.cancel_order(container.uow(), order_id, deps=payment_deps(container)),
+        container.settings,
+    )
+
+
+@router.post(
+    "/orders/{order_id}/complete",
+    response_model=OrderOut,
+    summary="Complete a free order",
+    description="An order whose total is 0 (a 100 % coupon) is paid with no channel: the "
+    "order turns `paid`, access is granted and `order.paid` is sent, with no payment, no "
+    "gateway call and no ledger entry. Asked again, it answers the paid order. An order "
+    "that costs something is refused (409 `order_not_free`), as is a top-up (409 "
+    "`topup_not_free`) and an order that is not payable (409 `order_not_payable`). "
+    "Starting a payment for a free order answers 409 `order_is_free`.",
+)
+@replayed_by(lambda c, request, _: _order_now(c, request.path_params["order_id"]))
+async def complete_order(order_id: str, container: ContainerDep) -> OrderOut:
+    return order_out(
+        await free_orders.complete_free_order(order_id, container.uow(), clock=container.clock),
         container.settings,
     )
 

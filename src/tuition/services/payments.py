@@ -95,6 +95,11 @@ async def create_payment(
         if found is None:
             raise NotFound(f"no order {cmd.order_id!r}", code="order_not_found", param="order_id")
         order, first_title, line_count = found
+        if order.total == 0 and order.status is OrderStatus.PENDING_PAYMENT:
+            raise Conflict(
+                f"order {order.id} is free: complete it with POST /v1/orders/{order.id}/complete",
+                code="order_is_free",
+            )
         await hold_payable(uow, order, at=now)
         if get_currency(order.currency).virtual:
             raise Conflict(

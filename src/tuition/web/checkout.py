@@ -26,6 +26,7 @@ from tuition.domain.payments import PaymentStatus
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services import admin as admin_service
 from tuition.services import checkout as checkout_service
+from tuition.services import free_orders
 from tuition.services import payments as payment_service
 from tuition.services import wallet as wallet_service
 from tuition.services.checkout import CheckoutView
@@ -196,6 +197,19 @@ async def start_payment(
     return _back(container, order_id)
 
 
+@router.post("/pay/{order_id}/complete")
+async def complete_free(order_id: str, request: Request, sig: FormSig) -> Response:
+    """A free order (total 0) completes with this one action: no channel, no gateway."""
+    container = get_container(request)
+    if await _view(container, order_id, sig) is None:
+        return _not_found(request)
+    try:
+        await free_orders.complete_free_order(order_id, container.uow(), clock=container.clock)
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
+    return _back(container, order_id)
+
+
 async def _view(container: Container, order_id: str, sig: str | None) -> CheckoutView | None:
     if not signature_ok(signing_key(container.settings), order_id, sig):
         return None
@@ -298,6 +312,8 @@ def _context(
         "status_url": f"{path}/status?{query}",
         "coupon_url": f"{path}/coupon",
         "attempts_url": f"{path}/attempts",
+        "complete_url": f"{path}/complete",
+        "free": order.total == 0,
     }
 
 

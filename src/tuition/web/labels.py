@@ -128,6 +128,9 @@ CHECKOUT_ERRORS = {
     "payment_failed": N_("The payment did not go through. Try again or choose another method."),
     "insufficient_balance": N_("Your balance does not cover this order. Choose another method."),
     "wallet_cannot_pay_topup": N_("A top-up cannot be paid from your balance."),
+    "order_not_free": N_("This order is no longer free. Choose how to pay."),
+    "order_is_free": N_("This order is free: there is nothing to pay."),
+    "topup_not_free": N_("A top-up cannot be free."),
 }
 GENERIC_ERROR = N_("Something went wrong. Please try again.")
 
