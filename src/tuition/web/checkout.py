@@ -32,6 +32,7 @@ from tuition.services import wallet as wallet_service
 from tuition.services.checkout import CheckoutView
 from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.web import labels
+from tuition.web.checkout_methods import Device, default_choice, device_of, has_qr, methods_for
 from tuition.web.checkout_subscription import subscription_terms
 from tuition.web.i18n import gettext_for, negotiate
 from tuition.web.links import checkout_path, signature_ok, signing_key
@@ -74,6 +75,7 @@ async def page(
     sig: Sig = None,
     error: Annotated[str | None, Query(max_length=64)] = None,
     notice: Annotated[str | None, Query(max_length=64)] = None,
+    qr: Annotated[str | None, Query(max_length=1)] = None,
 ) -> Response:
     container = get_container(request)
     view = await _view(container, order_id, sig)
@@ -87,7 +89,8 @@ async def page(
         message = labels.CHECKOUT_ERRORS["payment_failed"]
     shown = labels.NOTICES.get(notice or "")
     wallet = await _wallet_offer(container, view)
-    context = _context(container, view, sig or "", wallet)
+    device = device_of(request.headers.get("user-agent", ""))
+    context = _context(container, view, sig or "", wallet, device=device, qr=qr == "1")
     context.update(
         error=gettext_for(locale, message) if message else None,
         notice=gettext_for(locale, shown) if shown else None,
@@ -165,7 +168,7 @@ async def start_payment(
             return _back(container, order_id, error=exc.code)
         return _back(container, order_id)
     channel, _, method = option.partition(":")
-    if (channel, method) not in {(o["channel"], o["method"]) for o in _options(container)}:
+    if not _offerable(container, channel, method):
         return _back(container, order_id, error="option_unknown")
     wallet_amount = None
     if use_balance == "1":  # split tender: all of the balance, the rest by the channel
@@ -256,17 +259,24 @@ def _not_found(request: Request) -> Response:
     return render(request, "checkout/not_found.html", {}, status_code=404)
 
 
-def _options(container: Container) -> list[dict[str, str]]:
-    """Each enabled channel's buyer-facing methods, in the deployment's channel order."""
-    options = []
-    for channel in container.registry:
-        for method in (m for m in labels.METHODS if m in channel.methods):
-            options.append({"channel": channel.slug, "method": method})
-    return options
+def _offerable(container: Container, channel: str, method: str) -> bool:
+    """Whether a posted choice is an enabled channel's buyer-facing method (the page
+    offers one per channel by device, but a buyer may have switched devices since)."""
+    return (
+        channel in container.registry
+        and method in labels.METHODS
+        and method in container.registry.get(channel).methods
+    )
 
 
 def _context(
-    container: Container, view: CheckoutView, sig: str, wallet: WalletOffer | None
+    container: Container,
+    view: CheckoutView,
+    sig: str,
+    wallet: WalletOffer | None,
+    *,
+    device: Device,
+    qr: bool,
 ) -> dict[str, Any]:
     order = view.order
     attempt = view.open_attempt
@@ -276,20 +286,22 @@ def _context(
         qr_svg = segno.make(str(action["qr_payload"]), error="m").svg_inline(
             scale=1, border=2, omitsize=True, svgclass="qr-code", lineclass=None
         )
+    methods = methods_for(container.registry, device, qr=qr)
+    if wallet is not None and wallet.coins:
+        methods = []  # coins are paid from the wallet only
     options = [
         {
-            "value": f"{o['channel']}:{o['method']}",
-            "channel_label": labels.CHANNELS.get(o["channel"], o["channel"]),
-            "method_label": labels.METHODS[o["method"]],
+            "value": m.value,
+            "channel_label": labels.CHANNELS.get(m.channel, m.channel),
+            "method_label": labels.METHODS[m.method],
         }
-        for o in _options(container)
-        if not (wallet is not None and wallet.coins)  # coins are paid from the wallet only
+        for m in methods
     ]
     chosen = f"{attempt.channel}:{attempt.method}" if attempt else None
     if attempt is None and wallet is not None and wallet.covers:
         chosen = WALLET_OPTION  # the buyer's own money, no gateway in between
-    elif options and chosen not in {o["value"] for o in options}:
-        chosen = options[0]["value"]
+    elif chosen not in {o["value"] for o in options}:
+        chosen = default_choice(methods)
     page_url = checkout_path(container.settings, order.id)
     path, _, query = page_url.partition("?")
     return {
@@ -313,6 +325,11 @@ def _context(
         "coupon_url": f"{path}/coupon",
         "attempts_url": f"{path}/attempts",
         "complete_url": f"{path}/complete",
+        "device": device.value,
+        "qr_mode": qr,
+        "qr_switch": (page_url if qr else f"{page_url}&qr=1")
+        if has_qr(container.registry) and not (wallet is not None and wallet.coins)
+        else None,
         "free": order.total == 0,
     }
 

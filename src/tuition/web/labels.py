@@ -15,9 +15,10 @@ CHANNELS = {
     "wallet": N_("Balance"),
 }
 
-# Methods a buyer can use from this page, in the order offered; JSAPI and app payments
-# need WeChat or an app around the page.
+# Methods a buyer can use from this page (which one per channel: web/checkout_methods.py);
+# app and mini-program payments need the platform's own app around them.
 METHODS = {
+    "jsapi": N_("Pay in WeChat"),
     "page": N_("Continue on the payment site"),
     "wap": N_("Pay in the mobile browser"),
     "h5": N_("Pay in the mobile browser"),
