@@ -235,6 +235,13 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
+    # WeChat web OAuth (snsapi_base) for JSAPI inside WeChat: the AppSecret of the official
+    # account TUITION_WECHATPAY_APPID names (docs/checkout.md). Empty: a buyer inside
+    # WeChat pays JSAPI only when the order names their openid.
+    wechatpay_app_secret: str = Field(default="", repr=False)
+    wechatpay_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    wechatpay_api_url: str = "https://api.weixin.qq.com"
+
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})
 

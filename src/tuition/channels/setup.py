@@ -32,6 +32,7 @@ from tuition.channels.registry import ChannelRegistry
 from tuition.channels.sandbox.client import SandboxChannel, SandboxConfig
 from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.channels.wechatpay.config import WechatPayConfig, load_wechatpay_config
+from tuition.channels.wechatpay.oauth import WebOAuth, WebOAuthConfig
 from tuition.clock import Clock
 from tuition.config import ConfigError, Settings
 from tuition.simulator.app import Simulator
@@ -99,7 +100,10 @@ def build_registry(
                 registry.add(AlipayChannel(alipay, transport=transport, clock=clock))
             case "wechatpay":
                 wechatpay = wechatpay_config(settings, simulator=simulator)
-                registry.add(WechatPayChannel(wechatpay, transport=transport, clock=clock))
+                oauth = web_oauth(settings, wechatpay.appid, simulator=simulator)
+                registry.add(
+                    WechatPayChannel(wechatpay, transport=transport, clock=clock, web_oauth=oauth)
+                )
             case _:
                 raise ConfigError(f"TUITION_CHANNELS: unknown channel {slug!r}")
     return registry
@@ -239,6 +243,39 @@ def _sandbox(settings: Settings, *, clock: Clock, simulator: Simulator | None) -
 
 def _refund_fee_policy(settings: Settings, slug: str) -> RefundFeePolicy:
     return RefundFeePolicy(settings.refund_fee_policies.get(slug, RefundFeePolicy.PRO_RATA.value))
+
+
+def web_oauth(
+    settings: Settings, appid: str, *, simulator: Simulator | None = None
+) -> WebOAuth | None:
+    """WeChat web OAuth for JSAPI inside WeChat (channels/wechatpay/oauth.py), when the
+    official account's secret is configured; the simulator plays it in simulator mode."""
+    if settings.simulator:
+        secret = kept_apiv3_key(
+            sibling(settings.simulator_key_file, "wechat-oauth").with_suffix(".key")
+        ).decode("ascii")
+        root = _simulator_url(settings, simulator)
+        if simulator is not None:
+            simulator.wechat_oauth.add_app(appid, secret)
+        config = WebOAuthConfig(
+            appid=appid,
+            secret=secret,
+            authorize_url=f"{root}/wechat/connect/oauth2/authorize",
+            api_url=f"{root}/wechat/api",
+        )
+        return WebOAuth(config, transport=None if simulator is None else simulator.transport)
+    if not settings.wechatpay_app_secret:
+        return None
+    try:
+        config = WebOAuthConfig(
+            appid=appid,
+            secret=settings.wechatpay_app_secret,
+            authorize_url=settings.wechatpay_oauth_url,
+            api_url=settings.wechatpay_api_url,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"TUITION_WECHATPAY_APP_SECRET: {exc}") from None
+    return WebOAuth(config)
 
 
 def _simulator_url(settings: Settings, simulator: Simulator | None) -> str:

@@ -40,6 +40,7 @@ from tuition.simulator.records import SimPayment, SimRefund
 from tuition.simulator.signing import NotificationSigner, RequestAuthenticator, load_private_key
 from tuition.simulator.state import GatewayEvent, GatewayState
 from tuition.simulator.transfers import TransferDesk
+from tuition.simulator.wechat_oauth import WechatOAuth
 from tuition.simulator.wechatpay import WechatPayGateway
 
 
@@ -57,6 +58,7 @@ class Simulator:
         # added to these by whoever configures the channels).
         self.alipay = AlipayGateway(self)
         self.wechatpay = WechatPayGateway(self)
+        self.wechat_oauth = WechatOAuth(self)  # a page inside WeChat: OAuth, JSAPI sheet
         self.notifier.formats["alipay"] = self.alipay.notifications
         self.notifier.formats["wechatpay"] = self.wechatpay.notifications
         # Bill files of both protocols, written from the same books (reconciliation).
@@ -73,6 +75,7 @@ class Simulator:
             *buyer_routes(self),
             *self.alipay.routes(),
             *self.wechatpay.routes(),
+            *self.wechat_oauth.routes(),
             *self.bills.routes(),
         ]
         if config.control_enabled:

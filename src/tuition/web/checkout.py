@@ -34,6 +34,13 @@ from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.web import labels
 from tuition.web.checkout_methods import Device, default_choice, device_of, has_qr, methods_for
 from tuition.web.checkout_subscription import subscription_terms
+from tuition.web.checkout_wechat import (
+    authorize_redirect,
+    oauth_of,
+    order_openid,
+    simulator_bridge,
+    state_ok,
+)
 from tuition.web.i18n import gettext_for, negotiate
 from tuition.web.links import checkout_path, signature_ok, signing_key
 from tuition.web.pages import render, secure
@@ -157,7 +164,8 @@ async def start_payment(
     on: to the gateway's page for page flows, back here (showing the QR code) for QR.
     Paying from balance is done at once, and back here the page shows it paid."""
     container = get_container(request)
-    if await _view(container, order_id, sig) is None:
+    view = await _view(container, order_id, sig)
+    if view is None:
         return _not_found(request)
     if option == WALLET_OPTION:
         try:
@@ -172,10 +180,69 @@ async def start_payment(
         return _back(container, order_id, error="option_unknown")
     wallet_amount = None
     if use_balance == "1":  # split tender: all of the balance, the rest by the channel
-        view = await _view(container, order_id, sig)
-        offer = None if view is None else await _wallet_offer(container, view)
+        offer = await _wallet_offer(container, view)
         if offer is not None and offer.split:
             wallet_amount = offer.balance
+    payer_id = None
+    if method == "jsapi":
+        payer_id = order_openid(view.order)
+        oauth = oauth_of(container, channel)
+        if payer_id is None and oauth is None:
+            return _back(container, order_id, error="payer_id_required")
+        if payer_id is None and oauth is not None:
+            # WeChat sends the buyer back to wechat_oauth below, with a code for the openid.
+            if wallet_amount is not None:
+                return _back(container, order_id, error="split_needs_openid")
+            return secure(
+                RedirectResponse(authorize_redirect(container, oauth, order_id), status_code=303)
+            )
+    return await _start(
+        container,
+        request,
+        order_id,
+        channel,
+        method,
+        payer_id=payer_id,
+        wallet_amount=wallet_amount,
+    )
+
+
+@router.get("/pay/{order_id}/wechat-oauth")
+async def wechat_oauth(
+    order_id: str,
+    request: Request,
+    sig: Sig = None,
+    code: Annotated[str | None, Query(max_length=256)] = None,
+    state: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """WeChat's return from web OAuth (snsapi_base): trade the code for the buyer's openid
+    and start the JSAPI payment with it; the page then hands its parameters to WeChat."""
+    container = get_container(request)
+    view = await _view(container, order_id, sig)
+    if view is None or not state_ok(signing_key(container.settings), order_id, state):
+        return _not_found(request)
+    oauth = oauth_of(container, "wechatpay")
+    if oauth is None or not code:
+        return _back(container, order_id, error="wechat_oauth_failed")
+    try:
+        openid = await oauth.openid(code)
+    except ChannelTimeout:
+        return _back(container, order_id, error="channel_timeout")
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
+    return await _start(container, request, order_id, "wechatpay", "jsapi", payer_id=openid)
+
+
+async def _start(
+    container: Container,
+    request: Request,
+    order_id: str,
+    channel: str,
+    method: str,
+    *,
+    payer_id: str | None = None,
+    wallet_amount: int | None = None,
+) -> Response:
     try:
         payment = await payment_service.create_payment(
             payment_service.CreatePayment(
@@ -183,6 +250,7 @@ async def start_payment(
                 channel=channel,
                 method=method,
                 client_ip=request.client.host if request.client else None,
+                payer_id=payer_id,
                 return_url=container.settings.base_url
                 + checkout_path(container.settings, order_id),
                 wallet_amount=wallet_amount,
@@ -318,6 +386,10 @@ def _context(
         and view.attempt.status is PaymentStatus.SUCCEEDED,
         "attempt": attempt,
         "redirect_url": action.get("url") if action.get("type") == "redirect" else None,
+        "jsapi_params": action.get("params")
+        if action.get("type") == "app_params" and attempt is not None and attempt.method == "jsapi"
+        else None,
+        "wechat_bridge": simulator_bridge(container) if device is Device.WECHAT else None,
         "qr_svg": qr_svg,
         "labels": labels,
         "page_url": page_url,

@@ -132,6 +132,11 @@ CHECKOUT_ERRORS = {
     "order_not_free": N_("This order is no longer free. Choose how to pay."),
     "order_is_free": N_("This order is free: there is nothing to pay."),
     "topup_not_free": N_("A top-up cannot be free."),
+    "payer_id_required": N_(
+        "WeChat Pay cannot be used here yet. Pay on another device with the QR code."
+    ),
+    "split_needs_openid": N_("Pay the whole order with WeChat Pay, or use a QR code."),
+    "wechat_oauth_failed": N_("WeChat could not confirm who is paying. Please try again."),
 }
 GENERIC_ERROR = N_("Something went wrong. Please try again.")
 

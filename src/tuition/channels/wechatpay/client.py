@@ -51,6 +51,7 @@ from tuition.channels.wechatpay.notifications import (
     SignatureVerifier,
     unix_seconds,
 )
+from tuition.channels.wechatpay.oauth import WebOAuth
 from tuition.channels.wechatpay.transformers import JsonObject, UnknownWireStatus
 from tuition.clock import Clock, SystemClock
 from tuition.domain.errors import ChannelError, ValidationFailed
@@ -92,9 +93,13 @@ class WechatPayChannel:
         *,
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
+        web_oauth: WebOAuth | None = None,
     ) -> None:
         # The merchant id is the account both payment and refund notifications name.
         self.app_id = config.mchid
+        # How a page inside WeChat learns the buyer's openid for JSAPI (channels/wechatpay/
+        # oauth.py); None when the official account's secret is not configured.
+        self.web_oauth = web_oauth
         self.fee_rate = config.fee_rate
         self.refund_fee_policy: RefundFeePolicy = config.refund_fee_policy
         self._config = config
@@ -110,6 +115,8 @@ class WechatPayChannel:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self.web_oauth is not None:
+            await self.web_oauth.aclose()
 
     # -- payments ---------------------------------------------------------------------
 

@@ -62,6 +62,20 @@
     countdown.textContent = (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s);
   }
 
+  // Inside WeChat: hand the JSAPI parameters to WeChat's bridge, which shows its own
+  // payment sheet; the poll above sees the outcome.
+  var jsapi = document.getElementById("jsapi");
+  if (jsapi && current === "pending_payment") {
+    var params = JSON.parse(jsapi.getAttribute("data-params"));
+    var invoke = function () {
+      if (!window.WeixinJSBridge) return;
+      window.WeixinJSBridge.invoke("getBrandWCPayRequest", params, function () {});
+    };
+    document.getElementById("jsapi-pay").addEventListener("click", invoke);
+    if (window.WeixinJSBridge) invoke();
+    else document.addEventListener("WeixinJSBridgeReady", invoke, false);
+  }
+
   if (current === "pending_payment") {
     tick();
     window.setInterval(tick, 1000);
