@@ -241,6 +241,10 @@ class Settings(BaseSettings):
     wechatpay_app_secret: str = Field(default="", repr=False)
     wechatpay_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
     wechatpay_api_url: str = "https://api.weixin.qq.com"
+    # The platform's own iOS / Android app (its open-platform appid) and its WeChat
+    # mini-program, bound to the WeChat Pay merchant: each enables a method (API only).
+    wechatpay_app_appid: str = ""
+    wechatpay_miniprogram_appid: str = ""
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

@@ -216,3 +216,51 @@ async def test_an_openid_on_the_order_needs_no_oauth_and_pay_sign_verifies(
     ) as wechat:
         refused = await wechat.get(f"/wechatpay/jsapi?{urlencode(forged)}")
     assert refused.status_code == 400  # WeChat's sheet checks the signature too
+
+
+async def test_the_platforms_own_apps_pay_through_the_api_and_unlock_for_the_customer(
+    client: httpx.AsyncClient, shop: dict[str, str], sim: Simulator
+) -> None:
+    """Alipay App pay, WeChat APP and a mini-program: three surfaces, one customer, one
+    set of entitlements (the cross-platform promise)."""
+    orders = {}
+    for name, channel, method, extra in [
+        ("c1", "alipay", "app", {}),
+        ("c2", "wechatpay", "app", {}),
+        ("c3", "wechatpay", "miniprogram", {"payer_id": "o_mini_buyer"}),
+    ]:
+        order = await post(client, "/v1/orders", order_body(shop, name, customer_id="u_apps"))
+        payment = await post(
+            client,
+            f"/v1/orders/{order['id']}/payments",
+            {"channel": channel, "method": method, **extra},
+        )
+        assert payment["next_action"]["type"] == "app_params"
+        orders[name] = (order, payment)
+
+    # The Alipay app SDK submits the order string to Alipay, which opens the trade.
+    order_string = orders["c1"][1]["next_action"]["params"]["order_string"]
+    async with httpx.AsyncClient(
+        transport=sim.transport, base_url=sim.config.public_base_url
+    ) as alipay_app:
+        opened = await alipay_app.post(
+            "/alipay/gateway.do",
+            content=order_string,
+            headers={"content-type": "application/x-www-form-urlencoded"},
+        )
+        assert opened.status_code == 303, opened.text
+    assert set(orders["c2"][1]["next_action"]["params"]) >= {"prepayid", "partnerid", "sign"}
+    assert set(orders["c3"][1]["next_action"]["params"]) == {
+        "timeStamp",
+        "nonceStr",
+        "package",
+        "signType",
+        "paySign",
+    }
+    for _order, payment in orders.values():
+        await sim.pay(payment["id"])
+    await sim.drain()
+    for name, (order, _payment) in orders.items():
+        assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+        access = await client.get(f"/v1/customers/u_apps/entitlements/{shop[name]}")
+        assert access.json()["has_access"] is True

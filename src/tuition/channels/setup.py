@@ -43,6 +43,8 @@ from tuition.simulator.signing import key_serial
 SIMULATED_ALIPAY_APP_ID = "2021000000000000"
 SIMULATED_MCHID = "1900000109"
 SIMULATED_APPID = "wxd678efh567hg6787"
+SIMULATED_APP_APPID = "wx8888888888888888"  # the platform's own mobile app
+SIMULATED_MINIPROGRAM_APPID = "wx9999999999999999"
 
 # The names the channel configs use in their messages -> the variables that set them.
 _VARIABLES = {
@@ -54,6 +56,8 @@ _VARIABLES = {
     "alipay.fee_rate": "TUITION_CHANNEL_FEE_RATES",
     "wechatpay.mchid": "TUITION_WECHATPAY_MCHID",
     "wechatpay.appid": "TUITION_WECHATPAY_APPID",
+    "wechatpay.app_appid": "TUITION_WECHATPAY_APP_APPID",
+    "wechatpay.miniprogram_appid": "TUITION_WECHATPAY_MINIPROGRAM_APPID",
     "wechatpay.merchant_private_key": "TUITION_WECHATPAY_PRIVATE_KEY_FILE",
     "wechatpay.merchant_serial_no": "TUITION_WECHATPAY_SERIAL_NO",
     "wechatpay.apiv3_key": "TUITION_WECHATPAY_APIV3_KEY",
@@ -166,16 +170,19 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
                 base_url=f"{_simulator_url(settings, simulator)}/wechatpay",
                 fee_rate=fee_rate,
                 refund_fee_policy=_refund_fee_policy(settings, "wechatpay"),
+                app_appid=SIMULATED_APP_APPID,
+                miniprogram_appid=SIMULATED_MINIPROGRAM_APPID,
             )
         if simulator is not None:
             simulator.wechatpay.use_key(platform_key, config.wechatpay_public_key_id)
-            simulator.wechatpay.add_merchant(
-                config.mchid,
-                appid=config.appid,
-                public_key_pem=_public_pem(merchant_key),
-                serial_no=config.merchant_serial_no,
-                apiv3_key=config.apiv3_key,
-            )
+            for appid in (config.appid, SIMULATED_APP_APPID, SIMULATED_MINIPROGRAM_APPID):
+                simulator.wechatpay.add_merchant(
+                    config.mchid,
+                    appid=appid,
+                    public_key_pem=_public_pem(merchant_key),
+                    serial_no=config.merchant_serial_no,
+                    apiv3_key=config.apiv3_key,
+                )
         return config
     _require(settings.wechatpay_mchid, "TUITION_WECHATPAY_MCHID", "the merchant id")
     _require(settings.wechatpay_appid, "TUITION_WECHATPAY_APPID", "the app id")
@@ -197,6 +204,8 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
             base_url=settings.wechatpay_base_url,
             fee_rate=fee_rate,
             refund_fee_policy=_refund_fee_policy(settings, "wechatpay"),
+            app_appid=settings.wechatpay_app_appid or None,
+            miniprogram_appid=settings.wechatpay_miniprogram_appid or None,
         )
 
 

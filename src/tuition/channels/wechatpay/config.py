@@ -90,10 +90,16 @@ class WechatPayConfig:
     timeout_seconds: int = 10
     # WeChat Pay returns refund amount x fee rate of its fee (docs/channels.md).
     refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA
+    # The platform's own mobile app (open platform appid) and mini-program, bound to the
+    # same merchant: each enables its method ("app", "miniprogram"; app_pay.py).
+    app_appid: str | None = None
+    miniprogram_appid: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("mchid", "appid"):
+        for name in ("mchid", "appid", "app_appid", "miniprogram_appid"):
             value = getattr(self, name)
+            if value is None and name in ("app_appid", "miniprogram_appid"):
+                continue
             if not isinstance(value, str) or _ID.fullmatch(value) is None:
                 raise ValueError(f"{_P}{name}: expected a WeChat Pay {name}, got {value!r}")
         private = load_rsa_private_key(
@@ -175,6 +181,8 @@ def load_wechatpay_config(
     fee_rate: Decimal = Decimal("0.006"),
     timeout_seconds: int = 10,
     refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA,
+    app_appid: str | None = None,
+    miniprogram_appid: str | None = None,
 ) -> WechatPayConfig:
     """Build a :class:`WechatPayConfig`; keys and certificates may be text or file paths."""
     if not apiv3_key:
@@ -203,6 +211,8 @@ def load_wechatpay_config(
         fee_rate=fee_rate,
         timeout_seconds=timeout_seconds,
         refund_fee_policy=refund_fee_policy,
+        app_appid=app_appid or None,
+        miniprogram_appid=miniprogram_appid or None,
     )
 
 
