@@ -245,6 +245,13 @@ class Settings(BaseSettings):
     # mini-program, bound to the WeChat Pay merchant: each enables a method (API only).
     wechatpay_app_appid: str = ""
     wechatpay_miniprogram_appid: str = ""
+    # The checkout page's branding (docs/checkout.md), besides merchant_name: a logo file
+    # (PNG, JPEG, WebP or SVG; served from /assets, nothing loads from elsewhere), the
+    # accent colour (#RRGGBB) of buttons and links, and where buyers get help (an email
+    # address, a phone number or a URL, shown as given).
+    merchant_logo_file: str = ""
+    merchant_accent_colour: str = Field(default="", pattern=r"^(#[0-9A-Fa-f]{6})?$")
+    merchant_support: str = Field(default="", max_length=200)
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

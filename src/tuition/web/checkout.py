@@ -20,7 +20,7 @@ from tuition.api.deps import Container, get_container
 from tuition.api.payments import payment_deps
 from tuition.channels.base import ChannelTimeout
 from tuition.domain.catalog import ProductKind
-from tuition.domain.errors import NotFound, TuitionError
+from tuition.domain.errors import Conflict, NotFound, TuitionError
 from tuition.domain.money import get_currency
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.wallet import WALLET_CHANNEL
@@ -30,8 +30,11 @@ from tuition.services import free_orders
 from tuition.services import payments as payment_service
 from tuition.services import wallet as wallet_service
 from tuition.services.checkout import CheckoutView
+from tuition.services.receipts import receipt_of
 from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.web import labels
+from tuition.web.checkout_brand import brand_of
+from tuition.web.checkout_brand import router as brand_router
 from tuition.web.checkout_methods import Device, default_choice, device_of, has_qr, methods_for
 from tuition.web.checkout_subscription import subscription_terms
 from tuition.web.checkout_wechat import (
@@ -42,10 +45,12 @@ from tuition.web.checkout_wechat import (
     state_ok,
 )
 from tuition.web.i18n import gettext_for, negotiate
-from tuition.web.links import checkout_path, signature_ok, signing_key
+from tuition.web.links import checkout_path, receipt_url, signature_ok, signing_key
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["checkout page"], include_in_schema=False)
+
+router.include_router(brand_router)  # /assets/brand/style.css, /assets/brand/logo
 
 Sig = Annotated[str | None, Query(max_length=64)]
 FormSig = Annotated[str, Form(max_length=64)]
@@ -96,6 +101,7 @@ async def page(
         message = labels.CHECKOUT_ERRORS["payment_failed"]
     shown = labels.NOTICES.get(notice or "")
     wallet = await _wallet_offer(container, view)
+    failed = view.attempt if view.attempt and view.attempt.status is PaymentStatus.FAILED else None
     device = device_of(request.headers.get("user-agent", ""))
     context = _context(container, view, sig or "", wallet, device=device, qr=qr == "1")
     context.update(
@@ -104,6 +110,11 @@ async def page(
         extra_payments=await _extra_payments(container, order_id),
         topup_credit=await admin_service.topup_credit(container.uow(), view.order),
         subscription=await subscription_terms(container.uow(), view.order),
+        brand=brand_of(container.settings),
+        receipt=await _receipt(container, view),
+        decline_reason=None
+        if failed is None or not view.payable
+        else gettext_for(locale, labels.decline_reason(failed.failure_code)),
     )
     return render(request, "checkout/page.html", context, locale=locale)
 
@@ -279,6 +290,35 @@ async def complete_free(order_id: str, request: Request, sig: FormSig) -> Respon
     except TuitionError as exc:
         return _back(container, order_id, error=exc.code)
     return _back(container, order_id)
+
+
+async def _receipt(container: Container, view: CheckoutView) -> dict[str, Any] | None:
+    """What the paid page shows as the receipt: what was bought, the amount, when (in the
+    platform's time zone), how, and our and the gateway's references."""
+    if view.status not in ("paid", "partially_refunded"):
+        return None
+    settings = container.settings
+    try:
+        receipt = await receipt_of(
+            container.uow(), view.order.id, merchant_name=settings.merchant_name, zone=settings.zone
+        )
+    except (NotFound, Conflict):
+        return None
+    local = receipt.paid_at_local
+    return {
+        "paid_at": None if local is None else local.strftime("%Y-%m-%d %H:%M"),
+        "time_zone": settings.time_zone,
+        "payments": [
+            {
+                "channel": labels.CHANNELS.get(p.channel, p.channel),
+                "amount": p.amount,
+                "currency": p.currency,
+                "reference": p.channel_trade_no,
+            }
+            for p in receipt.payments
+        ],
+        "url": receipt_url(settings, view.order.id),
+    }
 
 
 async def _view(container: Container, order_id: str, sig: str | None) -> CheckoutView | None:

@@ -140,6 +140,25 @@ CHECKOUT_ERRORS = {
 }
 GENERIC_ERROR = N_("Something went wrong. Please try again.")
 
+# Why a payment attempt failed, in words, by the gateway's status or refusal code.
+DECLINE_REASONS = {
+    "FAILED": N_("The payment was declined."),  # sandbox
+    "PAYERROR": N_("WeChat Pay declined the payment (for example, the card was refused)."),
+    "CLOSED": N_("The payment was closed before it was completed."),
+    "TRADE_CLOSED": N_("The payment was closed before it was completed."),
+    "REVOKED": N_("The payment was cancelled in WeChat."),
+    "NOTENOUGH": N_("The account did not have enough money."),
+    "ACQ.TRADE_HAS_CLOSE": N_("The payment was closed before it was completed."),
+    "ACQ.BUYER_BALANCE_NOT_ENOUGH": N_("The account did not have enough money."),
+    "channel_timeout": N_("The payment service did not answer in time."),
+}
+DECLINE_GENERIC = N_("The payment service refused the payment.")
+
+
+def decline_reason(code: str | None) -> str:
+    return DECLINE_REASONS.get(code or "", DECLINE_GENERIC)
+
+
 NOTICES = {
     "coupon_applied": N_("Coupon applied."),
     "coupon_removed": N_("Coupon removed."),

@@ -16,7 +16,11 @@
     current = status;
     card.setAttribute("data-status", status);
     var panel = document.getElementById(PAID[status] ? "state-paid" : "state-" + status);
-    if (!panel) { window.location.reload(); return; }
+    // Paid: reload once, for the receipt only the server knows (amount, time, references).
+    if (!panel || (PAID[status] && card.getAttribute("data-receipt") !== "1")) {
+      window.location.reload();
+      return;
+    }
     var payable = document.getElementById("payable");
     if (payable) payable.hidden = true;
     document.getElementById("attempt-failed").hidden = true;
@@ -24,7 +28,7 @@
     for (var i = 0; i < states.length; i++) states[i].hidden = states[i] !== panel;
     var headline = document.getElementById("headline");
     headline.textContent = panel.getAttribute("data-headline");
-    document.title = headline.textContent + " · Tuition";
+    document.title = headline.textContent + " · " + (card.getAttribute("data-site-name") || "Tuition");
     headline.focus();
   }
 
