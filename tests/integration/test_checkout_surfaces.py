@@ -25,12 +25,20 @@ from tests.unit.test_checkout_methods import ALIPAY_APP, ANDROID, DESKTOP, WECHA
 from tuition import web
 from tuition.channels.setup import SIMULATED_APPID, build_registry
 from tuition.clock import FrozenClock
-from tuition.config import load_settings
+from tuition.config import Settings, load_settings
+from tuition.services.ledger import verify_ledger
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
 from tuition.simulator.wechat_oauth import WechatOAuth
+from tuition.store.uow import UnitOfWork
 
 EN = {"accept-language": "en"}
+RATES = {"sandbox": "0.01", "alipay": "0.006", "wechatpay": "0.0055"}
+
+
+@pytest.fixture
+def settings(db_url: str) -> Settings:
+    return load_settings(database_url=db_url, channel_fee_rates=RATES)
 
 
 async def _no_wait(_seconds: float) -> None:
@@ -264,3 +272,57 @@ async def test_the_platforms_own_apps_pay_through_the_api_and_unlock_for_the_cus
         assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
         access = await client.get(f"/v1/customers/u_apps/entitlements/{shop[name]}")
         assert access.json()["has_access"] is True
+
+
+async def test_in_surcharge_mode_the_total_follows_the_channel_chosen(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    sim: Simulator,
+    uow: UnitOfWork,
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1", surcharge_channel="alipay"))
+    assert order["total"] == 9959  # 99.00 + 0.6 %
+    path, sig = _link(order)
+    desktop = {**EN, "user-agent": DESKTOP}
+    page = (await anon_client.get(path, params={"sig": sig}, headers=desktop)).text
+    totals = dict(
+        re.findall(
+            r'value="([^"]+)" required[^>]*>.*?data-testid="option-total">([^<]+)<', page, re.S
+        )
+    )
+    assert totals == {
+        "alipay:page": "CN¥99.59",
+        "wechatpay:native": "CN¥99.54",  # 99.00 + 0.55 %
+        "sandbox:page": "CN¥99.99",
+    }
+    assert 'data-pay-label="Pay CN¥99.54"' in page
+    assert "Pay CN¥99.59</button>" in page  # the chosen one's total
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["total"] == 9959
+
+    started = await anon_client.post(
+        f"{path}/attempts", data={"sig": sig, "option": "wechatpay:native"}, headers=desktop
+    )
+    assert "error" not in started.headers["location"]
+    now = (await client.get(f"/v1/orders/{order['id']}")).json()
+    assert (now["total"], now["surcharge"], now["pricing"]["surcharge_rate"]) == (
+        9954,
+        54,
+        "0.0055",
+    )
+    assert sum(line["total"] for line in now["lines"]) == 9954
+    payments = (await client.get(f"/v1/orders/{order['id']}/payments")).json()["data"]
+    assert [(p["channel"], p["amount"]) for p in payments] == [("wechatpay", 9954)]
+
+    # With that attempt open the gateway holds 99.54: another channel cannot re-price.
+    refused = await anon_client.post(
+        f"{path}/attempts", data={"sig": sig, "option": "alipay:page"}, headers=desktop
+    )
+    assert refused.headers["location"].endswith("error=payment_in_progress")
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["total"] == 9954
+    await sim.pay(payments[0]["id"])
+    await sim.drain()
+    paid = (await client.get(f"/v1/orders/{order['id']}")).json()
+    assert (paid["status"], paid["total"]) == ("paid", 9954)
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems

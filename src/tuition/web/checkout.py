@@ -9,6 +9,7 @@ only a message code, so nothing typed by anyone is reflected into the page. The 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -44,7 +45,7 @@ from tuition.web.checkout_wechat import (
     simulator_bridge,
     state_ok,
 )
-from tuition.web.i18n import gettext_for, negotiate
+from tuition.web.i18n import Formatter, gettext_for, negotiate
 from tuition.web.links import checkout_path, receipt_url, signature_ok, signing_key
 from tuition.web.pages import render, secure
 
@@ -104,6 +105,7 @@ async def page(
     failed = view.attempt if view.attempt and view.attempt.status is PaymentStatus.FAILED else None
     device = device_of(request.headers.get("user-agent", ""))
     context = _context(container, view, sig or "", wallet, device=device, qr=qr == "1")
+    await _channel_totals(container, view, context["options"], locale)
     context.update(
         error=gettext_for(locale, message) if message else None,
         notice=gettext_for(locale, shown) if shown else None,
@@ -207,6 +209,13 @@ async def start_payment(
             return secure(
                 RedirectResponse(authorize_redirect(container, oauth, order_id), status_code=303)
             )
+    if checkout_service.surcharge_mode(view.order):  # the total follows the channel
+        try:
+            await checkout_service.change_surcharge(
+                container.uow(), order_id, _fee_rate(container, channel), clock=container.clock
+            )
+        except TuitionError as exc:
+            return _back(container, order_id, error=exc.code)
     return await _start(
         container,
         request,
@@ -290,6 +299,27 @@ async def complete_free(order_id: str, request: Request, sig: FormSig) -> Respon
     except TuitionError as exc:
         return _back(container, order_id, error=exc.code)
     return _back(container, order_id)
+
+
+def _fee_rate(container: Container, channel: str) -> Decimal:
+    """The rate surcharge mode adds for ``channel``, as order placement reads it."""
+    rate = container.settings.channel_fee_rates.get(channel)
+    return container.registry.get(channel).fee_rate if rate is None else rate
+
+
+async def _channel_totals(
+    container: Container, view: CheckoutView, options: list[dict[str, Any]], locale: str
+) -> None:
+    """In surcharge mode, each option's own total (the page shows it before paying)."""
+    if not view.payable or not checkout_service.surcharge_mode(view.order):
+        return
+    fmt = Formatter(locale)
+    for option in options:
+        channel = option["value"].partition(":")[0]
+        total = await checkout_service.quote_for_rate(
+            container.uow(), view.order, _fee_rate(container, channel)
+        )
+        option["total"] = fmt.money(total, view.order.currency)
 
 
 async def _receipt(container: Container, view: CheckoutView) -> dict[str, Any] | None:

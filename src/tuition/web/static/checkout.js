@@ -80,6 +80,17 @@
     else document.addEventListener("WeixinJSBridgeReady", invoke, false);
   }
 
+  // Surcharge mode: the Pay button shows the total of the method chosen.
+  var radios = card.querySelectorAll("input[data-pay-label]");
+  var payButton = card.querySelector(".pay-form [data-testid=pay-button]");
+  for (var r = 0; r < radios.length; r++) {
+    radios[r].addEventListener("change", function (event) {
+      if (payButton && event.target.checked) {
+        payButton.textContent = event.target.getAttribute("data-pay-label");
+      }
+    });
+  }
+
   if (current === "pending_payment") {
     tick();
     window.setInterval(tick, 1000);
