@@ -16,11 +16,8 @@
     current = status;
     card.setAttribute("data-status", status);
     var panel = document.getElementById(PAID[status] ? "state-paid" : "state-" + status);
-    // Paid: reload once, for the receipt only the server knows (amount, time, references).
-    if (!panel || (PAID[status] && card.getAttribute("data-receipt") !== "1")) {
-      window.location.reload();
-      return;
-    }
+    if (!panel) { window.location.reload(); return; }
+    if (PAID[status] && card.getAttribute("data-receipt") !== "1") fetchReceipt(panel);
     var payable = document.getElementById("payable");
     if (payable) payable.hidden = true;
     document.getElementById("attempt-failed").hidden = true;
@@ -30,6 +27,20 @@
     headline.textContent = panel.getAttribute("data-headline");
     document.title = headline.textContent + " · " + (card.getAttribute("data-site-name") || "Tuition");
     headline.focus();
+  }
+
+  // Paid: the receipt (amount, time, references) only the server knows, taken from the
+  // page as it now is, without leaving this one.
+  function fetchReceipt(panel) {
+    card.setAttribute("data-receipt", "1");
+    fetch(window.location.href, { cache: "no-store", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("state-paid");
+        if (fresh) panel.innerHTML = fresh.innerHTML;
+      })
+      .catch(function () { /* the receipt shows on the next load */ });
   }
 
   function attemptFailed() {
@@ -75,9 +86,18 @@
       if (!window.WeixinJSBridge) return;
       window.WeixinJSBridge.invoke("getBrandWCPayRequest", params, function () {});
     };
+    // WeChat's sheet opens by itself once per attempt; after that, by the button.
+    var once = "tuition.jsapi." + params["package"];
+    var auto = function () {
+      try {
+        if (window.sessionStorage.getItem(once)) return;
+        window.sessionStorage.setItem(once, "1");
+      } catch (e) { /* storage off: open it anyway */ }
+      invoke();
+    };
     document.getElementById("jsapi-pay").addEventListener("click", invoke);
-    if (window.WeixinJSBridge) invoke();
-    else document.addEventListener("WeixinJSBridgeReady", invoke, false);
+    if (window.WeixinJSBridge) auto();
+    else document.addEventListener("WeixinJSBridgeReady", auto, false);
   }
 
   // Surcharge mode: the Pay button shows the total of the method chosen.
