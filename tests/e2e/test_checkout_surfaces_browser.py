@@ -5,6 +5,7 @@ WeChat itself (web OAuth, the JSAPI bridge and payment sheet)."""
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import urlsplit
 
 from tests.e2e.conftest import DESKTOP, PHONE, shot
 from tests.e2e.server import Servers
@@ -170,3 +171,40 @@ def _artifact(name: str) -> Any:
 
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS / f"{name}.png"
+
+
+def _only_here(servers: Servers, blocked: list[str]) -> Any:
+    here = urlsplit(servers.base_url).netloc
+
+    def route(request_route: Any) -> None:
+        if urlsplit(request_route.request.url).netloc == here:
+            request_route.continue_()
+        else:
+            blocked.append(request_route.request.url)
+            request_route.abort()
+
+    return route
+
+
+def test_the_api_docs_render_with_the_network_blocked(
+    servers: Servers, browser: Any, browsing: Any
+) -> None:
+    page = browsing(locale="en-US", viewport=DESKTOP).page()  # fails on any foreign request
+    blocked: list[str] = []
+    page.route("**/*", _only_here(servers, blocked))
+    page.goto(f"{servers.base_url}/docs")
+    page.locator(".swagger-ui .info .title").filter(has_text="Tuition").wait_for()
+    assert page.locator(".opblock").count() > 20
+    assert page.locator("link[rel~=icon]").first.get_attribute("href") == "/favicon.ico"
+    shot(page, "api-docs-swagger-offline")
+    assert blocked == []
+
+    # ReDoc renders as well; its bundle asks only for Redocly's decorative sidebar logo.
+    context = browser.new_context(viewport=DESKTOP)
+    redoc = context.new_page()
+    redoc.route("**/*", _only_here(servers, blocked))
+    redoc.goto(f"{servers.base_url}/redoc")
+    redoc.locator("h1").filter(has_text="Tuition").first.wait_for()
+    shot(redoc, "api-docs-redoc-offline")
+    context.close()
+    assert set(blocked) <= {"https://cdn.redoc.ly/redoc/logo-mini.svg"}
