@@ -66,6 +66,11 @@ async def test_a_free_order_completes_with_one_call_and_no_money_moves(
     assert refused.status_code == 409, refused.text
     assert refused.json()["error"]["code"] == "order_is_free"
     assert gateway.state.payments == {}  # the gateway was never called
+    from_balance = await client.post(
+        f"/v1/orders/{order['id']}/payments", json={"channel": "wallet"}
+    )
+    assert from_balance.status_code == 409
+    assert from_balance.json()["error"]["code"] == "order_is_free"
 
     done = await client.post(f"/v1/orders/{order['id']}/complete")
     assert done.status_code == 200, done.text
