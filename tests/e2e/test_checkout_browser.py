@@ -156,6 +156,8 @@ def test_a_declined_payment_is_shown_in_place_and_the_buyer_can_try_again(
     failure = page.locator("#attempt-failed")
     failure.wait_for(timeout=15_000)
     assert "did not go through" in failure.inner_text()
+    failure.get_by_test_id("decline-reason").wait_for()  # the reason, in place
+    assert "Reason: The payment was declined." in failure.inner_text()
     assert page.locator("#qr").is_hidden()
     assert page.get_by_test_id("pay-button").is_visible()  # the methods, open again
     shot(page, "checkout-en-declined")

@@ -48,7 +48,20 @@
     if (qr) qr.hidden = true;
     var other = document.getElementById("other-methods");
     if (other) other.open = true;
-    document.getElementById("attempt-failed").hidden = false;
+    var failed = document.getElementById("attempt-failed");
+    failed.hidden = false;
+    // The gateway's reason, in words, as the page now says it.
+    fetch(window.location.href, { cache: "no-store", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var page = new DOMParser().parseFromString(html, "text/html");
+        var reason = page.querySelector("[data-testid=decline-reason]");
+        if (reason && !failed.querySelector("[data-testid=decline-reason]")) {
+          failed.appendChild(document.importNode(reason, true));
+        }
+      })
+      .catch(function () { /* shown on the next load */ });
     // No attempt is open any more, so the coupon may change again.
     var locked = document.getElementById("coupon-locked");
     if (locked) locked.hidden = true;
