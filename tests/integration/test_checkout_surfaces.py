@@ -194,9 +194,15 @@ async def test_an_openid_on_the_order_needs_no_oauth_and_pay_sign_verifies(
     shop: dict[str, str],
     sim: Simulator,
 ) -> None:
-    order = await post(
-        client, "/v1/orders", order_body(shop, "c1", metadata={"wechat_openid": "o_known_buyer"})
+    bad = await client.post(
+        "/v1/orders", json=order_body(shop, "c1", payer={"wechat_openid": "o <script>"})
     )
+    assert bad.status_code == 422
+    order = await post(
+        client, "/v1/orders", order_body(shop, "c1", payer={"wechat_openid": "o_known_buyer"})
+    )
+    assert order["payer"] == {"wechat_openid": "o_known_buyer"}
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["payer"] == order["payer"]
     path, sig = _link(order)
     in_wechat = {**EN, "user-agent": WECHAT}
     started = await anon_client.post(

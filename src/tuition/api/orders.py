@@ -35,6 +35,18 @@ class Item(BaseModel):
     quantity: int = Field(default=1, ge=1, le=MAX_QUANTITY, strict=True)
 
 
+class Payer(BaseModel):
+    """What a channel needs to know of the buyer, when the platform knows it already."""
+
+    model_config = ConfigDict(extra="forbid")
+    wechat_openid: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        description="The buyer's openid under the merchant's official account: the "
+        "checkout page opened inside WeChat pays by JSAPI with it, without WeChat OAuth",
+    )
+
+
 class OrderCreate(BaseModel):
     """A new order. Amounts are computed by Tuition, never sent by the platform."""
 
@@ -59,6 +71,7 @@ class OrderCreate(BaseModel):
         description='Where the buyer pays ("web", "ios", …): products priced for that '
         "surface (`surface_prices`) sell at that price there",
     )
+    payer: Payer | None = None
 
 
 class LineOut(BaseModel):
@@ -95,6 +108,7 @@ class OrderOut(BaseModel):
     tax_region: str | None
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
     surface: str = Field(description="The price list the order was priced from")
+    payer: dict[str, str] | None = Field(default=None, description="As given when placed")
     lines: list[LineOut]
     return_url: str | None
     checkout_url: str | None = Field(
@@ -159,6 +173,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         tax_region=order.tax_region,
         pricing=order.pricing,
         surface=order.surface,
+        payer=order.payer,
         lines=[
             LineOut(
                 id=line_id(order.id, line.line_index),
@@ -233,6 +248,9 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         return_url=body.return_url,
         metadata=body.metadata,
         surface=body.surface,
+        payer=None
+        if body.payer is None
+        else {k: v for k, v in body.payer.model_dump().items() if v is not None},
     )
     order = await order_service.create_order(
         cmd, container.uow(), clock=container.clock, policy=_policy(container)

@@ -1,8 +1,9 @@
 """Paying inside WeChat: JSAPI needs the buyer's openid under the merchant's official
-account. It comes from the order (``metadata["wechat_openid"]``, set by a platform that
-already knows it) or, failing that, from WeChat web OAuth with ``snsapi_base``
-(channels/wechatpay/oauth.py): the page sends the buyer to WeChat, WeChat sends them
-back to ``/pay/{order}/wechat-oauth`` with a code, and the code buys the openid.
+account. It comes from the order (``payer.wechat_openid``, or
+``metadata["wechat_openid"]``, set by a platform that already knows it) or, failing that,
+from WeChat web OAuth with ``snsapi_base`` (channels/wechatpay/oauth.py): the page sends
+the buyer to WeChat, WeChat sends them back to ``/pay/{order}/wechat-oauth`` with a code,
+and the code buys the openid.
 
 The round trip carries the checkout link's signature in the return address and an HMAC
 of the order id (its own purpose) as ``state``, so a code is only ever traded for the
@@ -24,8 +25,11 @@ _PURPOSE = b"tuition.wechat-oauth.v1:"
 
 
 def order_openid(order: OrderRecord) -> str | None:
-    value = order.metadata.get(OPENID_KEY)
-    return value if isinstance(value, str) and 0 < len(value) <= 128 else None
+    """``payer.wechat_openid`` as the order was placed with, else its metadata's."""
+    for value in ((order.payer or {}).get(OPENID_KEY), order.metadata.get(OPENID_KEY)):
+        if isinstance(value, str) and 0 < len(value) <= 128:
+            return value
+    return None
 
 
 def oauth_of(container: Container, channel: str) -> WebOAuth | None:
