@@ -117,3 +117,22 @@ async def test_a_declined_payment_says_why_and_what_to_do_next(
     assert "The payment did not go through. Try again or choose another method." in alert
     assert "Reason: The payment was declined." in alert
     assert 'name="option"' in page  # the methods are offered again
+
+
+async def test_where_no_method_works_the_page_offers_a_qr_code_for_another_device(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+) -> None:
+    """Only the sandbox here, and the page is opened inside WeChat (JSAPI only)."""
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    path, sig = _link(order)
+    wechat = {**EN, "user-agent": "Mozilla/5.0 (iPhone) Mobile MicroMessenger/8.0.50"}
+    page = (await anon_client.get(path, params={"sig": sig}, headers=wechat)).text
+    assert 'name="option"' not in page
+    assert "None of the payment methods works here." in page
+    switch = re.search(r'href="([^"]+)" data-testid="qr-switch"', page)
+    assert switch is not None
+    other = (await anon_client.get(switch.group(1).replace("&amp;", "&"), headers=wechat)).text
+    assert 'value="sandbox:qr"' in other
