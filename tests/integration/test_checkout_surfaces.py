@@ -26,7 +26,9 @@ from tuition import web
 from tuition.channels.setup import SIMULATED_APPID, build_registry
 from tuition.clock import FrozenClock
 from tuition.config import Settings, load_settings
+from tuition.domain.errors import Conflict
 from tuition.services.ledger import verify_ledger
+from tuition.services.payments import CreatePayment, create_payment
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
 from tuition.simulator.wechat_oauth import WechatOAuth
@@ -286,6 +288,7 @@ async def test_in_surcharge_mode_the_total_follows_the_channel_chosen(
     shop: dict[str, str],
     sim: Simulator,
     uow: UnitOfWork,
+    app: FastAPI,
 ) -> None:
     order = await post(client, "/v1/orders", order_body(shop, "c1", surcharge_channel="alipay"))
     assert order["total"] == 9959  # 99.00 + 0.6 %
@@ -305,6 +308,17 @@ async def test_in_surcharge_mode_the_total_follows_the_channel_chosen(
     assert 'data-pay-label="Pay CN¥99.54"' in page
     assert "Pay CN¥99.59</button>" in page  # the chosen one's total
     assert (await client.get(f"/v1/orders/{order['id']}")).json()["total"] == 9959
+    # A payment priced for one channel's total never goes out at another's.
+    with pytest.raises(Conflict) as changed:
+        await create_payment(
+            CreatePayment(
+                order_id=order["id"], channel="wechatpay", method="native", expected_total=9954
+            ),
+            uow,
+            deps=app.state.container.payment_deps(),
+        )
+    assert changed.value.code == "order_changed"
+    assert (await client.get(f"/v1/orders/{order['id']}/payments")).json()["data"] == []
 
     started = await anon_client.post(
         f"{path}/attempts", data={"sig": sig, "option": "wechatpay:native"}, headers=desktop

@@ -50,6 +50,10 @@ class CreatePayment:
     # Split tender: this much from the buyer's balance (held until the channel payment
     # ends), the rest through the channel (services/tender.py).
     wallet_amount: int | None = None
+    # The total the caller priced the order at for this channel (the checkout page in
+    # surcharge mode): a different total now (re-priced for another channel meanwhile)
+    # is ``409 order_changed``, never a payment carrying another channel's surcharge.
+    expected_total: int | None = None
 
 
 RECOVER_AFTER = timedelta(seconds=60)
@@ -101,6 +105,11 @@ async def create_payment(
                 code="order_is_free",
             )
         await hold_payable(uow, order, at=now)
+        if cmd.expected_total is not None and order.total != cmd.expected_total:
+            raise Conflict(
+                f"order {order.id} is now {order.total}, not {cmd.expected_total}; try again",
+                code="order_changed",
+            )
         if get_currency(order.currency).virtual:
             raise Conflict(
                 f"order {order.id} is priced in coins ({order.currency}): pay it with "

@@ -209,13 +209,6 @@ async def start_payment(
             return secure(
                 RedirectResponse(authorize_redirect(container, oauth, order_id), status_code=303)
             )
-    if checkout_service.surcharge_mode(view.order):  # the total follows the channel
-        try:
-            await checkout_service.change_surcharge(
-                container.uow(), order_id, _fee_rate(container, channel), clock=container.clock
-            )
-        except TuitionError as exc:
-            return _back(container, order_id, error=exc.code)
     return await _start(
         container,
         request,
@@ -263,6 +256,18 @@ async def _start(
     payer_id: str | None = None,
     wallet_amount: int | None = None,
 ) -> Response:
+    expected_total = None
+    try:
+        order = (
+            await checkout_service.checkout_view(container.uow(), order_id, clock=container.clock)
+        ).order
+        if checkout_service.surcharge_mode(order):  # the total follows the channel
+            repriced = await checkout_service.change_surcharge(
+                container.uow(), order_id, _fee_rate(container, channel), clock=container.clock
+            )
+            expected_total = repriced.total
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
     try:
         payment = await payment_service.create_payment(
             payment_service.CreatePayment(
@@ -274,6 +279,7 @@ async def _start(
                 return_url=container.settings.base_url
                 + checkout_path(container.settings, order_id),
                 wallet_amount=wallet_amount,
+                expected_total=expected_total,
             ),
             container.uow(),
             deps=payment_deps(container),
