@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from fastapi import APIRouter, Depends, FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from tuition.api import errors, health, openapi
+from tuition.api import docs, errors, health, openapi
 from tuition.api.middleware import RequestContextMiddleware
 from tuition.channels.registry import ChannelRegistry
 from tuition.channels.setup import build_registry, simulator_key
@@ -180,11 +180,14 @@ def create_app(
         version="0.1.0",
         description=API_DESCRIPTION,
         lifespan=lifespan,
+        docs_url=None,  # /docs and /redoc are served offline (api/docs.py)
+        redoc_url=None,
     )
     app.state.modes = runtime.modes
     app.state.runtime = runtime
     errors.install(app)
     openapi.install(app)
+    docs.install(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)
     for router in _feature_routers():

@@ -375,6 +375,23 @@ class Settings(BaseSettings):
     # WeChat Pay contract deduction (委托代扣): the plan (模板) id renewals are signed
     # under; unset, WeChat Pay subscriptions renew by hand (docs/channels.md).
     wechatpay_papay_plan_id: int | None = Field(default=None, ge=1)
+    # WeChat web OAuth (snsapi_base) for JSAPI inside WeChat: the AppSecret of the official
+    # account TUITION_WECHATPAY_APPID names (docs/checkout.md). Empty: a buyer inside
+    # WeChat pays JSAPI only when the order names their openid.
+    wechatpay_app_secret: str = Field(default="", repr=False)
+    wechatpay_oauth_url: str = "https://open.weixin.qq.com/connect/oauth2/authorize"
+    wechatpay_api_url: str = "https://api.weixin.qq.com"
+    # The platform's own iOS / Android app (its open-platform appid) and its WeChat
+    # mini-program, bound to the WeChat Pay merchant: each enables a method (API only).
+    wechatpay_app_appid: str = ""
+    wechatpay_miniprogram_appid: str = ""
+    # The checkout page's branding (docs/checkout.md), besides merchant_name: a logo file
+    # (PNG, JPEG, WebP or SVG; served from /assets, nothing loads from elsewhere), the
+    # accent colour (#RRGGBB) of buttons and links, and where buyers get help (an email
+    # address, a phone number or a URL, shown as given).
+    merchant_logo_file: str = ""
+    merchant_accent_colour: str = Field(default="", pattern=r"^(#[0-9A-Fa-f]{6})?$")
+    merchant_support: str = Field(default="", max_length=200)
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

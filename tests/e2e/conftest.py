@@ -92,8 +92,17 @@ class Browsing:
     """One browser context with its pages; records every request's origin and every
     console error, so a test can prove nothing came from the network or broke."""
 
-    def __init__(self, browser: Any, servers: Servers, *, locale: str, viewport: dict[str, int]):
-        self.context = browser.new_context(locale=locale, viewport=viewport)
+    def __init__(
+        self,
+        browser: Any,
+        servers: Servers,
+        *,
+        locale: str,
+        viewport: dict[str, int],
+        user_agent: str | None = None,
+    ):
+        extra = {} if user_agent is None else {"user_agent": user_agent}
+        self.context = browser.new_context(locale=locale, viewport=viewport, **extra)
         self.context.set_default_timeout(10_000)
         self.allowed = {urlsplit(servers.base_url).netloc}
         self.foreign: list[str] = []
@@ -127,8 +136,10 @@ class Browsing:
 def browsing(browser: Any, servers: Servers) -> Iterator[Any]:
     opened: list[Browsing] = []
 
-    def open_(locale: str = "en-US", viewport: dict[str, int] = DESKTOP) -> Browsing:
-        b = Browsing(browser, servers, locale=locale, viewport=viewport)
+    def open_(
+        locale: str = "en-US", viewport: dict[str, int] = DESKTOP, user_agent: str | None = None
+    ) -> Browsing:
+        b = Browsing(browser, servers, locale=locale, viewport=viewport, user_agent=user_agent)
         opened.append(b)
         return b
 

@@ -118,6 +118,9 @@ def start(workdir: Path | None = None, *, channels: list[str] | None = None) -> 
         log_level="warning",
         webhook_allowed_hosts=["127.0.0.1"],  # the platform's receiver is this server
         **chosen,
+        # Rates that differ per channel, so surcharge mode shows a switch of channel.
+        channel_fee_rates={"sandbox": "0.01", "alipay": "0.006", "wechatpay": "0.0055"},
+        merchant_support="help@shop.example",
     )
     clock = ShiftedClock()
     servers = Servers(

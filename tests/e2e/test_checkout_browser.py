@@ -43,6 +43,7 @@ def test_a_buyer_applies_a_coupon_pays_by_qr_code_and_sees_paid_without_reloadin
     assert page.get_by_test_id("total").inner_text() == "¥238.40"  # 298.00 - 20 %
     assert page.get_by_test_id("coupon-discount").is_visible()
 
+    page.get_by_test_id("qr-switch").click()  # pay on another device: the QR codes
     page.get_by_role("radio", name="沙箱支付 扫码支付").check()
     page.get_by_test_id("pay-button").click()
     qr = page.locator("svg.qr-code")
@@ -121,7 +122,7 @@ def test_an_expired_orders_page_says_so(
         assert page.get_by_test_id("headline").inner_text() == headline
         assert page.get_by_test_id("pay-button").count() == 0
         assert page.get_by_role(
-            "link", name="返回商户" if locale == "zh-CN" else "Back to the merchant"
+            "link", name="返回Tuition" if locale == "zh-CN" else "Back to Tuition"
         ).is_visible()
         shot(page, f"checkout-{locale[:2]}-expired")
 
@@ -145,6 +146,7 @@ def test_a_declined_payment_is_shown_in_place_and_the_buyer_can_try_again(
     buyer = browsing(locale="en-US", viewport=PHONE)
     page = buyer.page()
     page.goto(order["checkout_url"])
+    page.get_by_test_id("qr-switch").click()  # pay on another device: the QR codes
     page.get_by_role("radio", name="Sandbox Scan a QR code").check()
     page.get_by_test_id("pay-button").click()
     phone = buyer.page()
@@ -154,6 +156,8 @@ def test_a_declined_payment_is_shown_in_place_and_the_buyer_can_try_again(
     failure = page.locator("#attempt-failed")
     failure.wait_for(timeout=15_000)
     assert "did not go through" in failure.inner_text()
+    failure.get_by_test_id("decline-reason").wait_for()  # the reason, in place
+    assert "Reason: The payment was declined." in failure.inner_text()
     assert page.locator("#qr").is_hidden()
     assert page.get_by_test_id("pay-button").is_visible()  # the methods, open again
     shot(page, "checkout-en-declined")

@@ -69,3 +69,19 @@ async def test_the_demo_seeds_a_shop_an_operator_and_an_order_ready_to_pay(
     await admin_service.login(
         uow, second.admin_email, second.admin_password, clock=clock, ttl=admin_service.LOCK_FOR
     )
+
+
+async def test_the_demos_free100_coupon_makes_its_order_complete_with_one_button(
+    engine: AsyncEngine, settings: Any, clock: FrozenClock, anon_client: httpx.AsyncClient
+) -> None:
+    info = await seed_demo(lambda: UnitOfWork(engine), settings, clock)
+    assert "FREE100" in info.coupons
+    url = urlsplit(info.checkout_url)
+    sig = url.query.removeprefix("sig=")
+    applied = await anon_client.post(f"{url.path}/coupon", data={"sig": sig, "code": "FREE100"})
+    assert applied.headers["location"].endswith("notice=coupon_applied")
+    done = await anon_client.post(f"{url.path}/complete", data={"sig": sig})
+    assert "error" not in done.headers["location"]
+    page = await anon_client.get(f"{url.path}?{url.query}", headers={"accept-language": "en"})
+    assert "Payment received" in page.text
+    assert "Nothing was charged." in page.text

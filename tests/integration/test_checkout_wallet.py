@@ -64,7 +64,7 @@ async def test_a_balance_that_covers_the_order_is_offered_and_pays_at_once(
     option = _wallet_option(page.text)
     assert "Pay with balance (CN¥200.00 available)" in option
     assert 'value="wallet:balance" checked' in option  # the buyer's own money comes first
-    assert 'value="sandbox:qr"' in page.text  # the channels are still there
+    assert 'value="sandbox:page"' in page.text  # the channels are still there
     paid = await anon_client.post(f"{path}/attempts", data={"sig": sig, "option": "wallet:balance"})
     assert paid.status_code == 303
     assert "error=" not in paid.headers["location"]
@@ -101,7 +101,8 @@ async def test_a_balance_short_of_the_total_is_shown_with_the_shortfall_and_cann
     assert "Pay with balance (CN¥5.00 available)" in option
     assert "CN¥94.00 short" in option
     assert " disabled" in option
-    assert 'value="sandbox:page" checked' in page.text
+    # The channel is offered, but the sandbox is never chosen for the buyer.
+    assert 'value="sandbox:page" required>' in page.text
     # A form posted anyway (an old tab, a hand-made request) pays nothing.
     refused = await anon_client.post(
         f"{path}/attempts", data={"sig": sig, "option": "wallet:balance"}
@@ -124,7 +125,8 @@ async def test_no_balance_in_the_orders_currency_offers_nothing(
     path, sig = _link(order)
     page = await anon_client.get(path, params={"sig": sig}, headers=EN)
     assert 'data-testid="wallet-option"' not in page.text
-    assert 'value="sandbox:page" checked' in page.text
+    # The channel is offered, but the sandbox is never chosen for the buyer.
+    assert 'value="sandbox:page" required>' in page.text
     await _credit(client, 100000, currency="CNY")
     usd = await post(client, "/v1/orders", order_body(shop, "c1", currency="USD"))
     usd_path, usd_sig = _link(usd)

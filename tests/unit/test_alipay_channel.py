@@ -244,7 +244,7 @@ async def test_a_currency_other_than_cny_is_refused_before_any_call(
 
 async def test_an_unknown_method_is_refused_naming_the_method(channel: AlipayChannel) -> None:
     with pytest.raises(ValidationFailed) as caught:
-        await channel.create_payment(payment_request("app"))
+        await channel.create_payment(payment_request("jsapi"))  # WeChat's, not Alipay's
     assert caught.value.param == "method"
 
 

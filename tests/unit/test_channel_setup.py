@@ -248,6 +248,7 @@ def test_simulator_mode_keeps_its_keys_in_private_files(tmp_path: Path) -> None:
     assert files == [
         "sim-alipay-app.pem",
         "sim-alipay.pem",
+        "sim-wechat-oauth.key",  # the simulated official account's AppSecret
         "sim-wechatpay-apiv3.key",
         "sim-wechatpay-merchant.pem",
         "sim-wechatpay.pem",

@@ -19,7 +19,7 @@ from tuition.domain.catalog import DEFAULT_SURFACE, SURFACE_PATTERN
 from tuition.domain.ids import Prefix
 from tuition.domain.orders import MAX_QUANTITY, OrderStatus
 from tuition.domain.risk import Client
-from tuition.services import closing
+from tuition.services import closing, free_orders
 from tuition.services import entitlements as entitlement_service
 from tuition.services import orders as order_service
 from tuition.services import risk as risk_service
@@ -44,6 +44,18 @@ class ClientIn(BaseModel):
     ip: str | None = Field(default=None, min_length=1, max_length=64, pattern=r"^[0-9A-Fa-f:.]+$")
     device_id: str | None = Field(default=None, min_length=1, max_length=200)
     user_agent: str | None = Field(default=None, max_length=500)
+
+
+class Payer(BaseModel):
+    """What a channel needs to know of the buyer, when the platform knows it already."""
+
+    model_config = ConfigDict(extra="forbid")
+    wechat_openid: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,128}$",
+        description="The buyer's openid under the merchant's official account: the "
+        "checkout page opened inside WeChat pays by JSAPI with it, without WeChat OAuth",
+    )
 
 
 class OrderCreate(BaseModel):
@@ -73,6 +85,7 @@ class OrderCreate(BaseModel):
     client: ClientIn | None = Field(
         default=None, description="The buyer's ip, device_id, user_agent"
     )
+    payer: Payer | None = None
 
 
 class LineOut(BaseModel):
@@ -116,6 +129,7 @@ class OrderOut(BaseModel):
         default=None,
         description="The exchange rates its prices were converted at, if any (docs/fx.md)",
     )
+    payer: dict[str, str] | None = Field(default=None, description="As given when placed")
     lines: list[LineOut]
     return_url: str | None
     checkout_url: str | None = Field(
@@ -181,6 +195,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         pricing=order.pricing,
         surface=order.surface,
         fx=order.pricing.get("fx"),
+        payer=order.payer,
         lines=[
             LineOut(
                 id=line_id(order.id, line.line_index),
@@ -258,6 +273,9 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         metadata=body.metadata,
         surface=body.surface,
         client=Client(**body.client.model_dump()) if body.client else Client(),
+        payer=None
+        if body.payer is None
+        else {k: v for k, v in body.payer.model_dump().items() if v is not None},
     )
     order = await order_service.create_order(
         cmd, container.uow(), clock=container.clock, policy=_policy(container)
@@ -322,6 +340,25 @@ async def list_orders(
 async def cancel_order(order_id: str, container: ContainerDep) -> OrderOut:
     return order_out(
         await closing.cancel_order(container.uow(), order_id, deps=payment_deps(container)),
+        container.settings,
+    )
+
+
+@router.post(
+    "/orders/{order_id}/complete",
+    response_model=OrderOut,
+    summary="Complete a free order",
+    description="An order whose total is 0 (a 100 % coupon) is paid with no channel: the "
+    "order turns `paid`, access is granted and `order.paid` is sent, with no payment, no "
+    "gateway call and no ledger entry. Asked again, it answers the paid order. An order "
+    "that costs something is refused (409 `order_not_free`), as is a top-up (409 "
+    "`topup_not_free`) and an order that is not payable (409 `order_not_payable`). "
+    "Starting a payment for a free order answers 409 `order_is_free`.",
+)
+@replayed_by(lambda c, request, _: _order_now(c, request.path_params["order_id"]))
+async def complete_order(order_id: str, container: ContainerDep) -> OrderOut:
+    return order_out(
+        await free_orders.complete_free_order(order_id, container.uow(), clock=container.clock),
         container.settings,
     )
 

@@ -38,6 +38,7 @@ from tuition.channels.unionpay.client import UnionPayChannel
 from tuition.channels.unionpay.config import UnionPayConfig, load_unionpay_config
 from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.channels.wechatpay.config import WechatPayConfig, load_wechatpay_config
+from tuition.channels.wechatpay.oauth import WebOAuth, WebOAuthConfig
 from tuition.clock import Clock
 from tuition.config import ConfigError, Settings
 from tuition.domain.modes import MODES, Mode
@@ -52,6 +53,8 @@ SIMULATED_MCHID = "1900000109"
 SIMULATED_APPID = "wxd678efh567hg6787"
 SIMULATED_MER_ID = "777290058110048"
 SIMULATED_PAPAY_PLAN_ID = 12535
+SIMULATED_APP_APPID = "wx8888888888888888"  # the platform's own mobile app
+SIMULATED_MINIPROGRAM_APPID = "wx9999999999999999"
 
 # The names the channel configs use in their messages -> the variables that set them.
 _VARIABLES = {
@@ -63,6 +66,8 @@ _VARIABLES = {
     "alipay.fee_rate": "TUITION_CHANNEL_FEE_RATES",
     "wechatpay.mchid": "TUITION_WECHATPAY_MCHID",
     "wechatpay.appid": "TUITION_WECHATPAY_APPID",
+    "wechatpay.app_appid": "TUITION_WECHATPAY_APP_APPID",
+    "wechatpay.miniprogram_appid": "TUITION_WECHATPAY_MINIPROGRAM_APPID",
     "wechatpay.merchant_private_key": "TUITION_WECHATPAY_PRIVATE_KEY_FILE",
     "wechatpay.merchant_serial_no": "TUITION_WECHATPAY_SERIAL_NO",
     "wechatpay.apiv3_key": "TUITION_WECHATPAY_APIV3_KEY",
@@ -141,7 +146,10 @@ def build_registry(
                 registry.add(AlipayChannel(alipay, transport=transport, clock=clock))
             case "wechatpay":
                 wechatpay = wechatpay_config(settings, simulator=simulator)
-                registry.add(WechatPayChannel(wechatpay, transport=transport, clock=clock))
+                oauth = web_oauth(settings, wechatpay.appid, simulator=simulator)
+                registry.add(
+                    WechatPayChannel(wechatpay, transport=transport, clock=clock, web_oauth=oauth)
+                )
             case "apple":
                 registry.add(AppleChannel(apple_config(settings)))
             case "bank_transfer":
@@ -212,16 +220,19 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
                 fee_rate=fee_rate,
                 refund_fee_policy=_refund_fee_policy(settings, "wechatpay"),
                 papay_plan_id=settings.wechatpay_papay_plan_id or SIMULATED_PAPAY_PLAN_ID,
+                app_appid=SIMULATED_APP_APPID,
+                miniprogram_appid=SIMULATED_MINIPROGRAM_APPID,
             )
         if simulator is not None:
             simulator.wechatpay.use_key(platform_key, config.wechatpay_public_key_id)
-            simulator.wechatpay.add_merchant(
-                config.mchid,
-                appid=config.appid,
-                public_key_pem=_public_pem(merchant_key),
-                serial_no=config.merchant_serial_no,
-                apiv3_key=config.apiv3_key,
-            )
+            for appid in (config.appid, SIMULATED_APP_APPID, SIMULATED_MINIPROGRAM_APPID):
+                simulator.wechatpay.add_merchant(
+                    config.mchid,
+                    appid=appid,
+                    public_key_pem=_public_pem(merchant_key),
+                    serial_no=config.merchant_serial_no,
+                    apiv3_key=config.apiv3_key,
+                )
         return config
     _require(settings.wechatpay_mchid, "TUITION_WECHATPAY_MCHID", "the merchant id")
     _require(settings.wechatpay_appid, "TUITION_WECHATPAY_APPID", "the app id")
@@ -244,6 +255,8 @@ def wechatpay_config(settings: Settings, *, simulator: Simulator | None = None) 
             base_url=settings.wechatpay_base_url,
             fee_rate=fee_rate,
             refund_fee_policy=_refund_fee_policy(settings, "wechatpay"),
+            app_appid=settings.wechatpay_app_appid or None,
+            miniprogram_appid=settings.wechatpay_miniprogram_appid or None,
         )
 
 
@@ -375,6 +388,39 @@ def _sandbox(settings: Settings, *, clock: Clock, simulator: Simulator | None) -
 
 def _refund_fee_policy(settings: Settings, slug: str) -> RefundFeePolicy:
     return RefundFeePolicy(settings.refund_fee_policies.get(slug, RefundFeePolicy.PRO_RATA.value))
+
+
+def web_oauth(
+    settings: Settings, appid: str, *, simulator: Simulator | None = None
+) -> WebOAuth | None:
+    """WeChat web OAuth for JSAPI inside WeChat (channels/wechatpay/oauth.py), when the
+    official account's secret is configured; the simulator plays it in simulator mode."""
+    if settings.simulator:
+        secret = kept_apiv3_key(
+            sibling(settings.simulator_key_file, "wechat-oauth").with_suffix(".key")
+        ).decode("ascii")
+        root = _simulator_url(settings, simulator)
+        if simulator is not None:
+            simulator.wechat_oauth.add_app(appid, secret)
+        config = WebOAuthConfig(
+            appid=appid,
+            secret=secret,
+            authorize_url=f"{root}/wechat/connect/oauth2/authorize",
+            api_url=f"{root}/wechat/api",
+        )
+        return WebOAuth(config, transport=None if simulator is None else simulator.transport)
+    if not settings.wechatpay_app_secret:
+        return None
+    try:
+        config = WebOAuthConfig(
+            appid=appid,
+            secret=settings.wechatpay_app_secret,
+            authorize_url=settings.wechatpay_oauth_url,
+            api_url=settings.wechatpay_api_url,
+        )
+    except ValueError as exc:
+        raise ConfigError(f"TUITION_WECHATPAY_APP_SECRET: {exc}") from None
+    return WebOAuth(config)
 
 
 def _simulator_url(settings: Settings, simulator: Simulator | None) -> str:

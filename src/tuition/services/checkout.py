@@ -161,6 +161,103 @@ async def change_coupon(
     return repriced
 
 
+def surcharge_mode(order: OrderRecord) -> bool:
+    """Whether the buyer pays the channel's fee on top (the order was placed with a
+    ``surcharge_channel``): then the total follows the channel chosen."""
+    return _surcharge_as_placed(order.pricing) is not None
+
+
+async def quote_for_rate(uow: UnitOfWork, order: OrderRecord, rate: Decimal) -> int:
+    """The total ``order`` would have with surcharge ``rate`` instead of its own, priced
+    exactly as :func:`change_surcharge` would price it (nothing is written)."""
+    if _surcharge_as_placed(order.pricing) == rate:
+        return order.total
+    async with uow:
+        return (await _quote_with_rate(uow, order, rate)).total
+
+
+async def change_surcharge(
+    uow: UnitOfWork, order_id: str, rate: Decimal, *, clock: Clock
+) -> OrderRecord:
+    """Re-price an unpaid order in surcharge mode for the channel the buyer chose: only
+    the surcharge (``rate``, that channel's fee rate) changes; prices, promotions, the
+    coupon and tax stay as placed. Compare-and-set on the order as read, refused while a
+    payment attempt is open (the gateway holds the old amount), an ``order.updated``
+    event with the new total. An order not in surcharge mode, or already at ``rate``,
+    is returned as it is."""
+    now = clock.now()
+    async with uow:
+        order = await uow.orders.get(order_id)
+        if order is None:
+            raise NotFound(f"no order {order_id!r}", code="order_not_found", param="order_id")
+        current = _surcharge_as_placed(order.pricing)
+        if current is None or current == rate:
+            return order
+        if order.status is not OrderStatus.PENDING_PAYMENT or order.expires_at <= now:
+            raise Conflict(f"order {order_id} can no longer be paid", code="order_not_payable")
+        await _refuse_if_paying(uow, order_id)
+        if not await uow.orders.claim_version(
+            order_id, coupon_code=order.coupon_code, seen=order.updated_at, at=now
+        ):
+            raise Conflict(f"order {order_id} changed meanwhile; try again", code="order_changed")
+        quote = await _quote_with_rate(uow, order, rate)
+        repriced = _repriced(order, quote, now)
+        if not await uow.orders.write_pricing(repriced, at=now):
+            raise Conflict(f"order {order_id} changed meanwhile; try again", code="order_changed")
+        await uow.events.emit(
+            "order.updated",
+            order_id,
+            {
+                "id": order_id,
+                "customer_id": order.customer_id,
+                "status": order.status.value,
+                "coupon_code": repriced.coupon_code,
+                "previous_coupon_code": order.coupon_code,
+                "surcharge_rate": str(rate),
+                "total": repriced.total,
+                "previous_total": order.total,
+                "currency": order.currency,
+            },
+            at=now,
+        )
+        await uow.commit()
+    return repriced
+
+
+async def _quote_with_rate(uow: UnitOfWork, order: OrderRecord, rate: Decimal) -> Quote:
+    """Inside an open unit of work: ``order`` priced again as placed (its coupon checked
+    as of placement, its own use of it not counted), with surcharge ``rate``. Anything
+    but the surcharge coming out different (a coupon edited since) is refused."""
+    coupon = None
+    usage = (0, 0)
+    if order.coupon_code is not None:
+        found = await uow.catalog.coupon_by_code(order.coupon_code)
+        if found is None:
+            raise Conflict(f"order {order.id}'s coupon is gone", code="order_changed")
+        coupon_id, coupon = found
+        total, mine = await uow.orders.coupon_usage(coupon_id, order.customer_id)
+        usage = (max(0, total - 1), max(0, mine - 1))  # this order's own use
+    lines, catalog = await _lines_as_placed(uow, order)
+    quote = price_order(
+        lines,
+        currency=order.currency,
+        now=order.created_at,
+        coupon=coupon,
+        total_redemptions=usage[0],
+        customer_redemptions=usage[1],
+        tax=_tax_as_placed(order.pricing),
+        surcharge_rate=rate,
+        catalog=catalog,
+    )
+    same = (quote.subtotal, quote.discount_total, quote.tax_total, quote.coupon_code)
+    if same != (order.subtotal, order.discount_total, order.tax_total, order.coupon_code):
+        raise Conflict(
+            f"order {order.id} would price differently now; only its surcharge may change",
+            code="order_changed",
+        )
+    return quote
+
+
 async def _refuse_if_paying(uow: UnitOfWork, order_id: str) -> None:
     attempts, _ = await uow.payments.find(
         PaymentFilter(order_id=order_id), limit=100, starting_after=None

@@ -32,7 +32,8 @@ from tuition.store.uow import UnitOfWork
 from tuition.web.links import checkout_url
 
 ADMIN_EMAIL = "admin@example.com"
-COUPONS = ("WELCOME20", "SAVE30")
+# FREE100 makes the demo order free: the page then completes it with one button.
+COUPONS = ("WELCOME20", "SAVE30", "FREE100")
 # The demo order's link keeps working for a day, not the usual quarter of an hour.
 DEMO_ORDER_TTL = timedelta(days=1)
 
@@ -201,6 +202,7 @@ async def _coupons(uow_factory: Callable[[], UnitOfWork], clock: Clock) -> None:
     wanted = [
         NewCoupon(code="WELCOME20", percent_off=Decimal("0.2"), max_per_customer=1),
         NewCoupon(code="SAVE30", amount_off={"CNY": 3000}, min_spend={"CNY": 20000}),
+        NewCoupon(code="FREE100", percent_off=Decimal("1")),
     ]
     for coupon in wanted:
         with contextlib.suppress(Conflict):  # made by an earlier run

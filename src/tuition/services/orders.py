@@ -51,6 +51,8 @@ class CreateOrder:
     return_url: str | None = None
     metadata: Mapping[str, Any] = field(default_factory=dict)
     surface: str = DEFAULT_SURFACE  # which price list: "web", "ios", …
+    # What channels need to know of the buyer, e.g. {"wechat_openid": …} for JSAPI.
+    payer: Mapping[str, str] | None = None
     # Unit prices set by Tuition itself (a subscription's first-period price, proration,
     # carried credit), never by the API: applied as the line's promotion.
     unit_prices: Mapping[str, int] = field(default_factory=dict)
@@ -386,4 +388,5 @@ def _order_record(
         updated_at=now,
         lines=records,
         surface=cmd.surface,
+        payer=None if not cmd.payer else dict(cmd.payer),
     )

@@ -57,6 +57,10 @@ class CreatePayment:
     # Split tender: this much from the buyer's balance (held until the channel payment
     # ends), the rest through the channel (services/tender.py).
     wallet_amount: int | None = None
+    # The total the caller priced the order at for this channel (the checkout page in
+    # surcharge mode): a different total now (re-priced for another channel meanwhile)
+    # is ``409 order_changed``, never a payment carrying another channel's surcharge.
+    expected_total: int | None = None
 
 
 RECOVER_AFTER = timedelta(seconds=60)
@@ -121,7 +125,17 @@ async def _create_payment(
         if found is None:
             raise NotFound(f"no order {cmd.order_id!r}", code="order_not_found", param="order_id")
         order, first_title, line_count = found
+        if order.total == 0 and order.status is OrderStatus.PENDING_PAYMENT:
+            raise Conflict(
+                f"order {order.id} is free: complete it with POST /v1/orders/{order.id}/complete",
+                code="order_is_free",
+            )
         await hold_payable(uow, order, at=now)
+        if cmd.expected_total is not None and order.total != cmd.expected_total:
+            raise Conflict(
+                f"order {order.id} is now {order.total}, not {cmd.expected_total}; try again",
+                code="order_changed",
+            )
         if isinstance(channel, SupportsLongerExpiry):  # e.g. a bank transfer: days, not minutes
             await uow.orders.extend_expiry(order.id, until=now + channel.attempt_ttl, at=now)
         if get_currency(order.currency).virtual:

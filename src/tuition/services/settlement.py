@@ -171,6 +171,16 @@ async def settle_wallet_payment(
     await _book_paid_order(uow, payment, order, fee=0, paid_at=at, at=at, spent=spent, hold=hold)
 
 
+async def settle_free_order(uow: UnitOfWork, order: OrderRecord, *, at: datetime) -> None:
+    """Inside an open unit of work: an order whose total is 0 (a 100 % coupon) is paid
+    with no payment at all: the order turns paid, access is granted and ``order.paid``
+    goes out, as for any paid order; nothing moved, so no ledger entry and no earnings.
+    The caller checked that the order is free and held it (``hold_payable``)."""
+    if order.total != 0 or not await mark_order_paid(uow, order, at=at):
+        raise IllegalTransition(f"order {order.id} was paid meanwhile", code="order_not_payable")
+    await uow.events.emit("order.paid", order.id, _order_data(order), at=at)
+
+
 async def _book_paid_order(
     uow: UnitOfWork,
     payment: PaymentRecord,

@@ -65,6 +65,11 @@ async def _pay_with_wallet(order_id: str, uow: UnitOfWork, *, deps: PaymentDeps)
         if order is None:
             raise NotFound(f"no order {order_id!r}", code="order_not_found", param="order_id")
         await hold_payable(uow, order, at=now)
+        if order.total == 0:  # nothing to take: no payment, no zero-amount entry
+            raise Conflict(
+                f"order {order.id} is free: complete it with POST /v1/orders/{order.id}/complete",
+                code="order_is_free",
+            )
         if any(line.kind == ProductKind.TOPUP.value for line in order.lines):
             raise Conflict(
                 "a top-up is paid through a payment channel, not from the balance it credits",

@@ -54,7 +54,13 @@ if TYPE_CHECKING:
 
 PATH = "/alipay/gateway.do"
 _JSON = "application/json;charset=utf-8"
-_PAGE_METHODS = {"alipay.trade.page.pay": "page", "alipay.trade.wap.pay": "wap"}
+# The buyer's side submits these (a browser; for app.pay, the Alipay app SDK with the
+# order string): the trade opens and the buyer page stands in for Alipay's.
+_PAGE_METHODS = {
+    "alipay.trade.page.pay": "page",
+    "alipay.trade.wap.pay": "wap",
+    "alipay.trade.app.pay": "app",
+}
 _REQUIRED = ("app_id", "method", "charset", "sign_type", "sign", "timestamp", "version")
 _DEFAULT_TTL = timedelta(hours=2)
 _MAX_BODY = 64 * 1024

@@ -43,6 +43,7 @@ from tuition.simulator.signing import NotificationSigner, RequestAuthenticator, 
 from tuition.simulator.state import GatewayEvent, GatewayState
 from tuition.simulator.transfers import TransferDesk
 from tuition.simulator.unionpay import UnionPayGateway
+from tuition.simulator.wechat_oauth import WechatOAuth
 from tuition.simulator.wechatpay import WechatPayGateway
 
 
@@ -60,6 +61,7 @@ class Simulator:
         # added to these by whoever configures the channels).
         self.alipay = AlipayGateway(self)
         self.wechatpay = WechatPayGateway(self)
+        self.wechat_oauth = WechatOAuth(self)  # a page inside WeChat: OAuth, JSAPI sheet
         self.notifier.formats["alipay"] = self.alipay.notifications
         self.notifier.formats["wechatpay"] = self.wechatpay.notifications
         self.unionpay = UnionPayGateway(self)
@@ -82,6 +84,7 @@ class Simulator:
             *self.alipay.routes(),
             *self.wechatpay.routes(),
             *self.unionpay.routes(),
+            *self.wechat_oauth.routes(),
             *self.bills.routes(),
             *self.agreements.routes(),
         ]

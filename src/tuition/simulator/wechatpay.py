@@ -191,7 +191,10 @@ class WechatPayGateway:
                 case "h5":
                     return 200, {"h5_url": payment.pay_url}
                 case _:
-                    return 200, {"prepay_id": f"wx{secrets.token_hex(15)}"}
+                    # Kept so the JSAPI payment sheet (simulator/wechat_oauth.py) finds it.
+                    prepay_id = f"wx{secrets.token_hex(15)}"
+                    payment.details["prepay_id"] = prepay_id
+                    return 200, {"prepay_id": prepay_id}
 
         return await self._handle(request, Operation.CREATE, action)
 

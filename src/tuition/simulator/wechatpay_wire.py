@@ -32,7 +32,7 @@ from tuition.simulator.state import GatewayEvent
 
 JsonNode = dict[str, object]
 
-TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB"}
+TRADE_TYPES = {"native": "NATIVE", "jsapi": "JSAPI", "h5": "MWEB", "app": "APP"}
 RECEIVED_ACCOUNT = "支付用户零钱"
 
 # The simulator's own refusal codes as WeChat Pay's status and code.

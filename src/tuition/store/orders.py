@@ -73,6 +73,8 @@ class OrderRecord:
     updated_at: datetime
     lines: tuple[LineRecord, ...] = ()
     surface: str = "web"  # the price list it was priced from (see Product.surface_prices)
+    # What channels need to know of the buyer: {"wechat_openid": …} for WeChat JSAPI.
+    payer: dict[str, str] | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -225,6 +225,8 @@ orders = Table(
     Column("coupon_code", String(64)),
     Column("tax_region", String(32)),
     Column("surface", String(32), nullable=False, server_default="web"),
+    # Who pays, as far as a channel needs to know: {"wechat_openid": …} (JSAPI).
+    Column("payer", JSON),
     Column("pricing", JSON, nullable=False),
     Column("return_url", String(2000)),
     Column("metadata", JSON, nullable=False),

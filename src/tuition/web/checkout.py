@@ -9,6 +9,7 @@ only a message code, so nothing typed by anyone is reflected into the page. The 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from decimal import Decimal
 from typing import Annotated, Any
 from urllib.parse import urlencode
 
@@ -20,24 +21,38 @@ from tuition.api.deps import Container, get_container
 from tuition.api.payments import payment_deps
 from tuition.channels.base import ChannelTimeout
 from tuition.domain.catalog import ProductKind
-from tuition.domain.errors import NotFound, TuitionError
+from tuition.domain.errors import Conflict, NotFound, TuitionError
 from tuition.domain.money import get_currency
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services import admin as admin_service
 from tuition.services import checkout as checkout_service
+from tuition.services import free_orders
 from tuition.services import payments as payment_service
 from tuition.services import wallet as wallet_service
 from tuition.services.channel_choice import channel_ranking
 from tuition.services.checkout import CheckoutView
+from tuition.services.receipts import receipt_of
 from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.web import labels
+from tuition.web.checkout_brand import brand_of
+from tuition.web.checkout_brand import router as brand_router
+from tuition.web.checkout_methods import Device, default_choice, device_of, has_qr, methods_for
 from tuition.web.checkout_subscription import subscription_terms
-from tuition.web.i18n import gettext_for, negotiate
-from tuition.web.links import checkout_path, signature_ok, signing_key
+from tuition.web.checkout_wechat import (
+    authorize_redirect,
+    oauth_of,
+    order_openid,
+    simulator_bridge,
+    state_ok,
+)
+from tuition.web.i18n import Formatter, gettext_for, negotiate
+from tuition.web.links import checkout_path, receipt_url, signature_ok, signing_key
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["checkout page"], include_in_schema=False)
+
+router.include_router(brand_router)  # /assets/brand/style.css, /assets/brand/logo
 
 Sig = Annotated[str | None, Query(max_length=64)]
 FormSig = Annotated[str, Form(max_length=64)]
@@ -74,6 +89,7 @@ async def page(
     sig: Sig = None,
     error: Annotated[str | None, Query(max_length=64)] = None,
     notice: Annotated[str | None, Query(max_length=64)] = None,
+    qr: Annotated[str | None, Query(max_length=1)] = None,
 ) -> Response:
     container = get_container(request)
     view = await _view(container, order_id, sig)
@@ -94,7 +110,12 @@ async def page(
         policy=container.choice_policy(),
         now=container.clock.now(),
     )
-    context = _context(container, view, sig or "", wallet, ranking)
+    failed = view.attempt if view.attempt and view.attempt.status is PaymentStatus.FAILED else None
+    device = device_of(request.headers.get("user-agent", ""))
+    context = _context(
+        container, view, sig or "", wallet, device=device, qr=qr == "1", ranking=ranking
+    )
+    await _channel_totals(container, view, context["options"], locale)
     context.update(
         error=gettext_for(locale, message) if message else None,
         notice=gettext_for(locale, shown) if shown else None,
@@ -103,6 +124,11 @@ async def page(
         subscription=await subscription_terms(
             container.uow(), view.order, registry=container.registry
         ),
+        brand=brand_of(container.settings),
+        receipt=await _receipt(container, view),
+        decline_reason=None
+        if failed is None or not view.payable
+        else gettext_for(locale, labels.decline_reason(failed.failure_code)),
     )
     return render(request, "checkout/page.html", context, locale=locale)
 
@@ -174,7 +200,8 @@ async def start_payment(
     on: to the gateway's page for page flows, back here (showing the QR code) for QR.
     Paying from balance is done at once, and back here the page shows it paid."""
     container = get_container(request)
-    if await _view(container, order_id, sig) is None:
+    view = await _view(container, order_id, sig)
+    if view is None:
         return _not_found(request)
     if option == WALLET_OPTION:
         try:
@@ -185,14 +212,85 @@ async def start_payment(
             return _back(container, order_id, error=exc.code)
         return _back(container, order_id)
     channel, _, method = option.partition(":")
-    if (channel, method) not in {(o["channel"], o["method"]) for o in _options(container)}:
+    if not _offerable(container, channel, method):
         return _back(container, order_id, error="option_unknown")
     wallet_amount = None
     if use_balance == "1":  # split tender: all of the balance, the rest by the channel
-        view = await _view(container, order_id, sig)
-        offer = None if view is None else await _wallet_offer(container, view)
+        offer = await _wallet_offer(container, view)
         if offer is not None and offer.split:
             wallet_amount = offer.balance
+    payer_id = None
+    if method == "jsapi":
+        payer_id = order_openid(view.order)
+        oauth = oauth_of(container, channel)
+        if payer_id is None and oauth is None:
+            return _back(container, order_id, error="payer_id_required")
+        if payer_id is None and oauth is not None:
+            # WeChat sends the buyer back to wechat_oauth below, with a code for the openid.
+            if wallet_amount is not None:
+                return _back(container, order_id, error="split_needs_openid")
+            return secure(
+                RedirectResponse(authorize_redirect(container, oauth, order_id), status_code=303)
+            )
+    return await _start(
+        container,
+        request,
+        order_id,
+        channel,
+        method,
+        payer_id=payer_id,
+        wallet_amount=wallet_amount,
+    )
+
+
+@router.get("/pay/{order_id}/wechat-oauth")
+async def wechat_oauth(
+    order_id: str,
+    request: Request,
+    sig: Sig = None,
+    code: Annotated[str | None, Query(max_length=256)] = None,
+    state: Annotated[str | None, Query(max_length=64)] = None,
+) -> Response:
+    """WeChat's return from web OAuth (snsapi_base): trade the code for the buyer's openid
+    and start the JSAPI payment with it; the page then hands its parameters to WeChat."""
+    container = get_container(request)
+    view = await _view(container, order_id, sig)
+    if view is None or not state_ok(signing_key(container.settings), order_id, state):
+        return _not_found(request)
+    oauth = oauth_of(container, "wechatpay")
+    if oauth is None or not code:
+        return _back(container, order_id, error="wechat_oauth_failed")
+    try:
+        openid = await oauth.openid(code)
+    except ChannelTimeout:
+        return _back(container, order_id, error="channel_timeout")
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
+    return await _start(container, request, order_id, "wechatpay", "jsapi", payer_id=openid)
+
+
+async def _start(
+    container: Container,
+    request: Request,
+    order_id: str,
+    channel: str,
+    method: str,
+    *,
+    payer_id: str | None = None,
+    wallet_amount: int | None = None,
+) -> Response:
+    expected_total = None
+    try:
+        order = (
+            await checkout_service.checkout_view(container.uow(), order_id, clock=container.clock)
+        ).order
+        if checkout_service.surcharge_mode(order):  # the total follows the channel
+            repriced = await checkout_service.change_surcharge(
+                container.uow(), order_id, _fee_rate(container, channel), clock=container.clock
+            )
+            expected_total = repriced.total
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
     try:
         payment = await payment_service.create_payment(
             payment_service.CreatePayment(
@@ -200,9 +298,11 @@ async def start_payment(
                 channel=channel,
                 method=method,
                 client_ip=request.client.host if request.client else None,
+                payer_id=payer_id,
                 return_url=container.settings.base_url
                 + checkout_path(container.settings, order_id),
                 wallet_amount=wallet_amount,
+                expected_total=expected_total,
             ),
             container.uow(),
             deps=payment_deps(container),
@@ -223,6 +323,69 @@ async def start_payment(
         }
         return render(request, "checkout/form_post.html", context)
     return _back(container, order_id)
+
+
+@router.post("/pay/{order_id}/complete")
+async def complete_free(order_id: str, request: Request, sig: FormSig) -> Response:
+    """A free order (total 0) completes with this one action: no channel, no gateway."""
+    container = get_container(request)
+    if await _view(container, order_id, sig) is None:
+        return _not_found(request)
+    try:
+        await free_orders.complete_free_order(order_id, container.uow(), clock=container.clock)
+    except TuitionError as exc:
+        return _back(container, order_id, error=exc.code)
+    return _back(container, order_id)
+
+
+def _fee_rate(container: Container, channel: str) -> Decimal:
+    """The rate surcharge mode adds for ``channel``, as order placement reads it."""
+    rate = container.settings.channel_fee_rates.get(channel)
+    return container.registry.get(channel).fee_rate if rate is None else rate
+
+
+async def _channel_totals(
+    container: Container, view: CheckoutView, options: list[dict[str, Any]], locale: str
+) -> None:
+    """In surcharge mode, each option's own total (the page shows it before paying)."""
+    if not view.payable or not checkout_service.surcharge_mode(view.order):
+        return
+    fmt = Formatter(locale)
+    for option in options:
+        channel = option["value"].partition(":")[0]
+        total = await checkout_service.quote_for_rate(
+            container.uow(), view.order, _fee_rate(container, channel)
+        )
+        option["total"] = fmt.money(total, view.order.currency)
+
+
+async def _receipt(container: Container, view: CheckoutView) -> dict[str, Any] | None:
+    """What the paid page shows as the receipt: what was bought, the amount, when (in the
+    platform's time zone), how, and our and the gateway's references."""
+    if view.status not in ("paid", "partially_refunded"):
+        return None
+    settings = container.settings
+    try:
+        receipt = await receipt_of(
+            container.uow(), view.order.id, merchant_name=settings.merchant_name, zone=settings.zone
+        )
+    except (NotFound, Conflict):
+        return None
+    local = receipt.paid_at_local
+    return {
+        "paid_at": None if local is None else local.strftime("%Y-%m-%d %H:%M"),
+        "time_zone": settings.time_zone,
+        "payments": [
+            {
+                "channel": labels.CHANNELS.get(p.channel, p.channel),
+                "amount": p.amount,
+                "currency": p.currency,
+                "reference": p.channel_trade_no,
+            }
+            for p in receipt.payments
+        ],
+        "url": receipt_url(settings, view.order.id),
+    }
 
 
 async def _view(container: Container, order_id: str, sig: str | None) -> CheckoutView | None:
@@ -271,18 +434,14 @@ def _not_found(request: Request) -> Response:
     return render(request, "checkout/not_found.html", {}, status_code=404)
 
 
-def _options(container: Container, ranking: list[str] | None = None) -> list[dict[str, str]]:
-    """Each enabled channel's buyer-facing methods, in the deployment's channel order, or
-    in ``ranking``'s (channel choice: unsuitable and broken channels left out) if any."""
-    channels = list(container.registry)
-    if ranking:
-        by_slug = {c.slug: c for c in channels}
-        channels = [by_slug[slug] for slug in ranking if slug in by_slug]
-    options = []
-    for channel in channels:
-        for method in (m for m in labels.METHODS if m in channel.methods):
-            options.append({"channel": channel.slug, "method": method})
-    return options
+def _offerable(container: Container, channel: str, method: str) -> bool:
+    """Whether a posted choice is an enabled channel's buyer-facing method (the page
+    offers one per channel by device, but a buyer may have switched devices since)."""
+    return (
+        channel in container.registry
+        and method in labels.METHODS
+        and method in container.registry.get(channel).methods
+    )
 
 
 def _context(
@@ -290,6 +449,9 @@ def _context(
     view: CheckoutView,
     sig: str,
     wallet: WalletOffer | None,
+    *,
+    device: Device,
+    qr: bool,
     ranking: list[str] | None = None,
 ) -> dict[str, Any]:
     order = view.order
@@ -300,20 +462,26 @@ def _context(
         qr_svg = segno.make(str(action["qr_payload"]), error="m").svg_inline(
             scale=1, border=2, omitsize=True, svgclass="qr-code", lineclass=None
         )
+    channels = list(container.registry)
+    if ranking:  # channel choice's order; unsuitable and broken channels left out
+        by_slug = {c.slug: c for c in channels}
+        channels = [by_slug[slug] for slug in ranking if slug in by_slug]
+    methods = methods_for(channels, device, qr=qr)
+    if wallet is not None and wallet.coins:
+        methods = []  # coins are paid from the wallet only
     options = [
         {
-            "value": f"{o['channel']}:{o['method']}",
-            "channel_label": labels.CHANNELS.get(o["channel"], o["channel"]),
-            "method_label": labels.METHODS[o["method"]],
+            "value": m.value,
+            "channel_label": labels.CHANNELS.get(m.channel, m.channel),
+            "method_label": labels.METHODS[m.method],
         }
-        for o in _options(container, ranking)
-        if not (wallet is not None and wallet.coins)  # coins are paid from the wallet only
+        for m in methods
     ]
     chosen = f"{attempt.channel}:{attempt.method}" if attempt else None
     if attempt is None and wallet is not None and wallet.covers:
         chosen = WALLET_OPTION  # the buyer's own money, no gateway in between
-    elif options and chosen not in {o["value"] for o in options}:
-        chosen = options[0]["value"]
+    elif chosen not in {o["value"] for o in options}:
+        chosen = default_choice(methods)
     page_url = checkout_path(container.settings, order.id)
     path, _, query = page_url.partition("?")
     return {
@@ -330,12 +498,23 @@ def _context(
         and view.attempt.status is PaymentStatus.SUCCEEDED,
         "attempt": attempt,
         "redirect_url": action.get("url") if action.get("type") == "redirect" else None,
+        "jsapi_params": action.get("params")
+        if action.get("type") == "app_params" and attempt is not None and attempt.method == "jsapi"
+        else None,
+        "wechat_bridge": simulator_bridge(container) if device is Device.WECHAT else None,
         "qr_svg": qr_svg,
         "labels": labels,
         "page_url": page_url,
         "status_url": f"{path}/status?{query}",
         "coupon_url": f"{path}/coupon",
         "attempts_url": f"{path}/attempts",
+        "complete_url": f"{path}/complete",
+        "device": device.value,
+        "qr_mode": qr,
+        "qr_switch": (page_url if qr else f"{page_url}&qr=1")
+        if has_qr(container.registry) and not (wallet is not None and wallet.coins)
+        else None,
+        "free": order.total == 0,
     }
 
 

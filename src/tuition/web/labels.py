@@ -18,9 +18,10 @@ CHANNELS = {
     "apple": N_("App Store"),
 }
 
-# Methods a buyer can use from this page, in the order offered; JSAPI and app payments
-# need WeChat or an app around the page.
+# Methods a buyer can use from this page (which one per channel: web/checkout_methods.py);
+# app and mini-program payments need the platform's own app around them.
 METHODS = {
+    "jsapi": N_("Pay in WeChat"),
     "page": N_("Continue on the payment site"),
     "wap": N_("Pay in the mobile browser"),
     "h5": N_("Pay in the mobile browser"),
@@ -132,8 +133,35 @@ CHECKOUT_ERRORS = {
     "payment_failed": N_("The payment did not go through. Try again or choose another method."),
     "insufficient_balance": N_("Your balance does not cover this order. Choose another method."),
     "wallet_cannot_pay_topup": N_("A top-up cannot be paid from your balance."),
+    "order_not_free": N_("This order is no longer free. Choose how to pay."),
+    "order_is_free": N_("This order is free: there is nothing to pay."),
+    "topup_not_free": N_("A top-up cannot be free."),
+    "payer_id_required": N_(
+        "WeChat Pay cannot be used here yet. Pay on another device with the QR code."
+    ),
+    "split_needs_openid": N_("Pay the whole order with WeChat Pay, or use a QR code."),
+    "wechat_oauth_failed": N_("WeChat could not confirm who is paying. Please try again."),
 }
 GENERIC_ERROR = N_("Something went wrong. Please try again.")
+
+# Why a payment attempt failed, in words, by the gateway's status or refusal code.
+DECLINE_REASONS = {
+    "FAILED": N_("The payment was declined."),  # sandbox
+    "PAYERROR": N_("WeChat Pay declined the payment (for example, the card was refused)."),
+    "CLOSED": N_("The payment was closed before it was completed."),
+    "TRADE_CLOSED": N_("The payment was closed before it was completed."),
+    "REVOKED": N_("The payment was cancelled in WeChat."),
+    "NOTENOUGH": N_("The account did not have enough money."),
+    "ACQ.TRADE_HAS_CLOSE": N_("The payment was closed before it was completed."),
+    "ACQ.BUYER_BALANCE_NOT_ENOUGH": N_("The account did not have enough money."),
+    "channel_timeout": N_("The payment service did not answer in time."),
+}
+DECLINE_GENERIC = N_("The payment service refused the payment.")
+
+
+def decline_reason(code: str | None) -> str:
+    return DECLINE_REASONS.get(code or "", DECLINE_GENERIC)
+
 
 NOTICES = {
     "coupon_applied": N_("Coupon applied."),

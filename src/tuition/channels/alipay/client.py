@@ -24,7 +24,7 @@ from urllib.parse import urlencode
 
 import httpx
 
-from tuition.channels.alipay import notifications, transformers
+from tuition.channels.alipay import app_pay, notifications, transformers
 from tuition.channels.alipay.config import AlipayConfig, rsa_sign, rsa_verify
 from tuition.channels.alipay.transformers import JsonObject, UnknownWireStatus
 from tuition.channels.base import (
@@ -86,7 +86,8 @@ class TradeNotFound(PaymentNotFound, AlipayRefused):
 
 class AlipayChannel:
     slug: str = "alipay"
-    methods: frozenset[str] = frozenset({"page", "wap", "qr"})
+    # "app": App pay for the platform's own iOS / Android app (channels/alipay/app_pay.py).
+    methods: frozenset[str] = frozenset({"page", "wap", "qr", "app"})
     supports_partial_refund: bool = True
 
     def __init__(
@@ -127,6 +128,10 @@ class AlipayChannel:
             node = await self._call("alipay.trade.precreate", biz, notify_url=notify_url)
             qr_code = _parse(transformers.text_field, node, "qr_code")
             return CreatedPayment(NextAction(NextActionType.QR_CODE, qr_payload=qr_code))
+        if request.method == "app":  # nothing is sent: the app SDK submits the string
+            signed = self.signed_params(app_pay.METHOD, biz, notify_url=notify_url)
+            params = {"order_string": app_pay.order_string(signed)}
+            return CreatedPayment(NextAction(NextActionType.APP_PARAMS, params=params))
         method = f"alipay.trade.{request.method}.pay"
         params = self.signed_params(
             method, biz, notify_url=notify_url, return_url=request.return_url

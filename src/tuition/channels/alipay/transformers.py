@@ -211,11 +211,15 @@ def _optional_time(node: JsonObject, key: str) -> datetime | None:
 
 # -- requests ----------------------------------------------------------------------------
 
-PRODUCT_CODES = {"page": "FAST_INSTANT_TRADE_PAY", "wap": "QUICK_WAP_WAY"}
+PRODUCT_CODES = {
+    "page": "FAST_INSTANT_TRADE_PAY",
+    "wap": "QUICK_WAP_WAY",
+    "app": "QUICK_MSECURITY_PAY",  # App pay: channels/alipay/app_pay.py
+}
 
 
 def payment_biz(request: PaymentRequest) -> dict[str, object]:
-    """``biz_content`` for page.pay / wap.pay / precreate."""
+    """``biz_content`` for page.pay / wap.pay / app.pay / precreate."""
     fields: dict[str, object] = {
         "out_trade_no": request.payment_id,
         "total_amount": yuan(request.amount),

@@ -53,13 +53,14 @@ from tuition.channels.base import (
     VerifiedAgreementNotification,
     VerifiedNotification,
 )
-from tuition.channels.wechatpay import notifications, papay, transfers, transformers
+from tuition.channels.wechatpay import app_pay, notifications, papay, transfers, transformers
 from tuition.channels.wechatpay.config import WechatPayConfig
 from tuition.channels.wechatpay.notifications import (
     SignatureRejected,
     SignatureVerifier,
     unix_seconds,
 )
+from tuition.channels.wechatpay.oauth import WebOAuth
 from tuition.channels.wechatpay.transformers import JsonObject, UnknownWireStatus
 from tuition.clock import Clock, SystemClock
 from tuition.domain.errors import ChannelError, ValidationFailed
@@ -102,9 +103,22 @@ class WechatPayChannel:
         transport: httpx.AsyncBaseTransport | None = None,
         clock: Clock | None = None,
         transfer_scene: transfers.TransferScene | None = None,
+        web_oauth: WebOAuth | None = None,
     ) -> None:
         # The merchant id is the account both payment and refund notifications name.
         self.app_id = config.mchid
+        # How a page inside WeChat learns the buyer's openid for JSAPI (channels/wechatpay/
+        # oauth.py); None when the official account's secret is not configured.
+        self.web_oauth = web_oauth
+        # The platform's own app and mini-program pay too when their appids are set.
+        self.methods = self.methods | frozenset(
+            method
+            for method, appid in (
+                ("app", config.app_appid),
+                ("miniprogram", config.miniprogram_appid),
+            )
+            if appid
+        )
         self.fee_rate = config.fee_rate
         self.refund_fee_policy: RefundFeePolicy = config.refund_fee_policy
         self._config = config
@@ -121,6 +135,8 @@ class WechatPayChannel:
 
     async def aclose(self) -> None:
         await self._http.aclose()
+        if self.web_oauth is not None:
+            await self.web_oauth.aclose()
 
     # -- payments ---------------------------------------------------------------------
 
@@ -134,7 +150,7 @@ class WechatPayChannel:
         _check_money(request.amount, request.currency)
         body = transformers.payment_body(
             request,
-            appid=self._config.appid,
+            appid=self._appid(request.method),
             mchid=self._config.mchid,
             notify_url=self._config.notify_url or request.notify_url,
         )
@@ -146,6 +162,11 @@ class WechatPayChannel:
             case "jsapi":
                 prepay_id = _parse(transformers.text_field, answer, "prepay_id")
                 action = NextAction(NextActionType.APP_PARAMS, params=self.jsapi_params(prepay_id))
+            case "app" | "miniprogram":
+                prepay_id = _parse(transformers.text_field, answer, "prepay_id")
+                action = NextAction(
+                    NextActionType.APP_PARAMS, params=self._client_params(request.method, prepay_id)
+                )
             case _:
                 h5_url = _parse(transformers.text_field, answer, "h5_url")
                 url = transformers.h5_redirect(h5_url, request.return_url)
@@ -166,6 +187,38 @@ class WechatPayChannel:
             "signType": "RSA",
             "paySign": rsa_sign(self._key, message.encode("utf-8")),
         }
+
+    def _appid(self, method: str) -> str:
+        """The appid a method pays under: the official account's, the app's or the
+        mini-program's (each bound to this merchant)."""
+        match method:
+            case "app" if self._config.app_appid:
+                return self._config.app_appid
+            case "miniprogram" if self._config.miniprogram_appid:
+                return self._config.miniprogram_appid
+            case _:
+                return self._config.appid
+
+    def _client_params(self, method: str, prepay_id: str) -> dict[str, str]:
+        """The signed fields the app's OpenSDK or the mini-program's requestPayment takes."""
+        timestamp = str(unix_seconds(self._clock.now()))
+        nonce = secrets.token_hex(16).upper()
+        if method == "app":
+            return app_pay.app_params(
+                appid=self._appid(method),
+                mchid=self._config.mchid,
+                prepay_id=prepay_id,
+                key=self._key,
+                timestamp=timestamp,
+                nonce=nonce,
+            )
+        return app_pay.request_payment_params(
+            appid=self._appid(method),
+            prepay_id=prepay_id,
+            key=self._key,
+            timestamp=timestamp,
+            nonce=nonce,
+        )
 
     async def query_payment(self, payment_id: str) -> PaymentState:
         """The order as WeChat Pay has it; a signed ``ORDER_NOT_EXIST`` is
@@ -404,7 +457,15 @@ class WechatPayChannel:
             body,
             verifier=self._verifier,
             apiv3_key=self._config.apiv3_key,
-            appid=self._config.appid,
+            appid=frozenset(
+                a
+                for a in (
+                    self._config.appid,
+                    self._config.app_appid,
+                    self._config.miniprogram_appid,
+                )
+                if a
+            ),
         )
 
     def ack(self, accepted: bool) -> Ack:

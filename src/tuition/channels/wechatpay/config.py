@@ -92,10 +92,16 @@ class WechatPayConfig:
     refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA
     # The 委托代扣 template (plan) renewals are signed under; None: no agreements.
     papay_plan_id: int | None = None
+    # The platform's own mobile app (open platform appid) and mini-program, bound to the
+    # same merchant: each enables its method ("app", "miniprogram"; app_pay.py).
+    app_appid: str | None = None
+    miniprogram_appid: str | None = None
 
     def __post_init__(self) -> None:
-        for name in ("mchid", "appid"):
+        for name in ("mchid", "appid", "app_appid", "miniprogram_appid"):
             value = getattr(self, name)
+            if value is None and name in ("app_appid", "miniprogram_appid"):
+                continue
             if not isinstance(value, str) or _ID.fullmatch(value) is None:
                 raise ValueError(f"{_P}{name}: expected a WeChat Pay {name}, got {value!r}")
         private = load_rsa_private_key(
@@ -178,6 +184,8 @@ def load_wechatpay_config(
     timeout_seconds: int = 10,
     refund_fee_policy: RefundFeePolicy = RefundFeePolicy.PRO_RATA,
     papay_plan_id: int | None = None,
+    app_appid: str | None = None,
+    miniprogram_appid: str | None = None,
 ) -> WechatPayConfig:
     """Build a :class:`WechatPayConfig`; keys and certificates may be text or file paths."""
     if not apiv3_key:
@@ -207,6 +215,8 @@ def load_wechatpay_config(
         timeout_seconds=timeout_seconds,
         refund_fee_policy=refund_fee_policy,
         papay_plan_id=papay_plan_id,
+        app_appid=app_appid or None,
+        miniprogram_appid=miniprogram_appid or None,
     )
 
 

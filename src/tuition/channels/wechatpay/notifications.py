@@ -128,7 +128,7 @@ def verify_notification(
     *,
     verifier: SignatureVerifier,
     apiv3_key: bytes,
-    appid: str,
+    appid: str | frozenset[str],
 ) -> VerifiedNotification:
     """Return the verified, decrypted notification or raise NotificationRejected."""
     try:

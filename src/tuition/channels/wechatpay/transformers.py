@@ -160,6 +160,8 @@ ENDPOINTS = {
     "native": "/v3/pay/transactions/native",
     "jsapi": "/v3/pay/transactions/jsapi",
     "h5": "/v3/pay/transactions/h5",
+    "app": "/v3/pay/transactions/app",
+    "miniprogram": "/v3/pay/transactions/jsapi",  # with the mini-program's appid
 }
 
 
@@ -175,7 +177,7 @@ def payment_body(
         "notify_url": notify_url,
         "amount": {"total": request.amount, "currency": CURRENCY},
     }
-    if request.method == "jsapi":
+    if request.method in ("jsapi", "miniprogram"):
         if not request.payer_id:
             raise ValidationFailed(
                 "a JSAPI payment needs the buyer's openid",
@@ -255,15 +257,20 @@ def refund_state(node: JsonObject, *, status_key: str = "status") -> RefundState
     )
 
 
-def notification(event_type: str, resource: JsonObject, *, appid: str) -> VerifiedNotification:
+def notification(
+    event_type: str, resource: JsonObject, *, appid: str | frozenset[str]
+) -> VerifiedNotification:
     """Map a decrypted notification resource to a VerifiedNotification.
 
     ``app_id`` is the merchant id (``mchid``), the one account id both payment and refund
-    notifications carry; a payment for another app under the same merchant is refused.
+    notifications carry; a payment for an app under the same merchant that is not one of
+    ours (``appid``: the official account's, and the own app's and mini-program's when
+    configured) is refused.
     """
     mchid = text_field(resource, "mchid")
+    ours = frozenset({appid}) if isinstance(appid, str) else appid
     if event_type == PAYMENT_EVENT:
-        if resource.get("appid") != appid:
+        if resource.get("appid") not in ours:
             raise ValueError(f"appid {resource.get('appid')!r} is not this channel's")
         payment = payment_state(resource)
         if payment.channel_trade_no is None:

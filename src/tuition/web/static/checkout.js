@@ -17,6 +17,7 @@
     card.setAttribute("data-status", status);
     var panel = document.getElementById(PAID[status] ? "state-paid" : "state-" + status);
     if (!panel) { window.location.reload(); return; }
+    if (PAID[status] && card.getAttribute("data-receipt") !== "1") fetchReceipt(panel);
     var payable = document.getElementById("payable");
     if (payable) payable.hidden = true;
     document.getElementById("attempt-failed").hidden = true;
@@ -24,8 +25,22 @@
     for (var i = 0; i < states.length; i++) states[i].hidden = states[i] !== panel;
     var headline = document.getElementById("headline");
     headline.textContent = panel.getAttribute("data-headline");
-    document.title = headline.textContent + " · Tuition";
+    document.title = headline.textContent + " · " + (card.getAttribute("data-site-name") || "Tuition");
     headline.focus();
+  }
+
+  // Paid: the receipt (amount, time, references) only the server knows, taken from the
+  // page as it now is, without leaving this one.
+  function fetchReceipt(panel) {
+    card.setAttribute("data-receipt", "1");
+    fetch(window.location.href, { cache: "no-store", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var fresh = new DOMParser().parseFromString(html, "text/html").getElementById("state-paid");
+        if (fresh) panel.innerHTML = fresh.innerHTML;
+      })
+      .catch(function () { /* the receipt shows on the next load */ });
   }
 
   function attemptFailed() {
@@ -33,7 +48,20 @@
     if (qr) qr.hidden = true;
     var other = document.getElementById("other-methods");
     if (other) other.open = true;
-    document.getElementById("attempt-failed").hidden = false;
+    var failed = document.getElementById("attempt-failed");
+    failed.hidden = false;
+    // The gateway's reason, in words, as the page now says it.
+    fetch(window.location.href, { cache: "no-store", headers: { Accept: "text/html" } })
+      .then(function (r) { return r.ok ? r.text() : null; })
+      .then(function (html) {
+        if (!html) return;
+        var page = new DOMParser().parseFromString(html, "text/html");
+        var reason = page.querySelector("[data-testid=decline-reason]");
+        if (reason && !failed.querySelector("[data-testid=decline-reason]")) {
+          failed.appendChild(document.importNode(reason, true));
+        }
+      })
+      .catch(function () { /* shown on the next load */ });
     // No attempt is open any more, so the coupon may change again.
     var locked = document.getElementById("coupon-locked");
     if (locked) locked.hidden = true;
@@ -60,6 +88,40 @@
     var left = Math.max(0, Math.floor((expiresAt - Date.now()) / 1000));
     var h = Math.floor(left / 3600), m = Math.floor((left % 3600) / 60), s = left % 60;
     countdown.textContent = (h ? h + ":" + pad(m) : String(m)) + ":" + pad(s);
+  }
+
+  // Inside WeChat: hand the JSAPI parameters to WeChat's bridge, which shows its own
+  // payment sheet; the poll above sees the outcome.
+  var jsapi = document.getElementById("jsapi");
+  if (jsapi && current === "pending_payment") {
+    var params = JSON.parse(jsapi.getAttribute("data-params"));
+    var invoke = function () {
+      if (!window.WeixinJSBridge) return;
+      window.WeixinJSBridge.invoke("getBrandWCPayRequest", params, function () {});
+    };
+    // WeChat's sheet opens by itself once per attempt; after that, by the button.
+    var once = "tuition.jsapi." + params["package"];
+    var auto = function () {
+      try {
+        if (window.sessionStorage.getItem(once)) return;
+        window.sessionStorage.setItem(once, "1");
+      } catch (e) { /* storage off: open it anyway */ }
+      invoke();
+    };
+    document.getElementById("jsapi-pay").addEventListener("click", invoke);
+    if (window.WeixinJSBridge) auto();
+    else document.addEventListener("WeixinJSBridgeReady", auto, false);
+  }
+
+  // Surcharge mode: the Pay button shows the total of the method chosen.
+  var radios = card.querySelectorAll("input[data-pay-label]");
+  var payButton = card.querySelector(".pay-form [data-testid=pay-button]");
+  for (var r = 0; r < radios.length; r++) {
+    radios[r].addEventListener("change", function (event) {
+      if (payButton && event.target.checked) {
+        payButton.textContent = event.target.getAttribute("data-pay-label");
+      }
+    });
   }
 
   if (current === "pending_payment") {

@@ -1,7 +1,7 @@
 """App Store transactions, wallet shortfalls and bank transfer receipts
 
 Revision ID: 0021
-Revises: 0019
+Revises: 0020
 Create Date: 2026-12-01 16:40:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tuition.store.types
 
 revision: str = "0021"
-down_revision: str | None = "0019"
+down_revision: str | None = "0020"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
