@@ -64,7 +64,7 @@ async def sim(app: FastAPI, clock: FrozenClock, key_dir: Path) -> AsyncIterator[
         channels=["sandbox", "alipay", "wechatpay"],
         simulator_key_file=str(key_dir / "simulator.pem"),
     )
-    built = build_registry(settings, clock=clock, simulator=simulator)
+    built = build_registry(settings, clock=clock, simulator=simulator, mode="test")
     for channel in built:
         app.state.modes.live.registry.add(channel)
     yield simulator
