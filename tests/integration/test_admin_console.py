@@ -4,7 +4,7 @@ and the pages over real orders, payments and ledger entries."""
 from __future__ import annotations
 
 import re
-from datetime import timedelta
+from datetime import UTC, timedelta
 from typing import Any
 
 import httpx
@@ -254,7 +254,7 @@ async def test_the_dashboard_counts_gmv_success_rate_fees_and_net_revenue(
     )
     await gateway.decline(attempt["id"])
     await gateway.drain()
-    board = await dashboard(uow, clock=clock, days=7)
+    board = await dashboard(uow, clock=clock, zone=UTC, days=7)
     (cny,) = board.currencies
     assert cny.gmv[-1].value == 39900
     assert cny.gmv_total == 39900

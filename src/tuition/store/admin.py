@@ -11,9 +11,21 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tuition.domain.calendar import BusinessDays
 from tuition.domain.orders import OrderStatus
 from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.orders import OrderRecord
@@ -85,6 +97,10 @@ def _order(m: Any) -> OrderRecord:
     values = {f: m[f] for f in _ORDER_FIELDS}
     values["status"] = OrderStatus(values["status"])
     return OrderRecord(**values)
+
+
+def _within(column: Any, days: BusinessDays) -> list[ColumnElement[bool]]:
+    return [column >= days.since, column < days.until]
 
 
 def _user(m: Any) -> AdminUser:
@@ -260,12 +276,13 @@ class AdminRepository:
             for r in rows
         ]
 
-    async def paid_orders_per_day(self, since: datetime) -> list[tuple[str, str, int, int]]:
-        """``(day, currency, orders, gross)`` of orders paid since ``since``, by UTC day."""
-        day = self._day(orders.c.paid_at)
+    async def paid_orders_per_day(self, days: BusinessDays) -> list[tuple[str, str, int, int]]:
+        """``(day, currency, orders, gross)`` of orders paid within ``days``, by the days'
+        own (local) calendar."""
+        day = self._day(orders.c.paid_at, days)
         rows = await self.conn.execute(
             select(day.label("day"), orders.c.currency, func.count(), func.sum(orders.c.total))
-            .where(orders.c.paid_at.is_not(None), orders.c.paid_at >= since)
+            .where(orders.c.paid_at.is_not(None), *_within(orders.c.paid_at, days))
             .group_by(day, orders.c.currency)
             .order_by(day)
         )
@@ -284,10 +301,11 @@ class AdminRepository:
         return [(ch, cur, int(n), int(ok or 0), int(fee)) for ch, cur, n, ok, fee in rows]
 
     async def postings_per_day(
-        self, since: datetime, kinds: list[str]
+        self, days: BusinessDays, kinds: list[str]
     ) -> list[tuple[str, str, str, int]]:
-        """``(day, currency, kind, sum of postings)`` to accounts of ``kinds`` since."""
-        day = self._day(journal_entries.c.occurred_at)
+        """``(day, currency, kind, sum of postings)`` to accounts of ``kinds`` within
+        ``days``."""
+        day = self._day(journal_entries.c.occurred_at, days)
         rows = await self.conn.execute(
             select(
                 day, ledger_accounts.c.currency, ledger_accounts.c.kind, func.sum(postings.c.amount)
@@ -297,14 +315,22 @@ class AdminRepository:
                     ledger_accounts, ledger_accounts.c.key == postings.c.account_key
                 )
             )
-            .where(journal_entries.c.occurred_at >= since, ledger_accounts.c.kind.in_(kinds))
+            .where(*_within(journal_entries.c.occurred_at, days), ledger_accounts.c.kind.in_(kinds))
             .group_by(day, ledger_accounts.c.currency, ledger_accounts.c.kind)
             .order_by(day)
         )
         return [(str(d), cur, kind, int(total)) for d, cur, kind, total in rows]
 
-    def _day(self, column: Any) -> Any:
-        """A column's UTC calendar day as ``YYYY-MM-DD`` text, on either engine."""
-        if self.conn.dialect.name == "postgresql":
-            return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-        return func.strftime("%Y-%m-%d", column)  # SQLite stores naive UTC
+    @staticmethod
+    def _day(column: Any, days: BusinessDays) -> Any:
+        """A column's business day as ``YYYY-MM-DD`` text: which of ``days`` its instant
+        falls in. The days' bounds are computed in Python from the time zone (so DST and
+        half-hour zones cut right) and compared as instants, the same on either engine."""
+        bounds = days.starts[1:]
+        names = [d.isoformat() for d in days.days]
+        if not bounds:
+            return literal(names[0])
+        return case(
+            *[(column < bound, name) for bound, name in zip(bounds, names, strict=False)],
+            else_=names[-1],
+        )

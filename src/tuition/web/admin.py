@@ -63,7 +63,7 @@ async def orders(
     after: Text = "",
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end)
+    created_gte, created_lt = day_range(start, end, container.settings.zone)
     search = OrderSearch(
         text=q.strip() or None,
         status=choice(OrderStatus, status),
@@ -110,7 +110,7 @@ async def payments(
     after: Text = "",
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end)
+    created_gte, created_lt = day_range(start, end, container.settings.zone)
     filt = PaymentFilter(
         customer_id=customer.strip() or None,
         status=choice(PaymentStatus, status),

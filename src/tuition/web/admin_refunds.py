@@ -306,7 +306,7 @@ async def refunds(
     after: Text = "",
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end)
+    created_gte, created_lt = day_range(start, end, container.settings.zone)
     filt = RefundFilter(
         order_id=order.strip() or None,
         customer_id=customer.strip() or None,
