@@ -127,6 +127,9 @@ def create_app(
     app.state.container = runtime.container
     app.state.runtime = runtime
     errors.install(app)
+    from tuition import web
+
+    web.install(app)
     openapi.install(app)
     app.add_middleware(RequestContextMiddleware)
     app.include_router(health.router)

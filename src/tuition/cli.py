@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import server
 from tuition.cli_base import load_settings
+from tuition.cli_operators import operators_app
 from tuition.cli_payouts import payouts_app
 from tuition.cli_reconcile import reconcile
 from tuition.cli_refunds import refunds_app
@@ -55,6 +56,7 @@ app.add_typer(refunds_app, name="refunds")
 app.command("reconcile")(reconcile)
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(payouts_app, name="payouts")
+app.add_typer(operators_app, name="operators")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")

@@ -235,6 +235,18 @@ class Settings(BaseSettings):
     def base_url(self) -> str:
         return self.public_url.rstrip("/") or f"http://{self.host}:{self.port}"
 
+    # The most a console operator with the support role may refund at once, per currency
+    # in minor units (a currency not listed: nothing); finance and owners have no limit
+    # (docs/admin.md).
+    support_refund_limit: dict[str, int] = Field(default_factory=lambda: {"CNY": 50000})
+
+    @field_validator("support_refund_limit")
+    @classmethod
+    def _limits_not_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(limit < 0 for limit in value.values()):
+            raise ValueError("a refund limit cannot be negative")
+        return {currency.upper(): limit for currency, limit in value.items()}
+
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})
 

@@ -31,8 +31,10 @@ from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.orders import OrderRecord
 from tuition.store.tables import (
     admin_login_throttles,
+    admin_recovery_codes,
     admin_sessions,
     admin_users,
+    console_settings,
     journal_entries,
     ledger_accounts,
     ledger_balances,
@@ -51,6 +53,10 @@ class AdminUser:
     locked_until: datetime | None
     last_login_at: datetime | None
     created_at: datetime
+    role: str = "owner"
+    totp_secret: str | None = None  # encrypted (services/two_factor.py)
+    totp_enabled_at: datetime | None = None
+    totp_last_step: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +67,7 @@ class AdminSession:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    second_factor_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,11 +135,150 @@ class AdminRepository:
         ).first()
         return None if row is None else _user(row._mapping)
 
+    async def users(self) -> list[AdminUser]:
+        rows = await self.conn.execute(select(admin_users).order_by(admin_users.c.email))
+        return [_user(r._mapping) for r in rows]
+
+    async def set_role(self, user_id: str, role: str, *, was: str) -> bool:
+        """Compare-and-set: False when the role is no longer ``was``."""
+        result = await self.conn.execute(
+            update(admin_users)
+            .where(admin_users.c.id == user_id, admin_users.c.role == was)
+            .values(role=role)
+        )
+        return result.rowcount == 1
+
+    async def count_owners(self) -> int:
+        return int(
+            (
+                await self.conn.execute(select(func.count()).where(admin_users.c.role == "owner"))
+            ).scalar_one()
+        )
+
+    async def revoke_sessions_of(self, user_id: str, *, at: datetime) -> int:
+        """Sign an operator out everywhere: every open session ends now."""
+        result = await self.conn.execute(
+            update(admin_sessions)
+            .where(admin_sessions.c.admin_id == user_id, admin_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return int(result.rowcount)
+
     async def set_password(self, user_id: str, password_hash: str) -> None:
         await self.conn.execute(
             update(admin_users)
             .where(admin_users.c.id == user_id)
             .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+        )
+
+    # --- two-factor ----------------------------------------------------------------------
+
+    async def user_by_id(self, user_id: str) -> AdminUser | None:
+        row = (
+            await self.conn.execute(select(admin_users).where(admin_users.c.id == user_id))
+        ).first()
+        return None if row is None else _user(row._mapping)
+
+    async def set_pending_totp(self, user_id: str, sealed: str) -> bool:
+        """Keep a new, not yet confirmed secret; False once two-factor is on."""
+        result = await self.conn.execute(
+            update(admin_users)
+            .where(admin_users.c.id == user_id, admin_users.c.totp_enabled_at.is_(None))
+            .values(totp_secret=sealed, totp_last_step=None)
+        )
+        return result.rowcount == 1
+
+    async def enable_totp(self, user_id: str, sealed: str, *, step: int, at: datetime) -> bool:
+        """Turn two-factor on with the secret the code was checked against (compare-and-
+        set: not when already on, nor when the secret was replaced meanwhile)."""
+        u = admin_users
+        result = await self.conn.execute(
+            update(u)
+            .where(u.c.id == user_id, u.c.totp_enabled_at.is_(None), u.c.totp_secret == sealed)
+            .values(totp_enabled_at=at, totp_last_step=step)
+        )
+        return result.rowcount == 1
+
+    async def accept_totp_step(self, user_id: str, step: int) -> bool:
+        """Move the last accepted step forward to ``step``; False for a code already used
+        (or an older one)."""
+        u = admin_users
+        result = await self.conn.execute(
+            update(u)
+            .where(
+                u.c.id == user_id,
+                u.c.totp_enabled_at.is_not(None),
+                or_(u.c.totp_last_step.is_(None), u.c.totp_last_step < step),
+            )
+            .values(totp_last_step=step)
+        )
+        return result.rowcount == 1
+
+    async def clear_totp(self, user_id: str) -> None:
+        await self.conn.execute(
+            update(admin_users)
+            .where(admin_users.c.id == user_id)
+            .values(totp_secret=None, totp_enabled_at=None, totp_last_step=None)
+        )
+        await self.conn.execute(
+            delete(admin_recovery_codes).where(admin_recovery_codes.c.admin_id == user_id)
+        )
+
+    async def replace_recovery_codes(
+        self, user_id: str, code_hashes: list[str], *, at: datetime
+    ) -> None:
+        r = admin_recovery_codes
+        await self.conn.execute(delete(r).where(r.c.admin_id == user_id))
+        await self.conn.execute(
+            insert(r),
+            [
+                {"admin_id": user_id, "code_hash": h, "created_at": at, "used_at": None}
+                for h in code_hashes
+            ],
+        )
+
+    async def spend_recovery_code(self, user_id: str, code_hash: str, *, at: datetime) -> bool:
+        """Use a recovery code once (compare-and-set on ``used_at``)."""
+        r = admin_recovery_codes
+        result = await self.conn.execute(
+            update(r)
+            .where(r.c.admin_id == user_id, r.c.code_hash == code_hash, r.c.used_at.is_(None))
+            .values(used_at=at)
+        )
+        return result.rowcount == 1
+
+    async def recovery_codes_left(self, user_id: str) -> int:
+        r = admin_recovery_codes
+        query = select(func.count()).where(r.c.admin_id == user_id, r.c.used_at.is_(None))
+        return int((await self.conn.execute(query)).scalar_one())
+
+    async def complete_second_factor(self, token_hash: str) -> bool:
+        result = await self.conn.execute(
+            update(admin_sessions)
+            .where(
+                admin_sessions.c.token_hash == token_hash,
+                admin_sessions.c.second_factor_pending.is_(True),
+            )
+            .values(second_factor_pending=False)
+        )
+        return result.rowcount == 1
+
+    # --- console settings ------------------------------------------------------------------
+
+    async def console_setting(self, key: str) -> str | None:
+        row = (
+            await self.conn.execute(
+                select(console_settings.c.value).where(console_settings.c.key == key)
+            )
+        ).first()
+        return None if row is None else str(row.value)
+
+    async def put_console_setting(self, key: str, value: str, *, by: str, at: datetime) -> None:
+        c = console_settings
+        row = {"key": key, "value": value, "updated_by": by, "updated_at": at}
+        await self.conn.execute(insert_ignoring_conflicts(self.conn, c), row)
+        await self.conn.execute(
+            update(c).where(c.c.key == key).values(value=value, updated_by=by, updated_at=at)
         )
 
     # --- sign-in throttles ---------------------------------------------------------------
@@ -183,10 +329,11 @@ class AdminRepository:
         t = admin_login_throttles
         await self.conn.execute(delete(t).where(t.c.key.in_(keys)))
 
-    async def clear_subject(self, subject: str) -> None:
-        """Lift every lock on one account (from any IP)."""
+    async def clear_subject(self, subject: str) -> int:
+        """Lift every lock on one account (from any IP); how many counters were cleared."""
         t = admin_login_throttles
-        await self.conn.execute(delete(t).where(t.c.subject == subject))
+        result = await self.conn.execute(delete(t).where(t.c.subject == subject))
+        return int(result.rowcount)
 
     async def purge_throttles(self, *, before: datetime) -> None:
         t = admin_login_throttles

@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from tuition.store.types import DecimalText, UTCDateTime
@@ -695,6 +696,16 @@ admin_users = Table(
     Column("locked_until", UTCDateTime),
     Column("last_login_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
+    # owner, finance, support or viewer (domain/operators.py); operators made before
+    # roles existed could do everything, so they are owners.
+    Column("role", String(20), nullable=False, server_default="owner"),
+    # The TOTP secret, encrypted with the platform's signing key (services/two_factor.py);
+    # two-factor is on once a first code confirmed it.
+    Column("totp_secret", String(200)),
+    Column("totp_enabled_at", UTCDateTime),
+    # The last TOTP time step accepted: a code is never accepted twice (a conditional
+    # UPDATE moves it forward only).
+    Column("totp_last_step", BigInteger),
 )
 
 admin_sessions = Table(
@@ -707,6 +718,9 @@ admin_sessions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # A session whose password was right but whose second factor is still to be given
+    # (or enrolled, when two-factor is required): it opens nothing else.
+    Column("second_factor_pending", Boolean, nullable=False, server_default=false()),
 )
 
 # Sign-in attempts per IP, per account and per (IP, account), counted before a password
@@ -1090,4 +1104,26 @@ Index(
     "ix_invoice_requests_status_created_at",
     invoice_requests.c.status,
     invoice_requests.c.created_at,
+)
+
+# One-time recovery codes of an operator's two-factor sign-in: SHA-256 of each code; a
+# used code is spent by a conditional UPDATE, so it works once.
+admin_recovery_codes = Table(
+    "admin_recovery_codes",
+    metadata,
+    Column("admin_id", ID, ForeignKey("admin_users.id"), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+# Console-wide settings an owner changes on the operators page (e.g. two-factor
+# required for everyone); each change is audited.
+console_settings = Table(
+    "console_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(500), nullable=False),
+    Column("updated_by", String(254), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
 )

@@ -16,6 +16,7 @@ from fastapi.responses import Response
 
 from tuition.api.deps import get_container
 from tuition.domain.ledger import AccountType, display_balance
+from tuition.domain.operators import Permission
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.services import admin as admin_service
@@ -26,16 +27,20 @@ from tuition.web import admin_dashboard, admin_session
 from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
 from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
+from tuition.web.admin_operators import router as operators_router
 from tuition.web.admin_order import router as order_router
 from tuition.web.admin_payouts import router as payouts_router
 from tuition.web.admin_reconciliation import router as reconciliation_router
 from tuition.web.admin_refunds import router as refunds_router
+from tuition.web.admin_roles import requires
 from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
 from tuition.web.admin_subscriptions import router as subscriptions_router
+from tuition.web.admin_two_factor import router as two_factor_router
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 routers = [
     admin_session.router,
+    two_factor_router,
     admin_dashboard.router,
     refunds_router,
     reconciliation_router,
@@ -43,6 +48,7 @@ routers = [
     customer_router,
     payouts_router,
     subscriptions_router,
+    operators_router,
     router,
 ]
 
@@ -143,6 +149,7 @@ async def ledger(request: Request, operator: OperatorDep) -> Response:
 
 
 @router.post("/admin/ledger/verify")
+@requires(Permission.LEDGER)
 async def ledger_verify(
     request: Request, operator: OperatorDep, csrf_token: Annotated[str, Form(max_length=100)] = ""
 ) -> Response:

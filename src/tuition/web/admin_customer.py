@@ -27,12 +27,14 @@ from tuition.api.payments import payment_deps
 from tuition.domain.errors import TuitionError, ValidationFailed
 from tuition.domain.ids import Prefix
 from tuition.domain.money import get_currency, parse_decimal_amount
+from tuition.domain.operators import Permission
 from tuition.services import admin as admin_service
 from tuition.services import wallet as wallet_service
 from tuition.store.admin import AdminRepository, OrderSearch
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, next_url
 from tuition.web.admin_order import Problem
+from tuition.web.admin_roles import requires
 from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
 from tuition.web.pages import render, secure
 
@@ -181,6 +183,7 @@ async def customer_page(
 
 
 @router.post("/admin/customers/{customer_id}/adjustments")
+@requires(Permission.WALLET)
 async def adjust(request: Request, operator: OperatorDep, customer_id: CustomerPath) -> Response:
     form = await request.form()
     if not csrf_ok(operator.csrf_token, _text(form, "csrf_token")):

@@ -14,10 +14,12 @@ from tuition.api.deps import get_container
 from tuition.api.payouts import payout_deps
 from tuition.domain.earnings import mask_account
 from tuition.domain.errors import TuitionError
+from tuition.domain.operators import Permission
 from tuition.services import earnings as earnings_service
 from tuition.services import payouts as payout_service
 from tuition.services.payouts import tax_month
 from tuition.web.admin_dashboard import page
+from tuition.web.admin_roles import requires
 from tuition.web.admin_session import OperatorDep, csrf_ok, refused
 from tuition.web.pages import secure
 
@@ -72,6 +74,7 @@ async def payee_page(
 
 
 @router.post("/admin/payees/{payee_id}/payouts/{payout_id}/retry")
+@requires(Permission.PAYOUTS)
 async def retry_payout(
     request: Request, operator: OperatorDep, payee_id: PayeePath, payout_id: str
 ) -> Response:

@@ -18,11 +18,13 @@ from fastapi.responses import RedirectResponse, Response
 
 from tuition.api.deps import get_container
 from tuition.domain.errors import NotFound, TuitionError
+from tuition.domain.operators import Permission
 from tuition.domain.reconciliation import CaseKind, CaseState
 from tuition.services import reconciliation as service
 from tuition.store.reconciliation import CaseRecord, ReconciliationRepository
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import Text, choice
+from tuition.web.admin_roles import requires
 from tuition.web.admin_session import OperatorDep, csrf_ok, refused
 from tuition.web.pages import render, secure
 
@@ -100,6 +102,7 @@ async def runs(
 
 
 @router.get("/admin/reconciliations/cases.csv")
+@requires(Permission.EXPORT)
 async def cases_csv(
     request: Request,
     operator: OperatorDep,
@@ -152,6 +155,7 @@ async def run_page(
 
 
 @router.post("/admin/reconciliations/{run_id}/cases/{case_id}/resolve")
+@requires(Permission.RECONCILIATION)
 async def resolve(
     request: Request,
     operator: OperatorDep,

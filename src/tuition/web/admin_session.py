@@ -11,15 +11,18 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
 from tuition.api.deps import Container, get_container
+from tuition.domain.operators import Permission, permits
 from tuition.services import admin as admin_service
 from tuition.store.admin import AdminSession, AdminUser
+from tuition.web import labels
+from tuition.web.admin_roles import authorize, marks, requires
 from tuition.web.i18n import N_, gettext_for, negotiate
 from tuition.web.pages import render, secure
 
@@ -43,23 +46,69 @@ class Operator:
     def csrf_token(self) -> str:
         return self.session.csrf_token
 
+    @property
+    def role(self) -> str:
+        return self.user.role
 
-async def signed_in(request: Request) -> Operator:
-    """Dependency: the operator, or a redirect to the login page (303 with Location)."""
+    @property
+    def role_label(self) -> str:
+        """The role's name in English, to be translated where shown."""
+        return labels.ROLES.get(self.user.role, self.user.role)
+
+    def may(self, permission: Permission) -> bool:
+        return permits(self.user.role, permission)
+
+
+def _here(request: Request) -> str:
+    return quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="")
+
+
+async def half_signed_in(request: Request) -> Operator:
+    """Dependency of the two-factor pages: the operator whose password was right, their
+    second factor given or not; else a redirect to the login page."""
     token = request.cookies.get(SESSION_COOKIE)
     container = get_container(request)
     found = None
     if token:
         found = await admin_service.current_session(container.uow(), token, clock=container.clock)
     if found is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise HTTPException(
-            status_code=303, headers={"Location": f"/admin/login?next={quote(target, safe='')}"}
+            status_code=303, headers={"Location": f"/admin/login?next={_here(request)}"}
         )
     return Operator(user=found[1], session=found[0])
 
 
+async def signed_in(request: Request) -> Operator:
+    """Dependency: the operator, or a redirect to the login page (or to the second
+    factor still due), 303 with Location; then the role check of the route."""
+    operator = await half_signed_in(request)
+    if operator.session.second_factor_pending:
+        raise HTTPException(
+            status_code=303,
+            headers={"Location": f"/admin/login/two-factor?next={_here(request)}"},
+        )
+    authorize(request, operator.role)  # what the route needs, for every page and action
+    return operator
+
+
 OperatorDep = Annotated[Operator, Depends(signed_in)]
+
+
+class _Requirement:
+    """The dependency of :func:`require_role`: its mark says what the route needs (read
+    by :func:`tuition.web.admin_roles.needed`); it returns the operator let through."""
+
+    def __init__(self, permissions: frozenset[Permission]) -> None:
+        self.__dict__.update(marks(permissions))
+
+    async def __call__(self, operator: OperatorDep) -> Operator:
+        return operator
+
+
+def require_role(*permissions: Permission) -> Any:
+    """``Depends(...)`` for a console route whose operator must hold ``permissions``:
+    ``operator: Annotated[Operator, require_role(Permission.PAYOUTS)]``."""
+    return Depends(_Requirement(frozenset(permissions)))
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
@@ -75,7 +124,7 @@ def _secure_cookies(container: Container) -> bool:
     return container.settings.base_url.startswith("https://")
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     # Only back into the console: never an open redirect to another site.
     if target and target.startswith("/admin") and not target.startswith("//"):
         return target
@@ -88,9 +137,15 @@ async def login_page(
 ) -> Response:
     container = get_container(request)
     token = request.cookies.get(SESSION_COOKIE)
-    if token and await admin_service.current_session(container.uow(), token, clock=container.clock):
-        return secure(RedirectResponse(_safe_next(next), status_code=303))
-    return _login_form(request, container, next=_safe_next(next))
+    found = None
+    if token:
+        found = await admin_service.current_session(container.uow(), token, clock=container.clock)
+    if found is not None:
+        target = safe_next(next)
+        if found[0].second_factor_pending:
+            target = f"/admin/login/two-factor?next={quote(target, safe='')}"
+        return secure(RedirectResponse(target, status_code=303))
+    return _login_form(request, container, next=safe_next(next))
 
 
 def _login_form(
@@ -149,9 +204,12 @@ async def login(
         # One answer for a wrong email, a wrong password and a throttled attempt.
         message = gettext_for(locale, LOGIN_REFUSED)
         return _login_form(
-            request, container, next=_safe_next(next), error=message, email=email, status_code=401
+            request, container, next=safe_next(next), error=message, email=email, status_code=401
         )
-    response = secure(RedirectResponse(_safe_next(next), status_code=303))
+    target = safe_next(next)
+    if opened.session.second_factor_pending:
+        target = f"/admin/login/two-factor?next={quote(target, safe='')}"
+    response = secure(RedirectResponse(target, status_code=303))
     response.set_cookie(
         SESSION_COOKIE,
         opened.token,
@@ -166,9 +224,10 @@ async def login(
 
 
 @router.post("/admin/logout")
+@requires(Permission.READ)
 async def logout(
     request: Request,
-    operator: OperatorDep,
+    operator: Annotated[Operator, Depends(half_signed_in)],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     if not csrf_ok(operator.csrf_token, csrf_token):
@@ -176,6 +235,11 @@ async def logout(
     container = get_container(request)
     token = request.cookies.get(SESSION_COOKIE, "")
     await admin_service.logout(container.uow(), token, clock=container.clock)
+    return signed_out()
+
+
+def signed_out() -> Response:
+    """Back to the login page, the session cookie gone."""
     response = secure(RedirectResponse("/admin/login", status_code=303))
     response.delete_cookie(SESSION_COOKIE, path="/admin")
     return response

@@ -16,12 +16,14 @@ from fastapi.responses import RedirectResponse, Response
 from tuition.api.deps import get_container
 from tuition.domain.errors import TuitionError
 from tuition.domain.ids import Prefix
+from tuition.domain.operators import Permission
 from tuition.domain.subscriptions import SubscriptionStatus, churn_rate, monthly_recurring_revenue
 from tuition.services import subscriptions as subscription_service
 from tuition.store.subscriptions import SubscriptionFilter
 from tuition.store.uow import UnitOfWork
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, choice, next_url
+from tuition.web.admin_roles import requires
 from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
 from tuition.web.pages import secure
 
@@ -112,6 +114,7 @@ async def subscription(
 
 
 @router.post("/admin/subscriptions/{subscription_id}/{action}")
+@requires(Permission.SUBSCRIPTIONS)
 async def act(
     request: Request,
     operator: OperatorDep,
