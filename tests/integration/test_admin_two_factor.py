@@ -4,6 +4,7 @@ session expiry and signing out everywhere."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator
 from datetime import timedelta
@@ -13,9 +14,11 @@ import pyotp
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import web
 from tuition.clock import FrozenClock
+from tuition.config import Settings
 from tuition.domain.operators import Role
 from tuition.services import admin as admin_service
 from tuition.services import operators as operator_service
@@ -82,7 +85,8 @@ async def _enrol(browser: httpx.AsyncClient, clock: FrozenClock) -> tuple[str, l
     wrong = await browser.post(
         "/admin/two-factor", data={"csrf_token": _token(page.text), "code": "000000"}
     )
-    assert wrong.status_code == 422 and "totp_invalid" in wrong.text
+    assert wrong.status_code == 422
+    assert "totp_invalid" in wrong.text
     code = pyotp.TOTP(secret.group(1)).at(clock.now())
     done = await browser.post(
         "/admin/two-factor", data={"csrf_token": _token(page.text), "code": code}
@@ -125,12 +129,14 @@ async def test_enrolment_then_every_sign_in_asks_for_a_code_used_once(
     token = _token((await other.get("/admin/login/two-factor")).text)
     assert (await other.post("/admin/ledger/verify", data={"csrf_token": token})).status_code == 303
     wrong = await _code(other, "123456")
-    assert wrong.status_code == 401 and "wrong or was already used" in wrong.text
+    assert wrong.status_code == 401
+    assert "wrong or was already used" in wrong.text
     used = await _code(other, pyotp.TOTP(secret).at(clock.now()))  # the enrolment's code
     assert used.status_code == 401  # never accepted twice
     clock.advance(timedelta(seconds=30))
     ok = await _code(other, pyotp.TOTP(secret).at(clock.now()))
-    assert ok.status_code == 303 and ok.headers["location"] == "/admin/orders"
+    assert ok.status_code == 303
+    assert ok.headers["location"] == "/admin/orders"
     assert (await other.get("/admin/orders")).status_code == 200
     # A recovery code signs in once.
     third = _browser(app)
@@ -177,7 +183,8 @@ async def test_an_owner_requires_two_factor_of_everyone_and_resets_a_lost_phone(
     support = _browser(app)
     await _password(support)
     step = await support.get("/admin/login/two-factor", params={"next": "/admin/orders"})
-    assert step.status_code == 303 and step.headers["location"].startswith("/admin/two-factor")
+    assert step.status_code == 303
+    assert step.headers["location"].startswith("/admin/two-factor")
     assert (await support.get("/admin/orders")).status_code == 303
     enrol = await support.get("/admin/two-factor")
     assert "An owner requires two-factor sign-in" in enrol.text
@@ -195,7 +202,9 @@ async def test_an_owner_requires_two_factor_of_everyone_and_resets_a_lost_phone(
             await uow.conn.execute(select(admin_users).where(admin_users.c.email == EMAIL))
         ).one()
         codes = (await uow.conn.execute(select(admin_recovery_codes))).all()
-    assert row.totp_secret is None and row.totp_enabled_at is None and codes == []
+    assert row.totp_secret is None
+    assert row.totp_enabled_at is None
+    assert codes == []
     # Support cannot change the setting themselves.
     again = _browser(app)
     await _password(again)
@@ -216,9 +225,11 @@ async def test_sessions_expire_and_sign_out_everywhere_ends_them_all(
     await _password(first)
     await _password(second)
     page = await first.get("/admin")
-    assert page.status_code == 200 and "Sign out everywhere" in page.text
+    assert page.status_code == 200
+    assert "Sign out everywhere" in page.text
     ended = await first.post("/admin/sessions/end-all", data={"csrf_token": _token(page.text)})
-    assert ended.status_code == 303 and ended.headers["location"] == "/admin/login"
+    assert ended.status_code == 303
+    assert ended.headers["location"] == "/admin/login"
     assert (await first.get("/admin")).status_code == 303
     assert (await second.get("/admin")).status_code == 303
     third = _browser(app)
@@ -232,5 +243,39 @@ def test_a_sealed_secret_opens_only_with_its_key() -> None:
     sealed = two_factor.seal("JBSWY3DPEHPK3PXP", b"k" * 32)
     assert "JBSWY3DPEHPK3PXP" not in sealed
     assert two_factor.unseal(sealed, b"k" * 32) == "JBSWY3DPEHPK3PXP"
-    with pytest.raises(ValueError):
+    with pytest.raises(ValueError, match="does not open"):
         two_factor.unseal(sealed, b"x" * 32)
+
+
+@pytest.mark.postgres_only
+async def test_one_code_given_to_ten_sessions_at_once_completes_one(
+    engine: AsyncEngine, uow: UnitOfWork, clock: FrozenClock, settings: Settings
+) -> None:
+    user = await admin_service.create_admin_user(uow, EMAIL, PASSWORD, clock)
+    key = settings.signing_key
+    enrolment = await two_factor.start_enrolment(uow, user, signing_key=key)
+    totp = pyotp.TOTP(enrolment.secret)
+    codes = await two_factor.confirm_enrolment(
+        uow, user.id, totp.at(clock.now()), signing_key=key, clock=clock
+    )
+    clock.advance(timedelta(seconds=30))
+    sessions = [
+        await admin_service.login(uow, EMAIL, PASSWORD, clock=clock, ttl=timedelta(hours=1))
+        for _ in range(10)
+    ]
+    (enabled,) = await operator_service.list_operators(uow)
+
+    async def attempt(token: str, code: str) -> bool:
+        try:
+            await two_factor.verify(
+                UnitOfWork(engine), token, enabled, code, signing_key=key, clock=clock
+            )
+        except two_factor.SecondFactorRefused:
+            return False
+        return True
+
+    code = totp.at(clock.now())
+    results = await asyncio.gather(*(attempt(s.token, code) for s in sessions[:5]))
+    assert sorted(results) == [False] * 4 + [True]
+    recovered = await asyncio.gather(*(attempt(s.token, codes[0]) for s in sessions[5:]))
+    assert sorted(recovered) == [False] * 4 + [True]
