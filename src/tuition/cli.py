@@ -169,6 +169,13 @@ def serve(
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for")] = "default",
     mode: Annotated[api_keys.Mode, typer.Option(help="test or live")] = "test",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Restrict the key: read, orders_payments or refunds (repeat for more); "
+            "without it the key can do everything"
+        ),
+    ] = None,
 ) -> None:
     """Create a secret API key. It is shown once and stored only as a hash."""
     settings = load_settings()
@@ -180,10 +187,15 @@ def keys_create(
             name=name,
             mode=mode,
             clock=SystemClock(),
+            scopes=scope or (),
         )
 
     created = _run(_with_engine(settings, go))
-    console.print(f"created {created.record.id} ({created.record.mode}, {created.record.name!r})")
+    scopes = ", ".join(created.record.scopes) if created.record.scopes else "all"
+    console.print(
+        f"created {created.record.id} ({created.record.mode}, {created.record.name!r}, "
+        f"scopes: {scopes})"
+    )
     console.print("secret (shown once, store it now):")
     typer.echo(created.secret)
 
@@ -198,12 +210,13 @@ def keys_list() -> None:
         return await api_keys.list_keys(UnitOfWork(engine))
 
     rows = _run(_with_engine(settings, go))
-    table = Table("name", "mode", "prefix", "created", "revoked")
+    table = Table("name", "mode", "scopes", "prefix", "created", "revoked")
     table.add_column("id", no_wrap=True)
     for r in rows:
         table.add_row(
             r.name,
             r.mode,
+            ", ".join(r.scopes) if r.scopes else "all",
             r.prefix + "…",
             f"{r.created_at:%Y-%m-%d %H:%M}",
             f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "",

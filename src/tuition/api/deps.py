@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tuition.container import ApiKeyCache, Container
-from tuition.domain.errors import AuthenticationFailed
+from tuition.domain.api_scopes import allows, needed_for
+from tuition.domain.errors import AuthenticationFailed, PermissionDenied
 from tuition.services.api_keys import authenticate
 from tuition.store.access import ApiKeyRecord
 
@@ -28,6 +29,7 @@ async def current_api_key(request: Request) -> ApiKeyRecord:
     """The caller's API key from ``Authorization: Bearer``; cached on the request."""
     cached: ApiKeyRecord | None = getattr(request.state, "api_key", None)
     if cached is not None:
+        check_scopes(request, cached)
         return cached
     header = request.headers.get("authorization")
     if not header:
@@ -46,7 +48,22 @@ async def current_api_key(request: Request) -> ApiKeyRecord:
         record = await authenticate(container.uow(), secret)
         container.api_keys.put(secret, record)
     request.state.api_key = record
+    check_scopes(request, record)  # a restricted key: only what its scopes allow
     return record
+
+
+def check_scopes(request: Request, record: ApiKeyRecord) -> None:
+    """Refuse (403) what a restricted key's scopes do not cover, by the matched route."""
+    if record.scopes is None:
+        return
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    if not allows(record.scopes, request.method, path):
+        raise PermissionDenied(
+            f"API key {record.prefix}… is restricted to {', '.join(record.scopes)}; "
+            f"{request.method} {path} needs {needed_for(request.method, path)}",
+            code="api_key_scope",
+        )
 
 
 ContainerDep = Annotated[Container, Depends(_container)]

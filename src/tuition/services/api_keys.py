@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Literal
 
 from tuition.clock import Clock
+from tuition.domain.api_scopes import parse_scopes
 from tuition.domain.errors import AuthenticationFailed, NotFound, ValidationFailed
 from tuition.domain.ids import new_id
 from tuition.store.access import ApiKeyRecord
@@ -26,7 +28,16 @@ def hash_key(secret: str) -> str:
     return hashlib.sha256(secret.encode()).hexdigest()
 
 
-async def create_key(uow: UnitOfWork, *, name: str, mode: Mode, clock: Clock) -> CreatedKey:
+async def create_key(
+    uow: UnitOfWork,
+    *,
+    name: str,
+    mode: Mode,
+    clock: Clock,
+    scopes: Sequence[str] = (),
+) -> CreatedKey:
+    """A new key, full or restricted to ``scopes`` (domain/api_scopes.py)."""
+    chosen = parse_scopes(scopes)
     if mode not in ("test", "live"):
         raise ValidationFailed(f"mode must be 'test' or 'live', not {mode!r}", param="mode")
     if not name.strip() or len(name) > 200:
@@ -39,6 +50,7 @@ async def create_key(uow: UnitOfWork, *, name: str, mode: Mode, clock: Clock) ->
         prefix=secret[:12],
         created_at=clock.now(),
         revoked_at=None,
+        scopes=tuple(s.value for s in chosen) if chosen else None,
     )
     async with uow:
         await uow.api_keys.add(record, hash_key(secret))

@@ -52,6 +52,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # A restricted key's scopes, comma-separated (domain/api_scopes.py); NULL: a full key.
+    Column("scopes", String(200)),
     CheckConstraint("mode IN ('test', 'live')", name="mode"),
 )
 

@@ -22,7 +22,7 @@ from starlette.datastructures import FormData
 
 from tuition.api.deps import get_container
 from tuition.api.refunds import refund_deps
-from tuition.domain.errors import NotFound, TuitionError, ValidationFailed
+from tuition.domain.errors import NotFound, PermissionDenied, TuitionError, ValidationFailed
 from tuition.domain.money import format_amount, get_currency, parse_decimal_amount
 from tuition.domain.operators import Permission, refund_within_limit
 from tuition.domain.payments import RefundStatus
@@ -168,11 +168,9 @@ def estimate(refund: RefundForm, lines: list[RefundLine]) -> Estimate:
     return Estimate(total, rows, stuck, total > available or total == 0)
 
 
-class RefundOverLimit(TuitionError):
+class RefundOverLimit(PermissionDenied):
     """More than the operator's role may refund at once."""
 
-    status = 403
-    type = "permission_error"
     default_code = "refund_over_role_limit"
 
 

@@ -21,7 +21,7 @@ from fastapi import Request
 from fastapi.dependencies.models import Dependant
 from starlette.responses import Response
 
-from tuition.domain.errors import TuitionError
+from tuition.domain.errors import PermissionDenied
 from tuition.domain.operators import Permission, Role, permits
 from tuition.web import labels
 from tuition.web.pages import render
@@ -32,11 +32,9 @@ _READ_METHODS = frozenset({"GET", "HEAD"})
 _needed_by_route: dict[int, frozenset[Permission]] = {}
 
 
-class OperatorRefused(TuitionError):
+class OperatorRefused(PermissionDenied):
     """The operator's role does not allow this page or action."""
 
-    status = 403
-    type = "permission_error"
     default_code = "role_forbidden"
 
     def __init__(self, role: str, needed: frozenset[Permission]) -> None:

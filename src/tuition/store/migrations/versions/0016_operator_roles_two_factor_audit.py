@@ -1,4 +1,4 @@
-"""operators' roles, two-factor sign-in and console settings
+"""operators' roles, two-factor sign-in, console settings and API key scopes
 
 Revision ID: 0016
 Revises: 0015
@@ -21,6 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("scopes", sa.String(length=200), nullable=True))
     with op.batch_alter_table("admin_users", schema=None) as batch_op:
         batch_op.add_column(
             sa.Column("role", sa.String(length=20), server_default="owner", nullable=False)
@@ -71,3 +73,5 @@ def downgrade() -> None:
         batch_op.drop_column("totp_enabled_at")
         batch_op.drop_column("totp_secret")
         batch_op.drop_column("role")
+    with op.batch_alter_table("api_keys", schema=None) as batch_op:
+        batch_op.drop_column("scopes")
