@@ -1,0 +1,116 @@
+"""Roles, two-factor and the business time zone in a real browser: a support operator
+cannot see the operators page or approve a payout (and the server refuses the action
+posted directly), an operator enrols TOTP from the QR page and signs in with a code,
+times are shown in Asia/Shanghai with the zone named."""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from typing import Any
+
+import pyotp
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from tests.e2e.conftest import PHONE, shot
+from tests.e2e.server import Servers, run_sync
+from tuition.domain.operators import Role
+from tuition.services.admin import create_admin_user
+from tuition.store.db import create_engine
+from tuition.store.uow import UnitOfWork
+
+PASSWORD = "a-long-enough-password"
+PAYEE = "crt_" + "0" * 26
+
+
+def _operator(servers: Servers, email: str, role: Role) -> None:
+    async def go() -> None:
+        engine: AsyncEngine = create_engine(servers.database_url)
+        try:
+            await create_admin_user(UnitOfWork(engine), email, PASSWORD, servers.clock, role=role)
+        finally:
+            await engine.dispose()
+
+    run_sync(go())
+
+
+def _log_in(page: Any, servers: Servers, email: str, *, zh: bool = False) -> None:
+    page.goto(f"{servers.base_url}/admin/login")
+    page.get_by_label("邮箱" if zh else "Email").fill(email)
+    page.get_by_label("密码" if zh else "Password").fill(PASSWORD)
+    page.get_by_role("button", name="登录" if zh else "Log in").click()
+
+
+def test_a_support_operator_cannot_see_operators_nor_approve_a_payout(
+    servers: Servers, browsing: Any
+) -> None:
+    _operator(servers, "support@example.com", Role.SUPPORT)
+    for locale, zh in (("en-US", False), ("zh-CN", True)):
+        page = browsing(locale=locale).page()
+        _log_in(page, servers, "support@example.com", zh=zh)
+        page.wait_for_url(f"{servers.base_url}/admin")
+        assert page.get_by_test_id("role").inner_text() == ("客服" if zh else "Support")
+        assert page.locator('nav a[href="/admin/operators"]').count() == 0
+        zone = page.get_by_test_id("time-zone").inner_text()
+        assert "Asia/Shanghai (UTC+8)" in zone
+        shot(page, f"admin-{'zh' if zh else 'en'}-support-dashboard")
+        page.goto(f"{servers.base_url}/admin/operators")
+        refused = page.get_by_test_id("role-refused")
+        assert ("无权" if zh else "does not allow") in refused.inner_text()
+        shot(page, f"admin-{'zh' if zh else 'en'}-support-operators-refused")
+        page.goto(f"{servers.base_url}/admin/payees")
+        token = page.locator('input[name="csrf_token"]').first.get_attribute("value")
+        # The payout action posted straight to the server, with a valid session and token.
+        response = page.request.post(
+            f"{servers.base_url}/admin/payees/{PAYEE}/payouts/po_x/retry",
+            form={"csrf_token": token},
+            max_redirects=0,
+        )
+        assert response.status == 403
+        assert "role" in response.text().lower()
+
+
+def test_an_operator_enrols_totp_and_signs_in_with_a_code(servers: Servers, browsing: Any) -> None:
+    _operator(servers, "totp@example.com", Role.FINANCE)
+    page = browsing(locale="en-US", viewport=PHONE).page()
+    _log_in(page, servers, "totp@example.com")
+    page.wait_for_url(f"{servers.base_url}/admin")
+    page.get_by_test_id("two-factor-link").click()
+    page.wait_for_url("**/admin/two-factor")
+    assert page.get_by_test_id("totp-qr").is_visible()
+    secret = page.get_by_test_id("totp-secret").inner_text()
+    shot(page, "admin-en-two-factor-enrol")
+    totp = pyotp.TOTP(secret)
+    page.get_by_label("Code").fill(totp.at(servers.clock.now()))
+    page.get_by_role("button", name="Turn on two-factor sign-in").click()
+    codes = page.get_by_test_id("recovery-codes").locator("li").all_inner_texts()
+    assert len(codes) == 10
+    assert all(re.fullmatch(r"[0-9a-f]{5}-[0-9a-f]{5}", c) for c in codes)
+    shot(page, "admin-en-two-factor-recovery-codes")
+    page.get_by_role("link", name="Continue to the console").click()
+    page.get_by_role("button", name="Log out").click()
+    page.wait_for_url("**/admin/login")
+
+    _log_in(page, servers, "totp@example.com")
+    page.wait_for_url("**/admin/login/two-factor**")
+    assert page.get_by_role("heading", name="Two-factor sign-in").is_visible()
+    page.goto(f"{servers.base_url}/admin/orders")  # nothing opens before the code
+    page.wait_for_url("**/admin/login/two-factor**")
+    page.get_by_label("The 6-digit code").fill("000000")
+    page.get_by_role("button", name="Continue").click()
+    assert "wrong or was already used" in page.get_by_test_id("code-error").inner_text()
+    shot(page, "admin-en-two-factor-refused")
+    servers.clock.offset = timedelta(seconds=30)  # the next step's code: a code works once
+    try:
+        page.get_by_label("The 6-digit code").fill(totp.at(servers.clock.now()))
+        page.get_by_role("button", name="Continue").click()
+        page.wait_for_url("**/admin/orders")
+    finally:
+        servers.clock.offset = timedelta(0)
+    assert page.get_by_role("heading", name="Orders").is_visible()
+    page.get_by_role("link", name="中文").click()
+    page.goto(f"{servers.base_url}/admin/two-factor")
+    on = page.get_by_test_id("two-factor-on").inner_text()
+    assert on.startswith("两步验证自")
+    assert "UTC+8" in on  # in Asia/Shanghai, with its offset
+    shot(page, "admin-zh-two-factor-on")
