@@ -1,8 +1,8 @@
 """Reconciliation in the console: runs per channel and day, their cases with filters,
 resolving a case, and a CSV export of cases.
 
-There are no roles yet: every signed-in operator may resolve a case, recorded as
-``admin:<operator email>``. Resolving posts a form that checks the session's CSRF token;
+Resolving a case and the CSV export need the finance role (or owner); a resolution is
+recorded as ``admin:<operator email>``. Resolving posts a form that checks the session's CSRF token;
 a refusal (the case is no longer open) shows the run again with the error.
 """
 
