@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition import server
 from tuition.cli_base import load_settings
-from tuition.cli_operators import operators_app
+from tuition.cli_operators import audit_app, operators_app
 from tuition.cli_payouts import payouts_app
 from tuition.cli_reconcile import reconcile
 from tuition.cli_refunds import refunds_app
@@ -32,6 +32,7 @@ from tuition.logs import configure_logging
 from tuition.services import admin as admin_service
 from tuition.services import anchors as ledger_anchors
 from tuition.services import api_keys
+from tuition.services.audit import Actor
 from tuition.services.demo import DemoInfo, seed_demo
 from tuition.services.earnings import payee_problems
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
@@ -57,6 +58,7 @@ app.command("reconcile")(reconcile)
 app.add_typer(wallet_app, name="wallet")
 app.add_typer(payouts_app, name="payouts")
 app.add_typer(operators_app, name="operators")
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -188,6 +190,7 @@ def keys_create(
             mode=mode,
             clock=SystemClock(),
             scopes=scope or (),
+            actor=Actor.cli(),
         )
 
     created = _run(_with_engine(settings, go))
@@ -232,7 +235,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_â€
 
     async def go(engine: Any) -> None:
         await schema.ensure_current(engine)
-        await api_keys.revoke_key(UnitOfWork(engine), key_id, clock=SystemClock())
+        await api_keys.revoke_key(
+            UnitOfWork(engine), key_id, clock=SystemClock(), actor=Actor.cli()
+        )
 
     _run(_with_engine(settings, go))
     console.print(f"revoked {key_id}")
@@ -397,7 +402,9 @@ def admin_create_user(
 
     async def go(engine: Any) -> None:
         await schema.ensure_current(engine)
-        await admin_service.create_admin_user(UnitOfWork(engine), email, password, SystemClock())
+        await admin_service.create_admin_user(
+            UnitOfWork(engine), email, password, SystemClock(), actor=Actor.cli()
+        )
 
     _run(_with_engine(settings, go))
     console.print(f"created operator {email}; log in at {settings.base_url}/admin")

@@ -17,7 +17,9 @@ from tuition.clock import SystemClock
 from tuition.domain.errors import TuitionError
 from tuition.domain.operators import Role
 from tuition.services import admin as admin_service
+from tuition.services import audit
 from tuition.services import operators as operator_service
+from tuition.services.audit import Actor
 from tuition.store import schema
 from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
@@ -97,7 +99,11 @@ def set_role(
     role: Annotated[str, typer.Argument(help=f"One of {ROLES}")],
 ) -> None:
     """Give an operator another role; their open sessions end."""
-    user = _run(lambda uow: operator_service.set_role(uow, email, role, clock=SystemClock()))
+    user = _run(
+        lambda uow: operator_service.set_role(
+            uow, email, role, clock=SystemClock(), actor=Actor.cli()
+        )
+    )
     console.print(f"{escape(user.email)} is now {user.role}")
 
 
@@ -105,12 +111,40 @@ def set_role(
 def reset_2fa(email: Annotated[str, typer.Argument(help="The operator's email")]) -> None:
     """Remove an operator's two-factor secret and recovery codes (they enrol again at
     their next sign-in when two-factor is required); their open sessions end."""
-    _run(lambda uow: operator_service.reset_two_factor(uow, email, clock=SystemClock()))
+    _run(
+        lambda uow: operator_service.reset_two_factor(
+            uow, email, clock=SystemClock(), actor=Actor.cli()
+        )
+    )
     console.print(f"two-factor reset for {escape(email)}")
 
 
 @operators_app.command("unlock")
 def unlock(email: Annotated[str, typer.Argument(help="The operator's email")]) -> None:
     """Lift the sign-in lockout of an operator's account, from every IP."""
-    cleared = _run(lambda uow: operator_service.unlock(uow, email))
+    cleared = _run(
+        lambda uow: operator_service.unlock(uow, email, clock=SystemClock(), actor=Actor.cli())
+    )
     console.print(f"unlocked {escape(email)} ({cleared} counter(s) cleared)")
+
+
+audit_app = typer.Typer(help="The audit trail of changes.", no_args_is_help=True)
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Seal what is waiting, then check the audit trail's hash chain; exit 1 when a
+    record was edited or removed."""
+
+    async def work(uow: UnitOfWork) -> audit.AuditReport:
+        await audit.seal(uow)
+        return await audit.verify(uow)
+
+    report = _run(work)
+    if report.ok:
+        console.print(f"audit trail OK: {report.records} record(s), chain intact")
+        return
+    for problem in report.problems:
+        err.print(f"[red]{escape(problem)}[/red]")
+    err.print(f"audit trail BROKEN: {len(report.problems)} problem(s)")
+    raise typer.Exit(1)

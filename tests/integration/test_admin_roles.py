@@ -23,6 +23,7 @@ from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.operators import Permission, Role, permits, refund_within_limit
 from tuition.services import admin as admin_service
 from tuition.services import operators as operator_service
+from tuition.services.audit import SYSTEM
 from tuition.simulator.app import Simulator
 from tuition.store.tables import admin_sessions, refunds
 from tuition.store.uow import UnitOfWork
@@ -229,7 +230,7 @@ async def test_a_new_role_ends_the_operators_sessions(
     finance = await _browser(app, uow, clock, Role.FINANCE)
     await admin_service.create_admin_user(uow, "boss@example.com", PASSWORD, clock)
     assert (await finance.get("/admin")).status_code == 200
-    await operator_service.set_role(uow, "finance@example.com", "viewer", clock=clock)
+    await operator_service.set_role(uow, "finance@example.com", "viewer", clock=clock, actor=SYSTEM)
     assert (await finance.get("/admin")).status_code == 303  # signed in again, as viewer
     async with uow:
         open_ = await uow.conn.execute(
@@ -239,11 +240,17 @@ async def test_a_new_role_ends_the_operators_sessions(
         )
         assert open_.scalar_one() == 0
     with pytest.raises(ValidationFailed):
-        await operator_service.set_role(uow, "finance@example.com", "root", clock=clock)
+        await operator_service.set_role(
+            uow, "finance@example.com", "root", clock=clock, actor=SYSTEM
+        )
     with pytest.raises(Conflict):  # nobody would be left to manage operators
-        await operator_service.set_role(uow, "boss@example.com", "finance", clock=clock)
+        await operator_service.set_role(
+            uow, "boss@example.com", "finance", clock=clock, actor=SYSTEM
+        )
     with pytest.raises(NotFound):
-        await operator_service.set_role(uow, "nobody@example.com", "viewer", clock=clock)
+        await operator_service.set_role(
+            uow, "nobody@example.com", "viewer", clock=clock, actor=SYSTEM
+        )
 
 
 async def test_unlock_lifts_a_lockout_from_every_ip(uow: UnitOfWork, clock: FrozenClock) -> None:
@@ -263,7 +270,7 @@ async def test_unlock_lifts_a_lockout_from_every_ip(uow: UnitOfWork, clock: Froz
         await admin_service.login(
             uow, "ops@example.com", PASSWORD, clock=clock, ttl=ttl, client_ip="10.0.0.1"
         )
-    assert await operator_service.unlock(uow, "ops@example.com") > 0
+    assert await operator_service.unlock(uow, "ops@example.com", clock=clock, actor=SYSTEM) > 0
     opened = await admin_service.login(
         uow, "ops@example.com", PASSWORD, clock=clock, ttl=ttl, client_ip="10.0.0.1"
     )

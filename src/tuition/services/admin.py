@@ -33,6 +33,7 @@ from tuition.domain.money import coin_unit
 from tuition.domain.operators import Role
 from tuition.domain.wallet import TransactionCause
 from tuition.logs import get_logger
+from tuition.services import audit
 from tuition.services.admin_throttle import (
     DEFAULT_THROTTLE,
     AttemptKeys,
@@ -40,6 +41,7 @@ from tuition.services.admin_throttle import (
     attempt_keys,
     subject_of,
 )
+from tuition.services.audit import Actor
 from tuition.store import tables
 from tuition.store.admin import AdminRepository, AdminSession, AdminUser
 from tuition.store.events import NotificationRecord, OutboxEvent
@@ -88,7 +90,13 @@ def token_hash(token: str) -> str:
 
 
 async def create_admin_user(
-    uow: UnitOfWork, email: str, password: str, clock: Clock, *, role: str = Role.OWNER
+    uow: UnitOfWork,
+    email: str,
+    password: str,
+    clock: Clock,
+    *,
+    role: str = Role.OWNER,
+    actor: Actor = audit.SYSTEM,
 ) -> AdminUser:
     """Add an operator who can log in to ``/admin``; the password is stored as argon2id."""
     address = normalize_email(email)
@@ -109,7 +117,11 @@ async def create_admin_user(
     async with uow:
         if not await AdminRepository(uow.conn).add_user(user):
             raise Conflict(f"an operator {address} already exists", param="email")
+        await audit.record(
+            uow.conn, actor, "operator.created", address, clock=clock, after={"role": user.role}
+        )
         await uow.commit()
+    await audit.seal(uow)
     return user
 
 

@@ -12,6 +12,8 @@ from tuition.clock import Clock
 from tuition.domain.api_scopes import parse_scopes
 from tuition.domain.errors import AuthenticationFailed, NotFound, ValidationFailed
 from tuition.domain.ids import new_id
+from tuition.services import audit
+from tuition.services.audit import Actor
 from tuition.store.access import ApiKeyRecord
 from tuition.store.uow import UnitOfWork
 
@@ -35,6 +37,7 @@ async def create_key(
     mode: Mode,
     clock: Clock,
     scopes: Sequence[str] = (),
+    actor: Actor = audit.SYSTEM,
 ) -> CreatedKey:
     """A new key, full or restricted to ``scopes`` (domain/api_scopes.py)."""
     chosen = parse_scopes(scopes)
@@ -54,7 +57,16 @@ async def create_key(
     )
     async with uow:
         await uow.api_keys.add(record, hash_key(secret))
+        await audit.record(
+            uow.conn,
+            actor,
+            "api_key.created",
+            record.id,
+            clock=clock,
+            after={"name": record.name, "mode": mode, "scopes": list(record.scopes or ["all"])},
+        )
         await uow.commit()
+    await audit.seal(uow)
     return CreatedKey(record, secret)
 
 
@@ -63,11 +75,15 @@ async def list_keys(uow: UnitOfWork) -> list[ApiKeyRecord]:
         return await uow.api_keys.list()
 
 
-async def revoke_key(uow: UnitOfWork, key_id: str, *, clock: Clock) -> None:
+async def revoke_key(
+    uow: UnitOfWork, key_id: str, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> None:
     async with uow:
         if not await uow.api_keys.revoke(key_id, clock.now()):
             raise NotFound(f"no active API key {key_id!r}", param="key_id")
+        await audit.record(uow.conn, actor, "api_key.revoked", key_id, clock=clock)
         await uow.commit()
+    await audit.seal(uow)
 
 
 async def authenticate(uow: UnitOfWork, secret: str) -> ApiKeyRecord:

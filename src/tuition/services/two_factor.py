@@ -27,8 +27,10 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
 from tuition.clock import Clock
 from tuition.domain.errors import AuthenticationFailed, Conflict, NotFound, ValidationFailed
+from tuition.services import audit
 from tuition.services.admin import TWO_FACTOR_REQUIRED, normalize_email, token_hash
 from tuition.services.admin_throttle import DEFAULT_THROTTLE, SignInThrottle
+from tuition.services.audit import Actor
 from tuition.store.admin import AdminRepository, AdminUser
 from tuition.store.uow import UnitOfWork
 
@@ -128,6 +130,7 @@ async def confirm_enrolment(
     signing_key: bytes,
     clock: Clock,
     session_token: str | None = None,
+    actor: Actor = audit.SYSTEM,
 ) -> list[str]:
     """Turn two-factor on with a first code; the recovery codes, shown once. The session
     ``session_token`` (a pending one, when enrolment was required) is complete."""
@@ -154,7 +157,9 @@ async def confirm_enrolment(
         await repo.replace_recovery_codes(user.id, [recovery_hash(c) for c in codes], at=now)
         if session_token is not None:
             await repo.complete_second_factor(token_hash(session_token))
+        await audit.record(uow.conn, actor, "operator.two_factor_enabled", user.email, clock=clock)
         await uow.commit()
+    await audit.seal(uow)
     return codes
 
 
@@ -206,7 +211,7 @@ async def required_for_everyone(uow: UnitOfWork) -> bool:
         return await AdminRepository(uow.conn).console_setting(TWO_FACTOR_REQUIRED) == "true"
 
 
-async def reset(uow: UnitOfWork, email: str, *, clock: Clock) -> AdminUser:
+async def reset(uow: UnitOfWork, email: str, *, clock: Clock, actor: Actor) -> AdminUser:
     """Remove an operator's secret and recovery codes and end their sessions."""
     async with uow:
         repo = AdminRepository(uow.conn)
@@ -215,5 +220,7 @@ async def reset(uow: UnitOfWork, email: str, *, clock: Clock) -> AdminUser:
             raise NotFound(f"no operator {email!r}", code="operator_not_found", param="email")
         await repo.clear_totp(user.id)
         await repo.revoke_sessions_of(user.id, at=clock.now())
+        await audit.record(uow.conn, actor, "operator.two_factor_reset", user.email, clock=clock)
         await uow.commit()
+    await audit.seal(uow)
     return user

@@ -1129,3 +1129,35 @@ console_settings = Table(
     Column("updated_by", String(254), nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
 )
+
+# The audit trail: every change made through the console, the CLI or the API, written in
+# the change's own transaction, append-only, and hash-chained like the ledger (sealed
+# after commit in ``seq`` order; services/audit.py).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", ID, nullable=False, unique=True),
+    Column("occurred_at", UTCDateTime, nullable=False, index=True),
+    Column("actor_kind", String(16), nullable=False),  # operator, api_key, cli
+    Column("actor", String(254), nullable=False, index=True),
+    Column("action", String(64), nullable=False, index=True),
+    Column("subject", String(254), nullable=False),
+    Column("before", Text),  # canonical JSON, for settings and roles
+    Column("after", Text),
+    Column("ip", String(64)),
+    Column("request_id", String(64)),
+    Column("chain_index", BigInteger, unique=True),
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
+)
+
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chain_index", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
+)

@@ -24,6 +24,7 @@ from tuition.services.ledger import verify_ledger
 from tuition.store.admin import AdminRepository, OrderSearch
 from tuition.store.payments import PaymentFilter
 from tuition.web import admin_dashboard, admin_session
+from tuition.web.admin_audit import router as audit_router
 from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
 from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
@@ -49,6 +50,7 @@ routers = [
     payouts_router,
     subscriptions_router,
     operators_router,
+    audit_router,
     router,
 ]
 

@@ -20,7 +20,7 @@ from tuition.services import admin as admin_service
 from tuition.services import operators as operator_service
 from tuition.services import two_factor
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_session import Operator, csrf_ok, refused, require_role
+from tuition.web.admin_session import Operator, actor, csrf_ok, refused, require_role
 from tuition.web.pages import secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -82,7 +82,12 @@ async def create_operator(
     container = get_container(request)
     try:
         await admin_service.create_admin_user(
-            container.uow(), email, password, container.clock, role=role
+            container.uow(),
+            email,
+            password,
+            container.clock,
+            role=role,
+            actor=actor(request, operator),
         )
     except TuitionError as exc:
         return await _page(request, operator, problem=exc, email=email)
@@ -101,7 +106,9 @@ async def change_role(
         return refused(request)
     container = get_container(request)
     try:
-        await operator_service.set_role(container.uow(), user_email, role, clock=container.clock)
+        await operator_service.set_role(
+            container.uow(), user_email, role, clock=container.clock, actor=actor(request, operator)
+        )
     except TuitionError as exc:
         return await _page(request, operator, problem=exc)
     return _back("role")
@@ -119,7 +126,7 @@ async def sign_out(
     container = get_container(request)
     try:
         await operator_service.sign_out_everywhere(
-            container.uow(), user_email, clock=container.clock
+            container.uow(), user_email, clock=container.clock, actor=actor(request, operator)
         )
     except TuitionError as exc:
         return await _page(request, operator, problem=exc)
@@ -137,7 +144,9 @@ async def reset_two_factor(
         return refused(request)
     container = get_container(request)
     try:
-        await operator_service.reset_two_factor(container.uow(), user_email, clock=container.clock)
+        await operator_service.reset_two_factor(
+            container.uow(), user_email, clock=container.clock, actor=actor(request, operator)
+        )
     except TuitionError as exc:
         return await _page(request, operator, problem=exc)
     return _back("two_factor_reset")
@@ -155,6 +164,6 @@ async def require_two_factor(
         return refused(request)
     container = get_container(request)
     await operator_service.require_two_factor(
-        container.uow(), required == "true", by=operator.user.email, clock=container.clock
+        container.uow(), required == "true", clock=container.clock, actor=actor(request, operator)
     )
     return _back("settings")

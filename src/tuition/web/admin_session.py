@@ -20,6 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from tuition.api.deps import Container, get_container
 from tuition.domain.operators import Permission, permits
 from tuition.services import admin as admin_service
+from tuition.services.audit import Actor
 from tuition.store.admin import AdminSession, AdminUser
 from tuition.web import labels
 from tuition.web.admin_roles import authorize, marks, requires
@@ -109,6 +110,11 @@ def require_role(*permissions: Permission) -> Any:
     """``Depends(...)`` for a console route whose operator must hold ``permissions``:
     ``operator: Annotated[Operator, require_role(Permission.PAYOUTS)]``."""
     return Depends(_Requirement(frozenset(permissions)))
+
+
+def actor(request: Request, operator: Operator) -> Actor:
+    """Who the audit trail names for a change made on this request."""
+    return Actor.operator(operator.user.email, request.client.host if request.client else None)
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:

@@ -24,6 +24,7 @@ from tuition.web.admin_session import (
     SESSION_COOKIE,
     Operator,
     OperatorDep,
+    actor,
     csrf_ok,
     half_signed_in,
     refused,
@@ -141,6 +142,7 @@ async def confirm(
             signing_key=container.settings.signing_key,
             clock=container.clock,
             session_token=request.cookies.get(SESSION_COOKIE, ""),
+            actor=actor(request, operator),
         )
     except TuitionError as exc:
         return await _enrol_page(request, operator, next=safe_next(next), problem=exc)
@@ -157,6 +159,6 @@ async def end_all_sessions(
         return refused(request)
     container = get_container(request)
     await operator_service.sign_out_everywhere(
-        container.uow(), operator.user.email, clock=container.clock
+        container.uow(), operator.user.email, clock=container.clock, actor=actor(request, operator)
     )
     return signed_out()

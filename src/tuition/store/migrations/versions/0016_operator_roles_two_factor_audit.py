@@ -1,4 +1,4 @@
-"""operators' roles, two-factor sign-in, console settings and API key scopes
+"""operators' roles, two-factor sign-in, console settings, API key scopes and the audit trail
 
 Revision ID: 0016
 Revises: 0015
@@ -61,9 +61,49 @@ def upgrade() -> None:
         sa.Column("updated_at", tuition.store.types.UTCDateTime(timezone=True), nullable=False),
         sa.PrimaryKeyConstraint("key", name=op.f("pk_console_settings")),
     )
+    op.create_table(
+        "audit_events",
+        sa.Column(
+            "seq",
+            sa.BigInteger().with_variant(sa.Integer(), "sqlite"),
+            autoincrement=True,
+            nullable=False,
+        ),
+        sa.Column("id", sa.String(length=40), nullable=False),
+        sa.Column("occurred_at", tuition.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.Column("actor_kind", sa.String(length=16), nullable=False),
+        sa.Column("actor", sa.String(length=254), nullable=False),
+        sa.Column("action", sa.String(length=64), nullable=False),
+        sa.Column("subject", sa.String(length=254), nullable=False),
+        sa.Column("before", sa.Text(), nullable=True),
+        sa.Column("after", sa.Text(), nullable=True),
+        sa.Column("ip", sa.String(length=64), nullable=True),
+        sa.Column("request_id", sa.String(length=64), nullable=True),
+        sa.Column("chain_index", sa.BigInteger(), nullable=True),
+        sa.Column("prev_hash", sa.String(length=64), nullable=True),
+        sa.Column("hash", sa.String(length=64), nullable=True),
+        sa.PrimaryKeyConstraint("seq", name=op.f("pk_audit_events")),
+        sa.UniqueConstraint("chain_index", name=op.f("uq_audit_events_chain_index")),
+        sa.UniqueConstraint("id", name=op.f("uq_audit_events_id")),
+    )
+    with op.batch_alter_table("audit_events", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_audit_events_action"), ["action"], unique=False)
+        batch_op.create_index(batch_op.f("ix_audit_events_actor"), ["actor"], unique=False)
+        batch_op.create_index(
+            batch_op.f("ix_audit_events_occurred_at"), ["occurred_at"], unique=False
+        )
+    op.create_table(
+        "audit_chain_head",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("chain_index", sa.BigInteger(), nullable=False),
+        sa.Column("hash", sa.String(length=64), nullable=False),
+        sa.PrimaryKeyConstraint("id", name=op.f("pk_audit_chain_head")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("audit_chain_head")
+    op.drop_table("audit_events")
     op.drop_table("console_settings")
     op.drop_table("admin_recovery_codes")
     with op.batch_alter_table("admin_sessions", schema=None) as batch_op:
