@@ -7,6 +7,8 @@ the password is checked, so parallel guesses cannot slip past the throttle.
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -41,6 +43,7 @@ from tuition.store.tables import (
     orders,
     payments,
     postings,
+    refunds,
 )
 
 
@@ -72,8 +75,10 @@ class AdminSession:
 
 @dataclass(frozen=True, slots=True)
 class OrderSearch:
-    """Admin search: ``text`` matches an order id or a customer id exactly; ``channel``
-    keeps orders with at least one payment attempt through that channel."""
+    """Admin search. ``text`` finds an order by any of its ids, case-insensitive: the
+    order's, one of its payments' or refunds', a gateway trade or refund number, the
+    customer's id or the start of it. ``channel`` keeps orders with at least one payment
+    attempt through that channel."""
 
     text: str | None = None
     status: OrderStatus | None = None
@@ -104,6 +109,54 @@ def _order(m: Any) -> OrderRecord:
     values = {f: m[f] for f in _ORDER_FIELDS}
     values["status"] = OrderStatus(values["status"])
     return OrderRecord(**values)
+
+
+_ORDER_SORTS: dict[str, tuple[Any, ...]] = {
+    "newest": (orders.c.id.desc(),),
+    "oldest": (orders.c.id.asc(),),
+    "amount": (orders.c.total.asc(), orders.c.id.desc()),
+    "-amount": (orders.c.total.desc(), orders.c.id.desc()),
+}
+ORDER_SORTS = tuple(_ORDER_SORTS)
+_ID = re.compile(r"([A-Za-z]{1,8})_([0-9A-Za-z]{26})")
+
+
+def _normal_id(text: str) -> str | None:
+    """An id as we mint them (``ord_01J…``: prefix lower-case, ULID upper-case), from
+    however it was typed; None when ``text`` is not shaped like one."""
+    found = _ID.fullmatch(text)
+    return f"{found.group(1).lower()}_{found.group(2).upper()}" if found else None
+
+
+def _matches(text: str) -> ColumnElement[bool]:
+    """Orders found by ``text`` in any of their ids, case-insensitive."""
+    typed = text.strip()
+    lowered = typed.lower()
+    as_id = _normal_id(typed)
+    found: list[ColumnElement[bool]] = [
+        func.lower(orders.c.customer_id).startswith(lowered, autoescape=True),
+        select(payments.c.id)
+        .where(
+            payments.c.order_id == orders.c.id, func.lower(payments.c.channel_trade_no) == lowered
+        )
+        .exists(),
+        select(refunds.c.id)
+        .where(
+            refunds.c.order_id == orders.c.id, func.lower(refunds.c.channel_refund_no) == lowered
+        )
+        .exists(),
+    ]
+    if as_id is not None:  # exact ids use their indexes
+        found += [
+            orders.c.id == as_id,
+            select(payments.c.id)
+            .where(payments.c.order_id == orders.c.id, payments.c.id == as_id)
+            .exists(),
+            select(refunds.c.id)
+            .where(refunds.c.order_id == orders.c.id, refunds.c.id == as_id)
+            .exists(),
+        ]
+    return or_(*found)
 
 
 def _within(column: Any, days: BusinessDays) -> list[ColumnElement[bool]]:
@@ -383,13 +436,10 @@ class AdminRepository:
 
     # --- read models for the console ----------------------------------------------------
 
-    async def search_orders(
-        self, where: OrderSearch, *, limit: int, starting_after: str | None
-    ) -> tuple[list[OrderRecord], bool]:
-        """Newest first, without lines (a list page shows totals only)."""
+    def _orders_query(self, where: OrderSearch) -> Select[Any]:
         query: Select[Any] = select(orders)
         if where.text:
-            query = query.where(or_(orders.c.id == where.text, orders.c.customer_id == where.text))
+            query = query.where(_matches(where.text))
         if where.customer_id:
             query = query.where(orders.c.customer_id == where.customer_id)
         if where.status is not None:
@@ -404,10 +454,48 @@ class AdminRepository:
             query = query.where(orders.c.created_at >= where.created_gte)
         if where.created_lt is not None:
             query = query.where(orders.c.created_at < where.created_lt)
+        return query
+
+    async def search_orders(
+        self, where: OrderSearch, *, limit: int, starting_after: str | None
+    ) -> tuple[list[OrderRecord], bool]:
+        """Newest first, without lines (a list page shows totals only)."""
+        query = self._orders_query(where)
         if starting_after is not None:
             query = query.where(orders.c.id < starting_after)
         rows = (await self.conn.execute(query.order_by(orders.c.id.desc()).limit(limit + 1))).all()
         return [_order(r._mapping) for r in rows[:limit]], len(rows) > limit
+
+    async def orders_page(
+        self, where: OrderSearch, *, sort: str, limit: int, offset: int
+    ) -> tuple[list[OrderRecord], int]:
+        """One page of orders (``sort``: ``newest``, ``oldest``, ``amount``, ``-amount``)
+        and how many match in all."""
+        query = self._orders_query(where)
+        total = (
+            await self.conn.execute(select(func.count()).select_from(query.subquery()))
+        ).scalar_one()
+        rows = await self.conn.execute(
+            query.order_by(*_ORDER_SORTS[sort]).limit(limit).offset(offset)
+        )
+        return [_order(r._mapping) for r in rows], int(total)
+
+    async def stream_orders(
+        self, where: OrderSearch, *, batch: int = 1000
+    ) -> AsyncIterator[OrderRecord]:
+        """Every matching order, newest first, read ``batch`` at a time by keyset (an
+        export of any size never sits in memory)."""
+        last: str | None = None
+        while True:
+            query = self._orders_query(where)
+            if last is not None:
+                query = query.where(orders.c.id < last)
+            rows = (await self.conn.execute(query.order_by(orders.c.id.desc()).limit(batch))).all()
+            for row in rows:
+                yield _order(row._mapping)
+            if len(rows) < batch:
+                return
+            last = str(rows[-1].id)
 
     async def account_balances(self) -> list[AccountBalance]:
         """Every ledger account with its stored balance (the sum of its shards)."""

@@ -8,6 +8,7 @@ refunds are :mod:`tuition.web.admin_refunds`, a customer's wallet is
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -16,18 +17,29 @@ from fastapi.responses import Response
 
 from tuition.api.deps import get_container
 from tuition.domain.ledger import AccountType, display_balance
+from tuition.domain.money import format_amount, get_currency
 from tuition.domain.operators import Permission
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.services import admin as admin_service
 from tuition.services.ledger import verify_ledger
-from tuition.store.admin import AdminRepository, OrderSearch
+from tuition.store.admin import ORDER_SORTS, AdminRepository, OrderSearch
 from tuition.store.payments import PaymentFilter
 from tuition.web import admin_dashboard, admin_session
 from tuition.web.admin_audit import router as audit_router
 from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
-from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
+from tuition.web.admin_filters import (
+    BAD_CHOICE,
+    PAGE,
+    Text,
+    checked_choice,
+    checked_days,
+    choice,
+    csv_response,
+    day_range,
+    next_url,
+)
 from tuition.web.admin_operators import router as operators_router
 from tuition.web.admin_order import router as order_router
 from tuition.web.admin_payouts import router as payouts_router
@@ -58,6 +70,25 @@ Day = Annotated[str, Query(alias="from", max_length=10)]
 UntilDay = Annotated[str, Query(alias="to", max_length=10)]
 
 
+def _order_search(
+    request: Request, q: str, status: str, channel: str, customer: str, start: str, end: str
+) -> tuple[OrderSearch, dict[str, str]]:
+    container = get_container(request)
+    errors: dict[str, str] = {}
+    created_gte, created_lt = checked_days(start, end, container.settings.zone, errors)
+    if channel and channel not in {c.slug for c in container.registry}:
+        errors["channel"] = BAD_CHOICE
+    search = OrderSearch(
+        text=q.strip() or None,
+        status=checked_choice(OrderStatus, status, "status", errors),
+        channel=channel or None,
+        customer_id=customer.strip() or None,
+        created_gte=created_gte,
+        created_lt=created_lt,
+    )
+    return search, errors
+
+
 @router.get("/admin/orders")
 async def orders(
     request: Request,
@@ -68,22 +99,20 @@ async def orders(
     customer: Text = "",
     start: Day = "",
     end: UntilDay = "",
-    after: Text = "",
+    sort: Text = "newest",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end, container.settings.zone)
-    search = OrderSearch(
-        text=q.strip() or None,
-        status=choice(OrderStatus, status),
-        channel=channel or None,
-        customer_id=customer.strip() or None,
-        created_gte=created_gte,
-        created_lt=created_lt,
-    )
-    async with container.uow() as uow:
-        found, more = await AdminRepository(uow.conn).search_orders(
-            search, limit=PAGE, starting_after=after or None
-        )
+    search, errors = _order_search(request, q, status, channel, customer, start, end)
+    if sort not in ORDER_SORTS:
+        errors["sort"] = BAD_CHOICE
+    found: list[Any] = []
+    total = 0
+    if not errors:
+        async with container.uow() as uow:
+            found, total = await AdminRepository(uow.conn).orders_page(
+                search, sort=sort, limit=PAGE, offset=offset
+            )
     filters = {
         "q": q,
         "status": status,
@@ -91,19 +120,91 @@ async def orders(
         "customer": customer,
         "from": start,
         "to": end,
+        "sort": sort,
     }
+
+    def at(n: int) -> str:
+        return str(request.url.include_query_params(offset=n))
+
+    query = request.url.query
     return _page(
         request,
         "admin/orders.html",
         operator,
         "orders",
+        status_code=422 if errors else 200,
         orders=found,
-        more=more,
+        total=total,
+        first=offset + 1 if found else 0,
+        last=offset + len(found),
+        previous_url=at(max(0, offset - PAGE)) if offset > 0 else None,
+        next_url=at(offset + PAGE) if offset + PAGE < total else None,
         filters=filters,
+        errors=errors,
+        sorts=ORDER_SORTS,
         statuses=list(OrderStatus),
         channels=[c.slug for c in container.registry],
-        next_url=next_url(request, found[-1].id) if more and found else None,
+        csv_url="/admin/orders.csv" + (f"?{query}" if query else ""),
     )
+
+
+ORDERS_CSV = [
+    "order",
+    "customer",
+    "status",
+    "currency",
+    "total",
+    "discount",
+    "tax",
+    "coupon",
+    "created",
+    "paid",
+]
+
+
+@router.get("/admin/orders.csv")
+@requires(Permission.EXPORT)
+async def orders_csv(
+    request: Request,
+    operator: OperatorDep,
+    q: Text = "",
+    status: Text = "",
+    channel: Text = "",
+    customer: Text = "",
+    start: Day = "",
+    end: UntilDay = "",
+) -> Response:
+    """Every order as filtered on the page, streamed: amounts in major units with their
+    currency, times in the platform's time zone."""
+    container = get_container(request)
+    search, errors = _order_search(request, q, status, channel, customer, start, end)
+    if errors:
+        return Response(
+            "; ".join(f"{k}: malformed" for k in sorted(errors)) + "\n", status_code=422
+        )
+    zone = container.settings.zone
+
+    def row(o: Any) -> list[str]:
+        unit = get_currency(o.currency)
+        return [
+            o.id,
+            o.customer_id,
+            o.status.value,
+            o.currency,
+            format_amount(o.total, unit),
+            format_amount(o.discount_total, unit),
+            format_amount(o.tax_total, unit),
+            o.coupon_code or "",
+            o.created_at.astimezone(zone).isoformat(timespec="seconds"),
+            o.paid_at.astimezone(zone).isoformat(timespec="seconds") if o.paid_at else "",
+        ]
+
+    async def records() -> AsyncIterator[list[str]]:
+        async with container.uow() as uow:
+            async for order in AdminRepository(uow.conn).stream_orders(search):
+                yield row(order)
+
+    return csv_response("orders.csv", ORDERS_CSV, records())
 
 
 @router.get("/admin/payments")

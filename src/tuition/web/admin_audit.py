@@ -8,7 +8,6 @@ from __future__ import annotations
 import csv
 import io
 from collections.abc import AsyncIterator
-from datetime import date, datetime
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
@@ -16,21 +15,18 @@ from fastapi.responses import Response, StreamingResponse
 
 from tuition.api.deps import get_container
 from tuition.domain.audit import AuditEvent
-from tuition.domain.calendar import local_midnight
 from tuition.domain.operators import Permission
 from tuition.services import audit
 from tuition.store.audit import AuditFilter
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_filters import PAGE, Text
+from tuition.web.admin_filters import PAGE, Text, checked_days
 from tuition.web.admin_session import Operator, require_role
-from tuition.web.i18n import N_
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 
 AuditorDep = Annotated[Operator, require_role(Permission.OPERATORS)]
 Day = Annotated[str, Query(alias="from", max_length=10)]
 UntilDay = Annotated[str, Query(alias="to", max_length=10)]
-BAD_DATE = N_("Enter a date as 2026-11-30.")
 CSV_HEADER = [
     "time",
     "actor_kind",
@@ -49,27 +45,15 @@ def _filters(
     request: Request, actor: str, action: str, subject: str, start: str, end: str
 ) -> tuple[AuditFilter, dict[str, str]]:
     """The filter asked for, and the fields that were malformed (by name)."""
-    zone = get_container(request).settings.zone
     errors: dict[str, str] = {}
-    bounds: list[datetime | None] = []
-    for name, text, extra in (("from", start, 0), ("to", end, 1)):
-        if not text:
-            bounds.append(None)
-            continue
-        try:
-            day = date.fromordinal(date.fromisoformat(text).toordinal() + extra)
-        except ValueError:
-            errors[name] = BAD_DATE
-            bounds.append(None)
-            continue
-        bounds.append(local_midnight(day, zone))
+    since, until = checked_days(start, end, get_container(request).settings.zone, errors)
     return (
         AuditFilter(
             actor=actor.strip() or None,
             action=action.strip() or None,
             subject=subject.strip() or None,
-            since=bounds[0],
-            until=bounds[1],
+            since=since,
+            until=until,
         ),
         errors,
     )
