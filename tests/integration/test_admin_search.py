@@ -163,3 +163,44 @@ async def test_only_roles_that_export_may_download(
     assert page.status_code == 200
     assert 'data-testid="orders-csv"' not in page.text
     assert (await console.get("/admin/orders.csv")).status_code == 403
+
+
+async def test_a_payment_has_its_page_with_trade_number_notifications_and_refunds(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    paid = await _paid(client, gateway, shop, "c1", "u_1")
+    refund = await post(client, "/v1/refunds", {"order_id": paid["id"], "reason": "duplicate"})
+    console = await _console(anon_client, uow, clock, Role.VIEWER)
+    listed = await console.get("/admin/payments")
+    assert f'href="/admin/payments/{paid["payment_id"]}"' in listed.text  # ids are links
+    page = await console.get(f"/admin/payments/{paid['payment_id']}")
+    assert page.status_code == 200
+    async with uow:
+        trade_no = (
+            await uow.conn.execute(
+                select(payments.c.channel_trade_no).where(payments.c.id == paid["payment_id"])
+            )
+        ).scalar_one()
+    assert f'data-testid="trade-no">{trade_no}<' in page.text
+    assert 'data-testid="verdict">applied<' in page.text
+    assert refund["id"] in page.text
+    assert f'href="/admin/orders/{paid["id"]}"' in page.text
+    assert (await console.get("/admin/payments/pay_nope")).status_code == 404
+
+
+def test_notification_bodies_are_decoded_with_secrets_masked() -> None:
+    from tuition.web.admin_payment import decoded
+
+    form = decoded("trade_status=TRADE_SUCCESS&subject=%E8%AF%BE%E7%A8%8B&sign=abc")
+    assert isinstance(form, list)
+    assert ("subject", "课程") in form
+    assert ("trade_status", "TRADE_SUCCESS") in form
+    text = decoded('{"resource": {"ciphertext": "x"}, "event_type": "TRANSACTION.SUCCESS"}')
+    assert isinstance(text, str)
+    assert '"event_type": "TRANSACTION.SUCCESS"' in text
+    assert decoded("not a form") == "not a form"

@@ -42,6 +42,7 @@ from tuition.web.admin_filters import (
 )
 from tuition.web.admin_operators import router as operators_router
 from tuition.web.admin_order import router as order_router
+from tuition.web.admin_payment import router as payment_router
 from tuition.web.admin_payouts import router as payouts_router
 from tuition.web.admin_reconciliation import router as reconciliation_router
 from tuition.web.admin_refunds import router as refunds_router
@@ -63,6 +64,7 @@ routers = [
     subscriptions_router,
     operators_router,
     audit_router,
+    payment_router,
     router,
 ]
 
