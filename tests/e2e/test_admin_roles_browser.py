@@ -5,15 +5,24 @@ times are shown in Asia/Shanghai with the zone named."""
 
 from __future__ import annotations
 
+import csv
+import io
 import re
+import time
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
+import httpx
 import pyotp
 from sqlalchemy.ext.asyncio import AsyncEngine
+from typer.testing import CliRunner
 
 from tests.e2e.conftest import PHONE, shot
 from tests.e2e.server import Servers, run_sync
+from tuition.cli import app as cli
+from tuition.config import get_settings
 from tuition.domain.operators import Role
 from tuition.services.admin import create_admin_user
 from tuition.store.db import create_engine
@@ -114,3 +123,101 @@ def test_an_operator_enrols_totp_and_signs_in_with_a_code(servers: Servers, brow
     assert on.startswith("两步验证自")
     assert "UTC+8" in on  # in Asia/Shanghai, with its offset
     shot(page, "admin-zh-two-factor-on")
+
+
+def _paid_order(servers: Servers, customer: str) -> tuple[str, str]:
+    """An order paid through the API and the simulator: its id and the payment's id."""
+    with servers.api() as api:
+        product = api.post(
+            "/v1/products",
+            json={
+                "creator_id": api.post("/v1/creators", json={"name": "王老师"}).json()["id"],
+                "title": "搜索课",
+                "kind": "course",
+                "prices": {"CNY": 12300},
+            },
+        ).json()
+        order = api.post(
+            "/v1/orders",
+            json={
+                "customer_id": customer,
+                "currency": "CNY",
+                "items": [{"product_id": product["id"]}],
+            },
+        ).json()
+        payment = api.post(
+            f"/v1/orders/{order['id']}/payments", json={"channel": "sandbox", "method": "qr"}
+        ).json()
+        paid = httpx.post(f"{servers.gateway_url}/_control/payments/{payment['id']}/pay")
+        assert paid.status_code == 200, paid.text
+        deadline = time.monotonic() + 10
+        while api.get(f"/v1/payments/{payment['id']}").json()["status"] != "succeeded":
+            assert time.monotonic() < deadline, "the notification did not arrive"
+            time.sleep(0.05)
+    return order["id"], payment["id"]
+
+
+def test_an_owner_finds_an_order_by_trade_number_exports_it_and_audits_a_change(
+    servers: Servers, browsing: Any
+) -> None:
+    order_id, payment_id = _paid_order(servers, "Search-Customer-7")
+    page = browsing(locale="en-US").page()
+    page.goto(f"{servers.base_url}/admin/login")
+    page.get_by_label("Email").fill(servers.admin_email)
+    page.get_by_label("Password").fill(servers.admin_password)
+    page.get_by_role("button", name="Log in").click()
+    page.wait_for_url(f"{servers.base_url}/admin")
+    page.goto(f"{servers.base_url}/admin/payments/{payment_id}")
+    trade_no = page.get_by_test_id("trade-no").inner_text()
+    assert trade_no
+    assert trade_no != "—"
+    shot(page, "admin-en-payment")
+    page.get_by_role("link", name="Orders").click()
+    page.get_by_label("Order or customer ID").fill(trade_no.lower())
+    page.get_by_role("button", name="Filter").click()
+    rows = page.locator("tbody tr")
+    assert rows.count() == 1
+    assert rows.get_by_role("link", name=order_id).is_visible()
+    assert "+8" in rows.locator("td").last.inner_text()  # created, in Asia/Shanghai
+    shot(page, "admin-en-orders-by-trade-number")
+    # The export of this filtered list, row by row.
+    page.get_by_label("Order or customer ID").fill("search-customer")
+    page.get_by_role("button", name="Filter").click()
+    with page.expect_download() as download:
+        page.get_by_test_id("orders-csv").click()
+    table = list(csv.reader(io.StringIO(Path(download.value.path()).read_text("utf-8-sig"))))
+    assert table[0][:5] == ["order", "customer", "status", "currency", "total"]
+    assert [r[:5] for r in table[1:]] == [[order_id, "Search-Customer-7", "paid", "CNY", "123.00"]]
+    # A change is audited; an edit in the database then fails `tuition audit verify`.
+    _operator(servers, "audited@example.com", Role.VIEWER)
+    page.goto(f"{servers.base_url}/admin/operators")
+    row = page.locator('tr[data-email="audited@example.com"]')
+    row.get_by_label("Role").select_option("support")
+    row.get_by_role("button", name="Change role").click()
+    page.goto(f"{servers.base_url}/admin/audit?action=operator.role_changed")
+    audited = page.get_by_test_id("audit").locator("tbody tr")
+    assert audited.count() == 1
+    assert '{"role":"support"}' in audited.first.inner_text()
+    shot(page, "admin-en-audit")
+    page.get_by_role("link", name="中文").click()
+    shot(page, "admin-zh-audit")
+    runner = CliRunner()
+    env = {"TUITION_DATABASE_URL": servers.database_url}
+
+    def verify() -> Any:  # in a thread: Playwright runs an event loop on this one
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            return pool.submit(runner.invoke, cli, ["audit", "verify"], env=env).result()
+
+    get_settings.cache_clear()
+    try:
+        assert verify().exit_code == 0
+        servers.run_db(
+            'UPDATE audit_events SET after = \'{"role":"owner"}\''
+            " WHERE action = 'operator.role_changed'"
+        )
+        get_settings.cache_clear()
+        broken = verify()
+        assert broken.exit_code == 1
+        assert "changed after sealing" in broken.output
+    finally:
+        get_settings.cache_clear()
