@@ -204,3 +204,52 @@ def test_notification_bodies_are_decoded_with_secrets_masked() -> None:
     assert isinstance(text, str)
     assert '"event_type": "TRANSACTION.SUCCESS"' in text
     assert decoded("not a form") == "not a form"
+
+
+async def test_payments_are_found_by_trade_number_validated_and_exported_as_filtered(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    first = await _paid(client, gateway, shop, "c1", "Pay-A")
+    second = await _paid(client, gateway, shop, "c2", "pay-b")
+    async with uow:
+        trade_no = (
+            await uow.conn.execute(
+                select(payments.c.channel_trade_no).where(payments.c.id == first["payment_id"])
+            )
+        ).scalar_one()
+    console = await _console(anon_client, uow, clock)
+
+    def listed(html: str) -> list[str]:
+        return re.findall(r'href="/admin/payments/(pay_[0-9A-Z]{26})"', html)
+
+    for q in (trade_no.upper(), first["payment_id"].lower(), first["id"], "PAY-A"):
+        page = await console.get("/admin/payments", params={"q": q})
+        assert listed(page.text) == [first["payment_id"]], q
+    everything = await console.get("/admin/payments", params={"sort": "oldest"})
+    assert "1\u20132 of 2" in everything.text
+    assert listed(everything.text) == [first["payment_id"], second["payment_id"]]
+    bad = await console.get("/admin/payments", params={"status": "paid", "to": "yesterday"})
+    assert bad.status_code == 422
+    assert "Enter a date as 2026-11-30." in bad.text
+    exported = await console.get("/admin/payments.csv", params={"q": "pay-"})
+    table = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    assert table[0][:3] == ["payment", "order", "customer"]
+    rows = {row[0]: row for row in table[1:]}
+    assert set(rows) == {first["payment_id"], second["payment_id"]}
+    assert rows[first["payment_id"]][1:8] == [
+        first["id"],
+        "Pay-A",
+        "sandbox",
+        "qr",
+        "succeeded",
+        "CNY",
+        "99.00",
+    ]
+    assert rows[first["payment_id"]][10] == trade_no
+    only = await console.get("/admin/payments.csv", params={"q": trade_no})
+    assert len(list(csv.reader(io.StringIO(only.content.decode("utf-8-sig"))))) == 2

@@ -31,6 +31,7 @@ from tuition.domain.calendar import BusinessDays
 from tuition.domain.orders import OrderStatus
 from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.orders import OrderRecord
+from tuition.store.payments import PaymentRecord, _payment
 from tuition.store.tables import (
     admin_login_throttles,
     admin_recovery_codes,
@@ -89,6 +90,19 @@ class OrderSearch:
 
 
 @dataclass(frozen=True, slots=True)
+class PaymentSearch:
+    """``text`` finds a payment by its id, its order's, the gateway's trade number or a
+    refund of it, in any case, or by the start of the customer's id."""
+
+    text: str | None = None
+    status: str | None = None
+    channel: str | None = None
+    customer_id: str | None = None
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class AccountBalance:
     key: str
     kind: str
@@ -118,6 +132,12 @@ _ORDER_SORTS: dict[str, tuple[Any, ...]] = {
     "-amount": (orders.c.total.desc(), orders.c.id.desc()),
 }
 ORDER_SORTS = tuple(_ORDER_SORTS)
+_PAYMENT_SORTS: dict[str, tuple[Any, ...]] = {
+    "newest": (payments.c.id.desc(),),
+    "oldest": (payments.c.id.asc(),),
+    "amount": (payments.c.amount.asc(), payments.c.id.desc()),
+    "-amount": (payments.c.amount.desc(), payments.c.id.desc()),
+}
 _ID = re.compile(r"([A-Za-z]{1,8})_([0-9A-Za-z]{26})")
 
 
@@ -493,6 +513,72 @@ class AdminRepository:
             rows = (await self.conn.execute(query.order_by(orders.c.id.desc()).limit(batch))).all()
             for row in rows:
                 yield _order(row._mapping)
+            if len(rows) < batch:
+                return
+            last = str(rows[-1].id)
+
+    def _payments_query(self, where: PaymentSearch) -> Select[Any]:
+        query: Select[Any] = select(payments)
+        if where.text:
+            typed = where.text.strip()
+            lowered, as_id = typed.lower(), _normal_id(typed)
+            found: list[ColumnElement[bool]] = [
+                func.lower(payments.c.customer_id).startswith(lowered, autoescape=True),
+                func.lower(payments.c.channel_trade_no) == lowered,
+                select(refunds.c.id)
+                .where(
+                    refunds.c.payment_id == payments.c.id,
+                    func.lower(refunds.c.channel_refund_no) == lowered,
+                )
+                .exists(),
+            ]
+            if as_id is not None:
+                found += [
+                    payments.c.id == as_id,
+                    payments.c.order_id == as_id,
+                    select(refunds.c.id)
+                    .where(refunds.c.payment_id == payments.c.id, refunds.c.id == as_id)
+                    .exists(),
+                ]
+            query = query.where(or_(*found))
+        for column, value in (
+            (payments.c.customer_id, where.customer_id),
+            (payments.c.status, where.status),
+            (payments.c.channel, where.channel),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if where.created_gte is not None:
+            query = query.where(payments.c.created_at >= where.created_gte)
+        if where.created_lt is not None:
+            query = query.where(payments.c.created_at < where.created_lt)
+        return query
+
+    async def payments_page(
+        self, where: PaymentSearch, *, sort: str, limit: int, offset: int
+    ) -> tuple[list[PaymentRecord], int]:
+        query = self._payments_query(where)
+        total = (
+            await self.conn.execute(select(func.count()).select_from(query.subquery()))
+        ).scalar_one()
+        rows = await self.conn.execute(
+            query.order_by(*_PAYMENT_SORTS[sort]).limit(limit).offset(offset)
+        )
+        return [_payment(r._mapping) for r in rows], int(total)
+
+    async def stream_payments(
+        self, where: PaymentSearch, *, batch: int = 1000
+    ) -> AsyncIterator[PaymentRecord]:
+        last: str | None = None
+        while True:
+            query = self._payments_query(where)
+            if last is not None:
+                query = query.where(payments.c.id < last)
+            rows = (
+                await self.conn.execute(query.order_by(payments.c.id.desc()).limit(batch))
+            ).all()
+            for row in rows:
+                yield _payment(row._mapping)
             if len(rows) < batch:
                 return
             last = str(rows[-1].id)

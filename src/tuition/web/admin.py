@@ -23,8 +23,7 @@ from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.services import admin as admin_service
 from tuition.services.ledger import verify_ledger
-from tuition.store.admin import ORDER_SORTS, AdminRepository, OrderSearch
-from tuition.store.payments import PaymentFilter
+from tuition.store.admin import ORDER_SORTS, AdminRepository, OrderSearch, PaymentSearch
 from tuition.web import admin_dashboard, admin_session
 from tuition.web.admin_audit import router as audit_router
 from tuition.web.admin_customer import router as customer_router
@@ -35,10 +34,7 @@ from tuition.web.admin_filters import (
     Text,
     checked_choice,
     checked_days,
-    choice,
     csv_response,
-    day_range,
-    next_url,
 )
 from tuition.web.admin_operators import router as operators_router
 from tuition.web.admin_order import router as order_router
@@ -209,43 +205,151 @@ async def orders_csv(
     return csv_response("orders.csv", ORDERS_CSV, records())
 
 
+def _payment_search(
+    request: Request, q: str, status: str, channel: str, customer: str, start: str, end: str
+) -> tuple[PaymentSearch, dict[str, str]]:
+    container = get_container(request)
+    errors: dict[str, str] = {}
+    created_gte, created_lt = checked_days(start, end, container.settings.zone, errors)
+    if channel and channel not in {c.slug for c in container.registry}:
+        errors["channel"] = BAD_CHOICE
+    chosen = checked_choice(PaymentStatus, status, "status", errors)
+    search = PaymentSearch(
+        text=q.strip() or None,
+        status=chosen.value if chosen else None,
+        channel=channel or None,
+        customer_id=customer.strip() or None,
+        created_gte=created_gte,
+        created_lt=created_lt,
+    )
+    return search, errors
+
+
 @router.get("/admin/payments")
 async def payments(
     request: Request,
     operator: OperatorDep,
+    q: Text = "",
     status: Text = "",
     channel: Text = "",
     customer: Text = "",
     start: Day = "",
     end: UntilDay = "",
-    after: Text = "",
+    sort: Text = "newest",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end, container.settings.zone)
-    filt = PaymentFilter(
-        customer_id=customer.strip() or None,
-        status=choice(PaymentStatus, status),
-        channel=channel or None,
-        created_gte=created_gte,
-        created_lt=created_lt,
-    )
-    async with container.uow() as uow:
-        found, more = await uow.payments.find(filt, limit=PAGE, starting_after=after or None)
+    search, errors = _payment_search(request, q, status, channel, customer, start, end)
+    if sort not in ORDER_SORTS:
+        errors["sort"] = BAD_CHOICE
+    found: list[Any] = []
+    total = 0
+    if not errors:
+        async with container.uow() as uow:
+            found, total = await AdminRepository(uow.conn).payments_page(
+                search, sort=sort, limit=PAGE, offset=offset
+            )
     automatic = await admin_service.automatic_refunds(container.uow(), found)
-    filters = {"status": status, "channel": channel, "customer": customer, "from": start, "to": end}
+    filters = {
+        "q": q,
+        "status": status,
+        "channel": channel,
+        "customer": customer,
+        "from": start,
+        "to": end,
+        "sort": sort,
+    }
+
+    def at(n: int) -> str:
+        return str(request.url.include_query_params(offset=n))
+
+    query = request.url.query
     return _page(
         request,
         "admin/payments.html",
         operator,
         "payments",
+        status_code=422 if errors else 200,
         payments=found,
         automatic=automatic,
-        more=more,
+        total=total,
+        first=offset + 1 if found else 0,
+        last=offset + len(found),
+        previous_url=at(max(0, offset - PAGE)) if offset > 0 else None,
+        next_url=at(offset + PAGE) if offset + PAGE < total else None,
         filters=filters,
+        errors=errors,
         statuses=list(PaymentStatus),
         channels=[c.slug for c in container.registry],
-        next_url=next_url(request, found[-1].id) if more and found else None,
+        csv_url="/admin/payments.csv" + (f"?{query}" if query else ""),
     )
+
+
+PAYMENTS_CSV = [
+    "payment",
+    "order",
+    "customer",
+    "channel",
+    "method",
+    "status",
+    "currency",
+    "amount",
+    "fee",
+    "refunded",
+    "trade_no",
+    "created",
+    "succeeded",
+]
+
+
+@router.get("/admin/payments.csv")
+@requires(Permission.EXPORT)
+async def payments_csv(
+    request: Request,
+    operator: OperatorDep,
+    q: Text = "",
+    status: Text = "",
+    channel: Text = "",
+    customer: Text = "",
+    start: Day = "",
+    end: UntilDay = "",
+) -> Response:
+    """Every payment as filtered on the page, streamed; amounts in major units."""
+    container = get_container(request)
+    search, errors = _payment_search(request, q, status, channel, customer, start, end)
+    if errors:
+        return Response(
+            "; ".join(f"{k}: malformed" for k in sorted(errors)) + "\n", status_code=422
+        )
+    zone = container.settings.zone
+
+    def when(moment: Any) -> str:
+        return moment.astimezone(zone).isoformat(timespec="seconds") if moment else ""
+
+    def row(p: Any) -> list[str]:
+        unit = get_currency(p.currency)
+        return [
+            p.id,
+            p.order_id,
+            p.customer_id,
+            p.channel,
+            p.method,
+            p.status.value,
+            p.currency,
+            format_amount(p.amount, unit),
+            format_amount(p.fee, unit) if p.fee is not None else "",
+            format_amount(p.amount_refunded, unit),
+            p.channel_trade_no or "",
+            when(p.created_at),
+            when(p.succeeded_at),
+        ]
+
+    async def records() -> AsyncIterator[list[str]]:
+        async with container.uow() as uow:
+            async for payment in AdminRepository(uow.conn).stream_payments(search):
+                yield row(payment)
+
+    return csv_response("payments.csv", PAYMENTS_CSV, records())
 
 
 @router.get("/admin/ledger")
