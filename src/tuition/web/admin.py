@@ -28,6 +28,7 @@ from tuition.web import admin_dashboard, admin_session
 from tuition.web.admin_audit import router as audit_router
 from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
+from tuition.web.admin_developers import router as developers_router
 from tuition.web.admin_filters import (
     BAD_CHOICE,
     PAGE,
@@ -61,6 +62,7 @@ routers = [
     operators_router,
     audit_router,
     payment_router,
+    developers_router,
     router,
 ]
 
