@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from sqlalchemy import delete, select, update
 from typer.testing import CliRunner
 
+from tests.integration.shop import order_body, post
 from tuition import web
 from tuition.cli import app as cli
 from tuition.clock import FrozenClock
@@ -26,6 +27,7 @@ from tuition.services import audit
 from tuition.services import operators as operator_service
 from tuition.services.api_keys import create_key, revoke_key
 from tuition.services.audit import SYSTEM, Actor
+from tuition.simulator.app import Simulator
 from tuition.store.tables import audit_events
 from tuition.store.uow import UnitOfWork
 
@@ -250,3 +252,55 @@ def test_tuition_audit_verify_fails_after_an_edit(
         assert "changed after sealing" in broken.output
     finally:
         get_settings.cache_clear()
+
+
+async def test_console_refunds_and_wallet_adjustments_are_audited_in_their_transaction(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "qr"}
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    await _owner(anon_client, uow, clock)
+    token = _token((await anon_client.get(f"/admin/orders/{order['id']}")).text)
+    form = {"csrf_token": token, "reason": "requested_by_customer"}
+    too_much = await anon_client.post(
+        f"/admin/orders/{order['id']}/refunds", data={**form, "mode": "amount", "amount": "500.00"}
+    )
+    assert too_much.status_code != 303  # refused by the rules: nothing written
+    made = await anon_client.post(
+        f"/admin/orders/{order['id']}/refunds", data={**form, "mode": "amount", "amount": "10.00"}
+    )
+    assert made.status_code == 303
+    refund_id = made.headers["location"].split("refund=")[1].split("#")[0]
+    page = f"/admin/customers/{order['customer_id']}"
+    token = _token((await anon_client.get(page)).text)
+    debit = await anon_client.post(
+        f"{page}/adjustments",
+        data={"csrf_token": token, "currency": "CNY", "amount": "-5.00", "reason": "test"},
+    )
+    assert debit.status_code == 409  # nothing to debit: refused, nothing written
+    credit = await anon_client.post(
+        f"{page}/adjustments",
+        data={"csrf_token": token, "currency": "CNY", "amount": "5.00", "reason": "goodwill"},
+    )
+    assert credit.status_code == 303
+    rows = [r for r in await _rows(uow) if r["action"] in ("refund.created", "wallet.adjusted")]
+    assert [(r["action"], r["subject"], r["actor"]) for r in rows] == [
+        ("refund.created", refund_id, OWNER),
+        ("wallet.adjusted", order["customer_id"], OWNER),
+    ]
+    assert json.loads(str(rows[1]["after"])) == {
+        "of": order["customer_id"],
+        "currency": "CNY",
+        "amount": 500,
+        "reason": "goodwill",
+    }
+    assert (await audit.verify(uow)).ok

@@ -16,7 +16,7 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import structlog
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from tuition.clock import Clock
 from tuition.domain.audit import AuditEvent, canonical, verify_audit_chain
@@ -129,3 +129,39 @@ async def stream(uow: UnitOfWork, where: AuditFilter) -> AsyncIterator[AuditEven
     async with uow:
         async for event in AuditRepository(uow.conn).stream(where):
             yield event
+
+
+class AuditedUnitOfWork(UnitOfWork):
+    """A unit of work for a service that takes one: its first committed transaction (the
+    one that makes the change) also writes the audit record, on the same connection, so
+    the two commit or roll back together. The record names what the service passed to
+    :meth:`outcome` (the refund it created, say), else ``subject``."""
+
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        *,
+        actor: Actor,
+        action: str,
+        subject: str,
+        clock: Clock,
+        details: object = None,
+    ) -> None:
+        super().__init__(engine)
+        self._audit = (actor, action, subject, clock, details)
+        self._named: str | None = None
+        self.recorded = False
+
+    def outcome(self, object_id: str) -> None:
+        self._named = object_id
+        super().outcome(object_id)
+
+    async def commit(self) -> None:
+        writing = not self.recorded
+        if writing:
+            actor, action, subject, clock, details = self._audit
+            after = {"of": subject, **(details if isinstance(details, dict) else {})}
+            await record(self.conn, actor, action, self._named or subject, clock=clock, after=after)
+        await super().commit()
+        if writing:
+            self.recorded = True

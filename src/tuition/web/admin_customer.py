@@ -29,13 +29,14 @@ from tuition.domain.ids import Prefix
 from tuition.domain.money import get_currency, parse_decimal_amount
 from tuition.domain.operators import Permission
 from tuition.services import admin as admin_service
+from tuition.services import audit
 from tuition.services import wallet as wallet_service
 from tuition.store.admin import AdminRepository, OrderSearch
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, next_url
 from tuition.web.admin_order import Problem
 from tuition.web.admin_roles import requires
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -202,9 +203,21 @@ async def adjust(request: Request, operator: OperatorDep, customer_id: CustomerP
                 created_by=f"admin:{operator.user.email}",
                 key=(_text(form, "adjustment_key") or None),
             ),
-            container.uow(),
+            audit.AuditedUnitOfWork(
+                container.engine,
+                actor=actor(request, operator),
+                action="wallet.adjusted",
+                subject=customer_id,
+                clock=container.clock,
+                details={
+                    "currency": asked.currency,
+                    "amount": asked.amount,
+                    "reason": asked.reason,
+                },
+            ),
             deps=payment_deps(container),
         )
+        await audit.seal(container.uow())
     except TuitionError as exc:
         return await customer_page(
             request,

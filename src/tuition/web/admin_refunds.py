@@ -28,13 +28,14 @@ from tuition.domain.operators import Permission, refund_within_limit
 from tuition.domain.payments import RefundStatus
 from tuition.domain.refunds import LineRequest, RefundReason
 from tuition.services import admin as admin_service
+from tuition.services import audit
 from tuition.services import refunds as refund_service
 from tuition.store.refunds import RefundFilter
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
 from tuition.web.admin_order import REFUNDABLE, Problem, RefundLine, order_page, refund_lines
 from tuition.web.admin_roles import requires
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -268,9 +269,16 @@ async def create(request: Request, operator: OperatorDep, order_id: ObjectId) ->
                 override=asked.override,
                 requested_by=f"admin:{operator.user.email}",
             ),
-            container.uow(),
+            audit.AuditedUnitOfWork(
+                container.engine,
+                actor=actor(request, operator),
+                action="refund.created",
+                subject=order_id,
+                clock=container.clock,
+            ),
             deps=refund_deps(container),
         )
+        await audit.seal(container.uow())
     except TuitionError as exc:
         return await _problem(request, operator, order_id, exc, form)
     return _to_order(order_id, refund.id)
@@ -299,11 +307,18 @@ async def retry(
     try:
         check_limit(request, operator, failed.amount, failed.currency)
         again = await refund_service.retry_refund(
-            container.uow(),
+            audit.AuditedUnitOfWork(
+                container.engine,
+                actor=actor(request, operator),
+                action="refund.retried",
+                subject=refund_id,
+                clock=container.clock,
+            ),
             refund_id,
             requested_by=f"admin:{operator.user.email}",
             deps=refund_deps(container),
         )
+        await audit.seal(container.uow())
     except TuitionError as exc:
         return await _problem(request, operator, failed.order_id, exc, None)
     return _to_order(failed.order_id, again.id)
