@@ -24,7 +24,7 @@ from tuition.services import invoices as invoice_service
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, choice, next_url
 from tuition.web.admin_roles import requires
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import Operator, OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -117,7 +117,7 @@ async def issue(request: Request, operator: OperatorDep, request_id: RequestPath
                 pdf=pdf,
                 issued_by=f"admin:{operator.user.email}",
             ),
-            container.uow(),
+            audited(request, operator, "invoice.issued", request_id),
             clock=container.clock,
         )
     except TuitionError as exc:
@@ -139,7 +139,7 @@ async def reject(request: Request, operator: OperatorDep, request_id: RequestPat
                 reason=_field(form.get("reason")),
                 rejected_by=f"admin:{operator.user.email}",
             ),
-            container.uow(),
+            audited(request, operator, "invoice.rejected", request_id),
             clock=container.clock,
         )
     except TuitionError as exc:

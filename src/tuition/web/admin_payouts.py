@@ -20,7 +20,7 @@ from tuition.services import payouts as payout_service
 from tuition.services.payouts import tax_month
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_roles import requires
-from tuition.web.admin_session import OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -96,7 +96,9 @@ async def retry_payout(
             amount=failed.amount,
             requested_by=f"admin:{operator.user.email}",
         )
-        made = await payout_service.create_payout(cmd, container.uow(), deps=deps)
+        made = await payout_service.create_payout(
+            cmd, audited(request, operator, "payout.retried", payout_id), deps=deps
+        )
         if made.method != "bank":
             await payout_service.submit_payout(container.uow(), made.id, deps=deps)
     except TuitionError as exc:

@@ -25,7 +25,7 @@ from tuition.store.reconciliation import CaseRecord, ReconciliationRepository
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import Text, choice
 from tuition.web.admin_roles import requires
-from tuition.web.admin_session import OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -182,7 +182,9 @@ async def resolve(
                     resolved_by=f"admin:{operator.user.email}",
                     note=note.strip(),
                 ),
-                container.uow(),
+                audited(
+                    request, operator, "reconciliation.case_resolved", case_id, state=target.value
+                ),
                 clock=container.clock,
             )
         except NotFound:

@@ -20,7 +20,7 @@ from fastapi.responses import RedirectResponse, Response
 from tuition.api.deps import Container, get_container
 from tuition.domain.operators import Permission, permits
 from tuition.services import admin as admin_service
-from tuition.services.audit import Actor
+from tuition.services.audit import Actor, AuditedUnitOfWork
 from tuition.store.admin import AdminSession, AdminUser
 from tuition.web import labels
 from tuition.web.admin_roles import authorize, marks, requires
@@ -115,6 +115,22 @@ def require_role(*permissions: Permission) -> Any:
 def actor(request: Request, operator: Operator) -> Actor:
     """Who the audit trail names for a change made on this request."""
     return Actor.operator(operator.user.email, request.client.host if request.client else None)
+
+
+def audited(
+    request: Request, operator: Operator, action: str, subject: str, **details: object
+) -> AuditedUnitOfWork:
+    """A unit of work for a console change: the service's transaction that makes it also
+    writes the audit record (services/audit.py)."""
+    container = get_container(request)
+    return AuditedUnitOfWork(
+        container.engine,
+        actor=actor(request, operator),
+        action=action,
+        subject=subject,
+        clock=container.clock,
+        details=details or None,
+    )
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:

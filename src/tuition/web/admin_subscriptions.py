@@ -24,7 +24,7 @@ from tuition.store.uow import UnitOfWork
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, choice, next_url
 from tuition.web.admin_roles import requires
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import Operator, OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -129,11 +129,13 @@ async def act(
     try:
         if action == "resume":
             await subscription_service.resume_subscription(
-                container.uow(), subscription_id, clock=container.clock
+                audited(request, operator, "subscription.resumed", subscription_id),
+                subscription_id,
+                clock=container.clock,
             )
         else:
             await subscription_service.cancel_subscription(
-                container.uow(),
+                audited(request, operator, f"subscription.{action}", subscription_id),
                 subscription_id,
                 at_period_end=action == "cancel",
                 clock=container.clock,
