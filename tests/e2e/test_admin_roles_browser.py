@@ -221,3 +221,36 @@ def test_an_owner_finds_an_order_by_trade_number_exports_it_and_audits_a_change(
         assert "changed after sealing" in broken.output
     finally:
         get_settings.cache_clear()
+
+
+def test_a_support_operator_resends_a_webhook_from_the_events_page(
+    servers: Servers, browsing: Any
+) -> None:
+    with servers.api() as api:
+        made = api.post(
+            "/v1/webhook_endpoints",
+            json={"url": f"{servers.base_url}/e2e/platform-webhooks", "events": ["order.paid"]},
+        )
+        assert made.status_code in (200, 201), made.text
+    order_id, _payment_id = _paid_order(servers, "webhook-customer")
+    deadline = time.monotonic() + 15
+    while servers.webhooks.count("order.paid") < 1:
+        assert time.monotonic() < deadline, "the webhook was not delivered"
+        time.sleep(0.1)
+    before = servers.webhooks.count("order.paid")
+    _operator(servers, "resender@example.com", Role.SUPPORT)
+    page = browsing(locale="zh-CN").page()
+    _log_in(page, servers, "resender@example.com", zh=True)
+    page.wait_for_url(f"{servers.base_url}/admin")
+    page.goto(f"{servers.base_url}/admin/developers/events?type=order.paid")
+    event = page.get_by_test_id("event").filter(has_text=order_id)
+    assert event.get_by_test_id("delivery-status").first.inner_text() == "succeeded"
+    shot(page, "admin-zh-events")
+    event.get_by_role("button", name="重新发送").click()
+    assert "已重新排队" in page.get_by_test_id("resent").inner_text()
+    deadline = time.monotonic() + 15
+    while servers.webhooks.count("order.paid") <= before:
+        assert time.monotonic() < deadline, "the resent webhook did not arrive"
+        time.sleep(0.1)
+    page.goto(f"{servers.base_url}/admin/developers/events?type=order.paid&lang=en")
+    shot(page, "admin-en-events")

@@ -29,7 +29,7 @@ from tuition.web.pages import render
 F = TypeVar("F", bound=Callable[..., Any])
 _ATTRIBUTE = "__tuition_permissions__"
 _READ_METHODS = frozenset({"GET", "HEAD"})
-_needed_by_route: dict[int, frozenset[Permission]] = {}
+_CACHED = "_tuition_needed"
 
 
 class OperatorRefused(PermissionDenied):
@@ -62,8 +62,7 @@ def needed(request: Request) -> frozenset[Permission]:
     route = request.scope.get("route")
     if route is None:
         return frozenset({Permission.OPERATORS})
-    key = id(route)
-    found = _needed_by_route.get(key)
+    found: frozenset[Permission] | None = getattr(route, _CACHED, None)
     if found is None:
         marks: set[Permission] = set(getattr(route.endpoint, _ATTRIBUTE, ()))
         dependant = getattr(route, "dependant", None)
@@ -72,7 +71,8 @@ def needed(request: Request) -> frozenset[Permission]:
         if not marks:
             methods = getattr(route, "methods", None) or set()
             marks = {Permission.READ} if set(methods) <= _READ_METHODS else {Permission.OPERATORS}
-        found = _needed_by_route[key] = frozenset(marks)
+        found = frozenset(marks)
+        setattr(route, _CACHED, found)  # on the route itself: it lives as long as its app
     return found
 
 
