@@ -253,3 +253,25 @@ async def test_payments_are_found_by_trade_number_validated_and_exported_as_filt
     assert rows[first["payment_id"]][10] == trade_no
     only = await console.get("/admin/payments.csv", params={"q": trade_no})
     assert len(list(csv.reader(io.StringIO(only.content.decode("utf-8-sig"))))) == 2
+
+
+async def test_customers_are_found_by_the_start_of_their_id_in_any_case(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    for customer in ("Cust-Alpha-1", "cust-alpha-2", "beta"):
+        await post(client, "/v1/orders", order_body(shop, "c1", customer_id=customer))
+    console = await _console(anon_client, uow, clock, Role.VIEWER)
+    listed = await console.get("/admin/customers", params={"q": "CUST-ALPHA"})
+    assert listed.status_code == 200
+    assert re.findall(r'href="/admin/customers/([^"]+)"', listed.text) == [
+        "Cust-Alpha-1",
+        "cust-alpha-2",
+    ]
+    only = await console.get("/admin/customers", params={"q": "beta"})
+    assert only.headers["location"] == "/admin/customers/beta"
+    unknown = await console.get("/admin/customers", params={"q": "gamma"})
+    assert unknown.headers["location"] == "/admin/customers/gamma"

@@ -45,6 +45,7 @@ from tuition.store.tables import (
     payments,
     postings,
     refunds,
+    wallet_balances,
 )
 
 
@@ -582,6 +583,24 @@ class AdminRepository:
             if len(rows) < batch:
                 return
             last = str(rows[-1].id)
+
+    async def customers_starting(self, prefix: str, *, limit: int) -> list[str]:
+        """Customer ids (from orders and wallets) starting with ``prefix``, any case."""
+        lowered = prefix.lower()
+        ids = (
+            select(orders.c.customer_id.label("customer_id"))
+            .where(func.lower(orders.c.customer_id).startswith(lowered, autoescape=True))
+            .union(
+                select(wallet_balances.c.customer_id).where(
+                    func.lower(wallet_balances.c.customer_id).startswith(lowered, autoescape=True)
+                )
+            )
+            .subquery()
+        )
+        rows = await self.conn.execute(
+            select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)
+        )
+        return [str(r.customer_id) for r in rows]
 
     async def account_balances(self) -> list[AccountBalance]:
         """Every ledger account with its stored balance (the sum of its shards)."""

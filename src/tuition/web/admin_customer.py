@@ -96,18 +96,25 @@ def customer_url(customer_id: str) -> str:
 
 @router.get("/admin/customers")
 async def find(request: Request, operator: OperatorDep, q: Text = "") -> Response:
-    """Find a customer by exact id: straight to their page."""
+    """Find customers by the start of their id, in any case; an id that is the only
+    match (or matches nobody yet) goes straight to its page."""
     wanted = q.strip()
+    found: list[str] = []
     if wanted and _valid(wanted):
-        return secure(RedirectResponse(customer_url(wanted), status_code=303))
+        async with get_container(request).uow() as uow:
+            found = await AdminRepository(uow.conn).customers_starting(wanted, limit=PAGE + 1)
+        if not found or found == [wanted]:
+            return secure(RedirectResponse(customer_url(wanted), status_code=303))
     return page(
         request,
         "admin/customers.html",
         operator,
         "customers",
         q=wanted,
-        invalid=bool(wanted),
-        status_code=404 if wanted else 200,
+        found=found[:PAGE],
+        more=len(found) > PAGE,
+        invalid=bool(wanted) and not _valid(wanted),
+        status_code=404 if wanted and not _valid(wanted) else 200,
     )
 
 
