@@ -254,3 +254,44 @@ def test_a_support_operator_resends_a_webhook_from_the_events_page(
         time.sleep(0.1)
     page.goto(f"{servers.base_url}/admin/developers/events?type=order.paid&lang=en")
     shot(page, "admin-en-events")
+
+
+def test_every_new_page_in_both_languages_and_on_a_phone(servers: Servers, browsing: Any) -> None:
+    order_id, payment_id = _paid_order(servers, "screenshot-customer")
+    pages = {
+        "orders": "/admin/orders",
+        "payments": "/admin/payments",
+        "payment": f"/admin/payments/{payment_id}",
+        "customers": "/admin/customers?q=screenshot",
+        "operators": "/admin/operators",
+        "audit": "/admin/audit",
+        "api-keys": "/admin/developers/keys",
+        "events": "/admin/developers/events",
+        "two-factor": "/admin/two-factor",
+    }
+    for locale, lang, viewport in (("en-US", "en", None), ("zh-CN", "zh", PHONE)):
+        b = browsing(locale=locale, viewport=viewport) if viewport else browsing(locale=locale)
+        page = b.page()
+        page.goto(f"{servers.base_url}/admin/login")
+        page.locator("#email").fill(servers.admin_email)
+        page.locator("#password").fill(servers.admin_password)
+        page.locator("form button[type=submit]").click()
+        page.wait_for_url(f"{servers.base_url}/admin")
+        for name, path in pages.items():
+            response = page.goto(f"{servers.base_url}{path}")
+            assert response is not None
+            assert response.status == 200, path
+            assert page.locator("html").get_attribute("lang") == ("zh-CN" if lang == "zh" else "en")
+            if name != "two-factor":  # a page of its own, without the console's header
+                assert "UTC+8" in page.get_by_test_id("time-zone").inner_text()
+            shot(page, f"admin-{lang}-page-{name}{'-phone' if viewport else ''}")
+        # On a phone the lists keep amount and status visible.
+        if viewport:
+            for path in (f"/admin/orders?q={order_id}", f"/admin/payments?q={payment_id}"):
+                page.goto(f"{servers.base_url}{path}")
+                row = page.locator("tbody tr").first
+                for cell in (row.locator("td.num").first, row.locator(".status").first):
+                    box = cell.bounding_box()
+                    assert box is not None
+                    assert box["x"] + box["width"] <= PHONE["width"], path  # on the screen
+                shot(page, f"admin-zh-list-phone-{path.split('?')[0].rsplit('/', 1)[-1]}")
