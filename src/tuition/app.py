@@ -186,6 +186,9 @@ def create_app(
     app.state.modes = runtime.modes
     app.state.runtime = runtime
     errors.install(app)
+    from tuition import web
+
+    web.install(app)
     openapi.install(app)
     docs.install(app)
     app.add_middleware(RequestContextMiddleware)

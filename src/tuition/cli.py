@@ -22,6 +22,7 @@ from tuition import server
 from tuition.cli_bank_transfers import bank_transfers_app
 from tuition.cli_base import choose_mode, load_settings, store_engine
 from tuition.cli_fx import fx_app
+from tuition.cli_operators import audit_app, operators_app
 from tuition.cli_payouts import payouts_app
 from tuition.cli_reconcile import reconcile
 from tuition.cli_refunds import refunds_app
@@ -34,6 +35,7 @@ from tuition.logs import configure_logging
 from tuition.services import admin as admin_service
 from tuition.services import anchors as ledger_anchors
 from tuition.services import api_keys
+from tuition.services.audit import Actor
 from tuition.services.demo import DemoInfo, seed_demo
 from tuition.services.earnings import payee_problems
 from tuition.services.ledger import LedgerReport, seal_ledger, verify_ledger
@@ -59,6 +61,8 @@ app.add_typer(wallet_app, name="wallet")
 app.add_typer(bank_transfers_app, name="bank-transfers")
 app.add_typer(payouts_app, name="payouts")
 app.add_typer(fx_app, name="fx")
+app.add_typer(operators_app, name="operators")
+app.add_typer(audit_app, name="audit")
 console = Console()
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -183,6 +187,13 @@ def serve(
 def keys_create(
     name: Annotated[str, typer.Option(help="What the key is for")] = "default",
     mode: Annotated[Mode, typer.Option(help="test or live")] = "test",
+    scope: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="Restrict the key: read, orders_payments or refunds (repeat for more); "
+            "without it the key can do everything"
+        ),
+    ] = None,
 ) -> None:
     """Create a secret API key. It is shown once and stored only as a hash."""
     settings = load_settings()
@@ -194,10 +205,16 @@ def keys_create(
             name=name,
             mode=mode,
             clock=SystemClock(),
+            scopes=scope or (),
+            actor=Actor.cli(),
         )
 
     created = _run(_with_engine(settings, go, mode))
-    console.print(f"created {created.record.id} ({created.record.mode}, {created.record.name!r})")
+    scopes = ", ".join(created.record.scopes) if created.record.scopes else "all"
+    console.print(
+        f"created {created.record.id} ({created.record.mode}, {created.record.name!r}, "
+        f"scopes: {scopes})"
+    )
     console.print("secret (shown once, store it now):")
     typer.echo(created.secret)
 
@@ -212,12 +229,13 @@ def keys_list() -> None:
         return await api_keys.list_keys(UnitOfWork(engine))
 
     rows = [row for mode in MODES for row in _run(_with_engine(settings, go, mode))]
-    table = Table("name", "mode", "prefix", "created", "revoked")
+    table = Table("name", "mode", "scopes", "prefix", "created", "revoked")
     table.add_column("id", no_wrap=True)
     for r in rows:
         table.add_row(
             r.name,
             r.mode,
+            ", ".join(r.scopes) if r.scopes else "all",
             r.prefix + "â€¦",
             f"{r.created_at:%Y-%m-%d %H:%M}",
             f"{r.revoked_at:%Y-%m-%d %H:%M}" if r.revoked_at else "",
@@ -234,7 +252,9 @@ def keys_revoke(key_id: Annotated[str, typer.Argument(help="The key's id, key_â€
     async def go(engine: Any) -> bool:
         await schema.ensure_current(engine)
         try:
-            await api_keys.revoke_key(UnitOfWork(engine), key_id, clock=SystemClock())
+            await api_keys.revoke_key(
+                UnitOfWork(engine), key_id, clock=SystemClock(), actor=Actor.cli()
+            )
         except NotFound:
             return False
         return True
@@ -407,7 +427,9 @@ def admin_create_user(
 
     async def go(engine: Any) -> None:
         await schema.ensure_current(engine)
-        await admin_service.create_admin_user(UnitOfWork(engine), email, password, SystemClock())
+        await admin_service.create_admin_user(
+            UnitOfWork(engine), email, password, SystemClock(), actor=Actor.cli()
+        )
 
     _run(_with_engine(settings, go, "live"))  # operators are not per mode
     console.print(f"created operator {email}; log in at {settings.base_url}/admin")
@@ -425,7 +447,8 @@ def demo(
     # A webhook receiver on this machine is what one tries with the demo.
     os.environ.setdefault("TUITION_WEBHOOK_ALLOWED_HOSTS", '["127.0.0.1", "localhost", "::1"]')
     # The demo's shop is test mode's: there it has every channel the simulator plays, and
-    # an account buyers can pay by bank transfer.
+    # an account buyers can pay by bank transfer; the console opens on it.
+    os.environ.setdefault("TUITION_CONSOLE_MODE", "test")
     os.environ.setdefault(
         "TUITION_TEST_CHANNELS", '["sandbox", "alipay", "wechatpay", "unionpay", "bank_transfer"]'
     )

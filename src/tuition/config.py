@@ -104,6 +104,8 @@ class Settings(BaseSettings):
     # them, e.g. {"alipay_gateway_url": "https://openapi-sandbox.dl.alipaydev.com/gateway.do",
     # "alipay_app_id": "9021000000000000", ...}.
     test_mode_database_url: str = ""
+    # Which mode's data the admin console shows until an operator switches (docs/admin.md).
+    console_mode: Mode = "live"
     test_channels: list[str] | None = None
     test_channel_settings: dict[str, Any] = Field(default_factory=dict)
     # Demo and test mode: serve the gateway simulator at /simulator and point the
@@ -392,6 +394,18 @@ class Settings(BaseSettings):
     merchant_logo_file: str = ""
     merchant_accent_colour: str = Field(default="", pattern=r"^(#[0-9A-Fa-f]{6})?$")
     merchant_support: str = Field(default="", max_length=200)
+
+    # The most a console operator with the support role may refund at once, per currency
+    # in minor units (a currency not listed: nothing); finance and owners have no limit
+    # (docs/admin.md).
+    support_refund_limit: dict[str, int] = Field(default_factory=lambda: {"CNY": 50000})
+
+    @field_validator("support_refund_limit")
+    @classmethod
+    def _limits_not_negative(cls, value: dict[str, int]) -> dict[str, int]:
+        if any(limit < 0 for limit in value.values()):
+            raise ValueError("a refund limit cannot be negative")
+        return {currency.upper(): limit for currency, limit in value.items()}
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

@@ -242,14 +242,21 @@ async def test_the_console_shows_one_mode_at_a_time(
     assert test_order["id"] not in live_view
     assert 'data-testid="test-mode-banner"' not in live_view
 
-    switched = await console.get("/admin/mode", params={"to": "test"})
+    token = live_view.split('name="csrf_token" value="')[1].split('"')[0]
+    # Switching is a form with the session's token: a link from elsewhere cannot do it.
+    forged = await console.post("/admin/mode", data={"to": "test", "csrf_token": "x"})
+    assert forged.status_code == 403
+    assert test_order["id"] not in (await console.get("/admin/orders")).text
+    assert (await console.get("/admin/mode", params={"to": "test"})).status_code == 405
+
+    switched = await console.post("/admin/mode", data={"to": "test", "csrf_token": token})
     assert switched.status_code == 303
     test_view = (await console.get("/admin/orders")).text
     assert test_order["id"] in test_view
     assert live_order["id"] not in test_view
     assert 'data-testid="test-mode-banner"' in test_view
 
-    await console.get("/admin/mode", params={"to": "live"})
+    await console.post("/admin/mode", data={"to": "live", "csrf_token": token})
     assert test_order["id"] not in (await console.get("/admin/orders")).text
 
 

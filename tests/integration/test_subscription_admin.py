@@ -9,12 +9,14 @@ from datetime import UTC, datetime
 import httpx
 import pytest
 from fastapi import FastAPI
+from sqlalchemy import select
 
 from tests.integration.shop import post
 from tests.integration.subscription_shop import get_sub, mark_paid, renew, subscribe
 from tuition import web
 from tuition.clock import FrozenClock
 from tuition.services import admin as admin_service
+from tuition.store.tables import audit_events
 from tuition.store.uow import UnitOfWork
 
 EMAIL, PASSWORD = "ops@example.com", "a-long-enough-password"
@@ -137,6 +139,20 @@ async def test_cancel_and_resume_from_the_console_need_the_csrf_token(
     )
     assert refused.status_code == 409
     assert "not_resumable" in refused.text
+    # Each change is in the audit trail, in its own transaction; the refused one is not.
+    async with uow:
+        audited = (
+            await uow.conn.execute(
+                select(audit_events.c.action, audit_events.c.subject)
+                .where(audit_events.c.action.like("subscription.%"))
+                .order_by(audit_events.c.seq)
+            )
+        ).all()
+    assert [tuple(a) for a in audited] == [
+        ("subscription.cancel", sub["id"]),
+        ("subscription.resumed", sub["id"]),
+        ("subscription.cancel_now", sub["id"]),
+    ]
 
 
 async def test_the_dashboard_shows_subscription_mrr_and_churn(

@@ -7,7 +7,8 @@ from typing import Annotated
 from fastapi import Depends, Request
 
 from tuition.container import ApiKeyCache, Container, Modes
-from tuition.domain.errors import AuthenticationFailed
+from tuition.domain.api_scopes import allows, needed_for
+from tuition.domain.errors import AuthenticationFailed, PermissionDenied
 from tuition.domain.modes import Mode
 from tuition.services.api_keys import authenticate, key_mode
 from tuition.store.access import ApiKeyRecord
@@ -45,6 +46,7 @@ async def current_api_key(request: Request) -> ApiKeyRecord:
     then sees that mode's store only."""
     cached: ApiKeyRecord | None = getattr(request.state, "api_key", None)
     if cached is not None:
+        check_scopes(request, cached)
         return cached
     header = request.headers.get("authorization")
     if not header:
@@ -65,7 +67,22 @@ async def current_api_key(request: Request) -> ApiKeyRecord:
         container.api_keys.put(secret, record)
     request.state.api_key = record
     request.state.mode = record.mode
+    check_scopes(request, record)  # a restricted key: only what its scopes allow
     return record
+
+
+def check_scopes(request: Request, record: ApiKeyRecord) -> None:
+    """Refuse (403) what a restricted key's scopes do not cover, by the matched route."""
+    if record.scopes is None:
+        return
+    route = request.scope.get("route")
+    path = getattr(route, "path", request.url.path)
+    if not allows(record.scopes, request.method, path):
+        raise PermissionDenied(
+            f"API key {record.prefix}… is restricted to {', '.join(record.scopes)}; "
+            f"{request.method} {path} needs {needed_for(request.method, path)}",
+            code="api_key_scope",
+        )
 
 
 ContainerDep = Annotated[Container, Depends(_container)]

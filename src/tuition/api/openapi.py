@@ -3,9 +3,9 @@
 FastAPI derives paths and bodies from the routes; what it cannot see is added here, once,
 for every route: the bearer scheme and which routes need it, the error envelope's schema
 on every error answer, and the answers every route can give because of what runs before
-it (400 for a NUL in the URL, 401 without a key, 408/413 for a request body that is late
-or too large). A client generator, or a fuzzer checking for undocumented status codes,
-then sees every status the server can answer with.
+it (400 for a NUL in the URL, 401 without a key, 403 beyond a restricted key's scopes,
+408/413 for a request body that is late or too large). A client generator, or a fuzzer
+checking for undocumented status codes, then sees every status the server can answer with.
 """
 
 from __future__ import annotations
@@ -43,7 +43,10 @@ _BEARER = {
     "description": "An API key, `sk_test_…` or `sk_live_…`",
 }
 _COMMON = {400: "Bad request, e.g. malformed JSON or a NUL character in the URL"}
-_AUTHENTICATED = {401: "Missing, unknown or revoked API key"}
+_AUTHENTICATED = {
+    401: "Missing, unknown or revoked API key",
+    403: "A restricted API key whose scopes do not cover this route (docs/api.md)",
+}
 _WITH_BODY = {
     408: "The request body did not arrive in time",
     413: "The request body is over the size limit",

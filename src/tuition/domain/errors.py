@@ -11,6 +11,7 @@ Every error a caller can see is one of these. The API maps each to the envelope
     │   ├── RequestTimeout            408   (the request body did not arrive in time)
     │   └── PayloadTooLarge           413   (the request body is over the size limit)
     ├── AuthenticationFailed          401 authentication_error
+    ├── PermissionDenied              403 permission_error (a key's scopes or an operator's role)
     ├── NotFound                      404 invalid_request_error / resource_missing
     ├── Conflict                      409 conflict_error
     │   ├── IllegalTransition         409   (a state machine refused a move)
@@ -75,6 +76,12 @@ class AuthenticationFailed(TuitionError):
     status = 401
     type = "authentication_error"
     default_code = "invalid_api_key"
+
+
+class PermissionDenied(TuitionError):
+    status = 403
+    type = "permission_error"
+    default_code = "permission_denied"
 
 
 class NotFound(TuitionError):

@@ -30,8 +30,10 @@ from tuition.domain.errors import AuthenticationFailed, Conflict, NotFound, Vali
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import JournalEntry, payment_source, refund_source
 from tuition.domain.money import coin_unit
+from tuition.domain.operators import Role
 from tuition.domain.wallet import TransactionCause
 from tuition.logs import get_logger
+from tuition.services import audit
 from tuition.services.admin_throttle import (
     DEFAULT_THROTTLE,
     AttemptKeys,
@@ -39,6 +41,7 @@ from tuition.services.admin_throttle import (
     attempt_keys,
     subject_of,
 )
+from tuition.services.audit import Actor
 from tuition.store import tables
 from tuition.store.admin import AdminRepository, AdminSession, AdminUser
 from tuition.store.events import NotificationRecord, OutboxEvent
@@ -54,6 +57,8 @@ LOCK_FOR = DEFAULT_THROTTLE.lock_for
 # Throttle rows whose window ended this long ago are deleted as logins go by.
 _THROTTLE_KEPT = timedelta(days=1)
 MIN_PASSWORD_LENGTH = 10
+# The console setting an owner turns on to require two-factor of every operator.
+TWO_FACTOR_REQUIRED = "two_factor_required"
 _EMAIL = re.compile(r"[^@\s]{1,64}@[^@\s]{1,189}\.[^@\s]{1,60}")
 _hasher = PasswordHasher()
 log = get_logger(__name__)
@@ -84,11 +89,20 @@ def token_hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def create_admin_user(uow: UnitOfWork, email: str, password: str, clock: Clock) -> AdminUser:
+async def create_admin_user(
+    uow: UnitOfWork,
+    email: str,
+    password: str,
+    clock: Clock,
+    *,
+    role: str = Role.OWNER,
+    actor: Actor = audit.SYSTEM,
+) -> AdminUser:
     """Add an operator who can log in to ``/admin``; the password is stored as argon2id."""
     address = normalize_email(email)
     if _EMAIL.fullmatch(address) is None:
         raise ValidationFailed(f"{email!r} is not an email address", param="email")
+    chosen = parse_role(role)
     _check_password(password)
     user = AdminUser(
         id=new_id(Prefix.ADMIN),
@@ -98,11 +112,16 @@ async def create_admin_user(uow: UnitOfWork, email: str, password: str, clock: C
         locked_until=None,
         last_login_at=None,
         created_at=clock.now(),
+        role=chosen.value,
     )
     async with uow:
         if not await AdminRepository(uow.conn).add_user(user):
             raise Conflict(f"an operator {address} already exists", param="email")
+        await audit.record(
+            uow.conn, actor, "operator.created", address, clock=clock, after={"role": user.role}
+        )
         await uow.commit()
+    await audit.seal(uow)
     return user
 
 
@@ -118,6 +137,16 @@ async def set_admin_password(uow: UnitOfWork, email: str, password: str) -> None
         await repo.set_password(user.id, password_hash)
         await repo.clear_subject(subject_of(user.email))
         await uow.commit()
+
+
+def parse_role(role: str) -> Role:
+    try:
+        return Role(role.strip().lower())
+    except ValueError:
+        known = ", ".join(r.value for r in Role)
+        raise ValidationFailed(
+            f"{role!r} is not a role; one of {known}", code="role_unknown", param="role"
+        ) from None
 
 
 def _check_password(password: str) -> None:
@@ -171,16 +200,19 @@ async def login(
     rehash = _hasher.check_needs_rehash(user.password_hash)
     new_hash = await asyncio.to_thread(_hasher.hash, password) if rehash else None
     token = secrets.token_urlsafe(32)
-    session = AdminSession(
-        token_hash=token_hash(token),
-        admin_id=user.id,
-        csrf_token=secrets.token_urlsafe(32),
-        created_at=now,
-        expires_at=now + ttl,
-        revoked_at=None,
-    )
     async with uow:
         repo = AdminRepository(uow.conn)
+        required = await repo.console_setting(TWO_FACTOR_REQUIRED) == "true"
+        session = AdminSession(
+            token_hash=token_hash(token),
+            admin_id=user.id,
+            csrf_token=secrets.token_urlsafe(32),
+            created_at=now,
+            expires_at=now + ttl,
+            revoked_at=None,
+            # The password was right; the second factor (or its enrolment) is still due.
+            second_factor_pending=user.totp_enabled_at is not None or required,
+        )
         if new_hash is not None:
             await repo.set_password(user.id, new_hash)
         await repo.record_login(user.id, at=now)

@@ -1,4 +1,5 @@
-"""The numbers behind the console's dashboard, per currency and per UTC day.
+"""The numbers behind the console's dashboard, per currency and per business day: days of
+the platform's time zone (``TUITION_TIME_ZONE``), cut at local midnight.
 
 - GMV: what buyers paid for orders paid that day (order totals);
 - success rate per channel: succeeded ÷ attempted payments created in the window;
@@ -11,10 +12,11 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, timedelta
+from datetime import date, datetime, tzinfo
 from decimal import Decimal
 
 from tuition.clock import Clock
+from tuition.domain.calendar import last_days
 from tuition.domain.ledger import AccountKind
 from tuition.store.admin import AdminRepository
 from tuition.store.uow import UnitOfWork
@@ -73,20 +75,21 @@ class CurrencyFigures:
 @dataclass(frozen=True, slots=True)
 class Dashboard:
     days: list[date]
-    since: datetime
+    since: datetime  # the instant the first day began
+    zone: tzinfo
     currencies: list[CurrencyFigures]
 
 
-async def dashboard(uow: UnitOfWork, *, clock: Clock, days: int = 14) -> Dashboard:
-    """The last ``days`` UTC days, today included; days without sales show as zero."""
-    first = clock.now().astimezone(UTC).date() - timedelta(days=days - 1)
-    since = datetime(first.year, first.month, first.day, tzinfo=UTC)
+async def dashboard(uow: UnitOfWork, *, clock: Clock, zone: tzinfo, days: int = 14) -> Dashboard:
+    """The last ``days`` days of ``zone``, today included; days without sales show as
+    zero."""
+    business = last_days(clock.now(), days, zone)
     async with uow:
         repo = AdminRepository(uow.conn)
-        paid = await repo.paid_orders_per_day(since)
-        channels = await repo.payments_per_channel(since)
-        postings = await repo.postings_per_day(since, [str(k) for k in _NET_KINDS])
-    window = [first + timedelta(days=n) for n in range(days)]
+        paid = await repo.paid_orders_per_day(business)
+        channels = await repo.payments_per_channel(business.since)
+        postings = await repo.postings_per_day(business, [str(k) for k in _NET_KINDS])
+    window = list(business.days)
     gmv: dict[str, dict[date, int]] = defaultdict(dict)
     count: dict[str, int] = defaultdict(int)
     for day, currency, n, gross in paid:
@@ -101,7 +104,8 @@ async def dashboard(uow: UnitOfWork, *, clock: Clock, days: int = 14) -> Dashboa
     currencies = sorted(set(gmv) | set(net) | set(per_channel))
     return Dashboard(
         days=window,
-        since=since,
+        since=business.since,
+        zone=zone,
         currencies=[
             CurrencyFigures(
                 currency=c,

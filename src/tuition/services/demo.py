@@ -90,8 +90,7 @@ async def seed_demo(
     return DemoInfo(
         checkout_url=checkout_url(settings, order.id),
         order_id=order.id,
-        # The demo shop is test data: the console opens on test mode (after sign-in).
-        admin_url=f"{settings.base_url}/admin/mode?to=test",
+        admin_url=f"{settings.base_url}/admin",
         admin_email=ADMIN_EMAIL,
         admin_password=password,
         coupons=COUPONS,

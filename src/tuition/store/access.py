@@ -8,6 +8,7 @@ from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import ColumnElement, bindparam, delete, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
@@ -24,6 +25,13 @@ class ApiKeyRecord:
     prefix: str
     created_at: datetime
     revoked_at: datetime | None
+    scopes: tuple[str, ...] | None = None  # None: a full key (domain/api_scopes.py)
+
+
+def _key(m: Any) -> ApiKeyRecord:
+    values = dict(m)
+    text = values.pop("scopes")
+    return ApiKeyRecord(**values, scopes=tuple(text.split(",")) if text else None)
 
 
 class ApiKeyRepository:
@@ -40,6 +48,7 @@ class ApiKeyRepository:
                 key_hash=key_hash,
                 created_at=record.created_at,
                 revoked_at=record.revoked_at,
+                scopes=",".join(record.scopes) if record.scopes else None,
             )
         )
 
@@ -47,11 +56,11 @@ class ApiKeyRepository:
         row = (
             await self.conn.execute(select(*_KEY_COLUMNS).where(api_keys.c.key_hash == key_hash))
         ).first()
-        return ApiKeyRecord(**row._mapping) if row else None
+        return _key(row._mapping) if row else None
 
     async def list(self) -> list[ApiKeyRecord]:
         rows = await self.conn.execute(select(*_KEY_COLUMNS).order_by(api_keys.c.id))
-        return [ApiKeyRecord(**row._mapping) for row in rows]
+        return [_key(row._mapping) for row in rows]
 
     async def revoke(self, key_id: str, at: datetime) -> bool:
         """Revoke once; False if no such key or already revoked."""
@@ -70,6 +79,7 @@ _KEY_COLUMNS = (
     api_keys.c.prefix,
     api_keys.c.created_at,
     api_keys.c.revoked_at,
+    api_keys.c.scopes,
 )
 
 

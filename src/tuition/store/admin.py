@@ -7,26 +7,45 @@ the password is checked, so parallel guesses cannot slip past the throttle.
 
 from __future__ import annotations
 
+import re
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, case, delete, func, insert, or_, select, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    case,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from tuition.domain.calendar import BusinessDays
 from tuition.domain.orders import OrderStatus
 from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.orders import OrderRecord
+from tuition.store.payments import PaymentRecord, _payment
 from tuition.store.tables import (
     admin_login_throttles,
+    admin_recovery_codes,
     admin_sessions,
     admin_users,
+    console_settings,
     journal_entries,
     ledger_accounts,
     ledger_balances,
     orders,
     payments,
     postings,
+    refunds,
+    wallet_balances,
 )
 
 
@@ -39,6 +58,10 @@ class AdminUser:
     locked_until: datetime | None
     last_login_at: datetime | None
     created_at: datetime
+    role: str = "owner"
+    totp_secret: str | None = None  # encrypted (services/two_factor.py)
+    totp_enabled_at: datetime | None = None
+    totp_last_step: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,15 +72,31 @@ class AdminSession:
     created_at: datetime
     expires_at: datetime
     revoked_at: datetime | None
+    second_factor_pending: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class OrderSearch:
-    """Admin search: ``text`` matches an order id or a customer id exactly; ``channel``
-    keeps orders with at least one payment attempt through that channel."""
+    """Admin search. ``text`` finds an order by any of its ids, case-insensitive: the
+    order's, one of its payments' or refunds', a gateway trade or refund number, the
+    customer's id or the start of it. ``channel`` keeps orders with at least one payment
+    attempt through that channel."""
 
     text: str | None = None
     status: OrderStatus | None = None
+    channel: str | None = None
+    customer_id: str | None = None
+    created_gte: datetime | None = None
+    created_lt: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PaymentSearch:
+    """``text`` finds a payment by its id, its order's, the gateway's trade number or a
+    refund of it, in any case, or by the start of the customer's id."""
+
+    text: str | None = None
+    status: str | None = None
     channel: str | None = None
     customer_id: str | None = None
     created_gte: datetime | None = None
@@ -87,6 +126,64 @@ def _order(m: Any) -> OrderRecord:
     return OrderRecord(**values)
 
 
+_ORDER_SORTS: dict[str, tuple[Any, ...]] = {
+    "newest": (orders.c.id.desc(),),
+    "oldest": (orders.c.id.asc(),),
+    "amount": (orders.c.total.asc(), orders.c.id.desc()),
+    "-amount": (orders.c.total.desc(), orders.c.id.desc()),
+}
+ORDER_SORTS = tuple(_ORDER_SORTS)
+_PAYMENT_SORTS: dict[str, tuple[Any, ...]] = {
+    "newest": (payments.c.id.desc(),),
+    "oldest": (payments.c.id.asc(),),
+    "amount": (payments.c.amount.asc(), payments.c.id.desc()),
+    "-amount": (payments.c.amount.desc(), payments.c.id.desc()),
+}
+_ID = re.compile(r"([A-Za-z]{1,8})_([0-9A-Za-z]{26})")
+
+
+def _normal_id(text: str) -> str | None:
+    """An id as we mint them (``ord_01J…``: prefix lower-case, ULID upper-case), from
+    however it was typed; None when ``text`` is not shaped like one."""
+    found = _ID.fullmatch(text)
+    return f"{found.group(1).lower()}_{found.group(2).upper()}" if found else None
+
+
+def _matches(text: str) -> ColumnElement[bool]:
+    """Orders found by ``text`` in any of their ids, case-insensitive."""
+    typed = text.strip()
+    lowered = typed.lower()
+    as_id = _normal_id(typed)
+    found: list[ColumnElement[bool]] = [
+        func.lower(orders.c.customer_id).startswith(lowered, autoescape=True),
+        select(payments.c.id)
+        .where(
+            payments.c.order_id == orders.c.id, func.lower(payments.c.channel_trade_no) == lowered
+        )
+        .exists(),
+        select(refunds.c.id)
+        .where(
+            refunds.c.order_id == orders.c.id, func.lower(refunds.c.channel_refund_no) == lowered
+        )
+        .exists(),
+    ]
+    if as_id is not None:  # exact ids use their indexes
+        found += [
+            orders.c.id == as_id,
+            select(payments.c.id)
+            .where(payments.c.order_id == orders.c.id, payments.c.id == as_id)
+            .exists(),
+            select(refunds.c.id)
+            .where(refunds.c.order_id == orders.c.id, refunds.c.id == as_id)
+            .exists(),
+        ]
+    return or_(*found)
+
+
+def _within(column: Any, days: BusinessDays) -> list[ColumnElement[bool]]:
+    return [column >= days.since, column < days.until]
+
+
 def _user(m: Any) -> AdminUser:
     return AdminUser(**{f: m[f] for f in _USER_FIELDS})
 
@@ -112,11 +209,150 @@ class AdminRepository:
         ).first()
         return None if row is None else _user(row._mapping)
 
+    async def users(self) -> list[AdminUser]:
+        rows = await self.conn.execute(select(admin_users).order_by(admin_users.c.email))
+        return [_user(r._mapping) for r in rows]
+
+    async def set_role(self, user_id: str, role: str, *, was: str) -> bool:
+        """Compare-and-set: False when the role is no longer ``was``."""
+        result = await self.conn.execute(
+            update(admin_users)
+            .where(admin_users.c.id == user_id, admin_users.c.role == was)
+            .values(role=role)
+        )
+        return result.rowcount == 1
+
+    async def count_owners(self) -> int:
+        return int(
+            (
+                await self.conn.execute(select(func.count()).where(admin_users.c.role == "owner"))
+            ).scalar_one()
+        )
+
+    async def revoke_sessions_of(self, user_id: str, *, at: datetime) -> int:
+        """Sign an operator out everywhere: every open session ends now."""
+        result = await self.conn.execute(
+            update(admin_sessions)
+            .where(admin_sessions.c.admin_id == user_id, admin_sessions.c.revoked_at.is_(None))
+            .values(revoked_at=at)
+        )
+        return int(result.rowcount)
+
     async def set_password(self, user_id: str, password_hash: str) -> None:
         await self.conn.execute(
             update(admin_users)
             .where(admin_users.c.id == user_id)
             .values(password_hash=password_hash, failed_logins=0, locked_until=None)
+        )
+
+    # --- two-factor ----------------------------------------------------------------------
+
+    async def user_by_id(self, user_id: str) -> AdminUser | None:
+        row = (
+            await self.conn.execute(select(admin_users).where(admin_users.c.id == user_id))
+        ).first()
+        return None if row is None else _user(row._mapping)
+
+    async def set_pending_totp(self, user_id: str, sealed: str) -> bool:
+        """Keep a new, not yet confirmed secret; False once two-factor is on."""
+        result = await self.conn.execute(
+            update(admin_users)
+            .where(admin_users.c.id == user_id, admin_users.c.totp_enabled_at.is_(None))
+            .values(totp_secret=sealed, totp_last_step=None)
+        )
+        return result.rowcount == 1
+
+    async def enable_totp(self, user_id: str, sealed: str, *, step: int, at: datetime) -> bool:
+        """Turn two-factor on with the secret the code was checked against (compare-and-
+        set: not when already on, nor when the secret was replaced meanwhile)."""
+        u = admin_users
+        result = await self.conn.execute(
+            update(u)
+            .where(u.c.id == user_id, u.c.totp_enabled_at.is_(None), u.c.totp_secret == sealed)
+            .values(totp_enabled_at=at, totp_last_step=step)
+        )
+        return result.rowcount == 1
+
+    async def accept_totp_step(self, user_id: str, step: int) -> bool:
+        """Move the last accepted step forward to ``step``; False for a code already used
+        (or an older one)."""
+        u = admin_users
+        result = await self.conn.execute(
+            update(u)
+            .where(
+                u.c.id == user_id,
+                u.c.totp_enabled_at.is_not(None),
+                or_(u.c.totp_last_step.is_(None), u.c.totp_last_step < step),
+            )
+            .values(totp_last_step=step)
+        )
+        return result.rowcount == 1
+
+    async def clear_totp(self, user_id: str) -> None:
+        await self.conn.execute(
+            update(admin_users)
+            .where(admin_users.c.id == user_id)
+            .values(totp_secret=None, totp_enabled_at=None, totp_last_step=None)
+        )
+        await self.conn.execute(
+            delete(admin_recovery_codes).where(admin_recovery_codes.c.admin_id == user_id)
+        )
+
+    async def replace_recovery_codes(
+        self, user_id: str, code_hashes: list[str], *, at: datetime
+    ) -> None:
+        r = admin_recovery_codes
+        await self.conn.execute(delete(r).where(r.c.admin_id == user_id))
+        await self.conn.execute(
+            insert(r),
+            [
+                {"admin_id": user_id, "code_hash": h, "created_at": at, "used_at": None}
+                for h in code_hashes
+            ],
+        )
+
+    async def spend_recovery_code(self, user_id: str, code_hash: str, *, at: datetime) -> bool:
+        """Use a recovery code once (compare-and-set on ``used_at``)."""
+        r = admin_recovery_codes
+        result = await self.conn.execute(
+            update(r)
+            .where(r.c.admin_id == user_id, r.c.code_hash == code_hash, r.c.used_at.is_(None))
+            .values(used_at=at)
+        )
+        return result.rowcount == 1
+
+    async def recovery_codes_left(self, user_id: str) -> int:
+        r = admin_recovery_codes
+        query = select(func.count()).where(r.c.admin_id == user_id, r.c.used_at.is_(None))
+        return int((await self.conn.execute(query)).scalar_one())
+
+    async def complete_second_factor(self, token_hash: str) -> bool:
+        result = await self.conn.execute(
+            update(admin_sessions)
+            .where(
+                admin_sessions.c.token_hash == token_hash,
+                admin_sessions.c.second_factor_pending.is_(True),
+            )
+            .values(second_factor_pending=False)
+        )
+        return result.rowcount == 1
+
+    # --- console settings ------------------------------------------------------------------
+
+    async def console_setting(self, key: str) -> str | None:
+        row = (
+            await self.conn.execute(
+                select(console_settings.c.value).where(console_settings.c.key == key)
+            )
+        ).first()
+        return None if row is None else str(row.value)
+
+    async def put_console_setting(self, key: str, value: str, *, by: str, at: datetime) -> None:
+        c = console_settings
+        row = {"key": key, "value": value, "updated_by": by, "updated_at": at}
+        await self.conn.execute(insert_ignoring_conflicts(self.conn, c), row)
+        await self.conn.execute(
+            update(c).where(c.c.key == key).values(value=value, updated_by=by, updated_at=at)
         )
 
     # --- sign-in throttles ---------------------------------------------------------------
@@ -167,10 +403,11 @@ class AdminRepository:
         t = admin_login_throttles
         await self.conn.execute(delete(t).where(t.c.key.in_(keys)))
 
-    async def clear_subject(self, subject: str) -> None:
-        """Lift every lock on one account (from any IP)."""
+    async def clear_subject(self, subject: str) -> int:
+        """Lift every lock on one account (from any IP); how many counters were cleared."""
         t = admin_login_throttles
-        await self.conn.execute(delete(t).where(t.c.subject == subject))
+        result = await self.conn.execute(delete(t).where(t.c.subject == subject))
+        return int(result.rowcount)
 
     async def purge_throttles(self, *, before: datetime) -> None:
         t = admin_login_throttles
@@ -220,13 +457,10 @@ class AdminRepository:
 
     # --- read models for the console ----------------------------------------------------
 
-    async def search_orders(
-        self, where: OrderSearch, *, limit: int, starting_after: str | None
-    ) -> tuple[list[OrderRecord], bool]:
-        """Newest first, without lines (a list page shows totals only)."""
+    def _orders_query(self, where: OrderSearch) -> Select[Any]:
         query: Select[Any] = select(orders)
         if where.text:
-            query = query.where(or_(orders.c.id == where.text, orders.c.customer_id == where.text))
+            query = query.where(_matches(where.text))
         if where.customer_id:
             query = query.where(orders.c.customer_id == where.customer_id)
         if where.status is not None:
@@ -241,10 +475,132 @@ class AdminRepository:
             query = query.where(orders.c.created_at >= where.created_gte)
         if where.created_lt is not None:
             query = query.where(orders.c.created_at < where.created_lt)
+        return query
+
+    async def search_orders(
+        self, where: OrderSearch, *, limit: int, starting_after: str | None
+    ) -> tuple[list[OrderRecord], bool]:
+        """Newest first, without lines (a list page shows totals only)."""
+        query = self._orders_query(where)
         if starting_after is not None:
             query = query.where(orders.c.id < starting_after)
         rows = (await self.conn.execute(query.order_by(orders.c.id.desc()).limit(limit + 1))).all()
         return [_order(r._mapping) for r in rows[:limit]], len(rows) > limit
+
+    async def orders_page(
+        self, where: OrderSearch, *, sort: str, limit: int, offset: int
+    ) -> tuple[list[OrderRecord], int]:
+        """One page of orders (``sort``: ``newest``, ``oldest``, ``amount``, ``-amount``)
+        and how many match in all."""
+        query = self._orders_query(where)
+        total = (
+            await self.conn.execute(select(func.count()).select_from(query.subquery()))
+        ).scalar_one()
+        rows = await self.conn.execute(
+            query.order_by(*_ORDER_SORTS[sort]).limit(limit).offset(offset)
+        )
+        return [_order(r._mapping) for r in rows], int(total)
+
+    async def stream_orders(
+        self, where: OrderSearch, *, batch: int = 1000
+    ) -> AsyncIterator[OrderRecord]:
+        """Every matching order, newest first, read ``batch`` at a time by keyset (an
+        export of any size never sits in memory)."""
+        last: str | None = None
+        while True:
+            query = self._orders_query(where)
+            if last is not None:
+                query = query.where(orders.c.id < last)
+            rows = (await self.conn.execute(query.order_by(orders.c.id.desc()).limit(batch))).all()
+            for row in rows:
+                yield _order(row._mapping)
+            if len(rows) < batch:
+                return
+            last = str(rows[-1].id)
+
+    def _payments_query(self, where: PaymentSearch) -> Select[Any]:
+        query: Select[Any] = select(payments)
+        if where.text:
+            typed = where.text.strip()
+            lowered, as_id = typed.lower(), _normal_id(typed)
+            found: list[ColumnElement[bool]] = [
+                func.lower(payments.c.customer_id).startswith(lowered, autoescape=True),
+                func.lower(payments.c.channel_trade_no) == lowered,
+                select(refunds.c.id)
+                .where(
+                    refunds.c.payment_id == payments.c.id,
+                    func.lower(refunds.c.channel_refund_no) == lowered,
+                )
+                .exists(),
+            ]
+            if as_id is not None:
+                found += [
+                    payments.c.id == as_id,
+                    payments.c.order_id == as_id,
+                    select(refunds.c.id)
+                    .where(refunds.c.payment_id == payments.c.id, refunds.c.id == as_id)
+                    .exists(),
+                ]
+            query = query.where(or_(*found))
+        for column, value in (
+            (payments.c.customer_id, where.customer_id),
+            (payments.c.status, where.status),
+            (payments.c.channel, where.channel),
+        ):
+            if value is not None:
+                query = query.where(column == value)
+        if where.created_gte is not None:
+            query = query.where(payments.c.created_at >= where.created_gte)
+        if where.created_lt is not None:
+            query = query.where(payments.c.created_at < where.created_lt)
+        return query
+
+    async def payments_page(
+        self, where: PaymentSearch, *, sort: str, limit: int, offset: int
+    ) -> tuple[list[PaymentRecord], int]:
+        query = self._payments_query(where)
+        total = (
+            await self.conn.execute(select(func.count()).select_from(query.subquery()))
+        ).scalar_one()
+        rows = await self.conn.execute(
+            query.order_by(*_PAYMENT_SORTS[sort]).limit(limit).offset(offset)
+        )
+        return [_payment(r._mapping) for r in rows], int(total)
+
+    async def stream_payments(
+        self, where: PaymentSearch, *, batch: int = 1000
+    ) -> AsyncIterator[PaymentRecord]:
+        last: str | None = None
+        while True:
+            query = self._payments_query(where)
+            if last is not None:
+                query = query.where(payments.c.id < last)
+            rows = (
+                await self.conn.execute(query.order_by(payments.c.id.desc()).limit(batch))
+            ).all()
+            for row in rows:
+                yield _payment(row._mapping)
+            if len(rows) < batch:
+                return
+            last = str(rows[-1].id)
+
+    async def customers_starting(self, prefix: str, *, limit: int) -> list[str]:
+        """Customer ids (from orders and wallets) starting with ``prefix``, any case."""
+        lowered = prefix.lower()
+        ids = (
+            select(orders.c.customer_id.label("customer_id"))
+            .where(func.lower(orders.c.customer_id).startswith(lowered, autoescape=True))
+            .union(
+                select(wallet_balances.c.customer_id).where(
+                    func.lower(wallet_balances.c.customer_id).startswith(lowered, autoescape=True)
+                )
+            )
+            .subquery()
+        )
+        rows = await self.conn.execute(
+            select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)
+        )
+        return [str(r.customer_id) for r in rows]
 
     async def account_balances(self) -> list[AccountBalance]:
         """Every ledger account with its stored balance (the sum of its shards)."""
@@ -260,12 +616,13 @@ class AdminRepository:
             for r in rows
         ]
 
-    async def paid_orders_per_day(self, since: datetime) -> list[tuple[str, str, int, int]]:
-        """``(day, currency, orders, gross)`` of orders paid since ``since``, by UTC day."""
-        day = self._day(orders.c.paid_at)
+    async def paid_orders_per_day(self, days: BusinessDays) -> list[tuple[str, str, int, int]]:
+        """``(day, currency, orders, gross)`` of orders paid within ``days``, by the days'
+        own (local) calendar."""
+        day = self._day(orders.c.paid_at, days)
         rows = await self.conn.execute(
             select(day.label("day"), orders.c.currency, func.count(), func.sum(orders.c.total))
-            .where(orders.c.paid_at.is_not(None), orders.c.paid_at >= since)
+            .where(orders.c.paid_at.is_not(None), *_within(orders.c.paid_at, days))
             .group_by(day, orders.c.currency)
             .order_by(day)
         )
@@ -284,10 +641,11 @@ class AdminRepository:
         return [(ch, cur, int(n), int(ok or 0), int(fee)) for ch, cur, n, ok, fee in rows]
 
     async def postings_per_day(
-        self, since: datetime, kinds: list[str]
+        self, days: BusinessDays, kinds: list[str]
     ) -> list[tuple[str, str, str, int]]:
-        """``(day, currency, kind, sum of postings)`` to accounts of ``kinds`` since."""
-        day = self._day(journal_entries.c.occurred_at)
+        """``(day, currency, kind, sum of postings)`` to accounts of ``kinds`` within
+        ``days``."""
+        day = self._day(journal_entries.c.occurred_at, days)
         rows = await self.conn.execute(
             select(
                 day, ledger_accounts.c.currency, ledger_accounts.c.kind, func.sum(postings.c.amount)
@@ -297,14 +655,22 @@ class AdminRepository:
                     ledger_accounts, ledger_accounts.c.key == postings.c.account_key
                 )
             )
-            .where(journal_entries.c.occurred_at >= since, ledger_accounts.c.kind.in_(kinds))
+            .where(*_within(journal_entries.c.occurred_at, days), ledger_accounts.c.kind.in_(kinds))
             .group_by(day, ledger_accounts.c.currency, ledger_accounts.c.kind)
             .order_by(day)
         )
         return [(str(d), cur, kind, int(total)) for d, cur, kind, total in rows]
 
-    def _day(self, column: Any) -> Any:
-        """A column's UTC calendar day as ``YYYY-MM-DD`` text, on either engine."""
-        if self.conn.dialect.name == "postgresql":
-            return func.to_char(func.timezone("UTC", column), "YYYY-MM-DD")
-        return func.strftime("%Y-%m-%d", column)  # SQLite stores naive UTC
+    @staticmethod
+    def _day(column: Any, days: BusinessDays) -> Any:
+        """A column's business day as ``YYYY-MM-DD`` text: which of ``days`` its instant
+        falls in. The days' bounds are computed in Python from the time zone (so DST and
+        half-hour zones cut right) and compared as instants, the same on either engine."""
+        bounds = days.starts[1:]
+        names = [d.isoformat() for d in days.days]
+        if not bounds:
+            return literal(names[0])
+        return case(
+            *[(column < bound, name) for bound, name in zip(bounds, names, strict=False)],
+            else_=names[-1],
+        )

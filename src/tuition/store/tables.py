@@ -22,6 +22,7 @@ from sqlalchemy import (
     Table,
     Text,
     UniqueConstraint,
+    false,
 )
 
 from tuition.store.types import DecimalText, UTCDateTime
@@ -51,6 +52,8 @@ api_keys = Table(
     Column("key_hash", String(64), nullable=False, unique=True),
     Column("created_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # A restricted key's scopes, comma-separated (domain/api_scopes.py); NULL: a full key.
+    Column("scopes", String(200)),
     CheckConstraint("mode IN ('test', 'live')", name="mode"),
 )
 
@@ -697,6 +700,16 @@ admin_users = Table(
     Column("locked_until", UTCDateTime),
     Column("last_login_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
+    # owner, finance, support or viewer (domain/operators.py); operators made before
+    # roles existed could do everything, so they are owners.
+    Column("role", String(20), nullable=False, server_default="owner"),
+    # The TOTP secret, encrypted with the platform's signing key (services/two_factor.py);
+    # two-factor is on once a first code confirmed it.
+    Column("totp_secret", String(200)),
+    Column("totp_enabled_at", UTCDateTime),
+    # The last TOTP time step accepted: a code is never accepted twice (a conditional
+    # UPDATE moves it forward only).
+    Column("totp_last_step", BigInteger),
 )
 
 admin_sessions = Table(
@@ -709,6 +722,9 @@ admin_sessions = Table(
     Column("created_at", UTCDateTime, nullable=False),
     Column("expires_at", UTCDateTime, nullable=False),
     Column("revoked_at", UTCDateTime),
+    # A session whose password was right but whose second factor is still to be given
+    # (or enrolled, when two-factor is required): it opens nothing else.
+    Column("second_factor_pending", Boolean, nullable=False, server_default=false()),
 )
 
 # Sign-in attempts per IP, per account and per (IP, account), counted before a password
@@ -1365,4 +1381,58 @@ channel_breakers = Table(
     Column("opened_until", UTCDateTime),
     Column("last_failure", String(200)),
     Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# One-time recovery codes of an operator's two-factor sign-in: SHA-256 of each code; a
+# used code is spent by a conditional UPDATE, so it works once.
+admin_recovery_codes = Table(
+    "admin_recovery_codes",
+    metadata,
+    Column("admin_id", ID, ForeignKey("admin_users.id"), primary_key=True),
+    Column("code_hash", String(64), primary_key=True),
+    Column("created_at", UTCDateTime, nullable=False),
+    Column("used_at", UTCDateTime),
+)
+
+# Console-wide settings an owner changes on the operators page (e.g. two-factor
+# required for everyone); each change is audited.
+console_settings = Table(
+    "console_settings",
+    metadata,
+    Column("key", String(64), primary_key=True),
+    Column("value", String(500), nullable=False),
+    Column("updated_by", String(254), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+)
+
+# The audit trail: every change made through the console, the CLI or the API, written in
+# the change's own transaction, append-only, and hash-chained like the ledger (sealed
+# after commit in ``seq`` order; services/audit.py).
+audit_events = Table(
+    "audit_events",
+    metadata,
+    Column(
+        "seq", BigInteger().with_variant(Integer, "sqlite"), primary_key=True, autoincrement=True
+    ),
+    Column("id", ID, nullable=False, unique=True),
+    Column("occurred_at", UTCDateTime, nullable=False, index=True),
+    Column("actor_kind", String(16), nullable=False),  # operator, api_key, cli
+    Column("actor", String(254), nullable=False, index=True),
+    Column("action", String(64), nullable=False, index=True),
+    Column("subject", String(254), nullable=False),
+    Column("before", Text),  # canonical JSON, for settings and roles
+    Column("after", Text),
+    Column("ip", String(64)),
+    Column("request_id", String(64)),
+    Column("chain_index", BigInteger, unique=True),
+    Column("prev_hash", String(64)),
+    Column("hash", String(64)),
+)
+
+audit_chain_head = Table(
+    "audit_chain_head",
+    metadata,
+    Column("id", Integer, primary_key=True),
+    Column("chain_index", BigInteger, nullable=False),
+    Column("hash", String(64), nullable=False),
 )

@@ -27,8 +27,16 @@ def __getattr__(name: str) -> list[APIRouter]:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
+def install(app: FastAPI) -> None:
+    """The console's own answers: a refused role is a 403 page, not a JSON envelope."""
+    from tuition.web.admin_roles import OperatorRefused, refused_page
+
+    app.add_exception_handler(OperatorRefused, refused_page)
+
+
 def mount(app: FastAPI) -> None:
     """Include the web routers into ``app``; a second call changes nothing."""
+    install(app)
     ours = _routers()
     for route in app.router.routes:
         # Included by hand or by an earlier call: FastAPI keeps either the routes

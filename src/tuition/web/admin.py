@@ -8,6 +8,7 @@ refunds are :mod:`tuition.web.admin_refunds`, a customer's wallet is
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
 
@@ -16,28 +17,43 @@ from fastapi.responses import Response
 
 from tuition.api.deps import get_container
 from tuition.domain.ledger import AccountType, display_balance
+from tuition.domain.money import format_amount, get_currency
+from tuition.domain.operators import Permission
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.services import admin as admin_service
 from tuition.services.ledger import verify_ledger
-from tuition.store.admin import AdminRepository, OrderSearch
-from tuition.store.payments import PaymentFilter
+from tuition.store.admin import ORDER_SORTS, AdminRepository, OrderSearch, PaymentSearch
 from tuition.web import admin_dashboard, admin_session
+from tuition.web.admin_audit import router as audit_router
 from tuition.web.admin_bank_transfers import router as bank_transfers_router
 from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
-from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
+from tuition.web.admin_developers import router as developers_router
+from tuition.web.admin_filters import (
+    BAD_CHOICE,
+    PAGE,
+    Text,
+    checked_choice,
+    checked_days,
+    csv_response,
+)
+from tuition.web.admin_operators import router as operators_router
 from tuition.web.admin_order import router as order_router
+from tuition.web.admin_payment import router as payment_router
 from tuition.web.admin_payout_runs import router as payout_runs_router
 from tuition.web.admin_payouts import router as payouts_router
 from tuition.web.admin_reconciliation import router as reconciliation_router
 from tuition.web.admin_refunds import router as refunds_router
+from tuition.web.admin_roles import requires
 from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
 from tuition.web.admin_subscriptions import router as subscriptions_router
+from tuition.web.admin_two_factor import router as two_factor_router
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 routers = [
     admin_session.router,
+    two_factor_router,
     admin_dashboard.router,
     refunds_router,
     bank_transfers_router,
@@ -47,11 +63,34 @@ routers = [
     payouts_router,
     payout_runs_router,
     subscriptions_router,
+    operators_router,
+    audit_router,
+    payment_router,
+    developers_router,
     router,
 ]
 
 Day = Annotated[str, Query(alias="from", max_length=10)]
 UntilDay = Annotated[str, Query(alias="to", max_length=10)]
+
+
+def _order_search(
+    request: Request, q: str, status: str, channel: str, customer: str, start: str, end: str
+) -> tuple[OrderSearch, dict[str, str]]:
+    container = get_container(request)
+    errors: dict[str, str] = {}
+    created_gte, created_lt = checked_days(start, end, container.settings.zone, errors)
+    if channel and channel not in {c.slug for c in container.registry}:
+        errors["channel"] = BAD_CHOICE
+    search = OrderSearch(
+        text=q.strip() or None,
+        status=checked_choice(OrderStatus, status, "status", errors),
+        channel=channel or None,
+        customer_id=customer.strip() or None,
+        created_gte=created_gte,
+        created_lt=created_lt,
+    )
+    return search, errors
 
 
 @router.get("/admin/orders")
@@ -64,22 +103,20 @@ async def orders(
     customer: Text = "",
     start: Day = "",
     end: UntilDay = "",
-    after: Text = "",
+    sort: Text = "newest",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end)
-    search = OrderSearch(
-        text=q.strip() or None,
-        status=choice(OrderStatus, status),
-        channel=channel or None,
-        customer_id=customer.strip() or None,
-        created_gte=created_gte,
-        created_lt=created_lt,
-    )
-    async with container.uow() as uow:
-        found, more = await AdminRepository(uow.conn).search_orders(
-            search, limit=PAGE, starting_after=after or None
-        )
+    search, errors = _order_search(request, q, status, channel, customer, start, end)
+    if sort not in ORDER_SORTS:
+        errors["sort"] = BAD_CHOICE
+    found: list[Any] = []
+    total = 0
+    if not errors:
+        async with container.uow() as uow:
+            found, total = await AdminRepository(uow.conn).orders_page(
+                search, sort=sort, limit=PAGE, offset=offset
+            )
     filters = {
         "q": q,
         "status": status,
@@ -87,58 +124,238 @@ async def orders(
         "customer": customer,
         "from": start,
         "to": end,
+        "sort": sort,
     }
+
+    def at(n: int) -> str:
+        return str(request.url.include_query_params(offset=n))
+
+    query = request.url.query
     return _page(
         request,
         "admin/orders.html",
         operator,
         "orders",
+        status_code=422 if errors else 200,
         orders=found,
-        more=more,
+        total=total,
+        first=offset + 1 if found else 0,
+        last=offset + len(found),
+        previous_url=at(max(0, offset - PAGE)) if offset > 0 else None,
+        next_url=at(offset + PAGE) if offset + PAGE < total else None,
         filters=filters,
+        errors=errors,
+        sorts=ORDER_SORTS,
         statuses=list(OrderStatus),
         channels=[c.slug for c in container.registry],
-        next_url=next_url(request, found[-1].id) if more and found else None,
+        csv_url="/admin/orders.csv" + (f"?{query}" if query else ""),
     )
+
+
+ORDERS_CSV = [
+    "order",
+    "customer",
+    "status",
+    "currency",
+    "total",
+    "discount",
+    "tax",
+    "coupon",
+    "created",
+    "paid",
+]
+
+
+@router.get("/admin/orders.csv")
+@requires(Permission.EXPORT)
+async def orders_csv(
+    request: Request,
+    operator: OperatorDep,
+    q: Text = "",
+    status: Text = "",
+    channel: Text = "",
+    customer: Text = "",
+    start: Day = "",
+    end: UntilDay = "",
+) -> Response:
+    """Every order as filtered on the page, streamed: amounts in major units with their
+    currency, times in the platform's time zone."""
+    container = get_container(request)
+    search, errors = _order_search(request, q, status, channel, customer, start, end)
+    if errors:
+        return Response(
+            "; ".join(f"{k}: malformed" for k in sorted(errors)) + "\n", status_code=422
+        )
+    zone = container.settings.zone
+
+    def row(o: Any) -> list[str]:
+        unit = get_currency(o.currency)
+        return [
+            o.id,
+            o.customer_id,
+            o.status.value,
+            o.currency,
+            format_amount(o.total, unit),
+            format_amount(o.discount_total, unit),
+            format_amount(o.tax_total, unit),
+            o.coupon_code or "",
+            o.created_at.astimezone(zone).isoformat(timespec="seconds"),
+            o.paid_at.astimezone(zone).isoformat(timespec="seconds") if o.paid_at else "",
+        ]
+
+    async def records() -> AsyncIterator[list[str]]:
+        async with container.uow() as uow:
+            async for order in AdminRepository(uow.conn).stream_orders(search):
+                yield row(order)
+
+    return csv_response("orders.csv", ORDERS_CSV, records())
+
+
+def _payment_search(
+    request: Request, q: str, status: str, channel: str, customer: str, start: str, end: str
+) -> tuple[PaymentSearch, dict[str, str]]:
+    container = get_container(request)
+    errors: dict[str, str] = {}
+    created_gte, created_lt = checked_days(start, end, container.settings.zone, errors)
+    if channel and channel not in {c.slug for c in container.registry}:
+        errors["channel"] = BAD_CHOICE
+    chosen = checked_choice(PaymentStatus, status, "status", errors)
+    search = PaymentSearch(
+        text=q.strip() or None,
+        status=chosen.value if chosen else None,
+        channel=channel or None,
+        customer_id=customer.strip() or None,
+        created_gte=created_gte,
+        created_lt=created_lt,
+    )
+    return search, errors
 
 
 @router.get("/admin/payments")
 async def payments(
     request: Request,
     operator: OperatorDep,
+    q: Text = "",
     status: Text = "",
     channel: Text = "",
     customer: Text = "",
     start: Day = "",
     end: UntilDay = "",
-    after: Text = "",
+    sort: Text = "newest",
+    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end)
-    filt = PaymentFilter(
-        customer_id=customer.strip() or None,
-        status=choice(PaymentStatus, status),
-        channel=channel or None,
-        created_gte=created_gte,
-        created_lt=created_lt,
-    )
-    async with container.uow() as uow:
-        found, more = await uow.payments.find(filt, limit=PAGE, starting_after=after or None)
+    search, errors = _payment_search(request, q, status, channel, customer, start, end)
+    if sort not in ORDER_SORTS:
+        errors["sort"] = BAD_CHOICE
+    found: list[Any] = []
+    total = 0
+    if not errors:
+        async with container.uow() as uow:
+            found, total = await AdminRepository(uow.conn).payments_page(
+                search, sort=sort, limit=PAGE, offset=offset
+            )
     automatic = await admin_service.automatic_refunds(container.uow(), found)
-    filters = {"status": status, "channel": channel, "customer": customer, "from": start, "to": end}
+    filters = {
+        "q": q,
+        "status": status,
+        "channel": channel,
+        "customer": customer,
+        "from": start,
+        "to": end,
+        "sort": sort,
+    }
+
+    def at(n: int) -> str:
+        return str(request.url.include_query_params(offset=n))
+
+    query = request.url.query
     return _page(
         request,
         "admin/payments.html",
         operator,
         "payments",
+        status_code=422 if errors else 200,
         payments=found,
         automatic=automatic,
-        more=more,
+        total=total,
+        first=offset + 1 if found else 0,
+        last=offset + len(found),
+        previous_url=at(max(0, offset - PAGE)) if offset > 0 else None,
+        next_url=at(offset + PAGE) if offset + PAGE < total else None,
         filters=filters,
+        errors=errors,
         statuses=list(PaymentStatus),
         channels=[c.slug for c in container.registry],
-        next_url=next_url(request, found[-1].id) if more and found else None,
+        csv_url="/admin/payments.csv" + (f"?{query}" if query else ""),
     )
+
+
+PAYMENTS_CSV = [
+    "payment",
+    "order",
+    "customer",
+    "channel",
+    "method",
+    "status",
+    "currency",
+    "amount",
+    "fee",
+    "refunded",
+    "trade_no",
+    "created",
+    "succeeded",
+]
+
+
+@router.get("/admin/payments.csv")
+@requires(Permission.EXPORT)
+async def payments_csv(
+    request: Request,
+    operator: OperatorDep,
+    q: Text = "",
+    status: Text = "",
+    channel: Text = "",
+    customer: Text = "",
+    start: Day = "",
+    end: UntilDay = "",
+) -> Response:
+    """Every payment as filtered on the page, streamed; amounts in major units."""
+    container = get_container(request)
+    search, errors = _payment_search(request, q, status, channel, customer, start, end)
+    if errors:
+        return Response(
+            "; ".join(f"{k}: malformed" for k in sorted(errors)) + "\n", status_code=422
+        )
+    zone = container.settings.zone
+
+    def when(moment: Any) -> str:
+        return moment.astimezone(zone).isoformat(timespec="seconds") if moment else ""
+
+    def row(p: Any) -> list[str]:
+        unit = get_currency(p.currency)
+        return [
+            p.id,
+            p.order_id,
+            p.customer_id,
+            p.channel,
+            p.method,
+            p.status.value,
+            p.currency,
+            format_amount(p.amount, unit),
+            format_amount(p.fee, unit) if p.fee is not None else "",
+            format_amount(p.amount_refunded, unit),
+            p.channel_trade_no or "",
+            when(p.created_at),
+            when(p.succeeded_at),
+        ]
+
+    async def records() -> AsyncIterator[list[str]]:
+        async with container.uow() as uow:
+            async for payment in AdminRepository(uow.conn).stream_payments(search):
+                yield row(payment)
+
+    return csv_response("payments.csv", PAYMENTS_CSV, records())
 
 
 @router.get("/admin/ledger")
@@ -147,6 +364,7 @@ async def ledger(request: Request, operator: OperatorDep) -> Response:
 
 
 @router.post("/admin/ledger/verify")
+@requires(Permission.LEDGER)
 async def ledger_verify(
     request: Request, operator: OperatorDep, csrf_token: Annotated[str, Form(max_length=100)] = ""
 ) -> Response:

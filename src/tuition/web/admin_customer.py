@@ -27,13 +27,16 @@ from tuition.api.payments import payment_deps
 from tuition.domain.errors import TuitionError, ValidationFailed
 from tuition.domain.ids import Prefix
 from tuition.domain.money import get_currency, parse_decimal_amount
+from tuition.domain.operators import Permission
 from tuition.services import admin as admin_service
+from tuition.services import audit
 from tuition.services import wallet as wallet_service
 from tuition.store.admin import AdminRepository, OrderSearch
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, next_url
 from tuition.web.admin_order import Problem
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_roles import requires
+from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -93,18 +96,25 @@ def customer_url(customer_id: str) -> str:
 
 @router.get("/admin/customers")
 async def find(request: Request, operator: OperatorDep, q: Text = "") -> Response:
-    """Find a customer by exact id: straight to their page."""
+    """Find customers by the start of their id, in any case; an id that is the only
+    match (or matches nobody yet) goes straight to its page."""
     wanted = q.strip()
+    found: list[str] = []
     if wanted and _valid(wanted):
-        return secure(RedirectResponse(customer_url(wanted), status_code=303))
+        async with get_container(request).uow() as uow:
+            found = await AdminRepository(uow.conn).customers_starting(wanted, limit=PAGE + 1)
+        if not found or found == [wanted]:
+            return secure(RedirectResponse(customer_url(wanted), status_code=303))
     return page(
         request,
         "admin/customers.html",
         operator,
         "customers",
         q=wanted,
-        invalid=bool(wanted),
-        status_code=404 if wanted else 200,
+        found=found[:PAGE],
+        more=len(found) > PAGE,
+        invalid=bool(wanted) and not _valid(wanted),
+        status_code=404 if wanted and not _valid(wanted) else 200,
     )
 
 
@@ -181,6 +191,7 @@ async def customer_page(
 
 
 @router.post("/admin/customers/{customer_id}/adjustments")
+@requires(Permission.WALLET)
 async def adjust(request: Request, operator: OperatorDep, customer_id: CustomerPath) -> Response:
     form = await request.form()
     if not csrf_ok(operator.csrf_token, _text(form, "csrf_token")):
@@ -199,9 +210,21 @@ async def adjust(request: Request, operator: OperatorDep, customer_id: CustomerP
                 created_by=f"admin:{operator.user.email}",
                 key=(_text(form, "adjustment_key") or None),
             ),
-            container.uow(),
+            audit.AuditedUnitOfWork(
+                container.engine,
+                actor=actor(request, operator),
+                action="wallet.adjusted",
+                subject=customer_id,
+                clock=container.clock,
+                details={
+                    "currency": asked.currency,
+                    "amount": asked.amount,
+                    "reason": asked.reason,
+                },
+            ),
             deps=payment_deps(container),
         )
+        await audit.seal(container.uow())
     except TuitionError as exc:
         return await customer_page(
             request,

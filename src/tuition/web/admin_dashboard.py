@@ -13,7 +13,7 @@ from tuition.api.deps import get_container
 from tuition.services import dashboard as dashboard_service
 from tuition.web import charts, labels
 from tuition.web.admin_session import Operator, OperatorDep
-from tuition.web.i18n import Formatter, gettext_for, negotiate
+from tuition.web.i18n import Formatter, gettext_for, negotiate, zone_name
 from tuition.web.pages import render
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -28,8 +28,15 @@ def page(
     status_code: int = 200,
     **ctx: Any,
 ) -> Response:
-    """Render a console page with what the layout needs (operator, CSRF token, section)."""
-    context = {"operator": operator, "csrf_token": operator.csrf_token, "section": section}
+    """Render a console page with what the layout needs (operator, CSRF token, section,
+    the business time zone its times are shown in)."""
+    container = get_container(request)
+    context = {
+        "operator": operator,
+        "csrf_token": operator.csrf_token,
+        "section": section,
+        "time_zone": zone_name(container.settings.zone, container.clock.now()),
+    }
     return render(request, template, {**context, "labels": labels, **ctx}, status_code=status_code)
 
 
@@ -37,7 +44,9 @@ def page(
 async def dashboard(request: Request, operator: OperatorDep, days: int = 14) -> Response:
     container = get_container(request)
     days = days if days in (7, 14, 30) else 14
-    board = await dashboard_service.dashboard(container.uow(), clock=container.clock, days=days)
+    board = await dashboard_service.dashboard(
+        container.uow(), clock=container.clock, zone=container.settings.zone, days=days
+    )
     from tuition.web.admin_subscriptions import subscription_kpis  # it imports page()
 
     subs = await subscription_kpis(container.uow(), container.clock.now())

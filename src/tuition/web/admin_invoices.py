@@ -19,10 +19,12 @@ from tuition.api.deps import get_container
 from tuition.domain.errors import NotFound, TuitionError
 from tuition.domain.ids import Prefix
 from tuition.domain.invoices import MAX_PDF_BYTES, InvoiceStatus
+from tuition.domain.operators import Permission
 from tuition.services import invoices as invoice_service
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, choice, next_url
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_roles import requires
+from tuition.web.admin_session import Operator, OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -94,6 +96,7 @@ async def invoice_pdf(request: Request, operator: OperatorDep, request_id: Reque
 
 
 @router.post("/admin/invoices/{request_id}/issue")
+@requires(Permission.INVOICES)
 async def issue(request: Request, operator: OperatorDep, request_id: RequestPath) -> Response:
     form = await request.form(max_files=1, max_fields=10, max_part_size=MAX_PDF_BYTES + 1)
     if not csrf_ok(operator.csrf_token, _field(form.get("csrf_token"))):
@@ -114,7 +117,7 @@ async def issue(request: Request, operator: OperatorDep, request_id: RequestPath
                 pdf=pdf,
                 issued_by=f"admin:{operator.user.email}",
             ),
-            container.uow(),
+            audited(request, operator, "invoice.issued", request_id),
             clock=container.clock,
         )
     except TuitionError as exc:
@@ -123,6 +126,7 @@ async def issue(request: Request, operator: OperatorDep, request_id: RequestPath
 
 
 @router.post("/admin/invoices/{request_id}/reject")
+@requires(Permission.INVOICES)
 async def reject(request: Request, operator: OperatorDep, request_id: RequestPath) -> Response:
     form = await request.form(max_files=0, max_fields=10)
     if not csrf_ok(operator.csrf_token, _field(form.get("csrf_token"))):
@@ -135,7 +139,7 @@ async def reject(request: Request, operator: OperatorDep, request_id: RequestPat
                 reason=_field(form.get("reason")),
                 rejected_by=f"admin:{operator.user.email}",
             ),
-            container.uow(),
+            audited(request, operator, "invoice.rejected", request_id),
             clock=container.clock,
         )
     except TuitionError as exc:

@@ -14,11 +14,13 @@ from tuition.api.deps import get_container
 from tuition.api.payouts import payout_deps
 from tuition.domain.earnings import mask_account
 from tuition.domain.errors import TuitionError
+from tuition.domain.operators import Permission
 from tuition.services import earnings as earnings_service
 from tuition.services import payouts as payout_service
 from tuition.services.payouts import tax_month
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_session import OperatorDep, csrf_ok, refused
+from tuition.web.admin_roles import requires
+from tuition.web.admin_session import OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -72,6 +74,7 @@ async def payee_page(
 
 
 @router.post("/admin/payees/{payee_id}/payouts/{payout_id}/retry")
+@requires(Permission.PAYOUTS)
 async def retry_payout(
     request: Request, operator: OperatorDep, payee_id: PayeePath, payout_id: str
 ) -> Response:
@@ -93,7 +96,9 @@ async def retry_payout(
             amount=failed.amount,
             requested_by=f"admin:{operator.user.email}",
         )
-        made = await payout_service.create_payout(cmd, container.uow(), deps=deps)
+        made = await payout_service.create_payout(
+            cmd, audited(request, operator, "payout.retried", payout_id), deps=deps
+        )
         if made.method != "bank":
             await payout_service.submit_payout(container.uow(), made.id, deps=deps)
     except TuitionError as exc:

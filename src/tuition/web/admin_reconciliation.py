@@ -1,8 +1,8 @@
 """Reconciliation in the console: runs per channel and day, their cases with filters,
 resolving a case, and a CSV export of cases.
 
-There are no roles yet: every signed-in operator may resolve a case, recorded as
-``admin:<operator email>``. Resolving posts a form that checks the session's CSRF token;
+Resolving a case and the CSV export need the finance role (or owner); a resolution is
+recorded as ``admin:<operator email>``. Resolving posts a form that checks the session's CSRF token;
 a refusal (the case is no longer open) shows the run again with the error.
 """
 
@@ -18,12 +18,14 @@ from fastapi.responses import RedirectResponse, Response
 
 from tuition.api.deps import get_container
 from tuition.domain.errors import NotFound, TuitionError
+from tuition.domain.operators import Permission
 from tuition.domain.reconciliation import CaseKind, CaseState
 from tuition.services import reconciliation as service
 from tuition.store.reconciliation import CaseRecord, ReconciliationRepository
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import Text, choice
-from tuition.web.admin_session import OperatorDep, csrf_ok, refused
+from tuition.web.admin_roles import requires
+from tuition.web.admin_session import OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -100,6 +102,7 @@ async def runs(
 
 
 @router.get("/admin/reconciliations/cases.csv")
+@requires(Permission.EXPORT)
 async def cases_csv(
     request: Request,
     operator: OperatorDep,
@@ -152,6 +155,7 @@ async def run_page(
 
 
 @router.post("/admin/reconciliations/{run_id}/cases/{case_id}/resolve")
+@requires(Permission.RECONCILIATION)
 async def resolve(
     request: Request,
     operator: OperatorDep,
@@ -178,7 +182,9 @@ async def resolve(
                     resolved_by=f"admin:{operator.user.email}",
                     note=note.strip(),
                 ),
-                container.uow(),
+                audited(
+                    request, operator, "reconciliation.case_resolved", case_id, state=target.value
+                ),
                 clock=container.clock,
             )
         except NotFound:

@@ -1,8 +1,10 @@
 """Refunds in the console: the refund form of an order page, its confirmation step,
 retrying a failed refund, and the list of refunds.
 
-Every signed-in operator may refund (roles come later); a refund is recorded as asked
-by ``admin:<operator email>``, and so is an override of the refund rules. Nothing is
+Finance and owners may refund any amount, support operators up to
+``TUITION_SUPPORT_REFUND_LIMIT`` at once, viewers not at all (domain/operators.py); a
+refund is recorded as asked by ``admin:<operator email>``, and so is an override of the
+refund rules. Nothing is
 refunded on a GET: the order page's form posts to a confirmation page, whose button posts
 the refund; both check the session's CSRF token. A refused refund writes nothing and
 shows the order page with the rule's code and message; a refund made redirects to the
@@ -20,17 +22,20 @@ from starlette.datastructures import FormData
 
 from tuition.api.deps import get_container
 from tuition.api.refunds import refund_deps
-from tuition.domain.errors import NotFound, TuitionError, ValidationFailed
+from tuition.domain.errors import NotFound, PermissionDenied, TuitionError, ValidationFailed
 from tuition.domain.money import format_amount, get_currency, parse_decimal_amount
+from tuition.domain.operators import Permission, refund_within_limit
 from tuition.domain.payments import RefundStatus
 from tuition.domain.refunds import LineRequest, RefundReason
 from tuition.services import admin as admin_service
+from tuition.services import audit
 from tuition.services import refunds as refund_service
 from tuition.store.refunds import RefundFilter
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
 from tuition.web.admin_order import REFUNDABLE, Problem, RefundLine, order_page, refund_lines
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_roles import requires
+from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
 from tuition.web.pages import render, secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -164,6 +169,25 @@ def estimate(refund: RefundForm, lines: list[RefundLine]) -> Estimate:
     return Estimate(total, rows, stuck, total > available or total == 0)
 
 
+class RefundOverLimit(PermissionDenied):
+    """More than the operator's role may refund at once."""
+
+    default_code = "refund_over_role_limit"
+
+
+def check_limit(request: Request, operator: Operator, amount: int, currency: str) -> None:
+    """Raise :class:`RefundOverLimit` when ``amount`` is beyond the operator's role."""
+    limits = get_container(request).settings.support_refund_limit
+    if refund_within_limit(operator.role, amount, currency, limits):
+        return
+    limit = limits.get(currency, 0)
+    raise RefundOverLimit(
+        f"the {operator.role} role may refund at most "
+        f"{format_amount(limit, get_currency(currency))} {currency} at once",
+        param="amount",
+    )
+
+
 async def _order_or_404(request: Request, operator: Operator, order_id: str) -> Any:
     async with get_container(request).uow() as uow:
         order = await uow.orders.get(order_id)
@@ -178,6 +202,7 @@ async def _order_or_404(request: Request, operator: Operator, order_id: str) -> 
 
 
 @router.post("/admin/orders/{order_id}/refunds/confirm")
+@requires(Permission.REFUND)
 async def confirm(request: Request, operator: OperatorDep, order_id: ObjectId) -> Response:
     """The confirmation step: what will be refunded, and the button that does it."""
     form = await request.form()
@@ -193,6 +218,11 @@ async def confirm(request: Request, operator: OperatorDep, order_id: ObjectId) -
     container = get_container(request)
     timeline = await admin_service.order_timeline(container.uow(), order_id)
     lines = await refund_lines(container, timeline) if order.status in REFUNDABLE else []
+    planned = estimate(asked, lines)
+    try:
+        check_limit(request, operator, planned.total, order.currency)
+    except TuitionError as exc:
+        return await _problem(request, operator, order_id, exc, form)
     return page(
         request,
         "admin/refund_confirm.html",
@@ -200,7 +230,7 @@ async def confirm(request: Request, operator: OperatorDep, order_id: ObjectId) -
         "orders",
         order=order,
         asked=asked,
-        estimate=estimate(asked, lines),
+        estimate=planned,
         hidden=asked.hidden_fields(order.currency),
         paying=next(
             (
@@ -214,6 +244,7 @@ async def confirm(request: Request, operator: OperatorDep, order_id: ObjectId) -
 
 
 @router.post("/admin/orders/{order_id}/refunds")
+@requires(Permission.REFUND)
 async def create(request: Request, operator: OperatorDep, order_id: ObjectId) -> Response:
     form = await request.form()
     if not csrf_ok(operator.csrf_token, _text(form, "csrf_token")):
@@ -224,6 +255,11 @@ async def create(request: Request, operator: OperatorDep, order_id: ObjectId) ->
     container = get_container(request)
     try:
         asked = parse_form(form, order.currency, len(order.lines))
+        if not operator.may(Permission.REFUND_ANY_AMOUNT):
+            # What "everything" or the lines come to, as the confirmation page showed.
+            timeline = await admin_service.order_timeline(container.uow(), order_id)
+            lines = await refund_lines(container, timeline) if order.status in REFUNDABLE else []
+            check_limit(request, operator, estimate(asked, lines).total, order.currency)
         refund = await refund_service.create_refund(
             refund_service.CreateRefund(
                 order_id=order_id,
@@ -233,15 +269,23 @@ async def create(request: Request, operator: OperatorDep, order_id: ObjectId) ->
                 override=asked.override,
                 requested_by=f"admin:{operator.user.email}",
             ),
-            container.uow(),
+            audit.AuditedUnitOfWork(
+                container.engine,
+                actor=actor(request, operator),
+                action="refund.created",
+                subject=order_id,
+                clock=container.clock,
+            ),
             deps=refund_deps(container),
         )
+        await audit.seal(container.uow())
     except TuitionError as exc:
         return await _problem(request, operator, order_id, exc, form)
     return _to_order(order_id, refund.id)
 
 
 @router.post("/admin/refunds/{refund_id}/retry")
+@requires(Permission.REFUND)
 async def retry(
     request: Request,
     operator: OperatorDep,
@@ -261,12 +305,20 @@ async def retry(
             status_code=404,
         )
     try:
+        check_limit(request, operator, failed.amount, failed.currency)
         again = await refund_service.retry_refund(
-            container.uow(),
+            audit.AuditedUnitOfWork(
+                container.engine,
+                actor=actor(request, operator),
+                action="refund.retried",
+                subject=refund_id,
+                clock=container.clock,
+            ),
             refund_id,
             requested_by=f"admin:{operator.user.email}",
             deps=refund_deps(container),
         )
+        await audit.seal(container.uow())
     except TuitionError as exc:
         return await _problem(request, operator, failed.order_id, exc, None)
     return _to_order(failed.order_id, again.id)
@@ -306,7 +358,7 @@ async def refunds(
     after: Text = "",
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end)
+    created_gte, created_lt = day_range(start, end, container.settings.zone)
     filt = RefundFilter(
         order_id=order.strip() or None,
         customer_id=customer.strip() or None,

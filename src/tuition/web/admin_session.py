@@ -11,16 +11,20 @@ from __future__ import annotations
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Depends, Form, HTTPException, Query, Request
 from fastapi.responses import RedirectResponse, Response
 
-from tuition.api.deps import Container, live_container
+from tuition.api.deps import Container, get_container, live_container
 from tuition.domain.modes import Mode
+from tuition.domain.operators import Permission, permits
 from tuition.services import admin as admin_service
+from tuition.services.audit import Actor, AuditedUnitOfWork
 from tuition.store.admin import AdminSession, AdminUser
+from tuition.web import labels
+from tuition.web.admin_roles import authorize, marks, requires
 from tuition.web.i18n import N_, gettext_for, negotiate
 from tuition.web.pages import render, secure
 
@@ -46,18 +50,34 @@ class Operator:
     def csrf_token(self) -> str:
         return self.session.csrf_token
 
+    @property
+    def role(self) -> str:
+        return self.user.role
 
-async def signed_in(request: Request) -> Operator:
-    """Dependency: the operator, or a redirect to the login page (303 with Location)."""
+    @property
+    def role_label(self) -> str:
+        """The role's name in English, to be translated where shown."""
+        return labels.ROLES.get(self.user.role, self.user.role)
+
+    def may(self, permission: Permission) -> bool:
+        return permits(self.user.role, permission)
+
+
+def _here(request: Request) -> str:
+    return quote(request.url.path + (f"?{request.url.query}" if request.url.query else ""), safe="")
+
+
+async def half_signed_in(request: Request) -> Operator:
+    """Dependency of the two-factor pages: the operator whose password was right, their
+    second factor given or not; else a redirect to the login page."""
     token = request.cookies.get(SESSION_COOKIE)
     container = live_container(request)
     found = None
     if token:
         found = await admin_service.current_session(container.uow(), token, clock=container.clock)
     if found is None:
-        target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
         raise HTTPException(
-            status_code=303, headers={"Location": f"/admin/login?next={quote(target, safe='')}"}
+            status_code=303, headers={"Location": f"/admin/login?next={_here(request)}"}
         )
     # The pages show (and act on) the data of the mode the operator chose.
     request.state.mode = console_mode(request)
@@ -65,11 +85,66 @@ async def signed_in(request: Request) -> Operator:
 
 
 def console_mode(request: Request) -> Mode:
-    """The mode whose data the console shows: the operator's choice, live by default."""
-    return "test" if request.cookies.get(MODE_COOKIE) == "test" else "live"
+    """The mode whose data the console shows: the operator's choice, else
+    ``TUITION_CONSOLE_MODE`` (live unless set; ``make demo`` sets test)."""
+    chosen = request.cookies.get(MODE_COOKIE)
+    if chosen in ("live", "test"):
+        return "test" if chosen == "test" else "live"
+    return live_container(request).settings.console_mode
+
+
+async def signed_in(request: Request) -> Operator:
+    """Dependency: the operator, or a redirect to the login page (or to the second
+    factor still due), 303 with Location; then the role check of the route."""
+    operator = await half_signed_in(request)
+    if operator.session.second_factor_pending:
+        raise HTTPException(
+            status_code=303,
+            headers={"Location": f"/admin/login/two-factor?next={_here(request)}"},
+        )
+    authorize(request, operator.role)  # what the route needs, for every page and action
+    return operator
 
 
 OperatorDep = Annotated[Operator, Depends(signed_in)]
+
+
+class _Requirement:
+    """The dependency of :func:`require_role`: its mark says what the route needs (read
+    by :func:`tuition.web.admin_roles.needed`); it returns the operator let through."""
+
+    def __init__(self, permissions: frozenset[Permission]) -> None:
+        self.__dict__.update(marks(permissions))
+
+    async def __call__(self, operator: OperatorDep) -> Operator:
+        return operator
+
+
+def require_role(*permissions: Permission) -> Any:
+    """``Depends(...)`` for a console route whose operator must hold ``permissions``:
+    ``operator: Annotated[Operator, require_role(Permission.PAYOUTS)]``."""
+    return Depends(_Requirement(frozenset(permissions)))
+
+
+def actor(request: Request, operator: Operator) -> Actor:
+    """Who the audit trail names for a change made on this request."""
+    return Actor.operator(operator.user.email, request.client.host if request.client else None)
+
+
+def audited(
+    request: Request, operator: Operator, action: str, subject: str, **details: object
+) -> AuditedUnitOfWork:
+    """A unit of work for a console change: the service's transaction that makes it also
+    writes the audit record (services/audit.py)."""
+    container = get_container(request)
+    return AuditedUnitOfWork(
+        container.engine,
+        actor=actor(request, operator),
+        action=action,
+        subject=subject,
+        clock=container.clock,
+        details=details or None,
+    )
 
 
 def csrf_ok(expected: str | None, given: str | None) -> bool:
@@ -85,7 +160,7 @@ def _secure_cookies(container: Container) -> bool:
     return container.settings.base_url.startswith("https://")
 
 
-def _safe_next(target: str | None) -> str:
+def safe_next(target: str | None) -> str:
     # Only back into the console: never an open redirect to another site.
     if target and target.startswith("/admin") and not target.startswith("//"):
         return target
@@ -98,9 +173,15 @@ async def login_page(
 ) -> Response:
     container = live_container(request)
     token = request.cookies.get(SESSION_COOKIE)
-    if token and await admin_service.current_session(container.uow(), token, clock=container.clock):
-        return secure(RedirectResponse(_safe_next(next), status_code=303))
-    return _login_form(request, container, next=_safe_next(next))
+    found = None
+    if token:
+        found = await admin_service.current_session(container.uow(), token, clock=container.clock)
+    if found is not None:
+        target = safe_next(next)
+        if found[0].second_factor_pending:
+            target = f"/admin/login/two-factor?next={quote(target, safe='')}"
+        return secure(RedirectResponse(target, status_code=303))
+    return _login_form(request, container, next=safe_next(next))
 
 
 def _login_form(
@@ -159,9 +240,12 @@ async def login(
         # One answer for a wrong email, a wrong password and a throttled attempt.
         message = gettext_for(locale, LOGIN_REFUSED)
         return _login_form(
-            request, container, next=_safe_next(next), error=message, email=email, status_code=401
+            request, container, next=safe_next(next), error=message, email=email, status_code=401
         )
-    response = secure(RedirectResponse(_safe_next(next), status_code=303))
+    target = safe_next(next)
+    if opened.session.second_factor_pending:
+        target = f"/admin/login/two-factor?next={quote(target, safe='')}"
+    response = secure(RedirectResponse(target, status_code=303))
     response.set_cookie(
         SESSION_COOKIE,
         opened.token,
@@ -176,9 +260,10 @@ async def login(
 
 
 @router.post("/admin/logout")
+@requires(Permission.READ)
 async def logout(
     request: Request,
-    operator: OperatorDep,
+    operator: Annotated[Operator, Depends(half_signed_in)],
     csrf_token: Annotated[str, Form(max_length=100)] = "",
 ) -> Response:
     if not csrf_ok(operator.csrf_token, csrf_token):
@@ -186,14 +271,28 @@ async def logout(
     container = live_container(request)
     token = request.cookies.get(SESSION_COOKIE, "")
     await admin_service.logout(container.uow(), token, clock=container.clock)
+    return signed_out()
+
+
+def signed_out() -> Response:
+    """Back to the login page, the session cookie gone."""
     response = secure(RedirectResponse("/admin/login", status_code=303))
     response.delete_cookie(SESSION_COOKIE, path="/admin")
     return response
 
 
-@router.get("/admin/mode")
-async def switch_mode(request: Request, operator: OperatorDep, to: str = "live") -> Response:
-    """Show test mode's data (``to=test``) or live mode's: a view setting, not a change."""
+@router.post("/admin/mode")
+async def switch_mode(
+    request: Request,
+    operator: Annotated[Operator, require_role(Permission.READ)],
+    to: Annotated[str, Form(max_length=10)] = "live",
+    csrf_token: Annotated[str, Form(max_length=100)] = "",
+) -> Response:
+    """Show test mode's data (``to=test``) or live mode's: a view setting, not a change
+    of data, but a form with the session's CSRF token all the same, so no other site can
+    switch what an operator is looking at."""
+    if not csrf_ok(operator.csrf_token, csrf_token):
+        return refused(request)
     mode: Mode = "test" if to == "test" else "live"
     response = secure(RedirectResponse("/admin", status_code=303))
     response.set_cookie(

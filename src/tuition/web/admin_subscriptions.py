@@ -16,13 +16,15 @@ from fastapi.responses import RedirectResponse, Response
 from tuition.api.deps import get_container
 from tuition.domain.errors import TuitionError
 from tuition.domain.ids import Prefix
+from tuition.domain.operators import Permission
 from tuition.domain.subscriptions import SubscriptionStatus, churn_rate, monthly_recurring_revenue
 from tuition.services import subscriptions as subscription_service
 from tuition.store.subscriptions import SubscriptionFilter
 from tuition.store.uow import UnitOfWork
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, choice, next_url
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_roles import requires
+from tuition.web.admin_session import Operator, OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -115,6 +117,7 @@ async def subscription(
 
 
 @router.post("/admin/subscriptions/{subscription_id}/{action}")
+@requires(Permission.SUBSCRIPTIONS)
 async def act(
     request: Request,
     operator: OperatorDep,
@@ -129,11 +132,13 @@ async def act(
     try:
         if action == "resume":
             await subscription_service.resume_subscription(
-                container.uow(), subscription_id, clock=container.clock
+                audited(request, operator, "subscription.resumed", subscription_id),
+                subscription_id,
+                clock=container.clock,
             )
         else:
             await subscription_service.cancel_subscription(
-                container.uow(),
+                audited(request, operator, f"subscription.{action}", subscription_id),
                 subscription_id,
                 at_period_end=action == "cancel",
                 clock=container.clock,

@@ -14,7 +14,7 @@ Update the catalogs after changing a message (from ``src/tuition/web``)::
 from __future__ import annotations
 
 import gettext
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta, tzinfo
 from decimal import Decimal
 from functools import lru_cache
 from io import BytesIO
@@ -136,11 +136,29 @@ class Formatter:
             return "—"
         return format_percent(value, format="#,##0.0%", locale=self.locale)
 
-    def when(self, moment: datetime | None, style: str = "medium") -> str:
-        """A UTC time, labelled as such (operators compare it with gateway records)."""
+    def when(self, moment: datetime | None, style: str = "medium", zone: tzinfo = UTC) -> str:
+        """A time in ``zone`` (the platform's business time zone on console pages),
+        labelled with its offset, ``2026-11-01 17:00:00 UTC+8``; ``style="date"`` gives
+        the day in that zone only."""
         if moment is None:
             return "—"
-        utc = moment.astimezone(UTC)
-        return (
-            utc.strftime("%Y-%m-%d") if style == "date" else utc.strftime("%Y-%m-%d %H:%M:%S UTC")
-        )
+        local = moment.astimezone(zone)
+        if style == "date":
+            return local.strftime("%Y-%m-%d")
+        return f"{local.strftime('%Y-%m-%d %H:%M:%S')} {utc_offset(local.utcoffset())}"
+
+
+def utc_offset(offset: timedelta | None) -> str:
+    """``UTC``, ``UTC+8``, ``UTC+5:30`` or ``UTC-3:30``: how far a zone is from UTC."""
+    if not offset:
+        return "UTC"
+    sign = "+" if offset > timedelta(0) else "-"
+    minutes = abs(int(offset.total_seconds())) // 60
+    hours, rest = divmod(minutes, 60)
+    return f"UTC{sign}{hours}" + (f":{rest:02d}" if rest else "")
+
+
+def zone_name(zone: tzinfo, at: datetime) -> str:
+    """A zone as operators read it: ``Asia/Shanghai (UTC+8)``."""
+    key = getattr(zone, "key", None) or str(zone)
+    return f"{key} ({utc_offset(at.astimezone(zone).utcoffset())})"

@@ -80,6 +80,7 @@ REFUND_PROBLEMS = {
     "refund_not_retryable": N_("Only a failed refund can be retried."),
     "validation_failed": N_("Check the refund form."),
     "amount_invalid": N_("Enter an amount such as 12.50."),
+    "refund_over_role_limit": N_("That is more than your role may refund at once; ask finance."),
 }
 GENERIC_REFUND_PROBLEM = N_("The refund was not made.")
 
@@ -208,4 +209,10 @@ AGREEMENT_STATUSES = {
     "pending": N_("Not signed yet"),
     "active": N_("Signed"),
     "ended": N_("Ended"),
+}
+ROLES = {
+    "owner": N_("Owner"),
+    "finance": N_("Finance"),
+    "support": N_("Support"),
+    "viewer": N_("Viewer"),
 }

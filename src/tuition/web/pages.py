@@ -5,11 +5,13 @@ scripts and styles come from /assets only, so nothing from the network is ever l
 from __future__ import annotations
 
 import hashlib
+from datetime import UTC, datetime, tzinfo
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from jinja2 import Environment, FileSystemLoader, select_autoescape
+from jinja2 import Environment, FileSystemLoader, pass_context, select_autoescape
+from jinja2.runtime import Context
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 
@@ -56,12 +58,28 @@ def environment(locale: str) -> Environment:
     env.filters["money"] = fmt.money
     env.filters["number"] = fmt.number
     env.filters["percent"] = fmt.percent
-    env.filters["when"] = fmt.when
+    env.filters["when"] = _when(fmt)
     env.filters["mask"] = mask
     env.globals.update(
         locale=locale, html_lang=HTML_LANG[locale], assets=ASSETS_PATH, asset_version=_version()
     )
     return env
+
+
+def _when(fmt: Formatter) -> Any:
+    """The ``when`` filter: times in the platform's business time zone (the app's
+    settings), UTC where a page is rendered without an app."""
+
+    @pass_context
+    def when(context: Context, moment: datetime | None, style: str = "medium") -> str:
+        return fmt.when(moment, style, zone=page_zone(context.get("request")))
+
+    return when
+
+
+def page_zone(request: Request | None) -> tzinfo:
+    modes = getattr(request.app.state, "modes", None) if request is not None else None
+    return modes.live.settings.zone if modes is not None else UTC  # both modes share it
 
 
 @lru_cache(maxsize=1)

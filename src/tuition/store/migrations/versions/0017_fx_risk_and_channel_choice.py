@@ -1,7 +1,7 @@
 """exchange rates; risk rules, counters, decisions, attempts, reviews; channel breakers
 
 Revision ID: 0017
-Revises: 0015
+Revises: 0016
 Create Date: 2026-12-01 17:00:00.000000
 """
 
@@ -15,7 +15,7 @@ from alembic import op
 import tuition.store.types
 
 revision: str = "0017"
-down_revision: str | None = "0015"
+down_revision: str | None = "0016"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
