@@ -282,7 +282,8 @@ entitlements = Table(
     Column("id", ID, primary_key=True),
     Column("customer_id", String(200), nullable=False),
     Column("product_id", ID, ForeignKey("products.id"), nullable=False),
-    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    # None for a family member's App Store grant: no order, no money (services/apple.py).
+    Column("order_id", ID, ForeignKey("orders.id")),
     Column("line_index", Integer, nullable=False),
     Column("source_product_id", ID, ForeignKey("products.id")),
     Column("granted_at", UTCDateTime, nullable=False),
@@ -1113,6 +1114,8 @@ apple_transactions = Table(
     Column("status", String(10), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A family-shared transaction's grant (no order, no payment).
+    Column("entitlement_id", ID, unique=True),
     CheckConstraint("status IN ('received', 'credited', 'refunded', 'revoked')", name="status"),
 )
 
