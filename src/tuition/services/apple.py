@@ -623,32 +623,42 @@ async def _end_order_access(
 async def revoke_transaction(
     tx: AppleTransaction, uow: UnitOfWork, *, deps: AppleDeps
 ) -> tuple[str, str | None, str | None]:
-    """End the access a family-shared transaction gave (the purchaser stopped sharing,
-    left the family or was refunded; the member left): its one grant, once, with
+    """End the access a family-shared purchase gave (the purchaser stopped sharing, left
+    the family or was refunded; the member left): the grant of every family-shared
+    transaction of it (the first and each renewal) still ``credited``, each once, with
     ``entitlement.revoked``. A purchase is never ended by ``REVOKE`` (Apple sends
-    ``REFUND`` for that), and no money moves: none came with the grant."""
+    ``REFUND`` for that), and no money moves: none came with the grants."""
     now = deps.clock.now()
+    ended = 0
     async with uow:
         repo = AppleRepository(uow.conn)
         record = await repo.get(tx.transaction_id)
-        if record is None or not record.family_shared or record.entitlement_id is None:
+        if record is None or not record.family_shared:
             return "ignored", "no family-shared access of this transaction here", None
-        if not await repo.move(tx.transaction_id, expected="credited", target="revoked", at=now):
-            return "ignored", f"the transaction is {record.status}", None
-        revoked = await repo.revoke_grant(record.entitlement_id, at=now)
-        if revoked is not None:
-            await uow.events.emit(
-                "entitlement.revoked",
-                revoked.id,
-                {
-                    "id": revoked.id,
-                    "customer_id": revoked.customer_id,
-                    "product_id": revoked.product_id,
-                    "order_id": None,
-                    "apple_transaction_id": tx.transaction_id,
-                    "family_shared": True,
-                },
-                at=now,
-            )
+        for shared in await repo.of_original(record.original_transaction_id):
+            if not shared.family_shared or shared.entitlement_id is None:
+                continue
+            if not await repo.move(
+                shared.transaction_id, expected="credited", target="revoked", at=now
+            ):
+                continue  # ended before, by another REVOKE
+            ended += 1
+            revoked = await repo.revoke_grant(shared.entitlement_id, at=now)
+            if revoked is not None:
+                await uow.events.emit(
+                    "entitlement.revoked",
+                    revoked.id,
+                    {
+                        "id": revoked.id,
+                        "customer_id": revoked.customer_id,
+                        "product_id": revoked.product_id,
+                        "order_id": None,
+                        "apple_transaction_id": shared.transaction_id,
+                        "family_shared": True,
+                    },
+                    at=now,
+                )
         await uow.commit()
+    if not ended:
+        return "ignored", "the family-shared access was ended before", None
     return "applied", None, None
