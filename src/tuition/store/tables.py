@@ -1098,7 +1098,8 @@ Index(
 # App Store transactions credited or granted (channels/apple, services/apple.py): the
 # transaction id is the primary key, so one transaction pays one order, whoever posts
 # it how often. ``status``: received (claimed), credited (paid through the one paid
-# path), refunded (Apple's REFUND booked), revoked (family-shared access ended).
+# path; a family-shared one: its grant made, with no order), refunded (Apple's REFUND
+# booked), revoked (family-shared access ended).
 apple_transactions = Table(
     "apple_transactions",
     metadata,
