@@ -702,3 +702,23 @@ async def test_the_same_family_transaction_posted_at_once_grants_once(
     sent = await asyncio.gather(*(client.post("/v1/notify/apple", content=n) for n in notices))
     assert [s.status_code for s in sent] == [200, 200, 200]
     assert len(await _events(uow, "entitlement.revoked")) == 1
+
+
+async def test_a_family_members_own_purchase_starts_now_not_after_the_shared_access(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    shared = _shared(store, "8700000000000101", clock.now())
+    assert (await _post_tx(client, shared, customer_id="u_2")).status_code == 201
+    clock.advance(timedelta(days=10))
+    own = store.transaction("8700000000000201", MONTHLY, at=clock.now(), price=30000)
+    bought = await _post_tx(client, own, customer_id="u_2")
+    assert bought.status_code == 201, bought.text
+    listed = (await client.get("/v1/customers/u_2/entitlements")).json()["data"]
+    [paid] = [e for e in listed if e["order_id"] == bought.json()["order_id"]]
+    # Nov 11 + a month, not the shared grant's Dec 1 end (revocable) + a month.
+    assert paid["expires_at"].startswith("2026-12-11T09:00:00")
+    await _books_balance(uow)
