@@ -722,3 +722,29 @@ async def test_a_family_members_own_purchase_starts_now_not_after_the_shared_acc
     # Nov 11 + a month, not the shared grant's Dec 1 end (revocable) + a month.
     assert paid["expires_at"].startswith("2026-12-11T09:00:00")
     await _books_balance(uow)
+
+
+async def test_a_crash_after_a_family_claim_is_completed_by_the_next_post(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    app: FastAPI,
+) -> None:
+    from tuition.api.apple import deps_of
+    from tuition.services import apple as apple_service
+
+    deps = deps_of(app.state.modes.live)
+    signed = _shared(store, "8800000000000101", clock.now())
+    tx = deps.channel.verify_transaction(signed)
+    # The first attempt claimed the transaction, then died before granting.
+    claimed = await apple_service._claim(tx, "u_2", apple["monthly"], uow, at=clock.now())
+    assert (claimed.status, claimed.entitlement_id) == ("received", None)
+    assert (await client.get("/v1/customers/u_2/entitlements")).json()["data"] == []
+    retried = await _post_tx(client, signed)  # the customer comes from the claim
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["customer_id"] == "u_2"
+    listed = (await client.get("/v1/customers/u_2/entitlements")).json()["data"]
+    assert [e["id"] for e in listed] == [retried.json()["entitlement_id"]]
+    assert len(await _events(uow, "entitlement.granted")) == 1

@@ -88,7 +88,8 @@ def deps_of(container: Container) -> apple_service.AppleDeps:
     description="Verifies the JWS with Apple's library (chain to the configured root, "
     "bundle id, app Apple id, environment), maps the App Store product id to a Tuition "
     "product and pays one order for it, once per transaction id: posting it again "
-    "answers 200 with the same order.",
+    "answers 200 with the same order. A family-shared transaction grants the family "
+    "member access with no order and no money (family_shared: true, entitlement_id).",
 )
 async def post_transaction(
     body: AppleTransactionPost, container: ContainerDep, response: Response
