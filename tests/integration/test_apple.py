@@ -748,3 +748,28 @@ async def test_a_crash_after_a_family_claim_is_completed_by_the_next_post(
     listed = (await client.get("/v1/customers/u_2/entitlements")).json()["data"]
     assert [e["id"] for e in listed] == [retried.json()["entitlement_id"]]
     assert len(await _events(uow, "entitlement.granted")) == 1
+
+
+async def test_a_refund_notice_of_a_family_shared_transaction_ends_access_and_moves_no_money(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    signed = _shared(store, "8900000000000101", clock.now())
+    assert (await _post_tx(client, signed, customer_id="u_2")).status_code == 201
+    refunded = _shared(
+        store, "8900000000000101", clock.now(), revocationDate=_ms(clock.now()), revocationReason=1
+    )
+    notice = store.notification("REFUND", refunded, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    path = f"/v1/customers/u_2/entitlements/{apple['monthly']}"
+    assert (await client.get(path)).json()["has_access"] is False
+    assert (await client.get("/v1/refunds")).json()["data"] == []
+    assert (await client.get("/v1/payments", params={"channel": "apple"})).json()["data"] == []
+    async with uow:
+        record = await AppleRepository(uow.conn).get("8900000000000101")
+    assert record is not None
+    assert record.status == "revoked"
+    await _books_balance(uow)
