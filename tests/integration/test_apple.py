@@ -773,3 +773,36 @@ async def test_a_refund_notice_of_a_family_shared_transaction_ends_access_and_mo
     assert record is not None
     assert record.status == "revoked"
     await _books_balance(uow)
+
+
+@pytest.mark.postgres_only
+async def test_prorated_refund_notices_at_once_book_one_refund(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    import asyncio
+
+    signed = store.transaction("9100000000000001", MONTHLY, at=clock.now(), price=30000, type=_SUB)
+    bought = await _post_tx(client, signed, customer_id="u_1")
+    assert bought.status_code == 201, bought.text
+    refunded_tx = store.transaction(
+        "9100000000000001",
+        MONTHLY,
+        at=clock.now(),
+        price=30000,
+        type=_SUB,
+        revocationDate=_ms(clock.now()),
+        revocationType="REFUND_PRORATED",
+        revocationPercentage=50000,
+    )
+    notices = [store.notification("REFUND", refunded_tx, at=clock.now()) for _ in range(3)]
+    sent = await asyncio.gather(*(client.post("/v1/notify/apple", content=n) for n in notices))
+    assert [s.status_code for s in sent] == [200, 200, 200]
+    order_id = bought.json()["order_id"]
+    refunds = (await client.get("/v1/refunds", params={"order_id": order_id})).json()["data"]
+    assert [(r["status"], r["amount"]) for r in refunds] == [("succeeded", 1500)]
+    assert len(await _events(uow, "entitlement.revoked")) == 1
+    await _books_balance(uow)
