@@ -375,3 +375,434 @@ async def test_apple_refunds_come_from_apple_and_unknown_renewals_wait_for_the_a
     missing = await _post_tx(client, stranger)
     assert missing.status_code == 422
     assert missing.json()["error"]["code"] == "customer_required"
+
+
+# -- family sharing, prorated refunds, Apple's subscription term --------------------------
+
+_SUB = "Auto-Renewable Subscription"
+
+
+def _ms(at: Any) -> int:
+    return int(at.timestamp() * 1000)
+
+
+async def _events(uow: UnitOfWork, type_: str) -> list[dict[str, Any]]:
+    from sqlalchemy import select
+
+    from tuition.store.tables import outbox_events
+
+    async with uow:
+        rows = await uow.conn.execute(
+            select(outbox_events.c.data)
+            .where(outbox_events.c.type == type_)
+            .order_by(outbox_events.c.id)
+        )
+        return [dict(r[0]) for r in rows]
+
+
+def _shared(store: TestAppStore, transaction_id: str, at: Any, **fields: Any) -> str:
+    return store.transaction(
+        transaction_id,
+        MONTHLY,
+        at=at,
+        price=30000,
+        type=_SUB,
+        inAppOwnershipType="FAMILY_SHARED",
+        expiresDate=_ms(later(at, days=30)),
+        **fields,
+    )
+
+
+async def test_a_family_shared_membership_grants_access_once_and_moves_no_money(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    bought = await _post_tx(
+        client,
+        store.transaction(
+            "8000000000000001",
+            MONTHLY,
+            at=clock.now(),
+            price=30000,
+            type=_SUB,
+            expiresDate=_ms(later(clock.now(), days=30)),
+        ),
+        customer_id="u_1",
+    )
+    assert bought.status_code == 201, bought.text
+    signed = _shared(store, "8000000000000101", clock.now())
+    granted = await _post_tx(client, signed, customer_id="u_2")
+    assert granted.status_code == 201, granted.text
+    body = granted.json()
+    assert body["family_shared"] is True
+    assert body["status"] == "credited"
+    assert (body["order_id"], body["payment_id"], body["amount"], body["fee"]) == (
+        None,
+        None,
+        None,
+        None,
+    )
+    assert body["entitlement_id"] is not None
+    expires = later(clock.now(), days=30)
+    assert body["expires_at"].startswith(expires.strftime("%Y-%m-%dT%H:%M:%S"))
+    again = await _post_tx(client, signed, customer_id="u_2")
+    assert again.status_code == 200, again.text
+    assert again.json()["entitlement_id"] == body["entitlement_id"]
+    assert again.json()["created"] is False
+    other = await _post_tx(client, signed, customer_id="u_3")
+    assert other.status_code == 409
+    assert other.json()["error"]["code"] == "apple_transaction_other_customer"
+    access = (await client.get(f"/v1/customers/u_2/entitlements/{apple['monthly']}")).json()
+    assert access["has_access"] is True
+    listed = (await client.get("/v1/customers/u_2/entitlements")).json()["data"]
+    assert [(e["id"], e["order_id"]) for e in listed] == [(body["entitlement_id"], None)]
+    # No money for the family member: no order, no payment, no coins, one grant event.
+    assert (await client.get("/v1/orders", params={"customer_id": "u_2"})).json()["data"] == []
+    payments = (await client.get("/v1/payments", params={"channel": "apple"})).json()["data"]
+    assert [p["id"] for p in payments] == [bought.json()["payment_id"]]
+    assert (await client.get("/v1/customers/u_2/wallet")).json()["coins"]["balance"] == 0
+    grants = await _events(uow, "entitlement.granted")
+    assert [(g["customer_id"], g["apple_transaction_id"]) for g in grants] == [
+        ("u_2", "8000000000000101")
+    ]
+    # A forged chain for a family-shared transaction is refused like any other.
+    forged = await _post_tx(
+        client, _shared(TestAppStore(), "8000000000000201", clock.now()), customer_id="u_4"
+    )
+    assert forged.status_code == 400
+    assert forged.json()["error"]["code"] == "apple_transaction_invalid"
+    assert (await client.get("/v1/customers/u_4/entitlements")).json()["data"] == []
+    await _books_balance(uow)
+
+
+async def test_revoke_ends_family_access_once_and_leaves_the_purchaser_alone(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    purchase = store.transaction(
+        "8100000000000001", MONTHLY, at=clock.now(), price=30000, type=_SUB
+    )
+    assert (await _post_tx(client, purchase, customer_id="u_1")).status_code == 201
+    first = _shared(store, "8100000000000101", clock.now())
+    assert (await _post_tx(client, first, customer_id="u_2")).status_code == 201
+    # The family member's renewal arrives from Apple and extends the shared access.
+    clock.advance(timedelta(days=30))
+    renewal = _shared(store, "8100000000000102", clock.now(), original="8100000000000101")
+    renewed = store.notification("DID_RENEW", renewal, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=renewed)).status_code == 200
+    path = f"/v1/customers/u_2/entitlements/{apple['monthly']}"
+    assert (await client.get(path)).json()["has_access"] is True
+    listed = await client.get("/v1/customers/u_2/entitlements", params={"include_inactive": "true"})
+    assert len(listed.json()["data"]) == 2  # the first period's grant, and the renewal's
+    # The purchaser stops sharing: Apple revokes the family member's latest transaction.
+    clock.advance(timedelta(days=2))
+    revoked_tx = _shared(
+        store,
+        "8100000000000102",
+        later(clock.now(), days=-2),
+        original="8100000000000101",
+        revocationDate=_ms(clock.now()),
+        revocationReason=0,
+        revocationType="FAMILY_REVOKE",
+    )
+    notice = store.notification("REVOKE", revoked_tx, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    resent = store.notification("REVOKE", revoked_tx, at=clock.now())  # another uuid
+    assert (await client.post("/v1/notify/apple", content=resent)).status_code == 200
+    assert (await client.get(path)).json()["has_access"] is False
+    revocations = await _events(uow, "entitlement.revoked")
+    assert sorted(r["apple_transaction_id"] for r in revocations) == [
+        "8100000000000101",
+        "8100000000000102",
+    ]
+    assert {r["customer_id"] for r in revocations} == {"u_2"}
+    async with uow:
+        rows = await AppleRepository(uow.conn).of_original("8100000000000101")
+    assert [r.status for r in rows] == ["revoked", "revoked"]
+    # The purchaser keeps what was paid for; REVOKE of a purchase changes nothing.
+    mine = ("/v1/customers/u_1/entitlements", {"include_inactive": "true"})
+    [held] = (await client.get(mine[0], params=mine[1])).json()["data"]
+    assert held["revoked_at"] is None
+    not_family = store.notification("REVOKE", purchase, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=not_family)).status_code == 200
+    assert (await client.get(mine[0], params=mine[1])).json()["data"] == [held]
+    await _books_balance(uow)
+
+
+async def test_a_family_shared_coin_pack_is_refused_and_writes_nothing(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    signed = store.transaction(
+        "8200000000000001",
+        COINS,
+        at=clock.now(),
+        price=12000,
+        inAppOwnershipType="FAMILY_SHARED",
+    )
+    refused = await _post_tx(client, signed, customer_id="u_2")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["error"]["code"] == "apple_family_not_shareable"
+    async with uow:
+        assert await AppleRepository(uow.conn).get("8200000000000001") is None
+    assert (await client.get("/v1/customers/u_2/wallet")).json()["coins"]["balance"] == 0
+
+
+async def test_a_prorated_refund_books_its_share_and_ends_the_membership(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    signed = store.transaction("8300000000000001", MONTHLY, at=clock.now(), price=30000, type=_SUB)
+    bought = await _post_tx(client, signed, customer_id="u_1")
+    assert bought.status_code == 201, bought.text
+    order_id = bought.json()["order_id"]
+    clock.advance(timedelta(days=20))
+    refunded_tx = store.transaction(
+        "8300000000000001",
+        MONTHLY,
+        at=later(clock.now(), days=-20),
+        price=30000,
+        type=_SUB,
+        revocationDate=_ms(clock.now()),
+        revocationReason=0,
+        revocationType="REFUND_PRORATED",
+        revocationPercentage=33333,  # 33.333 %: the unused third of the month
+    )
+    notice = store.notification("REFUND", refunded_tx, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    again = store.notification("REFUND", refunded_tx, at=clock.now())  # another uuid
+    assert (await client.post("/v1/notify/apple", content=again)).status_code == 200
+    refunds = (await client.get("/v1/refunds", params={"order_id": order_id})).json()["data"]
+    # 3000 x 33.333 % = 999.99, rounded half up: one refund of 1000, not the whole 3000.
+    assert [(r["status"], r["amount"]) for r in refunds] == [("succeeded", 1000)]
+    order = (await client.get(f"/v1/orders/{order_id}")).json()
+    assert order["status"] == "partially_refunded"
+    path = f"/v1/customers/u_1/entitlements/{apple['monthly']}"
+    assert (await client.get(path)).json()["has_access"] is False
+    assert len(await _events(uow, "entitlement.revoked")) == 1
+    async with uow:
+        record = await AppleRepository(uow.conn).get("8300000000000001")
+    assert record is not None
+    assert (record.status, record.refund_id) == ("refunded", refunds[0]["id"])
+    await _books_balance(uow)
+
+
+async def test_a_prorated_refund_of_a_coin_pack_is_left_for_an_operator(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    signed = store.transaction("8400000000000001", COINS, at=clock.now(), price=12000)
+    bought = await _post_tx(client, signed, customer_id="u_1")
+    assert bought.status_code == 201, bought.text
+    refunded_tx = store.transaction(
+        "8400000000000001",
+        COINS,
+        at=clock.now(),
+        price=12000,
+        revocationDate=_ms(clock.now()),
+        revocationType="REFUND_PRORATED",
+        revocationPercentage=50000,
+    )
+    notice = store.notification("REFUND", refunded_tx, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    order_id = bought.json()["order_id"]
+    assert (await client.get("/v1/refunds", params={"order_id": order_id})).json()["data"] == []
+    assert (await client.get("/v1/customers/u_1/wallet")).json()["coins"]["balance"] == 120
+    async with uow:
+        record = await AppleRepository(uow.conn).get("8400000000000001")
+    assert record is not None
+    assert record.status == "credited"
+    await _books_balance(uow)
+
+
+async def test_a_subscription_lasts_to_apples_expires_date_not_the_products_period(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    week = later(clock.now(), days=7)  # an introductory week, say
+    first = store.transaction(
+        "8500000000000001",
+        MONTHLY,
+        at=clock.now(),
+        price=30000,
+        type=_SUB,
+        expiresDate=_ms(week),
+    )
+    assert (await _post_tx(client, first, customer_id="u_1")).status_code == 201
+    path = f"/v1/customers/u_1/entitlements/{apple['monthly']}"
+    held = (await client.get(path)).json()
+    assert held["expires_at"].startswith(week.strftime("%Y-%m-%dT%H:%M:%S"))
+    clock.advance(timedelta(days=7))
+    month = later(clock.now(), days=30)
+    renewal = store.transaction(
+        "8500000000000002",
+        MONTHLY,
+        at=clock.now(),
+        price=30000,
+        type=_SUB,
+        original="8500000000000001",
+        expiresDate=_ms(month),
+    )
+    notice = store.notification("DID_RENEW", renewal, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    renewed = (await client.get(path)).json()
+    assert renewed["has_access"] is True
+    assert renewed["expires_at"].startswith(month.strftime("%Y-%m-%dT%H:%M:%S"))
+    backwards = store.transaction(
+        "8500000000000003",
+        MONTHLY,
+        at=clock.now(),
+        price=30000,
+        type=_SUB,
+        original="8500000000000001",
+        expiresDate=_ms(later(clock.now(), days=-1)),
+    )
+    refused = await _post_tx(client, backwards)
+    assert refused.status_code == 400
+    assert refused.json()["error"]["code"] == "apple_transaction_invalid"
+    await _books_balance(uow)
+
+
+@pytest.mark.postgres_only
+async def test_the_same_family_transaction_posted_at_once_grants_once(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    import asyncio
+
+    signed = _shared(store, "8600000000000101", clock.now())
+    answers = await asyncio.gather(*(_post_tx(client, signed, customer_id="u_2") for _ in range(4)))
+    assert sorted(a.status_code for a in answers) == [200, 200, 200, 201], [a.text for a in answers]
+    assert len({a.json()["entitlement_id"] for a in answers}) == 1
+    assert len((await client.get("/v1/customers/u_2/entitlements")).json()["data"]) == 1
+    revoked_tx = _shared(store, "8600000000000101", clock.now(), revocationDate=_ms(clock.now()))
+    notices = [store.notification("REVOKE", revoked_tx, at=clock.now()) for _ in range(3)]
+    sent = await asyncio.gather(*(client.post("/v1/notify/apple", content=n) for n in notices))
+    assert [s.status_code for s in sent] == [200, 200, 200]
+    assert len(await _events(uow, "entitlement.revoked")) == 1
+
+
+async def test_a_family_members_own_purchase_starts_now_not_after_the_shared_access(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    shared = _shared(store, "8700000000000101", clock.now())
+    assert (await _post_tx(client, shared, customer_id="u_2")).status_code == 201
+    clock.advance(timedelta(days=10))
+    own = store.transaction("8700000000000201", MONTHLY, at=clock.now(), price=30000)
+    bought = await _post_tx(client, own, customer_id="u_2")
+    assert bought.status_code == 201, bought.text
+    listed = (await client.get("/v1/customers/u_2/entitlements")).json()["data"]
+    [paid] = [e for e in listed if e["order_id"] == bought.json()["order_id"]]
+    # Nov 11 + a month, not the shared grant's Dec 1 end (revocable) + a month.
+    assert paid["expires_at"].startswith("2026-12-11T09:00:00")
+    await _books_balance(uow)
+
+
+async def test_a_crash_after_a_family_claim_is_completed_by_the_next_post(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    app: FastAPI,
+) -> None:
+    from tuition.api.apple import deps_of
+    from tuition.services import apple as apple_service
+
+    deps = deps_of(app.state.modes.live)
+    signed = _shared(store, "8800000000000101", clock.now())
+    tx = deps.channel.verify_transaction(signed)
+    # The first attempt claimed the transaction, then died before granting.
+    claimed = await apple_service._claim(tx, "u_2", apple["monthly"], uow, at=clock.now())
+    assert (claimed.status, claimed.entitlement_id) == ("received", None)
+    assert (await client.get("/v1/customers/u_2/entitlements")).json()["data"] == []
+    retried = await _post_tx(client, signed)  # the customer comes from the claim
+    assert retried.status_code == 201, retried.text
+    assert retried.json()["customer_id"] == "u_2"
+    listed = (await client.get("/v1/customers/u_2/entitlements")).json()["data"]
+    assert [e["id"] for e in listed] == [retried.json()["entitlement_id"]]
+    assert len(await _events(uow, "entitlement.granted")) == 1
+
+
+async def test_a_refund_notice_of_a_family_shared_transaction_ends_access_and_moves_no_money(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    signed = _shared(store, "8900000000000101", clock.now())
+    assert (await _post_tx(client, signed, customer_id="u_2")).status_code == 201
+    refunded = _shared(
+        store, "8900000000000101", clock.now(), revocationDate=_ms(clock.now()), revocationReason=1
+    )
+    notice = store.notification("REFUND", refunded, at=clock.now())
+    assert (await client.post("/v1/notify/apple", content=notice)).status_code == 200
+    path = f"/v1/customers/u_2/entitlements/{apple['monthly']}"
+    assert (await client.get(path)).json()["has_access"] is False
+    assert (await client.get("/v1/refunds")).json()["data"] == []
+    assert (await client.get("/v1/payments", params={"channel": "apple"})).json()["data"] == []
+    async with uow:
+        record = await AppleRepository(uow.conn).get("8900000000000101")
+    assert record is not None
+    assert record.status == "revoked"
+    await _books_balance(uow)
+
+
+@pytest.mark.postgres_only
+async def test_prorated_refund_notices_at_once_book_one_refund(
+    client: httpx.AsyncClient,
+    apple: dict[str, str],
+    store: TestAppStore,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+) -> None:
+    import asyncio
+
+    signed = store.transaction("9100000000000001", MONTHLY, at=clock.now(), price=30000, type=_SUB)
+    bought = await _post_tx(client, signed, customer_id="u_1")
+    assert bought.status_code == 201, bought.text
+    refunded_tx = store.transaction(
+        "9100000000000001",
+        MONTHLY,
+        at=clock.now(),
+        price=30000,
+        type=_SUB,
+        revocationDate=_ms(clock.now()),
+        revocationType="REFUND_PRORATED",
+        revocationPercentage=50000,
+    )
+    notices = [store.notification("REFUND", refunded_tx, at=clock.now()) for _ in range(3)]
+    sent = await asyncio.gather(*(client.post("/v1/notify/apple", content=n) for n in notices))
+    assert [s.status_code for s in sent] == [200, 200, 200]
+    order_id = bought.json()["order_id"]
+    refunds = (await client.get("/v1/refunds", params={"order_id": order_id})).json()["data"]
+    assert [(r["status"], r["amount"]) for r in refunds] == [("succeeded", 1500)]
+    assert len(await _events(uow, "entitlement.revoked")) == 1
+    await _books_balance(uow)

@@ -363,3 +363,61 @@ async def test_a_subscription_link_opens_in_the_mode_of_its_subscription(
     modes = deployment.app.state.modes
     assert await object_mode(modes, subscription["id"], _subscription_exists) == "test"
     assert await object_mode(modes, "sub_unknown", _subscription_exists) == "live"
+
+
+async def test_app_store_family_sharing_in_test_mode_stays_in_test_mode(
+    deployment: Deployment, clock: FrozenClock, tmp_path: Path
+) -> None:
+    from tests.integration.app_store import APP_APPLE_ID, BUNDLE_ID, TestAppStore, later
+    from tuition.channels.apple.client import AppleChannel
+    from tuition.channels.apple.config import load_apple_config
+
+    creator = await _ok(await deployment.test.post("/v1/creators", json={"name": "Ada"}))
+    monthly = await _ok(
+        await deployment.test.post(
+            "/v1/products",
+            json={
+                "creator_id": creator["id"],
+                "kind": "membership",
+                "period": "month",
+                "title": "Monthly",
+                "prices": {"CNY": 3000},
+            },
+        )
+    )
+    store = TestAppStore()
+    root = tmp_path / "AppleRootCA-G3.cer"
+    root.write_bytes(store.root_der())
+    config = load_apple_config(
+        bundle_id=BUNDLE_ID,
+        environment="Sandbox",  # Apple's sandbox notifies test mode
+        root_certificate_files=[str(root)],
+        app_apple_id=APP_APPLE_ID,
+        products={"com.example.tuition.monthly": {"product_id": monthly["id"]}},
+        online_checks=False,
+    )
+    deployment.app.state.modes.test.registry.add(AppleChannel(config))
+    shared = store.transaction(
+        "9000000000000101",
+        "com.example.tuition.monthly",
+        at=clock.now(),
+        price=30000,
+        type="Auto-Renewable Subscription",
+        inAppOwnershipType="FAMILY_SHARED",
+        expiresDate=int(later(clock.now(), days=30).timestamp() * 1000),
+    )
+    granted = await deployment.test.post(
+        "/v1/channels/apple/transactions",
+        json={"signed_transaction": shared, "customer_id": "u_2"},
+    )
+    assert granted.status_code == 201, granted.text
+    assert granted.json()["family_shared"] is True
+    path = f"/v1/customers/u_2/entitlements/{monthly['id']}"
+    assert (await deployment.test.get(path)).json()["has_access"] is True
+    assert (await deployment.live.get("/v1/customers/u_2/entitlements")).json()["data"] == []
+    revoke = store.notification(
+        "REVOKE", shared, at=clock.now(), notification_uuid="0b7c3d5e-0000-4000-8000-000000000001"
+    )
+    answer = await deployment.anon.post("/v1/notify/test/apple", content=revoke)
+    assert answer.status_code == 200, answer.text
+    assert (await deployment.test.get(path)).json()["has_access"] is False

@@ -42,13 +42,24 @@ class AppleTransactionOut(BaseModel):
     customer_id: str
     app_store_product_id: str
     product_id: str
-    status: str = Field(description="credited, refunded or revoked")
-    order_id: str
-    payment_id: str
-    order_status: str
-    amount: int
-    currency: str
+    status: str = Field(
+        description="credited (paid, or granted when family-shared), refunded or revoked"
+    )
+    family_shared: bool = Field(
+        description="A family member's transaction: access granted, no order, no money"
+    )
+    order_id: str | None = Field(description="null for a family-shared transaction")
+    payment_id: str | None = Field(description="null for a family-shared transaction")
+    order_status: str | None
+    amount: int | None
+    currency: str | None
     fee: int | None = Field(description="Apple's commission, booked as the channel fee")
+    entitlement_id: str | None = Field(
+        description="The grant a family-shared transaction gave (its order's grants otherwise)"
+    )
+    expires_at: datetime | None = Field(
+        description="When that grant ends (a family-shared membership), null otherwise"
+    )
     created: bool = Field(description="False when this transaction was credited before")
     created_at: datetime
 
@@ -77,7 +88,8 @@ def deps_of(container: Container) -> apple_service.AppleDeps:
     description="Verifies the JWS with Apple's library (chain to the configured root, "
     "bundle id, app Apple id, environment), maps the App Store product id to a Tuition "
     "product and pays one order for it, once per transaction id: posting it again "
-    "answers 200 with the same order.",
+    "answers 200 with the same order. A family-shared transaction grants the family "
+    "member access with no order and no money (family_shared: true, entitlement_id).",
 )
 async def post_transaction(
     body: AppleTransactionPost, container: ContainerDep, response: Response
@@ -88,6 +100,7 @@ async def post_transaction(
     if not credited.created:
         response.status_code = 200
     record, order, payment = credited.transaction, credited.order, credited.payment
+    grant = credited.entitlement
     return AppleTransactionOut(
         transaction_id=record.transaction_id,
         original_transaction_id=record.original_transaction_id,
@@ -95,12 +108,15 @@ async def post_transaction(
         app_store_product_id=record.app_store_product_id,
         product_id=record.product_id,
         status=record.status,
-        order_id=order.id,
-        payment_id=payment.id,
-        order_status=order.status.value,
-        amount=payment.amount,
-        currency=payment.currency,
-        fee=payment.fee,
+        family_shared=record.family_shared,
+        order_id=None if order is None else order.id,
+        payment_id=None if payment is None else payment.id,
+        order_status=None if order is None else order.status.value,
+        amount=None if payment is None else payment.amount,
+        currency=None if payment is None else payment.currency,
+        fee=None if payment is None else payment.fee,
+        entitlement_id=None if grant is None else grant.id,
+        expires_at=None if grant is None else grant.expires_at,
         created=credited.created,
         created_at=record.created_at,
     )

@@ -152,7 +152,10 @@ class EntitlementOut(BaseModel):
     id: str
     customer_id: str
     product_id: str
-    order_id: str
+    order_id: str | None = Field(
+        description="The order that bought it; null for access an App Store family-shared "
+        "transaction gives (no money moved for it)"
+    )
     source_product_id: str | None
     granted_at: datetime
     expires_at: datetime | None

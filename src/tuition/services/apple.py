@@ -13,13 +13,22 @@ is claimed first, names its order by a compare-and-set, and moves ``received`` -
 ``refunded`` in the transaction that books the refund (Apple's refunds cannot be
 refused: a spent top-up leaves a flagged wallet shortfall); ``DID_RENEW`` is a new
 transaction of the same original purchase, credited like the first (a membership
-extends from its current end); ``REVOKE`` ends access that family sharing gave.
+extends from its current end, or to the transaction's ``expiresDate`` where Apple
+gives one); ``REVOKE`` ends access that family sharing gave.
+
+Family sharing: a family member's transaction (``inAppOwnershipType: FAMILY_SHARED``)
+carries no money, so it is booked as a grant alone: no order, no payment, no ledger
+entry, no coins. Its row in ``apple_transactions`` (the family member's own transaction
+id, claimed once) names the one entitlement it gave (``entitlement_id``), made in the
+transaction that moves the row ``received`` -> ``credited``; ``REVOKE`` (or a
+``REFUND``) ends that entitlement and moves the row to ``revoked``, once.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
+from decimal import Decimal
 
 from tuition.channels.apple.client import (
     METHOD,
@@ -35,8 +44,10 @@ from tuition.channels.base import (
     RefundState,
 )
 from tuition.clock import Clock
-from tuition.domain.errors import Conflict, ValidationFailed
+from tuition.domain.catalog import Product, ProductKind, period_end
+from tuition.domain.errors import Conflict, NotFound, TuitionError, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
+from tuition.domain.money import Rounding, apply_rate
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.refunds import RefundReason
@@ -48,7 +59,7 @@ from tuition.services.refunds import CreateRefund, RefundDeps, open_refund_in
 from tuition.services.settlement import apply_payment_state
 from tuition.store.apple import AppleRepository, AppleTransactionRecord
 from tuition.store.events import NotificationRecord
-from tuition.store.orders import OrderRecord
+from tuition.store.orders import EntitlementRecord, OrderRecord
 from tuition.store.payments import PaymentRecord, new_attempt
 from tuition.store.uow import UnitOfWork
 
@@ -68,14 +79,28 @@ class AppleDeps:
     refunds: RefundDeps
 
 
+_FULL_PERCENTAGE = 100_000  # Apple's revocationPercentage for all of it
+_SHAREABLE = frozenset(
+    {
+        ProductKind.MEMBERSHIP,
+        ProductKind.COURSE,
+        ProductKind.ARTICLE,
+        ProductKind.COLUMN,
+        ProductKind.CONSULTATION,
+    }
+)
+
+
 @dataclass(frozen=True, slots=True)
 class Credited:
-    """A transaction as Tuition booked it; ``created`` is False for a repeat."""
+    """A transaction as Tuition booked it; ``created`` is False for a repeat. A
+    family-shared one has no order or payment, only its ``entitlement``."""
 
     transaction: AppleTransactionRecord
-    order: OrderRecord
-    payment: PaymentRecord
+    order: OrderRecord | None
+    payment: PaymentRecord | None
     created: bool
+    entitlement: EntitlementRecord | None = None
 
 
 async def record_transaction(
@@ -95,12 +120,13 @@ async def credit_transaction(
             f"App Store transaction {tx.transaction_id} was refunded or revoked by Apple",
             code="apple_transaction_revoked",
         )
-    if tx.family_shared:
-        raise Conflict(
-            f"App Store transaction {tx.transaction_id} is family-shared: it was paid by "
-            "another Apple account, and Tuition books only purchases",
-            code="apple_family_shared",
+    if tx.expires_at is not None and tx.expires_at <= tx.purchased_at:
+        raise AppleDataInvalid(
+            f"App Store transaction {tx.transaction_id} expires before it was bought",
+            param="signed_transaction",
         )
+    if tx.family_shared:
+        return await _grant_family(tx, customer_id, uow, deps=deps)
     sold = deps.channel.product(tx.product_id)
     if tx.amount is None or tx.currency is None or tx.amount <= 0:
         raise AppleDataInvalid(
@@ -184,6 +210,108 @@ async def _pay(
     settled = await apply_payment_state(uow, payment, state, fee_rate=sold.commission, at=now)
     if not settled.changed or settled.refunds_to_submit:
         raise AssertionError(f"order {order.id} of {tx.transaction_id} was not paid")
+    if tx.auto_renewable and tx.expires_at is not None:
+        # Apple's period is the term: its expiresDate, not the product's period counted
+        # from the purchase (a membership order's grant is its only expiring one).
+        await repo.follow_expiry(order.id, until=tx.expires_at)
+
+
+# -- family sharing ----------------------------------------------------------------------
+
+
+async def _grant_family(
+    tx: AppleTransaction, customer_id: str | None, uow: UnitOfWork, *, deps: AppleDeps
+) -> Credited:
+    """Grant a family member the access a shared purchase gives, once per transaction
+    id: an entitlement with no order, named by the transaction's row. No money moves:
+    the purchaser's own transaction paid (and is booked as a sale when it is posted)."""
+    sold = deps.channel.product(tx.product_id)
+    async with uow:
+        product = (await uow.catalog.products_by_ids([sold.product_id])).get(sold.product_id)
+    if product is None:
+        raise NotFound(f"no product {sold.product_id!r}", code="product_not_found")
+    if product.kind not in _SHAREABLE:
+        raise Conflict(
+            f"App Store transaction {tx.transaction_id} is family-shared, but product "
+            f"{product.id} is a {product.kind.value}: only memberships and single products "
+            "are shared (coins are consumable; share a bundle's products one by one)",
+            code="apple_family_not_shareable",
+        )
+    now = deps.clock.now()
+    record = await _claim(tx, customer_id, product.id, uow, at=now)
+    won = False
+    if record.status == "received":
+        grant = EntitlementRecord(
+            id=new_id("ent"),
+            customer_id=record.customer_id,
+            product_id=product.id,
+            order_id=None,
+            line_index=0,
+            source_product_id=None,
+            granted_at=now,
+            expires_at=_family_term(tx, product),
+            revoked_at=None,
+        )
+        async with uow:
+            repo = AppleRepository(uow.conn)
+            won = await repo.move(
+                tx.transaction_id,
+                expected="received",
+                target="credited",
+                at=now,
+                entitlement_id=grant.id,
+            )
+            if won:
+                await uow.orders.grant([grant])
+                await uow.events.emit(
+                    "entitlement.granted",
+                    grant.id,
+                    {
+                        "id": grant.id,
+                        "customer_id": grant.customer_id,
+                        "product_id": grant.product_id,
+                        "order_id": None,
+                        "expires_at": _iso(grant.expires_at),
+                        "apple_transaction_id": tx.transaction_id,
+                        "family_shared": True,
+                    },
+                    at=now,
+                )
+                await uow.commit()
+    async with uow:
+        done = await AppleRepository(uow.conn).get(tx.transaction_id)
+        assert done is not None
+        entitlement = await _entitlement(uow, done)
+    if not done.family_shared or entitlement is None:
+        raise Conflict(
+            f"App Store transaction {tx.transaction_id} was booked as a purchase, not "
+            "as family-shared",
+            code="apple_family_shared_mismatch",
+        )
+    return Credited(done, None, None, created=won, entitlement=entitlement)
+
+
+def _family_term(tx: AppleTransaction, product: Product) -> datetime | None:
+    """A shared membership lasts to Apple's ``expiresDate`` where it gives one, else the
+    product's period from the purchase; anything else is held for good."""
+    if product.kind is not ProductKind.MEMBERSHIP:
+        return None
+    if tx.expires_at is not None:
+        return tx.expires_at
+    if product.period is None:
+        raise ValueError(f"membership {product.id} has no period")
+    return period_end(tx.purchased_at, product.period, tx.quantity)
+
+
+async def _entitlement(uow: UnitOfWork, record: AppleTransactionRecord) -> EntitlementRecord | None:
+    if record.entitlement_id is None:
+        return None
+    grants = await uow.orders.entitlements_of(record.customer_id, product_id=record.product_id)
+    return next((g for g in grants if g.id == record.entitlement_id), None)
+
+
+def _iso(at: datetime | None) -> str | None:
+    return None if at is None else at.isoformat()
 
 
 async def _claim(
@@ -368,7 +496,11 @@ async def _apply(
             credited = await credit_transaction(tx, None, uow, deps=deps)
         except ValidationFailed:  # a first purchase: the app posts it with its customer
             return "ignored", "first transaction of its purchase: the app posts it", None
-        return ("applied" if credited.created else "ignored"), None, credited.payment.id
+        except TuitionError as exc:  # recorded with its reason; Apple need not retry it
+            log.warning("apple_notification_not_applied", type=n.type, code=exc.code)
+            return "ignored", f"{exc.code}: {exc}", None
+        payment_id = None if credited.payment is None else credited.payment.id
+        return ("applied" if credited.created else "ignored"), None, payment_id
     if n.type == "REFUND":
         return await refund_transaction(tx, uow, deps=deps)
     if n.type == "REVOKE":
@@ -379,22 +511,61 @@ async def _apply(
 async def refund_transaction(
     tx: AppleTransaction, uow: UnitOfWork, *, deps: AppleDeps
 ) -> tuple[str, str | None, str | None]:
-    """Book Apple's refund of a credited transaction: the whole order back, the coins or
-    access taken back, in one transaction with the transaction's ``refunded`` mark."""
+    """Book Apple's refund of a credited transaction in one transaction with its
+    ``refunded`` mark: the whole order, or the share ``revocationPercentage`` names
+    (spread over the order's parts by largest remainder), the coins or access taken
+    back. A family member's shared access is ended as by ``REVOKE``."""
     now = deps.clock.now()
     async with uow:
+        record = await AppleRepository(uow.conn).get(tx.transaction_id)
+    if record is not None and record.family_shared:
+        return await revoke_transaction(tx, uow, deps=deps)
+    share = tx.revocation_percentage
+    partial = share is not None and share < _FULL_PERCENTAGE
+    async with uow:
         repo = AppleRepository(uow.conn)
-        record = await repo.get(tx.transaction_id)
+        record = await repo.get(tx.transaction_id, lock=True)
         if record is None or record.payment_id is None:
             return "ignored", "a transaction Tuition never credited", None
+        payment = await uow.payments.get(record.payment_id)
+        product = (await uow.catalog.products_by_ids([record.product_id])).get(record.product_id)
+        assert payment is not None
+        if partial and product is not None and product.kind is ProductKind.TOPUP:
+            # A coin pack is taken back whole or not at all (its lot goes back in one
+            # piece): a prorated refund of one is left to an operator.
+            log.warning(
+                "apple_prorated_topup_refund",
+                transaction=tx.transaction_id,
+                percentage=share,
+                payment=record.payment_id,
+            )
+            return (
+                "ignored",
+                f"a prorated refund ({share} of 100000) of a coin pack needs an operator",
+                record.payment_id,
+            )
         if not await repo.move(tx.transaction_id, expected="credited", target="refunded", at=now):
             return "ignored", f"the transaction is {record.status}", record.payment_id
+        amount = None
+        if partial:
+            assert share is not None
+            amount = apply_rate(
+                payment.amount, Decimal(share) / Decimal(_FULL_PERCENTAGE), Rounding.HALF_UP
+            )
+        if amount == 0:  # too small a share to book: access ends all the same
+            await _end_order_access(uow, record, tx, now=now, refund_id=None)
+            await uow.commit()
+            return "applied", f"refund of {share} of 100000 rounds to nothing", record.payment_id
         refund = await open_refund_in(
             uow,
             CreateRefund(
                 payment_id=record.payment_id,
+                amount=amount,
                 reason=RefundReason.REQUESTED_BY_CUSTOMER,
-                metadata={"apple_transaction_id": tx.transaction_id},
+                metadata={
+                    "apple_transaction_id": tx.transaction_id,
+                    "apple_revocation_percentage": share,
+                },
                 override=True,
                 requested_by="apple",
                 unrefusable=True,
@@ -411,6 +582,10 @@ async def refund_transaction(
             raw_status="REFUND",
         )
         await apply_refund_state(uow, refund, state, fee_policy=RefundFeePolicy.PRO_RATA, at=now)
+        if partial:
+            # Apple revoked the transaction: what it gave ends even though only part of
+            # the money came back (the unused time of a subscription, say).
+            await _end_order_access(uow, record, tx, now=now, refund_id=refund.id)
         await repo.move(
             tx.transaction_id, expected="refunded", target="refunded", at=now, refund_id=refund.id
         )
@@ -418,32 +593,72 @@ async def refund_transaction(
     return "applied", None, record.payment_id
 
 
+async def _end_order_access(
+    uow: UnitOfWork,
+    record: AppleTransactionRecord,
+    tx: AppleTransaction,
+    *,
+    now: datetime,
+    refund_id: str | None,
+) -> None:
+    """Inside the refund's unit of work: end the grants of the transaction's order that
+    are still in force, each reported once."""
+    assert record.order_id is not None
+    for revoked in await uow.orders.revoke(record.order_id, None, now):
+        await uow.events.emit(
+            "entitlement.revoked",
+            revoked.id,
+            {
+                "id": revoked.id,
+                "customer_id": revoked.customer_id,
+                "product_id": revoked.product_id,
+                "order_id": revoked.order_id,
+                "refund_id": refund_id,
+                "apple_transaction_id": tx.transaction_id,
+            },
+            at=now,
+        )
+
+
 async def revoke_transaction(
     tx: AppleTransaction, uow: UnitOfWork, *, deps: AppleDeps
 ) -> tuple[str, str | None, str | None]:
-    """End the access a family-shared transaction gave (the purchaser stopped sharing or
-    was refunded). A family-shared transaction is never booked as a sale (no money came),
-    so only access of a credited, family-shared record is ended."""
+    """End the access a family-shared purchase gave (the purchaser stopped sharing, left
+    the family or was refunded; the member left): the grant of every family-shared
+    transaction of it (the first and each renewal) still ``credited``, each once, with
+    ``entitlement.revoked``. A purchase is never ended by ``REVOKE`` (Apple sends
+    ``REFUND`` for that), and no money moves: none came with the grants."""
     now = deps.clock.now()
+    ended = 0
     async with uow:
         repo = AppleRepository(uow.conn)
         record = await repo.get(tx.transaction_id)
-        if record is None or record.order_id is None or not record.family_shared:
+        if record is None or not record.family_shared:
             return "ignored", "no family-shared access of this transaction here", None
-        if not await repo.move(tx.transaction_id, expected="credited", target="revoked", at=now):
-            return "ignored", f"the transaction is {record.status}", record.payment_id
-        for revoked in await uow.orders.revoke(record.order_id, None, now):
-            await uow.events.emit(
-                "entitlement.revoked",
-                revoked.id,
-                {
-                    "id": revoked.id,
-                    "customer_id": revoked.customer_id,
-                    "product_id": revoked.product_id,
-                    "order_id": revoked.order_id,
-                    "apple_transaction_id": tx.transaction_id,
-                },
-                at=now,
-            )
+        for shared in await repo.of_original(record.original_transaction_id):
+            if not shared.family_shared or shared.entitlement_id is None:
+                continue
+            if not await repo.move(
+                shared.transaction_id, expected="credited", target="revoked", at=now
+            ):
+                continue  # ended before, by another REVOKE
+            ended += 1
+            revoked = await repo.revoke_grant(shared.entitlement_id, at=now)
+            if revoked is not None:
+                await uow.events.emit(
+                    "entitlement.revoked",
+                    revoked.id,
+                    {
+                        "id": revoked.id,
+                        "customer_id": revoked.customer_id,
+                        "product_id": revoked.product_id,
+                        "order_id": None,
+                        "apple_transaction_id": shared.transaction_id,
+                        "family_shared": True,
+                    },
+                    at=now,
+                )
         await uow.commit()
-    return "applied", None, record.payment_id
+    if not ended:
+        return "ignored", "the family-shared access was ended before", None
+    return "applied", None, None

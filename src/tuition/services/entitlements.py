@@ -79,9 +79,15 @@ async def grant_for_order(uow: UnitOfWork, order: OrderRecord, *, paid_at: datet
 async def _membership_end(
     uow: UnitOfWork, customer_id: str, membership_id: str, now: datetime
 ) -> datetime | None:
-    """The latest end of the customer's grants of ``membership_id`` still in force."""
+    """The latest end of the customer's grants of ``membership_id`` still in force. A
+    family member's shared grant (no order) is not counted: it can be revoked at any
+    time, so a purchase starts now rather than after it."""
     records = await uow.orders.entitlements_of(customer_id, product_id=membership_id)
-    ends = [r.expires_at for r in records if r.active_at(now) and r.expires_at is not None]
+    ends = [
+        r.expires_at
+        for r in records
+        if r.active_at(now) and r.expires_at is not None and r.order_id is not None
+    ]
     return max(ends, default=None)
 
 

@@ -9,7 +9,8 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.store.db import insert_ignoring_conflicts
-from tuition.store.tables import apple_transactions
+from tuition.store.orders import EntitlementRecord
+from tuition.store.tables import apple_transactions, entitlements
 
 
 @dataclass(frozen=True, slots=True)
@@ -23,9 +24,10 @@ class AppleTransactionRecord:
     payment_id: str | None
     refund_id: str | None
     family_shared: bool
-    status: str  # received, credited, refunded, revoked
+    status: str  # received, credited (paid, or granted if family-shared), refunded, revoked
     created_at: datetime
     updated_at: datetime
+    entitlement_id: str | None = None  # a family-shared transaction's grant
 
 
 _FIELDS = list(AppleTransactionRecord.__dataclass_fields__)
@@ -114,3 +116,35 @@ class AppleRepository:
             .values(order_id=order_id, updated_at=at)
         )
         return result.rowcount == 1
+
+    async def follow_expiry(self, order_id: str, *, until: datetime) -> int:
+        """Set the end of the order's membership grant (its only expiring one) to the
+        end Apple gives; the number of grants moved."""
+        result = await self.conn.execute(
+            update(entitlements)
+            .where(
+                entitlements.c.order_id == order_id,
+                entitlements.c.expires_at.is_not(None),
+                entitlements.c.source_product_id.is_(None),
+                entitlements.c.revoked_at.is_(None),
+            )
+            .values(expires_at=until)
+        )
+        return max(result.rowcount, 0)
+
+    async def revoke_grant(self, entitlement_id: str, *, at: datetime) -> EntitlementRecord | None:
+        """End one grant still in force; the grant, for the one caller that ended it."""
+        row = (
+            await self.conn.execute(
+                update(entitlements)
+                .where(entitlements.c.id == entitlement_id, entitlements.c.revoked_at.is_(None))
+                .values(revoked_at=at)
+                .returning(*entitlements.c)
+            )
+        ).first()
+        if row is None:
+            return None
+        return EntitlementRecord(**{f: row._mapping[f] for f in _GRANT_FIELDS})
+
+
+_GRANT_FIELDS = list(EntitlementRecord.__dataclass_fields__)

@@ -82,7 +82,7 @@ class EntitlementRecord:
     id: str
     customer_id: str
     product_id: str
-    order_id: str
+    order_id: str | None  # None for a family member's App Store grant
     line_index: int
     source_product_id: str | None
     granted_at: datetime

@@ -287,7 +287,8 @@ entitlements = Table(
     Column("id", ID, primary_key=True),
     Column("customer_id", String(200), nullable=False),
     Column("product_id", ID, ForeignKey("products.id"), nullable=False),
-    Column("order_id", ID, ForeignKey("orders.id"), nullable=False),
+    # None for a family member's App Store grant: no order, no money (services/apple.py).
+    Column("order_id", ID, ForeignKey("orders.id")),
     Column("line_index", Integer, nullable=False),
     Column("source_product_id", ID, ForeignKey("products.id")),
     Column("granted_at", UTCDateTime, nullable=False),
@@ -1115,7 +1116,8 @@ Index(
 # App Store transactions credited or granted (channels/apple, services/apple.py): the
 # transaction id is the primary key, so one transaction pays one order, whoever posts
 # it how often. ``status``: received (claimed), credited (paid through the one paid
-# path), refunded (Apple's REFUND booked), revoked (family-shared access ended).
+# path; a family-shared one: its grant made, with no order), refunded (Apple's REFUND
+# booked), revoked (family-shared access ended).
 apple_transactions = Table(
     "apple_transactions",
     metadata,
@@ -1131,6 +1133,8 @@ apple_transactions = Table(
     Column("status", String(10), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A family-shared transaction's grant (no order, no payment).
+    Column("entitlement_id", ID, unique=True),
     CheckConstraint("status IN ('received', 'credited', 'refunded', 'revoked')", name="status"),
 )
 

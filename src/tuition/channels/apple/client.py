@@ -68,6 +68,11 @@ class AppleTransaction:
     family_shared: bool
     expires_at: datetime | None = None
     revoked_at: datetime | None = None
+    auto_renewable: bool = False  # type "Auto-Renewable Subscription"
+    # A refund's kind (REFUND_FULL, REFUND_PRORATED, FAMILY_REVOKE) and, when prorated,
+    # the share refunded in thousandths of a percent (100000 = all of it).
+    revocation_type: str | None = None
+    revocation_percentage: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -215,7 +220,22 @@ def _transaction(decoded: JWSTransactionDecodedPayload) -> AppleTransaction:
         family_shared=decoded.rawInAppOwnershipType == "FAMILY_SHARED",
         expires_at=None if decoded.expiresDate is None else _time(decoded.expiresDate),
         revoked_at=None if decoded.revocationDate is None else _time(decoded.revocationDate),
+        auto_renewable=decoded.rawType == "Auto-Renewable Subscription",
+        revocation_type=decoded.rawRevocationType,
+        revocation_percentage=_percentage(decoded.revocationPercentage),
     )
+
+
+def _percentage(value: int | None) -> int | None:
+    """Apple's ``revocationPercentage``: milliunits of a percent, 0 to 100000."""
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= 100_000:
+        raise AppleDataInvalid(
+            f"revocationPercentage {value!r} is not between 0 and 100000",
+            param="signed_transaction",
+        )
+    return value
 
 
 def _minor_units(milliunits: int, currency: str) -> int:
