@@ -107,7 +107,7 @@ class Settings(BaseSettings):
     # Which mode's data the admin console shows until an operator switches (docs/admin.md).
     console_mode: Mode = "live"
     test_channels: list[str] | None = None
-    test_channel_settings: dict[str, Any] = Field(default_factory=dict)
+    test_channel_settings: dict[str, Any] = Field(default_factory=dict, repr=False)
     # Demo and test mode: serve the gateway simulator at /simulator and point the
     # sandbox channel at it.
     simulator: bool = False
@@ -244,9 +244,47 @@ class Settings(BaseSettings):
         return type(self).model_validate({**self.model_dump(), **update})
 
     def mode_channels(self, mode: Mode) -> list[str]:
-        """The channels ``mode`` may use, in checkout order: never the sandbox live."""
+        """The channels ``mode`` may use, in checkout order: never the sandbox live.
+
+        Raises ConfigError when a real channel would take test mode's money with live
+        mode's credentials (docs/api.md, "Test and live modes")."""
         chosen = self.for_mode(mode).enabled_channels
-        return [slug for slug in chosen if mode == "test" or slug != "sandbox"]
+        slugs = [slug for slug in chosen if mode == "test" or slug != "sandbox"]
+        if not self.simulator:  # the simulator plays every gateway: nothing real is reached
+            for slug in slugs:
+                problem = self._credential_problem(mode, slug)
+                if problem is not None:
+                    raise ConfigError(problem)
+        return slugs
+
+    def _credential_problem(self, mode: Mode, slug: str) -> str | None:
+        if slug == "apple":
+            wanted = "Sandbox" if mode == "test" else "Production"
+            if self.for_mode(mode).apple_environment != wanted:
+                where = (
+                    "TUITION_TEST_CHANNEL_SETTINGS"
+                    if mode == "test"
+                    else ("TUITION_APPLE_ENVIRONMENT")
+                )
+                return (
+                    f"{where}: {mode} mode takes App Store transactions of the {wanted} "
+                    "environment only"
+                )
+            return None
+        identity = _TEST_IDENTITY.get(slug)
+        if mode == "live" or identity is None:
+            return None
+        overrides = self.test_channel_settings
+        if not any(
+            name in overrides and overrides[name] != getattr(self, name) for name in identity
+        ):
+            return (
+                f"TUITION_TEST_CHANNEL_SETTINGS: test mode's {slug} would use live mode's "
+                f"credentials (real money, booked as test data); set one of "
+                f"{', '.join(identity)} for its sandbox, or leave {slug} out of "
+                "TUITION_TEST_CHANNELS"
+            )
+        return None
 
     def store_url(self, mode: Mode) -> tuple[str, str | None]:
         """Where ``mode`` keeps its data: a database URL and, on PostgreSQL, the schema
@@ -407,6 +445,15 @@ class Settings(BaseSettings):
             raise ValueError("a refund limit cannot be negative")
         return {currency.upper(): limit for currency, limit in value.items()}
 
+
+# A real channel in test mode must name its own merchant or gateway (one of these in
+# TUITION_TEST_CHANNEL_SETTINGS), never run on live mode's credentials.
+_TEST_IDENTITY: dict[str, tuple[str, ...]] = {
+    "alipay": ("alipay_app_id", "alipay_gateway_url"),
+    "wechatpay": ("wechatpay_mchid", "wechatpay_base_url"),
+    "unionpay": ("unionpay_mer_id", "unionpay_gateway_url"),
+    "bank_transfer": ("bank_transfer_account_number",),
+}
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})
 

@@ -421,3 +421,47 @@ async def test_app_store_family_sharing_in_test_mode_stays_in_test_mode(
     answer = await deployment.anon.post("/v1/notify/test/apple", content=revoke)
     assert answer.status_code == 200, answer.text
     assert (await deployment.test.get(path)).json()["has_access"] is False
+
+
+def test_a_real_channel_in_test_mode_never_runs_on_live_credentials() -> None:
+    from tuition.config import ConfigError
+
+    live = {"alipay_app_id": "2021000000000000", "channels": ["alipay"]}
+    same = load_settings(**live, test_channels=["sandbox", "alipay"])
+    with pytest.raises(ConfigError, match="test mode's alipay would use live mode's credentials"):
+        same.mode_channels("test")
+    restated = load_settings(
+        **live,
+        test_channels=["alipay"],
+        test_channel_settings={"alipay_app_id": "2021000000000000"},
+    )
+    with pytest.raises(ConfigError, match="TUITION_TEST_CHANNEL_SETTINGS"):
+        restated.mode_channels("test")
+    own = load_settings(
+        **live,
+        test_channels=["alipay"],
+        test_channel_settings={"alipay_app_id": "9021000000000000"},
+    )
+    assert own.mode_channels("test") == ["alipay"]
+    assert own.mode_channels("live") == ["alipay"]
+    # Bank transfers in test mode show an account of their own, never the company's.
+    bank = load_settings(
+        channels=["bank_transfer"],
+        test_channels=["bank_transfer"],
+        bank_transfer_account_number="6214 0000",
+    )
+    with pytest.raises(ConfigError, match="bank_transfer_account_number"):
+        bank.mode_channels("test")
+    # The App Store: live mode takes Production transactions, test mode Sandbox ones.
+    apple = load_settings(channels=["apple"], apple_environment="Sandbox")
+    with pytest.raises(ConfigError, match="TUITION_APPLE_ENVIRONMENT"):
+        apple.mode_channels("live")
+    sandboxed = load_settings(
+        test_channels=["apple"], test_channel_settings={"apple_environment": "Sandbox"}
+    )
+    assert sandboxed.mode_channels("test") == ["apple"]
+    with pytest.raises(ConfigError, match="Sandbox"):
+        load_settings(test_channels=["apple"]).mode_channels("test")
+    # In simulator mode every gateway is the simulator's.
+    simulated = load_settings(simulator=True, test_channels=["sandbox", "alipay"])
+    assert simulated.mode_channels("test") == ["sandbox", "alipay"]

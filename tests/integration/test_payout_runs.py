@@ -278,3 +278,58 @@ async def test_a_crash_between_two_payouts_of_a_run_is_finished_once_by_the_next
     await execute_run(uow, run.id, deps=deps)
     assert len((await client.get("/v1/payouts")).json()["data"]) == 2
     await _books_clean(uow)
+
+
+async def test_a_crash_after_a_payout_before_its_item_is_linked_links_it_next_time(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],  # noqa: F811
+    uow: UnitOfWork,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The payout committed, the process died before the run's item named it: the next
+    execution finds the payout by its run key (it is not "short of money")."""
+    run_id, deps = await _proposed(app, client, gateway, clock, seller, uow)
+    real = payout_runs_module._settle
+
+    async def dies_before_the_link(*args: object, **kwargs: object) -> object:
+        if kwargs.get("status") == "created":
+            raise ConnectionError("died after the payout committed, before the link")
+        return await real(*args, **kwargs)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(payout_runs_module, "_settle", dies_before_the_link)
+    with pytest.raises(ConnectionError):
+        await approve_run(uow, run_id, operator="admin:ops@example.com", deps=deps)
+    monkeypatch.setattr(payout_runs_module, "_settle", real)
+    view = await execute_run(uow, run_id, deps=deps)
+    payouts = (await client.get("/v1/payouts")).json()["data"]
+    assert len(payouts) == 1
+    assert [(i.status, i.payout_id) for i in view.items] == [("created", payouts[0]["id"])]
+
+
+async def test_a_transfer_payout_is_never_marked_by_hand(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],  # noqa: F811
+    uow: UnitOfWork,
+) -> None:
+    """Its outcome is the gateway's: marked failed here while WeChat still pays it, the
+    money would be available again and paid twice."""
+    from tuition.services.payouts import mark_paid
+
+    await _proposed(app, client, gateway, clock, seller, uow)
+    made = await post(client, "/v1/payouts", {"payee_id": seller["creator"], "currency": "CNY"})
+    async with uow:  # as if it had gone out as a WeChat Pay transfer
+        await uow.conn.exec_driver_sql("UPDATE payouts SET method = 'wechatpay'")
+        await uow.commit()
+    for refused in (
+        mark_failed(uow, made["id"], code="x", message="y", deps=PayoutDeps(clock=clock)),
+        mark_paid(uow, made["id"], reference="bank-1", deps=PayoutDeps(clock=clock)),
+    ):
+        with pytest.raises(Conflict) as error:
+            await refused
+        assert error.value.code == "payout_not_manual"

@@ -9,6 +9,7 @@ from fastapi import APIRouter, Request, Response
 from pydantic import BaseModel, ConfigDict, Field
 
 from tuition.api.deps import Container, ContainerDep, get_container, live_container
+from tuition.api.fields import CustomerId
 from tuition.api.routing import v1_router
 from tuition.channels.apple.client import SLUG, AppleChannel
 from tuition.domain.errors import InvalidRequest
@@ -26,10 +27,8 @@ class AppleTransactionPost(BaseModel):
         max_length=20_000,
         description="The JWS signed transaction StoreKit gave the app (jwsRepresentation)",
     )
-    customer_id: str | None = Field(
+    customer_id: CustomerId | None = Field(
         default=None,
-        min_length=1,
-        max_length=200,
         description="Who bought it; needed for the first transaction of a purchase, "
         "optional for later ones (renewals are the original purchaser's)",
     )

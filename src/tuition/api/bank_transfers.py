@@ -4,11 +4,13 @@ statement CSV (docs/channels.md)."""
 from __future__ import annotations
 
 from datetime import date
+from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from tuition.api.deps import ApiKeyDep, ContainerDep
+from tuition.api.fields import NoNul
 from tuition.api.routing import v1_router
 from tuition.domain.errors import ValidationFailed
 from tuition.domain.money import MAX_AMOUNT
@@ -20,14 +22,16 @@ MAX_STATEMENT_BYTES = 1024 * 1024
 
 class TransferReceived(BaseModel):
     model_config = ConfigDict(extra="forbid")
-    reference: str = Field(min_length=1, max_length=500, description="TU… or the memo holding it")
+    reference: Annotated[str, NoNul] = Field(
+        min_length=1, max_length=500, description="TU… or the memo holding it"
+    )
     amount: StrictInt = Field(ge=1, le=MAX_AMOUNT, description="What arrived, minor units")
     currency: str = Field(min_length=3, max_length=3)
     received_on: date
-    bank_serial: str = Field(
+    bank_serial: Annotated[str, NoNul] = Field(
         min_length=1, max_length=100, description="The bank's number for the transfer (流水号)"
     )
-    payer: str = Field(default="", max_length=200)
+    payer: Annotated[str, NoNul] = Field(default="", max_length=200)
 
 
 class TransferOutcomeOut(BaseModel):

@@ -483,7 +483,7 @@ async def _settle(
     channel = deps.registry.get(payment.channel)
     async with uow:
         await apply_payment_state(
-            uow, payment, state, fee_rate=channel.fee_rate, at=deps.clock.now()
+            uow, payment, state, fee_rate=channel.fee_rate, at=deps.clock.now(), hold=deps.hold
         )
         await uow.commit()
     return (await get_payment(uow, payment_id)).status

@@ -26,6 +26,7 @@ transaction that moves the row ``received`` -> ``credited``; ``REVOKE`` (or a
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -107,7 +108,8 @@ async def record_transaction(
     signed_transaction: str, customer_id: str | None, uow: UnitOfWork, *, deps: AppleDeps
 ) -> Credited:
     """Verify a signed transaction from the app and credit or grant what it bought."""
-    transaction = deps.channel.verify_transaction(signed_transaction)
+    # Verification may ask Apple's OCSP service (synchronous HTTP): off the event loop.
+    transaction = await asyncio.to_thread(deps.channel.verify_transaction, signed_transaction)
     return await credit_transaction(transaction, customer_id, uow, deps=deps)
 
 
@@ -207,7 +209,9 @@ async def _pay(
         paid_at=tx.purchased_at,
         raw_status="PURCHASED",
     )
-    settled = await apply_payment_state(uow, payment, state, fee_rate=sold.commission, at=now)
+    settled = await apply_payment_state(
+        uow, payment, state, fee_rate=sold.commission, at=now, hold=deps.refunds.payments.hold
+    )
     if not settled.changed or settled.refunds_to_submit:
         raise AssertionError(f"order {order.id} of {tx.transaction_id} was not paid")
     if tx.auto_renewable and tx.expires_at is not None:
@@ -464,7 +468,7 @@ async def handle_apple_notification(
             await uow.commit()
 
     try:
-        notification = deps.channel.verify_apple_notification(body)
+        notification = await asyncio.to_thread(deps.channel.verify_apple_notification, body)
     except NotificationRejected as exc:
         await record("rejected", exc.reason, None, None)
         log.warning("notification_rejected", channel="apple", reason=exc.reason)

@@ -15,7 +15,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date
 
 from tuition.channels.bank_transfer.client import SLUG, payment_of
@@ -64,6 +64,9 @@ class TransferOutcome:
 async def record_transfer(
     cmd: ReceivedTransfer, uow: UnitOfWork, *, deps: PaymentDeps
 ) -> TransferOutcome:
+    # One transfer, one serial, however it was typed: "abc123" by hand and "ABC123" from
+    # the statement must not count it twice.
+    cmd = replace(cmd, bank_serial=cmd.bank_serial.strip().upper())
     if _SERIAL.fullmatch(cmd.bank_serial) is None:
         raise ValidationFailed(
             "bank_serial must be 1-100 printable ASCII characters", param="bank_serial"
@@ -129,7 +132,9 @@ async def record_transfer(
                 raw_status="RECEIVED",
             )
             fee_rate = deps.registry.get(SLUG).fee_rate
-            settled = await apply_payment_state(uow, current, state, fee_rate=fee_rate, at=now)
+            settled = await apply_payment_state(
+                uow, current, state, fee_rate=fee_rate, at=now, hold=deps.hold
+            )
             refunds = settled.refunds_to_submit
             verdict = "paid"
         elif current.status not in _OPEN:

@@ -142,6 +142,12 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
         if method is not PayoutMethod.BANK:
             _transfer_channel(deps, method)
         available = await uow.payouts.lock_available(payee.id, cmd.currency, now)
+        # A run repeated after a crash (or racing another): its payout is made already,
+        # and the balance it took must not make the repeat look short of money.
+        if cmd.run_key is not None and await uow.payouts.by_run_key(cmd.run_key) is not None:
+            raise Conflict(
+                f"payee {payee.id} was paid by run {cmd.run_key} already", code="payout_run_done"
+            )
         amount = payout_amount(available, cmd.amount, deps.minimum)
         if amount > available:
             raise Conflict(
@@ -336,6 +342,7 @@ async def mark_paid(
     now = deps.clock.now()
     async with uow:
         payout = await _current(uow, payout_id)
+        _marked_by_hand(payout)
         transition(payout.status, PayoutStatus.PAID)
         if not await _paid(uow, payout, reference=reference, now=now):
             raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
@@ -351,6 +358,7 @@ async def mark_failed(
     now = deps.clock.now()
     async with uow:
         payout = await _current(uow, payout_id)
+        _marked_by_hand(payout)
         target = (
             PayoutStatus.RETURNED if payout.status is PayoutStatus.PAID else PayoutStatus.FAILED
         )
@@ -359,6 +367,18 @@ async def mark_failed(
             raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
         await uow.commit()
     return await _current_after(uow, payout_id)
+
+
+def _marked_by_hand(payout: PayoutRecord) -> None:
+    """Only a bank payout is marked by hand: a transfer's outcome is the gateway's (its
+    notification or query), and a transfer marked failed here while the gateway still
+    pays it (WeChat's WAIT_USER_CONFIRM can last hours) would be paid twice."""
+    if payout.method != PayoutMethod.BANK.value:
+        raise Conflict(
+            f"payout {payout.id} is a {payout.method} transfer: its outcome comes from the "
+            "gateway (notification or query), not by hand",
+            code="payout_not_manual",
+        )
 
 
 async def _current(uow: UnitOfWork, payout_id: str) -> PayoutRecord:

@@ -117,7 +117,9 @@ async def payout(uow: UnitOfWork, payout_id: str, deps: PaymentDeps) -> datetime
     status = await submit_payout(
         uow,
         payout_id,
-        deps=PayoutDeps(clock=deps.clock, registry=deps.registry, base_url=deps.base_url),
+        deps=PayoutDeps(
+            clock=deps.clock, registry=deps.registry, base_url=deps.base_url, mode=deps.mode
+        ),
     )
     if status is PayoutStatus.PROCESSING:
         return deps.clock.now() + PAYOUT_RECHECK
