@@ -806,3 +806,46 @@ async def test_prorated_refund_notices_at_once_book_one_refund(
     assert [(r["status"], r["amount"]) for r in refunds] == [("succeeded", 1500)]
     assert len(await _events(uow, "entitlement.revoked")) == 1
     await _books_balance(uow)
+
+
+async def test_a_refund_whose_first_delivery_failed_is_applied_by_apples_retry(
+    client: httpx.AsyncClient,
+    apple: AppleChannel,
+    store: TestAppStore,
+    clock: FrozenClock,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Apple has no query to recover a lost REFUND from: a delivery that fails must not
+    mark the notification seen, so the retry books it (once)."""
+    from tuition.services import apple as apple_service
+
+    signed = store.transaction("2000000000000099", COINS, at=clock.now(), price=12000)
+    bought = await _post_tx(client, signed, customer_id="u_9")
+    assert bought.status_code == 201, bought.text
+    clock.advance(timedelta(days=1))
+    refunded = store.transaction(
+        "2000000000000099",
+        COINS,
+        at=later(clock.now(), days=-1),
+        price=12000,
+        revocationDate=int(clock.now().timestamp() * 1000),
+        revocationReason=0,
+    )
+    notice = store.notification("REFUND", refunded, at=clock.now())
+    real = apple_service.refund_transaction
+
+    async def drops_the_connection(*_args: object, **_kwargs: object) -> Any:
+        raise ConnectionError("the database went away mid-apply")
+
+    monkeypatch.setattr(apple_service, "refund_transaction", drops_the_connection)
+    failed = await client.post("/v1/notify/apple", content=notice)
+    assert failed.status_code >= 500  # not 200: Apple sends it again
+    monkeypatch.setattr(apple_service, "refund_transaction", real)
+    retried = await client.post("/v1/notify/apple", content=notice)
+    assert retried.status_code == 200
+    order = (await client.get(f"/v1/orders/{bought.json()['order_id']}")).json()
+    assert order["status"] == "refunded"
+    again = await client.post("/v1/notify/apple", content=notice)  # and a third copy
+    assert again.status_code == 200
+    refunds = (await client.get("/v1/refunds", params={"order_id": order["id"]})).json()
+    assert len(refunds["data"]) == 1

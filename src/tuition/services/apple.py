@@ -473,6 +473,11 @@ async def handle_apple_notification(
         await record("rejected", exc.reason, None, None)
         log.warning("notification_rejected", channel="apple", reason=exc.reason)
         return NotificationOutcome("rejected", exc.reason)
+    # Applied first, claimed after: applying is idempotent by itself (each transaction's
+    # state moves by compare-and-set), so a copy that races or follows changes nothing,
+    # while a failure or a crash before the claim leaves Apple's retry to apply it. (A
+    # claim committed first would make that retry a "duplicate", and the refund lost.)
+    verdict, reason, payment_id = await _apply(notification, uow, deps=deps)
     async with uow:
         first = await uow.events.claim_effect(
             channel=deps.channel.slug,
@@ -481,10 +486,8 @@ async def handle_apple_notification(
             notification_id=notification_id,
         )
         await uow.commit()
-    if not first:
-        await record("duplicate", None, notification, None)
-        return NotificationOutcome("duplicate", None)
-    verdict, reason, payment_id = await _apply(notification, uow, deps=deps)
+    if not first and verdict != "applied":
+        verdict, reason = "duplicate", None
     await record(verdict, reason, notification, payment_id)
     return NotificationOutcome(verdict, reason)
 
