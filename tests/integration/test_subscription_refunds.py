@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import timedelta
 from typing import Any
 
 import httpx
@@ -15,6 +16,7 @@ from tests.integration.subscription_shop import (
     subscribe,
 )
 from tuition.clock import FrozenClock
+from tuition.domain.subscriptions import RenewalPolicy
 from tuition.services.ledger import verify_ledger
 from tuition.simulator.app import Simulator
 from tuition.store.uow import UnitOfWork
@@ -79,3 +81,34 @@ async def test_a_partial_refund_leaves_the_subscription_active(
     after = await get_sub(client, sub["id"])
     assert after["status"] == "active"
     assert "subscription.canceled" not in [t for t, _ in await events(uow)]
+
+
+async def test_a_full_refund_closes_the_renewal_order_already_made(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    """A renewal made before the refund is closed with it: a charge on its way (an
+    agreement's) that lands later finds a cancelled order, which is refunded."""
+    sub = await _paid_subscription(client, shop, gateway)
+    # Renewals made a whole period ahead, so the renewal exists while the current period
+    # is still refundable in full (a membership refunds its unused time to the second).
+    run = await renew(uow, clock, RenewalPolicy(lead=timedelta(days=31)))
+    assert len(run.prepared) == 1
+    async with uow:
+        links = await uow.subscriptions.orders_of(sub["id"])
+    (renewal_id,) = [link.order_id for link in links if link.order_id != sub["latest_order"]["id"]]
+    renewal = (await client.get(f"/v1/orders/{renewal_id}")).json()
+    assert renewal["status"] == "pending_payment"
+    await _refund(
+        client, gateway, order_id=sub["latest_order"]["id"], reason="requested_by_customer"
+    )
+    assert (await get_sub(client, sub["id"]))["status"] == "canceled"
+    closed = (await client.get(f"/v1/orders/{renewal['id']}")).json()
+    assert closed["status"] == "cancelled"
+    refused = await client.post(
+        f"/v1/orders/{renewal['id']}/payments", json={"channel": "sandbox", "method": "page"}
+    )
+    assert refused.status_code == 409, refused.text

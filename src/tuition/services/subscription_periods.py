@@ -13,6 +13,7 @@ from typing import Any
 
 from tuition.domain.access_scope import membership_term
 from tuition.domain.catalog import Product
+from tuition.domain.orders import OrderStatus
 from tuition.domain.subscriptions import SubscriptionStatus, transition
 from tuition.store.orders import OrderRecord
 from tuition.store.subscriptions import SubscriptionOrder, SubscriptionRecord
@@ -147,10 +148,25 @@ async def subscription_order_refunded(uow: UnitOfWork, order_id: str, *, at: dat
         ended_at=at,
     ):
         return
-    # The next period's order, if one was made, is no longer the subscription's renewal.
+    # The next period's order, if one was made, is no longer the subscription's renewal,
+    # and it is closed: a charge already on its way (an agreement's) that succeeds after
+    # this finds a cancelled order and is refunded, as any payment of a closed order is.
+    upcoming = [
+        link.order_id
+        for link in await uow.subscriptions.orders_of(sub.id)
+        if link.period_index == sub.period_index + 1 and link.status in ("pending", "failed")
+    ]
     await uow.subscriptions.set_order_status_for_period(
         sub.id, sub.period_index + 1, expected=("pending", "failed"), status="void"
     )
+    for upcoming_id in upcoming:
+        await uow.orders.set_status(
+            upcoming_id,
+            expected=OrderStatus.PENDING_PAYMENT,
+            target=OrderStatus.CANCELLED,
+            at=at,
+            closed_at=at,
+        )
     await uow.events.emit(
         "subscription.canceled",
         sub.id,
