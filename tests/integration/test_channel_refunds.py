@@ -156,7 +156,7 @@ async def make_world(clock: FrozenClock, refund_key_dir: Path) -> AsyncIterator[
         settings = load_settings(
             simulator=True, channels=list(CHANNELS), simulator_key_file=str(key_file)
         )
-        registry = build_registry(settings, clock=clock, simulator=sim)
+        registry = build_registry(settings, clock=clock, simulator=sim, mode="test")
         world = World(sim, clock, {c.slug: c for c in registry}, inbox, sleeps)
         made.append(world)
         return world
