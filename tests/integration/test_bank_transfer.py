@@ -119,6 +119,25 @@ async def test_an_overpayment_pays_and_is_flagged(
     assert [e["data"]["received"] for e in events] == [10000]
 
 
+async def test_money_for_a_closed_payment_is_flagged_not_lost(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    bank: BankTransferChannel,
+) -> None:
+    """The buyer transfers the exact amount after the order was cancelled: nothing is
+    booked, but an event flags it, so finance sends it back (the cash is in the bank)."""
+    started = await _attempt(client, shop)
+    reference = started["payment"]["next_action"]["params"]["reference"]
+    cancelled = await client.post(f"/v1/orders/{started['order']['id']}/cancel")
+    assert cancelled.status_code == 200, cancelled.text
+    late = await post(client, "/v1/bank_transfers/receipts", _receipt(reference, 9900, "S1"))
+    assert (late["verdict"], late["received"]) == ("overpaid", 9900)
+    events = (await client.get("/v1/events", params={"type": "payment.overpaid"})).json()["data"]
+    assert [e["data"]["bank_serial"] for e in events] == ["S1"]
+    order = (await client.get(f"/v1/orders/{started['order']['id']}")).json()
+    assert order["status"] == "cancelled"
+
+
 async def test_a_statement_imported_twice_pays_once(
     client: httpx.AsyncClient,
     shop: dict[str, str],

@@ -136,10 +136,12 @@ async def record_transfer(
                 uow, current, state, fee_rate=fee_rate, at=now, hold=deps.hold
             )
             refunds = settled.refunds_to_submit
-            verdict = "paid"
+            # Paid, unless its order no longer wanted it (expired, paid another way): then
+            # the money is to go back, by hand for a bank transfer, and is flagged.
+            verdict = "overpaid" if refunds else "paid"
         elif current.status not in _OPEN:
             verdict = "overpaid"  # money for a payment already settled or closed
-        if received > current.amount:
+        if received > current.amount or verdict == "overpaid":
             verdict = "overpaid"
             await uow.events.emit(
                 "payment.overpaid",
