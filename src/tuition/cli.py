@@ -435,26 +435,30 @@ def admin_create_user(
     console.print(f"created operator {email}; log in at {settings.base_url}/admin")
 
 
+# What `tuition demo` sets unless the environment says otherwise: the simulator, readable
+# logs, a webhook receiver on this machine, and a shop in test mode with every channel
+# the simulator plays, a bank account for transfers, and the console showing test data.
+DEMO_ENVIRONMENT = {
+    "TUITION_SIMULATOR": "true",
+    "TUITION_LOG_JSON": "false",
+    "TUITION_WEBHOOK_ALLOWED_HOSTS": '["127.0.0.1", "localhost", "::1"]',
+    "TUITION_CONSOLE_MODE": "test",
+    "TUITION_TEST_CHANNELS": '["sandbox", "alipay", "wechatpay", "unionpay", "bank_transfer"]',
+    "TUITION_BANK_TRANSFER_ACCOUNT_NAME": "演示知识科技有限公司 Demo Co.",
+    "TUITION_BANK_TRANSFER_BANK_NAME": "招商银行 (demo)",
+    "TUITION_BANK_TRANSFER_ACCOUNT_NUMBER": "6214 8300 0000 0000",
+}
+
+
 @app.command()
 def demo(
     port: Annotated[int | None, typer.Option(help="Port")] = None,
 ) -> None:
     """Migrate, create a demo API key and serve with the gateway simulator."""
-    os.environ.setdefault("TUITION_SIMULATOR", "true")
+    for name, value in DEMO_ENVIRONMENT.items():
+        os.environ.setdefault(name, value)
     if port is not None:
         os.environ["TUITION_PORT"] = str(port)
-    os.environ.setdefault("TUITION_LOG_JSON", "false")
-    # A webhook receiver on this machine is what one tries with the demo.
-    os.environ.setdefault("TUITION_WEBHOOK_ALLOWED_HOSTS", '["127.0.0.1", "localhost", "::1"]')
-    # The demo's shop is test mode's: there it has every channel the simulator plays, and
-    # an account buyers can pay by bank transfer; the console opens on it.
-    os.environ.setdefault("TUITION_CONSOLE_MODE", "test")
-    os.environ.setdefault(
-        "TUITION_TEST_CHANNELS", '["sandbox", "alipay", "wechatpay", "unionpay", "bank_transfer"]'
-    )
-    os.environ.setdefault("TUITION_BANK_TRANSFER_ACCOUNT_NAME", "演示知识科技有限公司 Demo Co.")
-    os.environ.setdefault("TUITION_BANK_TRANSFER_BANK_NAME", "招商银行 (demo)")
-    os.environ.setdefault("TUITION_BANK_TRANSFER_ACCOUNT_NUMBER", "6214 8300 0000 0000")
     get_settings.cache_clear()
     settings = load_settings()
     _check_channels(settings)

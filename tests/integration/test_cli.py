@@ -12,7 +12,7 @@ import pytest
 from click.testing import Result
 from typer.testing import CliRunner
 
-from tuition.cli import app
+from tuition.cli import DEMO_ENVIRONMENT, app
 from tuition.config import get_settings
 
 runner = CliRunner()
@@ -126,12 +126,7 @@ def test_a_list_setting_that_is_not_json_is_one_line_naming_it(
 def test_demo_on_a_busy_port_stops_before_printing_credentials(
     db_file: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    for name in (
-        "TUITION_SIMULATOR",
-        "TUITION_LOG_JSON",
-        "TUITION_WEBHOOK_ALLOWED_HOSTS",
-        "TUITION_PORT",
-    ):
+    for name in (*DEMO_ENVIRONMENT, "TUITION_PORT"):
         monkeypatch.setenv(name, os.environ.get(name, ""))  # demo sets them; restore after
         monkeypatch.delenv(name)
     monkeypatch.setenv("TUITION_SIMULATOR_KEY_FILE", str(db_file.parent / "sim.pem"))
