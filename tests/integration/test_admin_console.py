@@ -259,6 +259,10 @@ async def test_the_dashboard_counts_gmv_success_rate_fees_and_net_revenue(
     )
     await gateway.decline(attempt["id"])
     await gateway.drain()
+    waiting = await post(client, "/v1/orders", order_body(shop, "c2", customer_id="u_3"))
+    await post(  # still open: neither a success nor a failure yet
+        client, f"/v1/orders/{waiting['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
     board = await dashboard(uow, clock=clock, zone=UTC, days=7)
     (cny,) = board.currencies
     assert cny.gmv[-1].value == 39900

@@ -89,3 +89,53 @@ async def test_a_run_is_proposed_reviewed_and_approved_in_the_console(
     runs = await console.get("/admin/payout_runs")
     assert f"admin:{EMAIL}" in runs.text
     await _books_clean(uow)
+
+
+async def test_only_finance_and_owners_approve_a_run_and_the_trail_names_them(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],  # noqa: F811
+    uow: UnitOfWork,
+) -> None:
+    await _sell(app, client, gateway, clock, seller, "u_1")
+    await _bank(client, seller["creator"])
+    await _console(anon_client, uow, clock)  # an owner
+    listing = await anon_client.get("/admin/payout_runs")
+    proposed = await anon_client.post(
+        "/admin/payout_runs/propose", data={"csrf_token": _token(listing.text)}
+    )
+    url = proposed.headers["location"]
+
+    await admin_service.create_admin_user(uow, "help@example.com", PASSWORD, clock, role="support")
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=app), base_url="http://tuition.test"
+    ) as support:
+        form = await support.get("/admin/login")
+        await support.post(
+            "/admin/login",
+            data={
+                "email": "help@example.com",
+                "password": PASSWORD,
+                "csrf_token": _token(form.text),
+            },
+        )
+        page = await support.get(url)
+        assert page.status_code == 200  # support reads the run ...
+        assert "Approve and pay" not in page.text
+        refused = await support.post(f"{url}/approve", data={"csrf_token": _token(page.text)})
+        assert refused.status_code == 403  # ... and the server refuses its approval
+    assert (await client.get("/v1/payouts")).json()["data"] == []
+
+    page = await anon_client.get(url)
+    approved = await anon_client.post(f"{url}/approve", data={"csrf_token": _token(page.text)})
+    assert approved.status_code == 303
+    assert len((await client.get("/v1/payouts")).json()["data"]) == 1
+    async with uow:
+        rows = await uow.conn.exec_driver_sql(
+            "SELECT action, subject FROM audit_events WHERE action LIKE 'payout_run.%'"
+        )
+        trail = [tuple(r) for r in rows]
+    assert trail == [("payout_run.approve", url.rsplit("/", 1)[1])]

@@ -2,7 +2,8 @@
 the platform's time zone (``TUITION_TIME_ZONE``), cut at local midnight.
 
 - GMV: what buyers paid for orders paid that day (order totals);
-- success rate per channel: succeeded ÷ attempted payments created in the window;
+- success rate per channel: succeeded ÷ finished (succeeded, failed, closed) payments
+  created in the window; an attempt still open is neither;
 - channel fees: the fees of those payments;
 - net revenue: what the platform keeps, from the ledger: platform revenue less refunds
   and channel fees (creator shares and tax were never the platform's).

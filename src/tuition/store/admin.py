@@ -28,6 +28,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.calendar import BusinessDays
+from tuition.domain.channel_choice import FINISHED_STATUSES
 from tuition.domain.orders import OrderStatus
 from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.orders import OrderRecord
@@ -629,12 +630,14 @@ class AdminRepository:
         return [(str(d), c, int(n), int(s)) for d, c, n, s in rows]
 
     async def payments_per_channel(self, since: datetime) -> list[tuple[str, str, int, int, int]]:
-        """``(channel, currency, attempts, succeeded, fees)`` of payments created since."""
+        """``(channel, currency, finished, succeeded, fees)`` of payments created since:
+        finished attempts only (succeeded, failed, closed), as channel choice counts
+        them; one still open is neither a success nor a failure yet."""
         succeeded = func.sum(case((payments.c.status == "succeeded", 1), else_=0))
         fees = func.coalesce(func.sum(payments.c.fee), 0)
         rows = await self.conn.execute(
             select(payments.c.channel, payments.c.currency, func.count(), succeeded, fees)
-            .where(payments.c.created_at >= since)
+            .where(payments.c.created_at >= since, payments.c.status.in_(FINISHED_STATUSES))
             .group_by(payments.c.channel, payments.c.currency)
             .order_by(payments.c.channel, payments.c.currency)
         )

@@ -2,9 +2,9 @@
 what each payee would get (or got), and the actions: propose the current period's run,
 approve a proposed run (money moves only then), retry its failed payouts.
 
-Approving and retrying move money, so both ask :func:`may_approve_payouts` first: the
-one place where the finance-role check belongs (every signed-in operator may, until
-roles exist).
+Approving and retrying move money: finance and owners only (the PAYOUTS permission,
+checked by the routes' marks and by :func:`may_approve_payouts` for the page's buttons),
+and each is written to the audit trail with the operator.
 """
 
 from __future__ import annotations
@@ -18,9 +18,11 @@ from fastapi.responses import RedirectResponse, Response
 from tuition.api.deps import get_container
 from tuition.api.payouts import payout_deps
 from tuition.domain.errors import TuitionError
+from tuition.domain.operators import Permission
 from tuition.services import payout_runs as run_service
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_roles import requires
+from tuition.web.admin_session import Operator, OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -30,9 +32,10 @@ RECENT = 50
 
 
 def may_approve_payouts(operator: Operator) -> bool:
-    """Whether ``operator`` may approve a payout run or retry its payouts: THE place for
-    the finance-role check (today every signed-in operator may)."""
-    return operator.user.email != ""
+    """Whether ``operator`` may approve a payout run or retry its payouts: finance and
+    owners (the PAYOUTS permission; the routes are marked too, so the server refuses a
+    direct POST from any other role)."""
+    return operator.may(Permission.PAYOUTS)
 
 
 def _who(operator: Operator) -> str:
@@ -65,6 +68,7 @@ async def runs_page(
 
 
 @router.post("/admin/payout_runs/propose")
+@requires(Permission.PAYOUTS)
 async def propose(request: Request, operator: OperatorDep) -> Response:
     """Propose the current period's run (or open the one already proposed)."""
     if not await _form_ok(request, operator):
@@ -101,12 +105,14 @@ async def run_page(
 
 
 @router.post("/admin/payout_runs/{run_id}/approve")
+@requires(Permission.PAYOUTS)
 async def approve(request: Request, operator: OperatorDep, run_id: RunPath) -> Response:
     """Approve the run as this operator; its payouts are made now."""
     return await _act(request, operator, run_id, retry=False)
 
 
 @router.post("/admin/payout_runs/{run_id}/retry")
+@requires(Permission.PAYOUTS)
 async def retry(request: Request, operator: OperatorDep, run_id: RunPath) -> Response:
     """Pay again, once, what each failed payout of the run gave back."""
     return await _act(request, operator, run_id, retry=True)
@@ -121,14 +127,12 @@ async def _act(request: Request, operator: Operator, run_id: str, *, retry: bool
     container = get_container(request)
     deps = payout_deps(container)
     try:
+        action = "payout_run.retry" if retry else "payout_run.approve"
+        uow = audited(request, operator, action, run_id)  # the trail names who moved money
         if retry:
-            await run_service.retry_failed(
-                container.uow(), run_id, operator=_who(operator), deps=deps
-            )
+            await run_service.retry_failed(uow, run_id, operator=_who(operator), deps=deps)
         else:
-            await run_service.approve_run(
-                container.uow(), run_id, operator=_who(operator), deps=deps
-            )
+            await run_service.approve_run(uow, run_id, operator=_who(operator), deps=deps)
     except TuitionError as exc:
         return secure(RedirectResponse(f"{url}?problem={quote(exc.code, safe='')}", 303))
     return secure(RedirectResponse(url, status_code=303))
