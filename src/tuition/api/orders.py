@@ -43,6 +43,11 @@ class OrderCreate(BaseModel):
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. CNY")
     items: list[Item] = Field(max_length=50)
     coupon_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    referral_code: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="A promoter's referral code: its commissions are fixed with the order",
+    )
     tax_region: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$", description="e.g. CN; case-insensitive"
     )
@@ -228,6 +233,7 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         currency=body.currency,
         items=tuple(order_service.ItemRequest(i.product_id, i.quantity) for i in body.items),
         coupon_code=body.coupon_code,
+        referral_code=body.referral_code,
         tax_region=body.tax_region.upper() if body.tax_region else None,
         surcharge_channel=body.surcharge_channel,
         return_url=body.return_url,

@@ -15,6 +15,7 @@ from tuition.domain.ids import new_id
 from tuition.domain.money import coin_unit
 from tuition.domain.orders import OrderLine, OrderStatus, transition
 from tuition.domain.pricing import Quote, price_order
+from tuition.services.commissions import referral_lines
 from tuition.services.entitlements import grant_for_order
 from tuition.services.memberships import apply_member_prices
 from tuition.store.orders import LineRecord, OrderFilter, OrderRecord
@@ -46,6 +47,8 @@ class CreateOrder:
     # Unit prices set by Tuition itself (a subscription's first-period price, proration,
     # carried credit), never by the API: applied as the line's promotion.
     unit_prices: Mapping[str, int] = field(default_factory=dict)
+    # A promoter's referral code: its commissions are fixed with the order.
+    referral_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -130,7 +133,18 @@ async def create_order(
             surface=cmd.surface,
         )
         order = _order_record(cmd, quote, lines, now=now, ttl=policy.order_ttl)
+        referred = []
+        if cmd.referral_code is not None:
+            referred = await referral_lines(
+                uow,
+                order_id=order.id,
+                code=cmd.referral_code,
+                customer_id=cmd.customer_id,
+                lines=order.lines,
+                at=now,
+            )
         await uow.orders.add(order)
+        await uow.commissions.add_lines(referred)
         uow.outcome(order.id)  # what a retry with the same Idempotency-Key gets back
         if coupon_id is not None and coupon is not None:
             refused = await uow.orders.redeem_coupon(
