@@ -76,6 +76,7 @@ async def _paid(
     made = await _order(client, ids, customer)
     assert made.status_code == 201, made.text
     order = made.json()
+    assert order["referral_code"] == "LI2026"
     payment = await post(
         client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "page"}
     )
@@ -322,7 +323,9 @@ async def test_a_products_commissions_must_fit_the_bearers_share(
 ) -> None:
     path = f"/v1/products/{referral['course']}/commission"
     # The platform keeps 30 %: 20 % + 15 % is more than it has.
-    too_much = await client.put(path, json={"level1": "0.2", "level2": "0.15", "bearer": "platform"})
+    too_much = await client.put(
+        path, json={"level1": "0.2", "level2": "0.15", "bearer": "platform"}
+    )
     assert too_much.status_code == 422, too_much.text
     assert too_much.json()["error"]["code"] == "commission_exceeds_share"
     bad = await client.put(path, json={"level1": "1.5", "bearer": "platform"})
@@ -391,22 +394,28 @@ async def test_a_refund_settlement_that_crashes_takes_nothing_back_and_its_retry
 ) -> None:
     order = await _paid(client, gateway, referral, "b_1")
     real_post = LedgerRepository.post
+    crashed: list[str] = []
 
     async def crash(self: LedgerRepository, entry: JournalEntry, **kwargs: Any) -> Any:
         if entry.source.startswith("refund:"):
+            crashed.append(entry.source)
             raise ConnectionError("killed between the clawback and the refund's entry")
         return await real_post(self, entry, **kwargs)
 
+    gateway.drop_next_notifications(1)  # the worker's recovery query settles it
+    made = await client.post("/v1/refunds", json={"order_id": order["id"]})
+    assert made.status_code == 201, made.text
+    await gateway.drain()
+    clock.advance(timedelta(minutes=2))
     with monkeypatch.context() as patched:
         patched.setattr(LedgerRepository, "post", crash)
-        made = await client.post("/v1/refunds", json={"order_id": order["id"]})
-        assert made.status_code == 201, made.text
-        await gateway.drain()
+        await _worker(app).run_once()
+    assert crashed == [f"refund:{made.json()['id']}"]
     refund = (await client.get(f"/v1/refunds/{made.json()['id']}")).json()
     assert refund["status"] == "pending"
     assert await _held(client, referral["li"], referral["wang"]) == [(3980, 0), (995, 0)]
     await _books_clean(uow)
-    clock.advance(timedelta(minutes=2))  # the refund's recovery job asks the gateway again
+    clock.advance(timedelta(minutes=10))  # the job's retry asks the gateway again
     await _worker(app).run_once()
     refund = (await client.get(f"/v1/refunds/{made.json()['id']}")).json()
     assert refund["status"] == "succeeded"

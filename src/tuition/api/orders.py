@@ -97,6 +97,9 @@ class OrderOut(BaseModel):
     total: int = Field(description="What the buyer pays, minor units")
     amount_refunded: int
     coupon_code: str | None
+    referral_code: str | None = Field(
+        default=None, description="The promoter's referral code the order was placed with"
+    )
     tax_region: str | None
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
     surface: str = Field(description="The price list the order was priced from")
@@ -161,6 +164,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         total=order.total,
         amount_refunded=order.amount_refunded,
         coupon_code=order.coupon_code,
+        referral_code=order.referral_code,
         tax_region=order.tax_region,
         pricing=order.pricing,
         surface=order.surface,

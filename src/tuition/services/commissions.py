@@ -228,7 +228,7 @@ async def line_shares(uow: UnitOfWork, order: OrderRecord) -> list[LineShare]:
     zero for a top-up), then each referred line's promoters'. A line's creator share
     is its rate of the line (net of tax) unless the order was referred, when it is the
     split fixed with the order."""
-    referred = await uow.commissions.of_order(order.id)
+    referred = {} if order.referral_code is None else await uow.commissions.of_order(order.id)
     nets = [
         0 if line.kind == ProductKind.TOPUP.value else line.total - line.tax - line.surcharge
         for line in order.lines

@@ -360,4 +360,5 @@ def _order_record(
         updated_at=now,
         lines=records,
         surface=cmd.surface,
+        referral_code=cmd.referral_code,
     )

@@ -73,6 +73,7 @@ class OrderRecord:
     updated_at: datetime
     lines: tuple[LineRecord, ...] = ()
     surface: str = "web"  # the price list it was priced from (see Product.surface_prices)
+    referral_code: str | None = None  # a promoter's code: its split is order_commissions
 
 
 @dataclass(frozen=True, slots=True)

@@ -233,6 +233,8 @@ orders = Table(
     Column("closed_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A promoter's referral code the order was placed with (order_commissions: its split).
+    Column("referral_code", String(64)),
     CheckConstraint(
         "status IN ('pending_payment', 'paid', 'partially_refunded', 'refunded', "
         "'cancelled', 'expired')",

@@ -1,4 +1,4 @@
-"""Promoters, product commissions and the commission split of referred orders
+"""Promoters, product commissions, and the referral code and commission split of orders
 
 Revision ID: 0024
 Revises: 0021
@@ -21,6 +21,8 @@ depends_on: str | Sequence[str] | None = None
 
 
 def upgrade() -> None:
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("referral_code", sa.String(length=64), nullable=True))
     op.create_table(
         "promoters",
         sa.Column("payee_id", sa.String(length=40), nullable=False),
@@ -98,3 +100,5 @@ def downgrade() -> None:
     with op.batch_alter_table("promoters", schema=None) as batch_op:
         batch_op.drop_index("ix_promoters_recruited_by")
     op.drop_table("promoters")
+    with op.batch_alter_table("orders", schema=None) as batch_op:
+        batch_op.drop_column("referral_code")
