@@ -427,3 +427,36 @@ async def test_a_refund_settlement_that_crashes_takes_nothing_back_and_its_retry
     earned = (await client.get(f"/v1/payees/{referral['li']}/earnings")).json()["data"]
     assert [e["clawed_back"] for e in earned] == [3980]
     await _books_clean(uow)
+
+
+async def test_a_split_tender_referred_order_portions_every_payees_share_over_its_payments(
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    uow: UnitOfWork,
+    referral: dict[str, str],
+) -> None:
+    await post(
+        client,
+        "/v1/customers/b_1/wallet/adjustments",
+        {"currency": "CNY", "amount": 5000, "reason": "goodwill"},
+    )
+    made = await _order(client, referral, "b_1")
+    assert made.status_code == 201, made.text
+    payment = await post(
+        client,
+        f"/v1/orders/{made.json()['id']}/payments",
+        {"channel": "sandbox", "method": "page", "wallet_amount": 5000},
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    async with uow:
+        channel = await uow.ledger.entry_by_source(payment_source(payment["id"]))
+        wallet = await uow.ledger.entry_by_source(payment_source(payment["wallet_part_id"]))
+    assert channel is not None and wallet is not None
+    li = f"creator_pending:CNY:{referral['li']}"
+    parts = [{p.account.key: p.amount for p in e.postings}.get(li, 0) for e in (wallet, channel)]
+    # 5,000 of 19,900 from the balance: its portion of Li's 3,980 is 1,000 (exactly).
+    assert parts == [-1000, -2980]
+    got = await _held(client, referral["ada"], referral["li"], referral["wang"])
+    assert got == [(13930, 0), (3980, 0), (995, 0)]
+    await _books_clean(uow)
