@@ -349,6 +349,21 @@ class Settings(BaseSettings):
     # WeChat Pay contract deduction (委托代扣): the plan (模板) id renewals are signed
     # under; unset, WeChat Pay subscriptions renew by hand (docs/channels.md).
     wechatpay_papay_plan_id: int | None = Field(default=None, ge=1)
+    # Exchange rates partner platforms' shares are settled at until the FX service gives
+    # them, as JSON {"CNY/USD": "0.1389"}: units of the quote per unit of the base
+    # (docs/payouts.md, Partner platforms).
+    fx_rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _fx_rates_valid(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for pair, rate in value.items():
+            base, slash, quote = pair.partition("/")
+            if not (slash and len(base) == len(quote) == 3 and base.isupper() and quote.isupper()):
+                raise ValueError(f"an exchange rate is named BASE/QUOTE, e.g. CNY/USD: {pair!r}")
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"the {pair} rate must be a positive number, got {rate}")
+        return value
 
 
 _COIN_KEYS = frozenset({"code", "name", "symbol", "decimals", "currency"})

@@ -23,6 +23,7 @@ from tuition.store.tables import api_keys
 from tuition.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
+    from tuition.services.partners import RateSource
     from tuition.services.payments import PaymentDeps
     from tuition.services.payouts import PayoutDeps
     from tuition.services.refunds import RefundDeps
@@ -127,6 +128,16 @@ class Container:
             base_url=self.settings.base_url,
             mode=self.mode,
         )
+
+    def rate_source(self) -> RateSource:
+        """Where partner settlements take their exchange rates: the fixed rates of
+        TUITION_FX_RATES (the FX service's ``rate_at`` takes over once wired)."""
+        from tuition.services.partners import FixedRates
+
+        rates = {
+            (pair[:3], pair[4:]): rate for pair, rate in sorted(self.settings.fx_rates.items())
+        }
+        return FixedRates(rates, source="setting:TUITION_FX_RATES")
 
     def refund_deps(self) -> RefundDeps:
         from tuition.services.refunds import RefundDeps

@@ -67,7 +67,8 @@ async def test_the_demo_seeds_a_shop_an_operator_and_an_order_ready_to_pay(
     async with uow:
         for info in (first, second):
             order = await uow.orders.get(info.order_id)
-            assert order is not None and order.referral_code == "ZHANGWEI"
+            assert order is not None
+            assert order.referral_code == "ZHANGWEI"
             split = await uow.commissions.of_order(info.order_id)
             # The Python course (line 0): 19,900 x [0.7, 0.2, 0.05, 0.05]; writing pays none.
             assert [(i, c.level1_amount, c.level2_amount) for i, c in split.items()] == [

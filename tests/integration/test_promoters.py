@@ -452,7 +452,8 @@ async def test_a_split_tender_referred_order_portions_every_payees_share_over_it
     async with uow:
         channel = await uow.ledger.entry_by_source(payment_source(payment["id"]))
         wallet = await uow.ledger.entry_by_source(payment_source(payment["wallet_part_id"]))
-    assert channel is not None and wallet is not None
+    assert channel is not None
+    assert wallet is not None
     li = f"creator_pending:CNY:{referral['li']}"
     parts = [{p.account.key: p.amount for p in e.postings}.get(li, 0) for e in (wallet, channel)]
     # 5,000 of 19,900 from the balance: its portion of Li's 3,980 is 1,000 (exactly).

@@ -16,8 +16,12 @@ from decimal import Decimal
 from typing import Protocol
 
 from tuition.domain.commissions import convert, partner_share
-from tuition.domain.errors import NotFound
+from tuition.domain.earnings import PayeeKind, TaxProfile
+from tuition.domain.errors import NotFound, ValidationFailed
+from tuition.domain.ids import Prefix, new_id
 from tuition.domain.money import get_currency
+from tuition.store.commissions import PartnerRecord
+from tuition.store.earnings import PayeeRecord
 from tuition.store.uow import UnitOfWork
 
 
@@ -88,3 +92,84 @@ async def settle_share(
         amount=convert(share, currency, partner_currency, fx.rate),
         fx=fx,
     )
+
+
+# --- partner agreements ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewPartner:
+    name: str
+    share: Decimal  # of a sale's amount, net of tax
+    currency: str  # the partner is settled in it
+    tax_profile: TaxProfile = TaxProfile.COMPANY
+
+
+async def create_partner(
+    uow: UnitOfWork, cmd: NewPartner, *, at: datetime
+) -> tuple[PayeeRecord, PartnerRecord]:
+    """A payee of kind partner with its agreement."""
+    name = cmd.name.strip()
+    if not name:
+        raise ValidationFailed("a partner needs a name", param="name")
+    partner_share(0, cmd.share)  # in [0, 1], or ValidationFailed naming the share
+    get_currency(cmd.currency, param="currency")
+    payee = PayeeRecord(
+        id=new_id(Prefix.PAYEE),
+        kind=PayeeKind.PARTNER.value,
+        name=name,
+        tax_profile=cmd.tax_profile.value,
+        payout_method=None,
+        payout_account=None,
+        created_at=at,
+        updated_at=at,
+    )
+    partner = PartnerRecord(payee.id, cmd.share, cmd.currency, at)
+    async with uow:
+        await uow.earnings.add_payee(payee)
+        await uow.commissions.add_partner(partner)
+        uow.outcome(payee.id)
+        await uow.commit()
+    return payee, partner
+
+
+async def partner_of(uow: UnitOfWork, payee_id: str) -> tuple[PayeeRecord, PartnerRecord]:
+    async with uow:
+        partner = await uow.commissions.partner(payee_id)
+        payee = await uow.earnings.payee(payee_id)
+    if partner is None or payee is None:
+        raise NotFound(f"no partner {payee_id}", code="partner_not_found", param="partner_id")
+    return payee, partner
+
+
+async def list_partners(
+    uow: UnitOfWork, *, limit: int, starting_after: str | None
+) -> tuple[list[tuple[PayeeRecord, PartnerRecord]], bool]:
+    async with uow:
+        page, more = await uow.commissions.list_partners(limit=limit, starting_after=starting_after)
+        payees = {p.id: p for p in await uow.earnings.list_payees()}
+    return [(payees[p.payee_id], p) for p in page if p.payee_id in payees], more
+
+
+async def quote_share(
+    uow: UnitOfWork,
+    partner_id: str,
+    *,
+    amount: int,
+    currency: str,
+    at: datetime,
+    rates: RateSource,
+) -> PartnerSettlement:
+    """What the partner would be owed of a sale of ``amount`` now, in its currency, at
+    the rate ``rates`` gives (nothing is recorded)."""
+    _payee, partner = await partner_of(uow, partner_id)
+    async with uow:
+        return await settle_share(
+            uow,
+            amount=amount,
+            currency=currency,
+            share_rate=partner.share,
+            partner_currency=partner.currency,
+            at=at,
+            rates=rates,
+        )

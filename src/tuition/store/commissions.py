@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.commissions import CommissionBearer, CommissionRates
 from tuition.store.db import dialect_insert, insert_ignoring_conflicts
-from tuition.store.tables import order_commissions, product_commissions, promoters
+from tuition.store.tables import order_commissions, partners, product_commissions, promoters
 
 
 @dataclass(frozen=True, slots=True)
@@ -52,7 +52,18 @@ class LineCommission:
     created_at: datetime
 
 
+@dataclass(frozen=True, slots=True)
+class PartnerRecord:
+    """A partner platform's agreement: its share of a sale, settled in its currency."""
+
+    payee_id: str
+    share: Decimal
+    currency: str
+    created_at: datetime
+
+
 _PROMOTER_FIELDS = list(PromoterRecord.__dataclass_fields__)
+_PARTNER_FIELDS = list(PartnerRecord.__dataclass_fields__)
 _LINE_FIELDS = list(LineCommission.__dataclass_fields__)
 
 
@@ -154,3 +165,30 @@ class CommissionRepository:
             .order_by(order_commissions.c.line_index)
         )
         return {int(r.line_index): _line(r) for r in rows}
+
+    # --- partner platforms ----------------------------------------------------------
+
+    async def add_partner(self, partner: PartnerRecord) -> None:
+        await self.conn.execute(
+            partners.insert(), {f: getattr(partner, f) for f in _PARTNER_FIELDS}
+        )
+
+    async def partner(self, payee_id: str) -> PartnerRecord | None:
+        row = (
+            await self.conn.execute(select(partners).where(partners.c.payee_id == payee_id))
+        ).first()
+        return (
+            None if row is None else PartnerRecord(**{f: row._mapping[f] for f in _PARTNER_FIELDS})
+        )
+
+    async def list_partners(
+        self, *, limit: int, starting_after: str | None
+    ) -> tuple[list[PartnerRecord], bool]:
+        query = select(partners)
+        if starting_after is not None:
+            query = query.where(partners.c.payee_id < starting_after)
+        rows = (
+            await self.conn.execute(query.order_by(partners.c.payee_id.desc()).limit(limit + 1))
+        ).all()
+        page = [PartnerRecord(**{f: r._mapping[f] for f in _PARTNER_FIELDS}) for r in rows[:limit]]
+        return page, len(rows) > limit

@@ -1292,3 +1292,16 @@ order_commissions = Table(
     ),
 )
 Index("ix_order_commissions_level1_id", order_commissions.c.level1_id)
+
+# --- partner platforms (跨平台结算) -------------------------------------------------------
+
+# A partner platform is a payee (kind partner) with its agreement: the share of a sale
+# it is owed and the currency it is settled in, at a recorded exchange rate.
+partners = Table(
+    "partners",
+    metadata,
+    Column("payee_id", ID, ForeignKey("payees.id"), primary_key=True),
+    Column("share", DecimalText, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+)

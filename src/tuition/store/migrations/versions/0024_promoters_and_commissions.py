@@ -1,4 +1,4 @@
-"""Promoters, product commissions, and the referral code and commission split of orders
+"""Promoters, product commissions, orders' referral codes and splits, partner agreements
 
 Revision ID: 0024
 Revises: 0021
@@ -90,9 +90,21 @@ def upgrade() -> None:
     )
     with op.batch_alter_table("order_commissions", schema=None) as batch_op:
         batch_op.create_index("ix_order_commissions_level1_id", ["level1_id"], unique=False)
+    op.create_table(
+        "partners",
+        sa.Column("payee_id", sa.String(length=40), nullable=False),
+        sa.Column("share", tuition.store.types.DecimalText(length=40), nullable=False),
+        sa.Column("currency", sa.String(length=3), nullable=False),
+        sa.Column("created_at", tuition.store.types.UTCDateTime(timezone=True), nullable=False),
+        sa.ForeignKeyConstraint(
+            ["payee_id"], ["payees.id"], name=op.f("fk_partners_payee_id_payees")
+        ),
+        sa.PrimaryKeyConstraint("payee_id", name=op.f("pk_partners")),
+    )
 
 
 def downgrade() -> None:
+    op.drop_table("partners")
     with op.batch_alter_table("order_commissions", schema=None) as batch_op:
         batch_op.drop_index("ix_order_commissions_level1_id")
     op.drop_table("order_commissions")
