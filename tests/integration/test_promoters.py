@@ -461,3 +461,34 @@ async def test_a_split_tender_referred_order_portions_every_payees_share_over_it
     got = await _held(client, referral["ada"], referral["li"], referral["wang"])
     assert got == [(13930, 0), (3980, 0), (995, 0)]
     await _books_clean(uow)
+
+
+async def test_refunds_of_one_referred_order_settling_at_once_return_every_share_exactly(
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    uow: UnitOfWork,
+    referral: dict[str, str],
+) -> None:
+    order = await _paid(client, gateway, referral, "b_1")
+    gateway.hold_next_refunds(3)
+    made = []
+    for amount in (5000, 5000, 9900):  # the whole 19,900 in three parts
+        refund = await client.post("/v1/refunds", json={"order_id": order["id"], "amount": amount})
+        assert refund.status_code == 201, refund.text
+        made.append(refund.json()["id"])
+    await gateway.drain()
+    assert await gateway.settle_refunds() == 3
+    await gateway.drain()  # their notifications arrive together
+    for refund_id in made:
+        assert (await client.get(f"/v1/refunds/{refund_id}")).json()["status"] == "succeeded"
+    # Whatever order they committed in, each payee gave back exactly what it earned.
+    got = await _held(client, referral["ada"], referral["li"], referral["wang"])
+    assert got == [(0, 0), (0, 0), (0, 0)]
+    for payee, earned in (
+        (referral["ada"], 13930),
+        (referral["li"], 3980),
+        (referral["wang"], 995),
+    ):
+        [row] = (await client.get(f"/v1/payees/{payee}/earnings")).json()["data"]
+        assert (row["amount"], row["clawed_back"]) == (earned, earned)
+    await _books_clean(uow)
