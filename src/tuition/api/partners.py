@@ -1,5 +1,5 @@
 """Partner platforms (跨平台结算) over REST: register a partner with its agreement (its
-share of a sale and the currency it is settled in), read them, and quote what a sale
+share of a sale and the currency it is settled in), read one, and quote what a sale
 would owe it in its currency at the rate in force. A partner is a payee: its balance
 and statements are the payees API's (``/v1/payees/{id}/…``)."""
 
@@ -13,12 +13,10 @@ from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
 from tuition.api.deps import ContainerDep
-from tuition.api.listing import Page, page_of
 from tuition.api.payees import PayeeIdPath
 from tuition.api.routing import v1_router
 from tuition.api.schemas_catalog import Body, Name, RateText, rate
 from tuition.domain.earnings import TaxProfile
-from tuition.domain.ids import Prefix
 from tuition.domain.money import MAX_AMOUNT
 from tuition.services import partners as partner_service
 from tuition.store.commissions import PartnerRecord
@@ -44,11 +42,6 @@ class PartnerOut(BaseModel):
     currency: str
     tax_profile: str
     created_at: datetime
-
-
-class PartnerList(BaseModel):
-    data: list[PartnerOut]
-    has_more: bool
 
 
 class FxOut(BaseModel):
@@ -98,16 +91,6 @@ async def create_partner(body: PartnerCreate, container: ContainerDep) -> Partne
         at=container.clock.now(),
     )
     return _out(payee, partner)
-
-
-@router.get("/partners", response_model=PartnerList, summary="Partner platforms, newest first")
-async def list_partners(
-    container: ContainerDep, page: Annotated[Page, page_of(Prefix.PAYEE)]
-) -> PartnerList:
-    items, has_more = await partner_service.list_partners(
-        container.uow(), limit=page.limit, starting_after=page.starting_after
-    )
-    return PartnerList(data=[_out(p, r) for p, r in items], has_more=has_more)
 
 
 @router.get("/partners/{partner_id}", response_model=PartnerOut, summary="A partner platform")

@@ -142,15 +142,6 @@ async def partner_of(uow: UnitOfWork, payee_id: str) -> tuple[PayeeRecord, Partn
     return payee, partner
 
 
-async def list_partners(
-    uow: UnitOfWork, *, limit: int, starting_after: str | None
-) -> tuple[list[tuple[PayeeRecord, PartnerRecord]], bool]:
-    async with uow:
-        page, more = await uow.commissions.list_partners(limit=limit, starting_after=starting_after)
-        payees = {p.id: p for p in await uow.earnings.list_payees()}
-    return [(payees[p.payee_id], p) for p in page if p.payee_id in payees], more
-
-
 async def quote_share(
     uow: UnitOfWork,
     partner_id: str,

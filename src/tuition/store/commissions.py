@@ -180,15 +180,3 @@ class CommissionRepository:
         return (
             None if row is None else PartnerRecord(**{f: row._mapping[f] for f in _PARTNER_FIELDS})
         )
-
-    async def list_partners(
-        self, *, limit: int, starting_after: str | None
-    ) -> tuple[list[PartnerRecord], bool]:
-        query = select(partners)
-        if starting_after is not None:
-            query = query.where(partners.c.payee_id < starting_after)
-        rows = (
-            await self.conn.execute(query.order_by(partners.c.payee_id.desc()).limit(limit + 1))
-        ).all()
-        page = [PartnerRecord(**{f: r._mapping[f] for f in _PARTNER_FIELDS}) for r in rows[:limit]]
-        return page, len(rows) > limit
