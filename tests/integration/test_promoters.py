@@ -492,3 +492,31 @@ async def test_refunds_of_one_referred_order_settling_at_once_return_every_share
         [row] = (await client.get(f"/v1/payees/{payee}/earnings")).json()["data"]
         assert (row["amount"], row["clawed_back"]) == (earned, earned)
     await _books_clean(uow)
+
+
+async def test_a_placed_orders_split_stays_as_fixed_when_the_products_rates_change(
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    uow: UnitOfWork,
+    referral: dict[str, str],
+) -> None:
+    made = await _order(client, referral, "b_1")
+    assert made.status_code == 201, made.text
+    changed = await client.put(
+        f"/v1/products/{referral['course']}/commission",
+        json={"level1": "0.1", "level2": "0", "bearer": "creator"},
+    )
+    assert changed.status_code == 200, changed.text
+    payment = await post(
+        client, f"/v1/orders/{made.json()['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    # Paid after the change, booked as placed: 20 % / 5 % borne by the platform.
+    got = await _held(client, referral["ada"], referral["li"], referral["wang"])
+    assert got == [(13930, 0), (3980, 0), (995, 0)]
+    later = await _paid(client, gateway, referral, "b_2")  # placed after: the new rates
+    assert later["referral_code"] == "LI2026"
+    got = await _held(client, referral["ada"], referral["li"], referral["wang"])
+    assert got == [(13930 + 11940, 0), (3980 + 1990, 0), (995, 0)]
+    await _books_clean(uow)
