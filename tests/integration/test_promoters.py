@@ -461,6 +461,16 @@ async def test_a_split_tender_referred_order_portions_every_payees_share_over_it
     got = await _held(client, referral["ada"], referral["li"], referral["wang"])
     assert got == [(13930, 0), (3980, 0), (995, 0)]
     await _books_clean(uow)
+    # Refunded part by part, the balance part first: every share comes back exactly once.
+    await post(client, "/v1/refunds", {"payment_id": payment["wallet_part_id"]})
+    rest = await post(client, "/v1/refunds", {"order_id": made.json()["id"]})
+    assert (rest["payment_id"], rest["amount"]) == (payment["id"], PRICE - 5000)
+    await gateway.settle_refunds()
+    await gateway.drain()
+    assert (await client.get(f"/v1/orders/{made.json()['id']}")).json()["status"] == "refunded"
+    got = await _held(client, referral["ada"], referral["li"], referral["wang"])
+    assert got == [(0, 0), (0, 0), (0, 0)]
+    await _books_clean(uow)
 
 
 async def test_refunds_of_one_referred_order_settling_at_once_return_every_share_exactly(
