@@ -433,6 +433,22 @@ class Settings(BaseSettings):
     merchant_accent_colour: str = Field(default="", pattern=r"^(#[0-9A-Fa-f]{6})?$")
     merchant_support: str = Field(default="", max_length=200)
 
+    # Exchange rates partner platforms' shares are settled at until the FX service gives
+    # them, as JSON {"CNY/USD": "0.1389"}: units of the quote per unit of the base
+    # (docs/payouts.md, Partner platforms).
+    fx_rates: dict[str, Decimal] = Field(default_factory=dict)
+
+    @field_validator("fx_rates")
+    @classmethod
+    def _fx_rates_valid(cls, value: dict[str, Decimal]) -> dict[str, Decimal]:
+        for pair, rate in value.items():
+            base, slash, quote = pair.partition("/")
+            if not (slash and len(base) == len(quote) == 3 and base.isupper() and quote.isupper()):
+                raise ValueError(f"an exchange rate is named BASE/QUOTE, e.g. CNY/USD: {pair!r}")
+            if not rate.is_finite() or rate <= 0:
+                raise ValueError(f"the {pair} rate must be a positive number, got {rate}")
+        return value
+
     # The most a console operator with the support role may refund at once, per currency
     # in minor units (a currency not listed: nothing); finance and owners have no limit
     # (docs/admin.md).

@@ -25,6 +25,7 @@ from tuition.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
     from tuition.services.channel_choice import ChoicePolicy
+    from tuition.services.partners import RateSource
     from tuition.services.payments import PaymentDeps
     from tuition.services.payouts import PayoutDeps
     from tuition.services.refunds import RefundDeps
@@ -141,6 +142,17 @@ class Container:
             strategy=Strategy(self.settings.channel_strategy),
             window=timedelta(hours=self.settings.channel_success_window_hours),
         )
+
+    def rate_source(self) -> RateSource:
+        """Where partner settlements take their exchange rates: a pair fixed by
+        TUITION_FX_RATES (a contract's agreed rate), else the rates recorded through
+        ``PUT /v1/fx_rates`` in force at the sale's time (docs/fx.md)."""
+        from tuition.services.partners import FirstOf, FixedRates, StoredRates
+
+        rates = {
+            (pair[:3], pair[4:]): rate for pair, rate in sorted(self.settings.fx_rates.items())
+        }
+        return FirstOf((FixedRates(rates, source="setting:TUITION_FX_RATES"), StoredRates()))
 
     def refund_deps(self) -> RefundDeps:
         from tuition.services.refunds import RefundDeps

@@ -15,7 +15,7 @@ from tuition import web
 from tuition.clock import FrozenClock
 from tuition.services import admin as admin_service
 from tuition.services.demo import seed_demo
-from tuition.store.tables import creators, products
+from tuition.store.tables import creators, products, promoters
 from tuition.store.uow import UnitOfWork
 
 
@@ -62,6 +62,18 @@ async def test_the_demo_seeds_a_shop_an_operator_and_an_order_ready_to_pay(
     assert second.products == first.products
     assert second.order_id != first.order_id
     assert (await _count(uow, creators), await _count(uow, products)) == (2, 9)
+    # Two promoters, made once; both demo orders referred by 张伟 (WANGFANG above).
+    assert await _count(uow, promoters) == 2
+    async with uow:
+        for info in (first, second):
+            order = await uow.orders.get(info.order_id)
+            assert order is not None
+            assert order.referral_code == "ZHANGWEI"
+            split = await uow.commissions.of_order(info.order_id)
+            # The Python course (line 0): 19,900 x [0.7, 0.2, 0.05, 0.05]; writing pays none.
+            assert [(i, c.level1_amount, c.level2_amount) for i, c in split.items()] == [
+                (0, 3980, 995)
+            ]
     with pytest.raises(admin_service.LoginRefused):
         await admin_service.login(
             uow, first.admin_email, first.admin_password, clock=clock, ttl=admin_service.LOCK_FOR

@@ -66,6 +66,11 @@ class OrderCreate(BaseModel):
     currency: str = Field(min_length=3, max_length=3, description="ISO 4217, e.g. CNY")
     items: list[Item] = Field(max_length=50)
     coupon_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
+    referral_code: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="A promoter's referral code: its commissions are fixed with the order",
+    )
     tax_region: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$", description="e.g. CN; case-insensitive"
     )
@@ -119,6 +124,9 @@ class OrderOut(BaseModel):
     total: int = Field(description="What the buyer pays, minor units")
     amount_refunded: int
     coupon_code: str | None
+    referral_code: str | None = Field(
+        default=None, description="The promoter's referral code the order was placed with"
+    )
     tax_region: str | None
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
     surface: str = Field(description="The price list the order was priced from")
@@ -194,6 +202,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         total=order.total,
         amount_refunded=order.amount_refunded,
         coupon_code=order.coupon_code,
+        referral_code=order.referral_code,
         tax_region=order.tax_region,
         pricing=order.pricing,
         surface=order.surface,
@@ -270,6 +279,7 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         currency=body.currency,
         items=tuple(order_service.ItemRequest(i.product_id, i.quantity) for i in body.items),
         coupon_code=body.coupon_code,
+        referral_code=body.referral_code,
         tax_region=body.tax_region.upper() if body.tax_region else None,
         surcharge_channel=body.surcharge_channel,
         return_url=body.return_url,

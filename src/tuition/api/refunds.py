@@ -77,7 +77,10 @@ class RefundLineOut(BaseModel):
     line_id: str
     index: int
     amount: int
-    creator_amount: int
+    creator_amount: int = Field(
+        description="What the payees give back: the creator's share and, for a referred "
+        "order, the promoters' commissions, split over them pro rata"
+    )
     tax_amount: int
     platform_amount: int
     revokes_access: bool

@@ -33,6 +33,12 @@ class RefundedPart:
     tax_amount: int
     platform_amount: int  # may be below zero only beside a wallet part (a generous pack)
     wallet_amount: int = 0  # a top-up's credit, taken back from the buyer's wallet
+    # The creator amount per payee (the creator and a referred line's promoters), as
+    # the refund took it back from their earnings; empty: all of it the creator's.
+    payees: tuple[tuple[str, int], ...] = ()
+
+    def by_payee(self) -> tuple[tuple[str, int], ...]:
+        return self.payees or ((self.creator_id, self.creator_amount),)
 
 
 def order_refund_entry(
@@ -51,7 +57,8 @@ def order_refund_entry(
     come back as the refund split them (creator payable debited, tax payable debited,
     revenue reversed into ``refunds``), and clearing pays the buyer. ``fee_returned`` is
     what the channel gave back of its fee. A creator already paid out may go negative:
-    the debit is carried, never dropped. ``pay_to`` pays the buyer somewhere else than
+    the debit is carried, never dropped; a referred line's creator amount is split over
+    its payees (``RefundedPart.payees``). ``pay_to`` pays the buyer somewhere else than
     where the payment came from (the buyer's wallet). A creator in ``pending_creators``
     gives back from earnings still in their refund hold (``creator_pending``), any other
     from what is available (``creator_payable``)."""
@@ -71,7 +78,11 @@ def order_refund_entry(
         raise ValidationFailed("a top-up refund names the customer", param="customer_id")
     creators: dict[str, int] = defaultdict(int)
     for part in parts:
-        creators[part.creator_id] += part.creator_amount
+        split = part.by_payee()
+        if sum(value for _, value in split) != part.creator_amount:
+            raise ValidationFailed("a line's payee parts must sum to its creator amount")
+        for payee_id, value in split:
+            creators[payee_id] += value
     lines = [
         (pay_to or clearing, -amount),
         *(

@@ -18,13 +18,16 @@ from typing import Any
 from tuition.clock import Clock
 from tuition.config import Settings
 from tuition.domain.catalog import MembershipPeriod, ProductKind, Promotion
+from tuition.domain.commissions import CommissionBearer, CommissionRates
 from tuition.domain.errors import Conflict
 from tuition.domain.money import coin_unit
 from tuition.services import admin as admin_service
 from tuition.services import catalog as catalog_service
+from tuition.services import commissions as commission_service
 from tuition.services import coupons as coupon_service
 from tuition.services import fx as fx_service
 from tuition.services.catalog import NewCreator, NewProduct, PageQuery
+from tuition.services.commissions import NewPromoter
 from tuition.services.coupons import NewCoupon
 from tuition.services.orders import CreateOrder, ItemRequest, OrderPolicy, create_order
 from tuition.store.catalog import ProductFilter
@@ -72,6 +75,7 @@ async def seed_demo(
     await fx_service.put_rate(
         fx_service.SetRate("USD", "CNY", Decimal("7.1"), source="demo"), uow_factory(), clock=clock
     )
+    referral = await _promoters(uow_factory, clock, products)
     password = secrets.token_urlsafe(12)
     try:
         await admin_service.create_admin_user(operators(), ADMIN_EMAIL, password, clock)
@@ -82,6 +86,8 @@ async def seed_demo(
             customer_id=f"demo-reader-{secrets.token_hex(3)}",
             currency="CNY",
             items=(ItemRequest(products["python"]), ItemRequest(products["writing"])),
+            # Referred by a promoter: the Python course pays it 20 % and its recruiter 5 %.
+            referral_code=referral,
         ),
         uow_factory(),
         clock=clock,
@@ -195,6 +201,35 @@ async def _products(
         "membership", ada, "年度会员 Annual membership", 36500, ProductKind.MEMBERSHIP, period=year
     )
     return have
+
+
+async def _promoters(
+    uow_factory: Callable[[], UnitOfWork], clock: Clock, products: dict[str, str]
+) -> str:
+    """Two promoters, 王芳 who recruited 张伟, and the Python course's commissions (20 % /
+    5 %, borne by the platform); the code the demo order is placed with."""
+    recruiter: str | None = None
+    for name, code in (("王芳", "WANGFANG"), ("张伟", "ZHANGWEI")):
+        uow = uow_factory()
+        async with uow:
+            found = await uow.commissions.promoter_by_code(code)
+        if found is None:
+            payee, _ = await commission_service.create_promoter(
+                uow_factory(),
+                NewPromoter(name=name, code=code, recruited_by=recruiter),
+                at=clock.now(),
+            )
+            recruiter = payee.id
+        else:
+            recruiter = found.payee_id
+    await commission_service.set_product_commission(
+        uow_factory(),
+        products["python"],
+        rates=CommissionRates(Decimal("0.2"), Decimal("0.05")),
+        bearer=CommissionBearer.PLATFORM,
+        at=clock.now(),
+    )
+    return "ZHANGWEI"
 
 
 async def _coupons(uow_factory: Callable[[], UnitOfWork], clock: Clock) -> None:

@@ -27,6 +27,8 @@ from tuition.domain.earnings import (
 from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import AccountKind, AccountRef
+from tuition.domain.money import allocate
+from tuition.services.commissions import LineShare
 from tuition.store.earnings import EarningRecord, EarningView, PayeeRecord
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentRecord
@@ -40,21 +42,31 @@ async def record_earnings(
     uow: UnitOfWork,
     payment: PaymentRecord,
     order: OrderRecord,
-    shares: Sequence[tuple[str, int]],
+    shares: Sequence[tuple[str, int] | LineShare],
     *,
     paid_at: datetime,
     at: datetime,
     hold: HoldRule = DEFAULT_HOLD,
 ) -> None:
-    """Inside the caller's unit of work: hold each line's creator share (``shares``, one
-    per line, as the payment's entry posted them) until the order's refund window closes
-    (``hold``: the platform's window for a product without one, or a fixed hold), and
-    queue the job that releases it. A payment settled again records nothing twice."""
-    lines = [
-        (line, payee_id, share)
-        for line, (payee_id, share) in zip(order.lines, shares, strict=True)
-        if share > 0
-    ]
+    """Inside the caller's unit of work: hold each payee's share of each line
+    (``shares`` as the payment's entry posted them: the payees' :class:`LineShare`, or
+    one ``(creator, share)`` per line) until the order's refund window closes (``hold``:
+    the platform's window for a product without one, or a fixed hold), and queue the job
+    that releases it. A payment settled again records nothing twice."""
+    by_index = {line.line_index: line for line in order.lines}
+    given: list[LineShare] = []
+    for n, share in enumerate(shares):
+        if isinstance(share, LineShare):
+            given.append(share)
+        else:  # one (creator, share) per line, in line order
+            line = order.lines[n]
+            payee_id, amount = share
+            given.append(
+                LineShare(
+                    line.line_index, payee_id, EarningRole.CREATOR, line.revenue_share, amount
+                )
+            )
+    lines = [(by_index[s.line_index], s) for s in given if s.amount > 0]
     if not lines:
         return
     await uow.earnings.hold_earnings(
@@ -64,38 +76,50 @@ async def record_earnings(
         paid_at=paid_at,
         hold_days=hold.fixed_days,
         default_days=hold.default_days,
-        product_ids=sorted({line.product_id for line, _, _ in lines}),
+        product_ids=sorted({line.product_id for line, _ in lines}),
         rows=[
             EarningRecord(
                 id=new_id(Prefix.EARNING),
-                payee_id=payee_id,
-                role=EarningRole.CREATOR.value,
+                payee_id=share.payee_id,
+                role=share.role.value,
                 payment_id=payment.id,
                 order_id=order.id,
                 line_index=line.line_index,
                 product_id=line.product_id,
                 currency=payment.currency,
                 base_amount=line.total - line.tax - line.surcharge,
-                rate=line.revenue_share,
-                amount=share,
+                rate=share.rate,
+                amount=share.amount,
                 clawed_pending=0,
                 clawed_available=0,
                 created_at=at,
             )
-            for line, payee_id, share in lines
+            for line, share in lines
         ],
         job_kind=RELEASE_JOB,
         at=at,
     )
 
 
-async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> frozenset[str]:
-    """Inside the unit of work settling ``refund``: count each line's creator part as
-    taken back from its earning; the creators whose part comes from pending (the hold has
-    not ended). A payment settled before earnings were held gives back from available."""
+@dataclass(frozen=True, slots=True)
+class Clawback:
+    """What a refund takes back from the payees: each line's part per payee (summing to
+    the line's ``creator_amount``), and the payees who give back from pending."""
+
+    by_line: dict[int, list[tuple[str, int]]]
+    pending: frozenset[str]
+
+
+async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> Clawback:
+    """Inside the unit of work settling ``refund``: take each line's payees' part back
+    from their earnings, split over what each still holds of the line (the creator's
+    share and a referred line's commissions) by largest remainder, so a full refund
+    returns each exactly. During the hold it comes from pending; after it from available,
+    which may go below zero. A payment settled before earnings were held gives back from
+    available, all of it the creator's."""
     parts = [line for line in refund.lines if line.creator_amount > 0]
     if not parts:
-        return frozenset()
+        return Clawback({}, frozenset())
     # A split payment's balance part has no earnings of its own: they are held under
     # the channel payment it belongs to (services/settlement.py).
     earned_by = await uow.payments.split_of(refund.payment_id) or refund.payment_id
@@ -106,24 +130,43 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> f
             await uow.payouts.add_available(
                 line.creator_id, refund.currency, -line.creator_amount, at
             )
-        return frozenset()
+        return Clawback(
+            {line.line_index: [(line.creator_id, line.creator_amount)] for line in parts},
+            frozenset(),
+        )
     pending = status is HoldStatus.PENDING
+    # Read under the hold's row lock: every earlier refund's take is counted.
+    rows = await uow.earnings.of_payment(earned_by)
+    by_line: dict[int, list[tuple[str, int]]] = {}
     for line in parts:
-        if not await uow.earnings.claw_back(
-            earned_by,
-            line.line_index,
-            line.creator_id,
-            line.creator_amount,
-            pending=pending,
-        ):
+        held = sorted(
+            (r for r in rows if r.line_index == line.line_index),
+            key=lambda r: _ROLE_ORDER[EarningRole(r.role)],
+        )
+        left = [r.amount - r.clawed_pending - r.clawed_available for r in held]
+        if not held or sum(left) < line.creator_amount:
             raise AssertionError(
                 f"refund {refund.id} takes back more of line {line.line_index} than it earned"
             )
-    if pending:
-        return frozenset(line.creator_id for line in parts)
-    for line in parts:  # after the hold: from available, which may go below zero
-        await uow.payouts.add_available(line.creator_id, refund.currency, -line.creator_amount, at)
-    return frozenset()
+        taken = allocate(line.creator_amount, left)
+        for row, take in zip(held, taken, strict=True):
+            if take and not await uow.earnings.claw_back(
+                earned_by, line.line_index, row.payee_id, row.role, take, pending=pending
+            ):
+                raise AssertionError(
+                    f"refund {refund.id} takes back more of line {line.line_index} "
+                    f"than {row.payee_id} earned"
+                )
+            if take and not pending:  # after the hold: from available, may go below zero
+                await uow.payouts.add_available(row.payee_id, refund.currency, -take, at)
+        by_line[line.line_index] = [
+            (row.payee_id, take) for row, take in zip(held, taken, strict=True) if take
+        ]
+    payees = frozenset(p for split in by_line.values() for p, _ in split)
+    return Clawback(by_line, payees if pending else frozenset())
+
+
+_ROLE_ORDER = {role: n for n, role in enumerate(EarningRole)}
 
 
 async def release_earnings(uow: UnitOfWork, payment_id: str, *, clock: Clock) -> datetime | None:

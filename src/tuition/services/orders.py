@@ -16,6 +16,7 @@ from tuition.domain.money import coin_unit
 from tuition.domain.orders import OrderLine, OrderStatus, transition
 from tuition.domain.pricing import Quote, price_order
 from tuition.domain.risk import Client, RiskPolicy
+from tuition.services.commissions import referral_lines
 from tuition.services.entitlements import grant_for_order
 from tuition.services.fx import fx_record, price_catalog_in
 from tuition.services.memberships import apply_member_prices
@@ -57,6 +58,8 @@ class CreateOrder:
     # carried credit), never by the API: applied as the line's promotion.
     unit_prices: Mapping[str, int] = field(default_factory=dict)
     client: Client = field(default_factory=Client)  # the buyer's ip, device, user agent
+    # A promoter's referral code: its commissions are fixed with the order.
+    referral_code: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -170,7 +173,18 @@ async def _create_order(
             await screen_order(
                 uow, order_subject(order, cmd.client), at=now, thresholds=policy.risk
             )
+        referred = []
+        if cmd.referral_code is not None:
+            referred = await referral_lines(
+                uow,
+                order_id=order.id,
+                code=cmd.referral_code,
+                customer_id=cmd.customer_id,
+                lines=order.lines,
+                at=now,
+            )
         await uow.orders.add(order)
+        await uow.commissions.add_lines(referred)
         uow.outcome(order.id)  # what a retry with the same Idempotency-Key gets back
         if coupon_id is not None and coupon is not None:
             refused = await uow.orders.redeem_coupon(
@@ -389,4 +403,5 @@ def _order_record(
         lines=records,
         surface=cmd.surface,
         payer=None if not cmd.payer else dict(cmd.payer),
+        referral_code=cmd.referral_code,
     )

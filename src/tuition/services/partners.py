@@ -16,8 +16,12 @@ from decimal import Decimal
 from typing import Protocol
 
 from tuition.domain.commissions import convert, partner_share
-from tuition.domain.errors import NotFound
+from tuition.domain.earnings import PayeeKind, TaxProfile
+from tuition.domain.errors import NotFound, ValidationFailed
+from tuition.domain.ids import Prefix, new_id
 from tuition.domain.money import get_currency
+from tuition.store.commissions import PartnerRecord
+from tuition.store.earnings import PayeeRecord
 from tuition.store.uow import UnitOfWork
 
 
@@ -48,6 +52,47 @@ class FixedRates:
         if rate is None:
             raise NotFound(f"no {base}/{quote} rate", code="fx_rate_missing", param="currency")
         return RecordedRate(rate, self.source, at)
+
+
+@dataclass(frozen=True, slots=True)
+class StoredRates:
+    """The exchange rates recorded through ``PUT /v1/fx_rates`` (services/fx.py), in
+    force at the sale's time, a direct quote or the reverse one inverted."""
+
+    async def rate_at(self, uow: UnitOfWork, base: str, quote: str, at: datetime) -> RecordedRate:
+        from tuition.services.fx import rate_at
+
+        if base == quote:
+            return RecordedRate(Decimal(1), "same_currency", at)
+        conversion = await rate_at(uow, base, quote, at)
+        if conversion is None:
+            raise NotFound(f"no {base}/{quote} rate", code="fx_rate_missing", param="currency")
+        factor = conversion.factor()
+        recorded = conversion.rate
+        pair = f"{recorded.base}/{recorded.quote}" + (" inverted" if conversion.inverted else "")
+        return RecordedRate(
+            Decimal(factor.numerator) / Decimal(factor.denominator),
+            f"fx_rates {pair}: {recorded.source}",
+            recorded.as_of,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class FirstOf:
+    """The first of ``sources`` that knows the pair (a contract's fixed rate, say, before
+    the recorded market rates)."""
+
+    sources: tuple[RateSource, ...]
+
+    async def rate_at(self, uow: UnitOfWork, base: str, quote: str, at: datetime) -> RecordedRate:
+        missing: NotFound | None = None
+        for source in self.sources:
+            try:
+                return await source.rate_at(uow, base, quote, at)
+            except NotFound as exc:
+                missing = exc
+        assert missing is not None
+        raise missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -88,3 +133,75 @@ async def settle_share(
         amount=convert(share, currency, partner_currency, fx.rate),
         fx=fx,
     )
+
+
+# --- partner agreements ---------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class NewPartner:
+    name: str
+    share: Decimal  # of a sale's amount, net of tax
+    currency: str  # the partner is settled in it
+    tax_profile: TaxProfile = TaxProfile.COMPANY
+
+
+async def create_partner(
+    uow: UnitOfWork, cmd: NewPartner, *, at: datetime
+) -> tuple[PayeeRecord, PartnerRecord]:
+    """A payee of kind partner with its agreement."""
+    name = cmd.name.strip()
+    if not name:
+        raise ValidationFailed("a partner needs a name", param="name")
+    partner_share(0, cmd.share)  # in [0, 1], or ValidationFailed naming the share
+    get_currency(cmd.currency, param="currency")
+    payee = PayeeRecord(
+        id=new_id(Prefix.PAYEE),
+        kind=PayeeKind.PARTNER.value,
+        name=name,
+        tax_profile=cmd.tax_profile.value,
+        payout_method=None,
+        payout_account=None,
+        created_at=at,
+        updated_at=at,
+    )
+    partner = PartnerRecord(payee.id, cmd.share, cmd.currency, at)
+    async with uow:
+        await uow.earnings.add_payee(payee)
+        await uow.commissions.add_partner(partner)
+        uow.outcome(payee.id)
+        await uow.commit()
+    return payee, partner
+
+
+async def partner_of(uow: UnitOfWork, payee_id: str) -> tuple[PayeeRecord, PartnerRecord]:
+    async with uow:
+        partner = await uow.commissions.partner(payee_id)
+        payee = await uow.earnings.payee(payee_id)
+    if partner is None or payee is None:
+        raise NotFound(f"no partner {payee_id}", code="partner_not_found", param="partner_id")
+    return payee, partner
+
+
+async def quote_share(
+    uow: UnitOfWork,
+    partner_id: str,
+    *,
+    amount: int,
+    currency: str,
+    at: datetime,
+    rates: RateSource,
+) -> PartnerSettlement:
+    """What the partner would be owed of a sale of ``amount`` now, in its currency, at
+    the rate ``rates`` gives (nothing is recorded)."""
+    _payee, partner = await partner_of(uow, partner_id)
+    async with uow:
+        return await settle_share(
+            uow,
+            amount=amount,
+            currency=currency,
+            share_rate=partner.share,
+            partner_currency=partner.currency,
+            at=at,
+            rates=rates,
+        )

@@ -13,7 +13,8 @@ from typing import Any
 from tuition.domain.catalog import Product, ProductKind
 from tuition.domain.refunds import LineFacts, RefundPolicy, parse_policy
 from tuition.services.balances import bonus_source, topup_source
-from tuition.services.settlement import creator_shares_of, topup_credits
+from tuition.services.commissions import line_shares, per_line
+from tuition.services.settlement import topup_credits
 from tuition.store.orders import OrderRecord
 from tuition.store.refunds import Consumption
 from tuition.store.uow import UnitOfWork
@@ -28,8 +29,10 @@ async def line_facts(
     a membership's access period and a top-up's lot."""
     catalog = await uow.catalog.products_by_ids([line.product_id for line in order.lines])
     policies = await uow.catalog.refund_policies([line.product_id for line in order.lines])
-    # The shares exactly as the payment's entry posted them.
-    shares = [share for _creator, share in creator_shares_of(order)]
+    # What the payees hold of each line (the creator's share and a referred line's
+    # commissions) exactly as the payment's entry posted it.
+    held = per_line(await line_shares(uow, order))
+    shares = [held.get(line.line_index, 0) for line in order.lines]
     wanted: set[str] = set()
     for line in order.lines:
         wanted.add(line.product_id)

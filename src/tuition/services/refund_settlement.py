@@ -191,7 +191,7 @@ async def _succeed(
     original = await uow.ledger.entry_by_source(payment_source(refund.payment_id))
     assert original is not None, "a refunded payment was posted"
     if loaded.lines:
-        pending_creators = await claw_back(uow, loaded, at=at)
+        clawback = await claw_back(uow, loaded, at=at)
         entry = order_refund_entry(
             original,
             refund_id=refund.id,
@@ -202,6 +202,7 @@ async def _succeed(
                     line.tax_amount,
                     line.platform_amount,
                     line.wallet_amount,
+                    tuple(clawback.by_line.get(line.line_index, ())),
                 )
                 for line in loaded.lines
             ],
@@ -213,7 +214,7 @@ async def _succeed(
                 if to_wallet
                 else None
             ),
-            pending_creators=pending_creators,
+            pending_creators=clawback.pending,
         )
     else:
         prior = []

@@ -18,12 +18,13 @@ from tuition.domain.booking import merged, portion, scaled
 from tuition.domain.catalog import ProductKind
 from tuition.domain.earnings import DEFAULT_HOLD, HoldRule
 from tuition.domain.errors import IllegalTransition
-from tuition.domain.ledger import JournalEntry, creator_shares, payment_succeeded_entry
+from tuition.domain.ledger import JournalEntry, payment_succeeded_entry
 from tuition.domain.money import coin_unit
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PAYMENT_TRANSITIONS, PaymentStatus, channel_fee
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import bonus_source, credit, topup_source
+from tuition.services.commissions import LineShare, line_shares
 from tuition.services.earnings import record_earnings
 from tuition.services.orders import mark_order_paid
 from tuition.services.refund_settlement import hold_payment, open_refund
@@ -200,21 +201,23 @@ async def _book_paid_order(
     each its portion of the order's tax and shares; a coin payment books the money value
     of the coins spent, not their count (see domain/booking.py)."""
     credits = await _credit_topups(uow, order, at=at)
-    shares = creator_shares_of(order)
-    creators = [creator for creator, _ in shares]
-    amounts = [amount for _, amount in shares]
-    # (the payment its earnings are held under, the creator shares per line they hold)
-    earned: list[tuple[PaymentRecord, list[tuple[str, int]]]] = []
+    # Each payee's share of each line: the creators', then a referred order's promoters'.
+    shares = await line_shares(uow, order)
+    amounts = [share.amount for share in shares]
+    # (the payment its earnings are held under, the payees' shares it holds)
+    earned: list[tuple[PaymentRecord, list[LineShare]]] = []
     if spent is not None:
         entries = []
         for currency, value in sorted(spent.items()):
             tax, parts = scaled(value, order.total, order.tax_total, amounts)
             if value:
-                line_shares = list(zip(creators, parts, strict=True))
+                line_shares_now = _with_amounts(shares, parts)
                 entries.append(
-                    _entry(payment, order, currency, value, 0, tax, line_shares, paid_at)
+                    _entry(
+                        payment, order, currency, value, 0, tax, _posted(line_shares_now), paid_at
+                    )
                 )
-                earned.append((replace(payment, currency=currency), line_shares))
+                earned.append((replace(payment, currency=currency), line_shares_now))
         if entries:
             await uow.ledger.post(merged(entries), at=at)
     else:
@@ -225,7 +228,6 @@ async def _book_paid_order(
             order.total, order.tax_total, amounts, [amount for _, amount, _ in fundings]
         )
         for (funding, amount, funding_fee), (tax, parts) in zip(fundings, splits, strict=True):
-            line_shares = list(zip(creators, parts, strict=True))
             entry = _entry(
                 funding,
                 order,
@@ -233,20 +235,26 @@ async def _book_paid_order(
                 amount,
                 funding_fee,
                 tax,
-                line_shares,
+                _posted(_with_amounts(shares, parts)),
                 paid_at,
                 credits=[(order.customer_id, value) for _, value in credits if value],
             )
             await uow.ledger.post(entry, at=at)
         # The earnings of a split order are held once, under the channel payment: a
-        # refund of either part takes the creator's share back from the same earning,
+        # refund of either part takes the payees' shares back from the same earnings,
         # which the order-wide refund split never overdraws.
-        earned.append((payment, list(shares)))
-    for earning_payment, line_shares in earned:
-        await record_earnings(
-            uow, earning_payment, order, line_shares, paid_at=paid_at, at=at, hold=hold
-        )
+        earned.append((payment, shares))
+    for earning_payment, held in earned:
+        await record_earnings(uow, earning_payment, order, held, paid_at=paid_at, at=at, hold=hold)
     await uow.events.emit("order.paid", order.id, _order_data(order), at=at)
+
+
+def _with_amounts(shares: list[LineShare], amounts: list[int]) -> list[LineShare]:
+    return [replace(share, amount=a) for share, a in zip(shares, amounts, strict=True)]
+
+
+def _posted(shares: list[LineShare]) -> list[tuple[str, int]]:
+    return [(share.payee_id, share.amount) for share in shares]
 
 
 def _entry(
@@ -352,17 +360,6 @@ async def topup_lines(uow: UnitOfWork, order: OrderRecord) -> list[TopUpLine]:
 async def topup_credits(uow: UnitOfWork, order: OrderRecord) -> list[tuple[int, int]]:
     """(line index, money credited to the wallet's liability) for each top-up line."""
     return [(topup.index, topup.value) for topup in await topup_lines(uow, order)]
-
-
-def creator_shares_of(order: OrderRecord) -> list[tuple[str, int]]:
-    """Each line's creator share. A bundle's share goes to the bundle's creator at the
-    bundle's rate (as priced); a top-up has none (it is the buyer's money, not a sale)."""
-    nets = [
-        0 if line.kind == ProductKind.TOPUP.value else line.total - line.tax - line.surcharge
-        for line in order.lines
-    ]
-    amounts = creator_shares(nets, [line.revenue_share for line in order.lines])
-    return [(line.creator_id, share) for line, share in zip(order.lines, amounts, strict=True)]
 
 
 def _order_data(order: OrderRecord) -> dict[str, object]:

@@ -52,13 +52,13 @@ new_earnings AS (
     INSERT INTO earnings (id, payee_id, role, payment_id, order_id, line_index, product_id,
                           currency, base_amount, rate, amount, clawed_pending,
                           clawed_available, created_at)
-    SELECT e.id, e.payee_id, 'creator', h.payment_id, a.order_id, e.line_index,
+    SELECT e.id, e.payee_id, e.role, h.payment_id, a.order_id, e.line_index,
            e.product_id, a.currency, e.base_amount, e.rate, e.amount, 0, 0, a.at
     FROM new_hold AS h, args AS a, unnest(
-        CAST(:ids AS VARCHAR[]), CAST(:payee_ids AS VARCHAR[]),
+        CAST(:ids AS VARCHAR[]), CAST(:payee_ids AS VARCHAR[]), CAST(:roles AS VARCHAR[]),
         CAST(:line_indexes AS INTEGER[]), CAST(:line_products AS VARCHAR[]),
         CAST(:base_amounts AS BIGINT[]), CAST(:rates AS VARCHAR[]), CAST(:amounts AS BIGINT[])
-    ) AS e(id, payee_id, line_index, product_id, base_amount, rate, amount)
+    ) AS e(id, payee_id, role, line_index, product_id, base_amount, rate, amount)
 ),
 new_job AS (
     INSERT INTO jobs (kind, key, status, attempts, run_at, created_at, updated_at)

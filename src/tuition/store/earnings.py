@@ -217,7 +217,14 @@ class EarningsRepository:
         return None if row is None else HoldStatus(row.status)
 
     async def claw_back(
-        self, payment_id: str, line_index: int, payee_id: str, amount: int, *, pending: bool
+        self,
+        payment_id: str,
+        line_index: int,
+        payee_id: str,
+        role: str,
+        amount: int,
+        *,
+        pending: bool,
     ) -> bool:
         """Count ``amount`` taken back from one earning (never more than it earned)."""
         column = earnings.c.clawed_pending if pending else earnings.c.clawed_available
@@ -227,7 +234,7 @@ class EarningsRepository:
                 earnings.c.payment_id == payment_id,
                 earnings.c.line_index == line_index,
                 earnings.c.payee_id == payee_id,
-                earnings.c.role == "creator",
+                earnings.c.role == role,
                 earnings.c.clawed_pending + earnings.c.clawed_available + amount
                 <= earnings.c.amount,
             )
@@ -418,6 +425,7 @@ class EarningsRepository:
                 "creator_ids": sorted({r.payee_id for r in rows}),
                 "ids": [r.id for r in rows],
                 "payee_ids": [r.payee_id for r in rows],
+                "roles": [r.role for r in rows],
                 "line_indexes": [r.line_index for r in rows],
                 "line_products": [r.product_id for r in rows],
                 "base_amounts": [r.base_amount for r in rows],

@@ -75,6 +75,7 @@ class OrderRecord:
     surface: str = "web"  # the price list it was priced from (see Product.surface_prices)
     # What channels need to know of the buyer: {"wechat_openid": …} for WeChat JSAPI.
     payer: dict[str, str] | None = None
+    referral_code: str | None = None  # a promoter's code: its split is order_commissions
 
 
 @dataclass(frozen=True, slots=True)

@@ -238,6 +238,8 @@ orders = Table(
     Column("closed_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # A promoter's referral code the order was placed with (order_commissions: its split).
+    Column("referral_code", String(64)),
     CheckConstraint(
         "status IN ('pending_payment', 'paid', 'partially_refunded', 'refunded', "
         "'cancelled', 'expired')",
@@ -1439,4 +1441,73 @@ audit_chain_head = Table(
     Column("id", Integer, primary_key=True),
     Column("chain_index", BigInteger, nullable=False),
     Column("hash", String(64), nullable=False),
+)
+
+# --- promoters (分销): referral codes, two levels, commissions per product -------------
+
+# A promoter is a payee (kind promoter) with a referral code; ``recruited_by`` is the
+# promoter who recruited it, the level 2 of the orders it refers. ``customer_id`` is the
+# promoter's own buyer id on the platform, if any: it cannot refer its own orders.
+promoters = Table(
+    "promoters",
+    metadata,
+    Column("payee_id", ID, ForeignKey("payees.id"), primary_key=True),
+    Column("code", String(64), nullable=False, unique=True),
+    Column("recruited_by", ID, ForeignKey("promoters.payee_id")),
+    Column("customer_id", String(200)),
+    Column("created_at", UTCDateTime, nullable=False),
+)
+Index("ix_promoters_recruited_by", promoters.c.recruited_by)
+
+# A product's promoter commissions: level-1 and level-2 rates of the line (net of tax)
+# and whose share pays them (the platform's or the creator's).
+product_commissions = Table(
+    "product_commissions",
+    metadata,
+    Column("product_id", ID, ForeignKey("products.id"), primary_key=True),
+    Column("level1", DecimalText, nullable=False),
+    Column("level2", DecimalText, nullable=False),
+    Column("bearer", String(12), nullable=False),
+    Column("updated_at", UTCDateTime, nullable=False),
+    CheckConstraint("bearer IN ('platform', 'creator')", name="bearer"),
+)
+
+# How a referred order's line is split, fixed when the order is placed (as the line's
+# revenue share is): the creator's part and each promoter's commission, by largest
+# remainder (domain/commissions.py). The payment's entry and its earnings post exactly
+# these amounts; refunds take them back pro rata.
+order_commissions = Table(
+    "order_commissions",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("line_index", Integer, primary_key=True),
+    Column("referral_code", String(64), nullable=False),
+    Column("bearer", String(12), nullable=False),
+    Column("creator_amount", BigInteger, nullable=False),
+    Column("level1_id", ID, ForeignKey("payees.id"), nullable=False),
+    Column("level1_rate", DecimalText, nullable=False),
+    Column("level1_amount", BigInteger, nullable=False),
+    Column("level2_id", ID, ForeignKey("payees.id")),
+    Column("level2_rate", DecimalText, nullable=False),
+    Column("level2_amount", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "creator_amount >= 0 AND level1_amount >= 0 AND level2_amount >= 0 "
+        "AND (level2_id IS NOT NULL OR level2_amount = 0)",
+        name="amounts",
+    ),
+)
+Index("ix_order_commissions_level1_id", order_commissions.c.level1_id)
+
+# --- partner platforms (跨平台结算) -------------------------------------------------------
+
+# A partner platform is a payee (kind partner) with its agreement: the share of a sale
+# it is owed and the currency it is settled in, at a recorded exchange rate.
+partners = Table(
+    "partners",
+    metadata,
+    Column("payee_id", ID, ForeignKey("payees.id"), primary_key=True),
+    Column("share", DecimalText, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
 )

@@ -11,6 +11,7 @@ from tuition.domain.errors import IdempotencyKeyInUse
 from tuition.store.access import ApiKeyRepository, IdempotencyRepository, current_claim
 from tuition.store.agreements import AgreementRepository
 from tuition.store.catalog import CatalogRepository
+from tuition.store.commissions import CommissionRepository
 from tuition.store.earnings import EarningsRepository
 from tuition.store.events import EventRepository
 from tuition.store.ledger import LedgerRepository
@@ -58,6 +59,7 @@ class UnitOfWork:
     memberships: MembershipRepository
     subscriptions: SubscriptionRepository
     agreements: AgreementRepository
+    commissions: CommissionRepository
 
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self._engine = engine
@@ -98,6 +100,7 @@ class UnitOfWork:
         self.memberships = MembershipRepository(self.conn)
         self.subscriptions = SubscriptionRepository(self.conn)
         self.agreements = AgreementRepository(self.conn)
+        self.commissions = CommissionRepository(self.conn)
         return self
 
     async def __aexit__(
