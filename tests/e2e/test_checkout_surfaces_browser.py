@@ -38,13 +38,16 @@ def test_each_device_is_offered_its_own_method_per_channel(
 
     desktop = browsing(locale="en-US", viewport=DESKTOP).page()
     desktop.goto(order["checkout_url"])
-    assert _offered(desktop) == ["alipay:page", "wechatpay:native", "sandbox:page"]
-    assert desktop.get_by_role("radio", name="Alipay Continue on the payment site").is_checked()
+    # In channel choice's order: with no history yet, the cheaper fee first (the e2e
+    # server's WeChat Pay 0.55 % before Alipay's 0.6 %), and the sandbox always last.
+    assert _offered(desktop) == ["wechatpay:native", "alipay:page", "sandbox:page"]
+    checked = desktop.locator("input[name=option]:checked")
+    assert checked.get_attribute("value") == "wechatpay:native"
     shot(desktop, "surface-desktop-methods")
 
     phone = browsing(locale="zh-CN", viewport=PHONE, user_agent=ANDROID).page()
     phone.goto(order["checkout_url"])
-    assert _offered(phone) == ["alipay:wap", "wechatpay:h5", "sandbox:page"]
+    assert _offered(phone) == ["wechatpay:h5", "alipay:wap", "sandbox:page"]
     # The Pay button and what is bought are in the first screen of a 390 x 844 phone.
     for locator in (phone.get_by_test_id("pay-button"), phone.locator(".item-title").first):
         box = locator.bounding_box()
@@ -53,7 +56,7 @@ def test_each_device_is_offered_its_own_method_per_channel(
         assert box["y"] + box["height"] <= PHONE["height"], box
     phone.screenshot(path=str(_artifact("surface-phone-first-screen")))  # the viewport only
     phone.get_by_test_id("qr-switch").click()
-    assert _offered(phone) == ["alipay:qr", "wechatpay:native", "sandbox:qr"]
+    assert _offered(phone) == ["wechatpay:native", "alipay:qr", "sandbox:qr"]
     shot(phone, "surface-phone-other-device")
 
     wechat = browsing(locale="zh-CN", viewport=PHONE, user_agent=WECHAT).page()
@@ -100,9 +103,12 @@ def test_switching_channel_shows_its_surcharge_before_paying(
     page = browsing(locale="en-US", viewport=DESKTOP).page()
     page.goto(order["checkout_url"])
     button = page.get_by_test_id("pay-button")
-    assert button.inner_text() == "Pay CN¥99.59"  # 99.00 + Alipay's 0.6 %
+    # WeChat Pay comes first (channel choice: the cheaper fee), so its total shows first.
+    assert button.inner_text() == "Pay CN¥99.54"  # 99.00 + WeChat Pay's 0.55 %
+    page.get_by_role("radio", name="Alipay Continue on the payment site").check()
+    assert button.inner_text() == "Pay CN¥99.59"  # + Alipay's 0.6 %, before paying
     page.get_by_role("radio", name="WeChat Pay Scan a QR code").check()
-    assert button.inner_text() == "Pay CN¥99.54"  # + WeChat Pay's 0.55 %, before paying
+    assert button.inner_text() == "Pay CN¥99.54"
     shot(page, "surface-surcharge-switched")
     button.click()
     page.locator("svg.qr-code").wait_for()
