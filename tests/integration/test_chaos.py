@@ -44,6 +44,8 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy.engine import make_url
 
+from tuition.config import TEST_MODE_SCHEMA
+
 pytestmark = pytest.mark.skipif(sys.platform != "linux", reason="process groups, pg_ctl")
 
 REPO = Path(__file__).resolve().parents[2]
@@ -237,7 +239,9 @@ async def stack(tmp_path: Path, hook: str) -> AsyncIterator[Stack]:
     )
     assert migrate.returncode == 0, migrate.stderr.decode()
     created = subprocess.run(
-        [_tuition_bin(), "keys", "create", "--name", "chaos"],
+        # A test key (the load pays through the sandbox, test mode's only): its data is in
+        # test mode's store, the tuition_test schema, where the invariants read it.
+        [_tuition_bin(), "keys", "create", "--name", "chaos", "--mode", "test"],
         env=env,
         cwd=tmp_path,
         capture_output=True,
@@ -476,7 +480,7 @@ async def test_chaos_keeps_every_invariant_of_the_money(stack: Stack) -> None:
     )
     assert problems == [], "\n".join(problems)
     verify = subprocess.run(
-        [_tuition_bin(), "ledger", "verify"],
+        [_tuition_bin(), "--mode", "test", "ledger", "verify"],
         env=stack.api.env,
         capture_output=True,
         text=True,
@@ -488,7 +492,9 @@ async def test_chaos_keeps_every_invariant_of_the_money(stack: Stack) -> None:
 async def _converged(stack: Stack, flows: list[Flow], *, within: float) -> list[str]:
     """Wait for the worker to converge; the invariants that still fail after ``within``."""
     deadline = time.monotonic() + within
-    conn = await asyncpg.connect(stack.pg.libpq_url)
+    conn = await asyncpg.connect(
+        stack.pg.libpq_url, server_settings={"search_path": TEST_MODE_SCHEMA}
+    )
     try:
         while True:
             problems = await _invariants(conn, flows)
