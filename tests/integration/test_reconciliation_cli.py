@@ -39,9 +39,13 @@ def test_reconcile_refuses_unclear_options(db_file: Path, args: list[str]) -> No
 
 def test_reconcile_names_a_channel_that_has_no_bills(db_file: Path) -> None:
     assert runner.invoke(app, ["migrate"]).exit_code == 0
-    result = runner.invoke(app, ["reconcile", "--channel", "sandbox", "--date", "2026-11-30"])
+    day = ["--channel", "sandbox", "--date", "2026-11-30"]
+    result = runner.invoke(app, ["--mode", "test", "reconcile", *day])
     assert result.exit_code == 1
     assert "channel_has_no_bills" in result.output
+    live = runner.invoke(app, ["reconcile", *day])  # the sandbox is test mode's only
+    assert live.exit_code == 1
+    assert "channel_unknown" in live.output
 
 
 def test_reconcile_all_with_no_bill_channels_reports_nothing_and_succeeds(db_file: Path) -> None:
