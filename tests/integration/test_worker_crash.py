@@ -16,7 +16,10 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from tuition.clock import SystemClock
+from tuition.config import load_settings
 from tuition.services.webhooks import create_endpoint
+from tuition.store import schema
+from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
 
 EVENTS = 150
@@ -67,6 +70,17 @@ def _start_worker(db_url: str) -> subprocess.Popen[bytes]:
     )
 
 
+async def _migrate_test_mode_store(db_url: str) -> None:
+    """What `tuition migrate` does for test mode's store beside ``db_url`` (a worker
+    refuses to start while either mode's schema is out of date)."""
+    url, test_schema = load_settings(database_url=db_url).store_url("test")
+    engine = create_engine(url, schema=test_schema)
+    try:
+        await schema.upgrade(engine)
+    finally:
+        await engine.dispose()
+
+
 async def _wait_for(condition: object, timeout: float, what: str) -> None:
     deadline = time.monotonic() + timeout
     while not condition():  # type: ignore[operator]
@@ -95,6 +109,7 @@ async def test_a_worker_killed_mid_batch_loses_no_event(
         ]
         await uow.commit()
 
+    await _migrate_test_mode_store(db_url)  # the worker runs both modes, as deployed
     first = _start_worker(db_url)
     try:
         await _wait_for(lambda: len(received) >= 20, 60, "the first deliveries")
