@@ -11,9 +11,17 @@ from tuition.domain.api_scopes import allows, needed_for
 from tuition.domain.errors import AuthenticationFailed, PermissionDenied
 from tuition.domain.modes import Mode
 from tuition.services.api_keys import authenticate, key_mode
+from tuition.services.audit import Actor
 from tuition.store.access import ApiKeyRecord
 
-__all__ = ["ApiKeyCache", "Container", "current_api_key", "get_container", "live_container"]
+__all__ = [
+    "ActorDep",
+    "ApiKeyCache",
+    "Container",
+    "current_api_key",
+    "get_container",
+    "live_container",
+]
 
 
 def get_container(request: Request) -> Container:
@@ -87,3 +95,12 @@ def check_scopes(request: Request, record: ApiKeyRecord) -> None:
 
 ContainerDep = Annotated[Container, Depends(_container)]
 ApiKeyDep = Annotated[ApiKeyRecord, Depends(current_api_key)]
+
+
+async def api_actor(request: Request) -> Actor:
+    """Who makes an API change, for the audit trail: the caller's key, its IP, the request id."""
+    record = await current_api_key(request)
+    return Actor.api_key(record.id, request.client.host if request.client else None)
+
+
+ActorDep = Annotated[Actor, Depends(api_actor)]
