@@ -1,6 +1,6 @@
 """The bench harness end to end at a tiny size, on PostgreSQL: the flow load with lost
 notifications and webhooks measured under it, and the scale-out run (API processes and
-worker processes). Only correctness is asserted, never a timing."""
+worker processes), and POST /v1/orders alone. Only correctness is asserted, never a timing."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from bench import orders_profile, scaleout
 from bench import run as run_mod
-from bench import scaleout
 from bench.postgres import find_server
 
 pytestmark = pytest.mark.postgres_only
@@ -83,3 +83,20 @@ async def test_the_scaleout_run_measures_each_process_count(bench_pg: None, tmp_
     assert w.recovered == w.lost == 4
     assert w.delivered == w.events > 0
     assert "| 2 |" in scaleout.markdown(result)
+
+
+async def test_the_orders_profile_loads_post_orders_alone(bench_pg: str, tmp_path: Path) -> None:
+    result = await orders_profile.run(
+        orders_profile.Options(
+            duration=2,
+            warmup=1,
+            users=2,
+            creators=2,
+            profile=False,
+            database=bench_pg,
+            workdir=tmp_path,
+        )
+    )
+    assert result.orders > 0
+    assert result.errors == []
+    assert "POST /v1/orders" in orders_profile.markdown(result)
