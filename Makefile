@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: demo test lint fmt unit bench bench-ledger bench-hordak clean
+.PHONY: demo test lint fmt unit bench bench-ledger bench-hordak bench-scaleout clean
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -41,6 +41,9 @@ bench-ledger: $(STAMP)
 
 bench-hordak: $(STAMP)
 	$(BIN)/python -m bench.hordak
+
+bench-scaleout: $(STAMP)
+	$(BIN)/python -m bench.scaleout
 
 clean:
 	rm -rf $(VENV) tuition.db tuition.db-wal tuition.db-shm .pytest_cache .mypy_cache .ruff_cache

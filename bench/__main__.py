@@ -36,6 +36,26 @@ def _options(argv: list[str]) -> tuple[Options, Path | None]:
         metavar="SECONDS",
         help="first wait up to this long for the 1-minute load average to drop below 1",
     )
+    parser.add_argument("--workers", type=int, default=1, help="tuition worker processes")
+    parser.add_argument(
+        "--no-webhooks",
+        action="store_true",
+        help="no webhook endpoint (and so no delivery lag) during the load",
+    )
+    parser.add_argument(
+        "--lost-every",
+        type=float,
+        default=1.0,
+        metavar="SECONDS",
+        help="one checkout whose notification is lost this often under load; 0: none",
+    )
+    parser.add_argument(
+        "--recover-after",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="TUITION_RECOVER_AFTER_SECONDS for the run (when the recovery job queries)",
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="logs and key (default: tmp)")
     parser.add_argument("--json", type=Path, default=None, help="also write results as JSON")
     args = parser.parse_args(argv)
@@ -52,6 +72,10 @@ def _options(argv: list[str]) -> tuple[Options, Path | None]:
         wait_idle=args.wait_idle,
         workdir=args.workdir,
         engine=args.engine,
+        workers=args.workers,
+        webhooks=not args.no_webhooks,
+        lost_every=args.lost_every,
+        recover_after=args.recover_after,
     )
     return options, args.json
 

@@ -75,6 +75,7 @@ def markdown(r: Result) -> str:
         f"| peak RSS, largest API worker | {worst_rss:.0f} MiB | < {TARGET_RSS_MIB:.0f} MiB "
         f"| {_mark(worst_rss < TARGET_RSS_MIB)} |"
     )
+    out += _under_load(r)
     errors = sum(r.errors.values())
     out.append(
         f"| errors (whole run / measured window) | {errors} / {r.measured_errors} | 0 | "
@@ -108,6 +109,33 @@ def markdown(r: Result) -> str:
     if r.profile is not None:
         out += _profile(r)
     return "\n".join(out) + "\n"
+
+
+def _under_load(r: Result) -> list[str]:
+    """Recovery latency and webhook lag, measured while the flow load ran."""
+    out = []
+    rec = r.recovery
+    if rec is not None:
+        wait = rec.wait_s
+        out.append(
+            f"| lost notification → paid through the recovery job, p50 / p99 / max "
+            f"({rec.recovered} of {rec.probes} probes, {rec.recovered_under_load} under load; "
+            f"recovery delay {rec.recover_after:g} s) | "
+            + (f"{wait.p50:.1f} / {wait.p99:.1f} / {wait.max:.1f} s" if wait else "-")
+            + " | | |"
+        )
+        if rec.late_s is not None:
+            out.append(f"| of which after the recovery delay, p99 | {rec.late_s.p99:.2f} s | | |")
+    hook = r.webhook
+    if hook is not None:
+        lag = hook.lag_ms
+        out.append(
+            f"| webhook delivery lag (event created → local receiver), p50 / p99 / max "
+            f"({hook.delivered} of {hook.events} events of the window) | "
+            + (f"{lag.p50:.0f} / {lag.p99:.0f} / {lag.max:.0f} ms" if lag else "-")
+            + " | | |"
+        )
+    return out
 
 
 def _profile(r: Result) -> list[str]:

@@ -9,15 +9,18 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import checks as checks_mod
+from bench import probes as probes_mod
 from bench import profile as profile_mod
 from bench.flow_limit import FlowLimit, run_flow_limit
 from bench.flows import LoadGenerator, Target, seed_catalog
 from bench.pgbench import PgbenchResult, run_pgbench
 from bench.postgres import find_server
+from bench.probes import Recovery, WebhookLag
 from bench.processes import (
     CpuSample,
     CpuTime,
@@ -29,6 +32,7 @@ from bench.processes import (
     memory_kib,
     sample,
 )
+from bench.receiver import Receiver
 from bench.stack import APP_ID, HOST, Stack, deploy, make_stack, tuition_bin
 from bench.stats import Recorder, Summary
 from tuition.config import TEST_MODE_SCHEMA
@@ -52,6 +56,15 @@ class Options:
     # (and so no pgbench or flow limit).
     engine: str = "postgresql"
     workdir: Path | None = None
+    database: str = DATABASE  # dropped and created afresh every run
+    workers: int = 1  # tuition worker processes
+    # While the load runs (PostgreSQL): a webhook endpoint for every event at a local
+    # receiver (delivery lag), and one checkout every ``lost_every`` seconds whose
+    # notification the gateway loses (recovery latency; 0 turns it off), recovered by the
+    # job due ``recover_after`` seconds after the payment (TUITION_RECOVER_AFTER_SECONDS).
+    webhooks: bool = True
+    lost_every: float = 1.0
+    recover_after: float = 10.0
 
 
 @dataclass
@@ -74,6 +87,8 @@ class Result:
     limit: FlowLimit | None = None  # bench/sql/flow_limit.sql at the load's concurrency
     checks: list[checks_mod.Check] = field(default_factory=list)
     profile: profile_mod.Profile | None = None
+    recovery: Recovery | None = None  # lost notifications, recovered under load
+    webhook: WebhookLag | None = None  # event created -> delivered, under load
     workdir: str = ""
     total_seconds: float = 0.0
 
@@ -143,27 +158,34 @@ async def _run_postgresql(options: Options, workdir: Path) -> Result:
             result.limit = await run_flow_limit(
                 server, clients=options.users, seconds=options.pgbench_seconds
             )
-        url = await server.recreate(DATABASE)
+        database = options.database
+        url = await server.recreate(database)
         stack = make_stack(workdir, url, pool_size=options.pool_size)
+        if options.lost_every > 0:
+            stack.env["BENCH_SIMULATOR_CONTROL"] = "1"
+            stack.env["TUITION_RECOVER_AFTER_SECONDS"] = str(options.recover_after)
+        receiver = Receiver(HOST)
         try:
+            await receiver.start()
             print(f"deploying in {workdir} ...", flush=True)
-            await deploy(stack, api_workers=options.api_workers)
-            conn = await server.connect(DATABASE, schema=TEST_MODE_SCHEMA)
+            await deploy(stack, api_workers=options.api_workers, workers=options.workers)
+            conn = await server.connect(database, schema=TEST_MODE_SCHEMA)
 
             async def backends() -> list[int]:
                 rows = await conn.fetch(
                     "SELECT pid FROM pg_stat_activity "
                     "WHERE datname = $1 AND pid <> pg_backend_pid()",
-                    DATABASE,
+                    database,
                 )
                 return [int(r[0]) for r in rows]
 
             try:
-                await _load(stack, conn, backends, options, result)
+                await _load(stack, conn, backends, options, result, receiver=receiver)
             finally:
                 await conn.close()
         finally:
             stack.stop()
+            await receiver.stop()
         print("checking ...", flush=True)
         result.checks += [checks_mod.ledger_verify(tuition_bin(), stack.env, timeout=120)]
         result.loadavg_end = loadavg()
@@ -217,11 +239,21 @@ async def _load(
     backends: Callable[[], Awaitable[list[int]]],
     options: Options,
     result: Result,
+    *,
+    receiver: Receiver | None = None,
 ) -> None:
     """Warm up, measure, drain; ``conn`` reads test mode's store (the bench's key is a
-    test key), ``backends()`` the database's server processes once loaded (SQLite: none)."""
+    test key), ``backends()`` the database's server processes once loaded (SQLite: none).
+    With a ``receiver`` (PostgreSQL only) webhooks and lost notifications are measured."""
     target = Target(HOST, stack.api_port, stack.api_key, APP_ID, stack.key_file)
     products = await seed_catalog(target, creators=options.creators)
+    hooked_at = datetime.now(UTC)  # events from here on go to the receiver
+    if receiver is not None and options.webhooks:
+        await probes_mod.register_endpoint(target, receiver.url)
+    lost: probes_mod.LostNotifications | None = None
+    if receiver is not None and options.lost_every > 0:
+        await probes_mod.drop_notifications(HOST, stack.sim_port)
+        lost = probes_mod.LostNotifications(target, stack.sim_port, products, options.lost_every)
     recorder = Recorder()
     load = LoadGenerator(target, products, recorder)
     stop = asyncio.Event()
@@ -239,9 +271,21 @@ async def _load(
             raw = stack.workdir / f"profile-{pid}.txt"
             spies.append(await profile_mod.record(pid, options.duration, raw))
     first, self_cpu, busy = sample(_all(roles)), cpu_seconds(os.getpid()), machine_busy()
+    window_start = datetime.now(UTC)
     recorder.measuring = True
-    await asyncio.sleep(options.duration)
+    probing: asyncio.Task[None] | None = None
+    stop_probes = asyncio.Event()
+    if lost is not None:
+        probing = asyncio.create_task(lost.run(stop_probes))
+        # Probes stop early enough to be recovered while the load still runs.
+        probe_for = max(1.0, options.duration - options.recover_after - 3)
+        await asyncio.sleep(min(probe_for, options.duration))
+        stop_probes.set()
+        await asyncio.sleep(max(0.0, options.duration - probe_for))
+    else:
+        await asyncio.sleep(options.duration)
     recorder.measuring = False
+    window_end = datetime.now(UTC)
     last, self_cpu = sample(_all(roles)), cpu_seconds(os.getpid()).since(self_cpu)
     busy_end = machine_busy()
     result.machine_busy_pct = 100 * (busy_end[0] - busy[0]) / (busy_end[1] - busy[1])
@@ -267,9 +311,42 @@ async def _load(
         for n, pid in enumerate(pids):
             name = role if len(pids) == 1 else f"{role} {n + 1}"
             result.peak_rss_mib[name] = memory_kib(pid).get("VmHWM", 0) / 1024
+    recovered_orders: list[str] = []
+    if lost is not None and probing is not None:
+        await probing
+        rows = await probes_mod.wait_booked(
+            conn, list(lost.paid_at), within=options.recover_after + 60
+        )
+        result.recovery = probes_mod.recovery_of(
+            lost, rows, recover_after=options.recover_after, window_end=window_end
+        )
+        recovered_orders = result.recovery.recovered_orders
+        result.checks.append(
+            checks_mod.Check(
+                "every lost notification recovered",
+                bool(lost.paid_at) and len(rows) == len(lost.paid_at),
+                f"{len(rows)} of {len(lost.paid_at)} probes"
+                + (f"; probe errors: {lost.errors[0]}" if lost.errors else ""),
+            )
+        )
     left, waited = await checks_mod.wait_for_outbox(conn, within=60)
     print(f"outbox drained in {waited:.1f} s ({left} left)", flush=True)
-    found = await checks_mod.database_checks(conn, load.paid_orders)
+    if receiver is not None and options.webhooks:
+        pending = await probes_mod.wait_delivered(conn, within=60)
+        everything = await probes_mod.events_between(conn, hooked_at, datetime.now(UTC))
+        missing = sum(1 for event_id, _ in everything if event_id not in receiver.first_seen)
+        result.webhook = probes_mod.lag_of(
+            await probes_mod.events_between(conn, window_start, window_end), receiver
+        )
+        result.checks.append(
+            checks_mod.Check(
+                "every event delivered to the webhook receiver",
+                bool(everything) and missing == 0 and pending == 0,
+                f"{len(everything) - missing} of {len(everything)} events; "
+                f"{pending} deliveries pending; {receiver.repeats} repeats",
+            )
+        )
+    found = await checks_mod.database_checks(conn, load.paid_orders, recovered=recovered_orders)
     result.checks += found.items
 
 
@@ -279,8 +356,8 @@ async def _no_backends() -> list[int]:
 
 def _roles(stack: Stack, backends: list[int]) -> dict[str, list[int]]:
     roles = {"api": stack.api_workers(), "simulator": [stack.simulator.pid]}
-    if stack.worker is not None:
-        roles["worker"] = [stack.worker.pid]
+    if stack.workers:
+        roles["worker"] = [w.pid for w in stack.workers]
     if backends:
         roles["postgres"] = backends
     return roles

@@ -66,8 +66,14 @@ class Stack:
 
     @property
     def worker(self) -> Proc | None:
-        """The ``tuition worker`` process; None when the API process runs the worker."""
-        return next((p for p in self.procs if p.name == "worker"), None)
+        """The first ``tuition worker`` process; None when the API process runs the worker
+        (or no worker has been started)."""
+        return next(iter(self.workers), None)
+
+    @property
+    def workers(self) -> list[Proc]:
+        """Every ``tuition worker`` process (``worker``, ``worker-2``, ...)."""
+        return [p for p in self.procs if p.name == "worker" or p.name.startswith("worker-")]
 
     @property
     def simulator(self) -> Proc:
@@ -127,6 +133,8 @@ def make_stack(
         TUITION_SANDBOX_APP_ID=APP_ID,
         TUITION_SANDBOX_SECRET=secrets.token_urlsafe(24),
         TUITION_EMBEDDED_WORKER="true" if embedded_worker else "false",
+        # The bench's webhook receiver (bench/receiver.py) listens on this machine.
+        TUITION_WEBHOOK_ALLOWED_HOSTS=f'["{HOST}"]',
         BENCH_SIMULATOR_URL=f"http://{HOST}:{sim_port}",
     )
     if pool_size is not None:
@@ -134,9 +142,11 @@ def make_stack(
     return Stack(workdir, env, api_port, sim_port, key_file)
 
 
-async def deploy(stack: Stack, *, api_workers: int) -> None:
+async def deploy(stack: Stack, *, api_workers: int, workers: int = 1) -> None:
     """Migrate, create an API key, and start the three programs; waits until they answer
-    and every API worker listens (else the first connections would all go to one)."""
+    and every API worker listens (else the first connections would all go to one).
+    ``workers``: how many ``tuition worker`` processes (0: start them later with
+    :func:`start_workers`); none when the API process runs the worker."""
     stack.tuition("migrate")
     # A test key: the load pays through the sandbox, test mode's only (docs/api.md); its
     # data is in the tuition_test schema, where the checks read it.
@@ -172,10 +182,23 @@ async def deploy(stack: Stack, *, api_workers: int) -> None:
     argv = [tuition_bin(), "serve", "--workers", str(api_workers), "--port", str(stack.api_port)]
     stack.procs.append(start("api", argv, env=stack.env, cwd=stack.workdir))
     if stack.env["TUITION_EMBEDDED_WORKER"] == "false":
-        worker = [tuition_bin(), "worker"]
-        stack.procs.append(start("worker", worker, env=stack.env, cwd=stack.workdir))
+        start_workers(stack, workers)
     await wait_for_http(stack.simulator, HOST, stack.sim_port, "/v1/public-key", 30)
     await wait_for_http(stack.api[0], HOST, stack.api_port, "/readyz", 60)
     await wait_for_listeners(stack.api[0], stack.api_workers, stack.api_port, api_workers, 60)
-    if stack.worker is not None and not stack.worker.alive():
-        raise RuntimeError(f"the worker exited:\n{stack.worker.tail()}")
+    for worker in stack.workers:
+        if not worker.alive():
+            raise RuntimeError(f"{worker.name} exited:\n{worker.tail()}")
+
+
+def start_workers(stack: Stack, count: int) -> list[Proc]:
+    """Start ``count`` more ``tuition worker`` processes (they share the work through
+    ``FOR UPDATE SKIP LOCKED`` claims, src/tuition/worker/runner.py)."""
+    started = []
+    for _ in range(count):
+        n = len(stack.workers) + 1
+        name = "worker" if n == 1 else f"worker-{n}"
+        proc = start(name, [tuition_bin(), "worker"], env=stack.env, cwd=stack.workdir)
+        stack.procs.append(proc)
+        started.append(proc)
+    return started
