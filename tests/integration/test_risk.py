@@ -642,3 +642,45 @@ async def test_an_order_under_review_is_not_paid_from_the_wallet_either(
     await post(client, f"/v1/risk/reviews/{review['id']}/approve", {})
     paid = await post(client, path, {"channel": "wallet"})
     assert paid["status"] == "succeeded"
+
+
+async def test_list_answers_carry_each_orders_and_payments_risk_as_the_single_ones(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator
+) -> None:
+    await _rule(
+        client,
+        "amount_score",
+        {"coefficient": "0.2", "threshold": "50"},
+        stages=["order", "payment"],
+        action="review",
+    )
+    small = await post(client, "/v1/orders", _order(await _big(client, shop, 10000), "u_1"))
+    large = await post(client, "/v1/orders", _order(await _big(client, shop, 30000), "u_2"))
+    paid = await post(
+        client, f"/v1/orders/{small['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    listed = (await client.get("/v1/orders")).json()["data"]
+    assert [o["id"] for o in listed] == [large["id"], small["id"]]  # newest first
+    for order in listed:
+        assert order["risk"] == (await client.get(f"/v1/orders/{order['id']}")).json()["risk"]
+    assert [(o["risk"]["decision"], o["risk"]["score"]) for o in listed] == [
+        ("review", "60.000"),  # 300.00 x 0.2 = 60 > 50
+        ("allow", "0"),
+    ]
+    assert listed[0]["risk"]["reasons"][0]["kind"] == "amount_score"
+    single = (await client.get(f"/v1/payments/{paid['id']}")).json()["risk"]
+    assert single is not None and single["decision"] == "allow"
+    assert [p["risk"] for p in (await client.get("/v1/payments")).json()["data"]] == [single]
+    of_order = (await client.get(f"/v1/orders/{small['id']}/payments")).json()["data"]
+    assert [p["risk"] for p in of_order] == [single]
+
+
+async def test_list_answers_have_no_risk_while_risk_control_is_off(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    assert [o["risk"] for o in (await client.get("/v1/orders")).json()["data"]] == [None]
+    assert [p["risk"] for p in (await client.get("/v1/payments")).json()["data"]] == [None]

@@ -530,6 +530,30 @@ async def payment_risk(uow: UnitOfWork, order_id: str, payment_id: str) -> dict[
     return None if found is None else found.risk()
 
 
+async def orders_risk(uow: UnitOfWork, order_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``risk`` of each order of a list page (as :func:`order_risk`), in one query."""
+    if not order_ids or not await risk_is_on(uow, Stage.ORDER):
+        return {}
+    async with uow.autocommit() as single:
+        found = await risk(single).latest_decisions(Stage.ORDER, order_ids=order_ids)
+    return {order_id: decision.risk() for order_id, decision in found.items()}
+
+
+async def payments_risk(
+    uow: UnitOfWork, payments: list[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """``risk`` of each ``(order id, payment id)`` of a list page (as :func:`payment_risk`),
+    keyed by payment id, in one query."""
+    if not payments or not await risk_is_on(uow, Stage.PAYMENT):
+        return {}
+    async with uow.autocommit() as single:
+        found = await risk(single).latest_decisions(
+            Stage.PAYMENT, order_ids=[order_id for order_id, _ in payments], by_payment=True
+        )
+    wanted = {payment_id for _, payment_id in payments}
+    return {key: d.risk() for key, d in found.items() if key in wanted}
+
+
 async def list_reviews(
     uow: UnitOfWork, *, status: str | None, limit: int, starting_after: str | None
 ) -> tuple[list[ReviewRecord], bool]:
