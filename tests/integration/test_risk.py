@@ -669,7 +669,8 @@ async def test_list_answers_carry_each_orders_and_payments_risk_as_the_single_on
     ]
     assert listed[0]["risk"]["reasons"][0]["kind"] == "amount_score"
     single = (await client.get(f"/v1/payments/{paid['id']}")).json()["risk"]
-    assert single is not None and single["decision"] == "allow"
+    assert single is not None
+    assert single["decision"] == "allow"
     assert [p["risk"] for p in (await client.get("/v1/payments")).json()["data"]] == [single]
     of_order = (await client.get(f"/v1/orders/{small['id']}/payments")).json()["data"]
     assert [p["risk"] for p in of_order] == [single]

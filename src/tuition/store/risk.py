@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
-from collections.abc import Collection
 from typing import Any
 
 from sqlalchemy import exists, func, insert, select, update
