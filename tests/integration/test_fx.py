@@ -405,3 +405,33 @@ async def test_a_csv_with_a_wrong_header_is_refused(uow: UnitOfWork, clock: Froz
     assert caught.value.code == "csv_header_invalid"
     assert await _count(uow, fx_rates) == 0
     assert await _count(uow, orders) == 0
+
+
+async def test_recorded_rates_are_audited_with_who_recorded_them(
+    client: httpx.AsyncClient, uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    from tuition.services.audit import Actor
+    from tuition.store.tables import audit_events
+
+    put = (await _put(client, "USD/CNY", rate="7.1000")).json()
+    text = "base,quote,rate,source,as_of\nCNY,EUR,0.13,ecb,\n"
+    imported = await fx_service.import_rates_csv(text, uow, clock=clock, actor=Actor("cli", "ops"))
+    async with uow:
+        rows = (
+            await uow.conn.execute(
+                select(
+                    audit_events.c.actor_kind,
+                    audit_events.c.action,
+                    audit_events.c.subject,
+                    audit_events.c.after,
+                )
+                .where(audit_events.c.action.startswith("fx_rate"))
+                .order_by(audit_events.c.seq)
+            )
+        ).all()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("api_key", "fx_rate.recorded", put["id"]),
+        ("cli", "fx_rates.imported", imported[0].id),
+    ]
+    assert '"rate":"7.1000"' in rows[0][3]
+    assert '"count":1' in rows[1][3]

@@ -17,6 +17,7 @@ from tests.integration.shop import order_body, post
 from tuition.clock import FrozenClock
 from tuition.simulator.app import Simulator
 from tuition.store.tables import (
+    audit_events,
     entitlements,
     orders,
     outbox_events,
@@ -685,3 +686,48 @@ async def test_list_answers_have_no_risk_while_risk_control_is_off(
     )
     assert [o["risk"] for o in (await client.get("/v1/orders")).json()["data"]] == [None]
     assert [p["risk"] for p in (await client.get("/v1/payments")).json()["data"]] == [None]
+
+
+async def _audit(uow: UnitOfWork) -> list[tuple[str, str, str, str]]:
+    async with uow:
+        rows = await uow.conn.execute(
+            select(
+                audit_events.c.actor_kind,
+                audit_events.c.actor,
+                audit_events.c.action,
+                audit_events.c.subject,
+            ).order_by(audit_events.c.seq)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def test_rule_changes_and_review_decisions_over_the_api_are_audited_with_the_key(
+    client: httpx.AsyncClient, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    rule = await _rule(client, "amount_threshold", {"amounts": {"CNY": "100.00"}}, action="review")
+    body = {"name": "big", "kind": "amount_threshold", "params": {"amounts": {"CNY": "150.00"}}}
+    replaced = await client.put(f"/v1/risk/rules/{rule['id']}", json={**body, "action": "review"})
+    assert replaced.status_code == 200, replaced.text
+    held = [await post(client, "/v1/orders", order_body(shop, "c2", customer_id=c)) for c in "ab"]
+    reviews = (await client.get("/v1/risk/reviews")).json()["data"]
+    by_order = {r["order_id"]: r["id"] for r in reviews}
+    approved = await post(client, f"/v1/risk/reviews/{by_order[held[0]['id']]}/approve", {})
+    await post(client, f"/v1/risk/reviews/{by_order[held[1]['id']]}/reject", {"note": "no"})
+    kind, _, key_id = approved["decided_by"].partition(":")
+    assert (kind, key_id[:4]) == ("api_key", "key_")
+    assert [row for row in await _audit(uow) if row[0] != "system"] == [
+        ("api_key", key_id, "risk_rule.created", rule["id"]),
+        ("api_key", key_id, "risk_rule.replaced", rule["id"]),
+        ("api_key", key_id, "risk_review.approved", by_order[held[0]["id"]]),
+        ("api_key", key_id, "risk_review.rejected", by_order[held[1]["id"]]),
+    ]
+    async with uow:
+        after = (
+            await uow.conn.execute(
+                select(audit_events.c.before, audit_events.c.after).where(
+                    audit_events.c.action == "risk_rule.replaced"
+                )
+            )
+        ).one()
+    assert '"CNY":"100.00"' in after[0]
+    assert '"CNY":"150.00"' in after[1]

@@ -31,6 +31,7 @@ from tuition.domain.fx import (
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import AccountKind, AccountRef, JournalEntry
 from tuition.domain.money import get_currency
+from tuition.services import audit
 from tuition.store.fx import FxRateRepository
 from tuition.store.uow import UnitOfWork
 
@@ -68,20 +69,37 @@ def _record(cmd: SetRate, now: datetime) -> FxRate:
     )
 
 
-async def put_rate(cmd: SetRate, uow: UnitOfWork, *, clock: Clock) -> FxRate:
+def _audited(record: FxRate) -> dict[str, str]:
+    return {
+        "pair": f"{record.base}/{record.quote}",
+        "rate": str(record.rate),
+        "source": record.source,
+        "as_of": record.as_of.isoformat(),
+    }
+
+
+async def put_rate(
+    cmd: SetRate, uow: UnitOfWork, *, clock: Clock, actor: audit.Actor = audit.SYSTEM
+) -> FxRate:
     """Record a rate of ``base/quote`` in force from ``as_of``; earlier ones stay on record."""
     record = _record(cmd, clock.now())
     async with uow:
         await fx_rates(uow).add_many([record])
+        await audit.record(
+            uow.conn, actor, "fx_rate.recorded", record.id, clock=clock, after=_audited(record)
+        )
         await uow.commit()
     return record
 
 
-async def import_rates_csv(text: str, uow: UnitOfWork, *, clock: Clock) -> list[FxRate]:
+async def import_rates_csv(
+    text: str, uow: UnitOfWork, *, clock: Clock, actor: audit.Actor = audit.SYSTEM
+) -> list[FxRate]:
     """Record every row of a CSV file with the header ``base,quote,rate,source,as_of``.
 
     All or nothing: the first bad row raises ValidationFailed naming its line, and no
-    rate of the file is kept. ``as_of`` is ISO 8601 with an offset (empty: now).
+    rate of the file is kept. ``as_of`` is ISO 8601 with an offset (empty: now). The
+    audit trail gets one record for the file, naming every rate it recorded.
     """
     now = clock.now()
     reader = csv.DictReader(io.StringIO(text))
@@ -120,6 +138,14 @@ async def import_rates_csv(text: str, uow: UnitOfWork, *, clock: Clock) -> list[
         raise ValidationFailed("the file has no rates", code="csv_empty", param="file")
     async with uow:
         await fx_rates(uow).add_many(records)
+        await audit.record(
+            uow.conn,
+            actor,
+            "fx_rates.imported",
+            records[0].id,
+            clock=clock,
+            after={"count": len(records), "rates": [_audited(r) for r in records]},
+        )
         await uow.commit()
     return records
 
