@@ -18,6 +18,7 @@ from tuition.clock import SystemClock
 from tuition.domain.errors import TuitionError
 from tuition.domain.fx import FxRate
 from tuition.services import fx as fx_service
+from tuition.services.audit import Actor
 from tuition.store import schema
 from tuition.store.db import create_engine
 from tuition.store.uow import UnitOfWork
@@ -77,7 +78,9 @@ def fx_import(
 ) -> None:
     """Record every rate of the file, all or nothing (a bad line keeps none)."""
     text = path.read_text(encoding="utf-8-sig")
-    rates = _run(lambda uow: fx_service.import_rates_csv(text, uow, clock=SystemClock()))
+    rates = _run(
+        lambda uow: fx_service.import_rates_csv(text, uow, clock=SystemClock(), actor=Actor.cli())
+    )
     console.print(_table(rates, f"{len(rates)} rates recorded"))
 
 

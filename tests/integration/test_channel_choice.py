@@ -16,14 +16,17 @@ from fastapi import FastAPI
 from sqlalchemy import insert
 
 from tests.integration.shop import order_body, post
+from tuition.app import create_app
+from tuition.channels.registry import ChannelRegistry
 from tuition.channels.setup import build_registry
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.domain.channel_choice import Device, Strategy
 from tuition.domain.ids import new_id
-from tuition.services.channel_choice import ChoicePolicy, ranked_channels
+from tuition.services.channel_choice import BREAKER_REFRESH, ChoicePolicy, ranked_channels
 from tuition.simulator.app import Simulator, create_simulator
 from tuition.simulator.config import SimulatorConfig
+from tuition.store.db import create_engine
 from tuition.store.tables import payments
 from tuition.store.uow import UnitOfWork
 
@@ -248,3 +251,90 @@ async def test_the_checkout_offers_channels_in_ranking_order_without_broken_ones
     page = (await client.get(url)).text
     assert 'value="wechatpay:native"' not in page  # skipped for its cool-down
     assert 'value="alipay:page"' in page
+
+
+@pytest.fixture
+async def second_process(
+    app: FastAPI, settings: Any, db_url: str, clock: FrozenClock, api_key: str, gateway: Simulator
+) -> AsyncIterator[tuple[FastAPI, httpx.AsyncClient]]:
+    """Another API process on the same store: its own engine, the same clock and channel."""
+    engine = create_engine(db_url)
+    other = create_app(
+        settings, engine=engine, test_engine=engine, clock=clock, registry=ChannelRegistry()
+    )
+    other.state.modes.live.registry.add(app.state.modes.live.registry.get("sandbox"))
+    async with httpx.AsyncClient(
+        transport=httpx.ASGITransport(app=other),
+        base_url="http://tuition.test",
+        headers={"Authorization": f"Bearer {api_key}"},
+    ) as client:
+        yield other, client
+    await engine.dispose()
+
+
+async def test_a_reset_by_a_success_in_another_process_closes_the_breaker_for_every_process(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    clock: FrozenClock,
+    app: FastAPI,
+    second_process: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    other, other_client = second_process
+    for process in (app, other):
+        container = process.state.modes.live
+        container.settings = container.settings.model_copy(
+            update={"channel_breaker_failures": 2, "channel_breaker_cooldown_seconds": 300}
+        )
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    path = f"/v1/orders/{order['id']}/payments"
+    sandbox = {"channel": "sandbox", "method": "page"}
+    # The other process pays once while all is well: its view of the breakers is fresh.
+    assert (await other_client.post(path, json=sandbox)).status_code == 201
+    # This process sees two failures in a row: the stored breaker opens.
+    gateway.fail_next("create", 2, kind="error")
+    for _ in range(2):
+        assert (await client.post(path, json=sandbox)).status_code == 502
+    refused = await client.post(path, json={"channel": "auto"})
+    assert refused.json()["error"]["code"] == "no_channel_available"
+
+    # A success in the other process within BREAKER_REFRESH of its last read does not
+    # know of the failures yet; once its view is older, the next success resets them.
+    clock.advance(BREAKER_REFRESH / 2)
+    assert (await other_client.post(path, json=sandbox)).status_code == 201
+    [state] = (await anon_client.get("/readyz")).json()["channels"]
+    assert (state["state"], state["failures"]) == ("open", 2)
+    clock.advance(BREAKER_REFRESH)
+    assert (await other_client.post(path, json=sandbox)).status_code == 201
+    [state] = (await anon_client.get("/readyz")).json()["channels"]
+    assert (state["channel"], state["state"], state["failures"]) == ("sandbox", "closed", 0)
+    # This process, which saw the failures, offers the channel again at once.
+    paying = await post(client, path, {"channel": "auto"})
+    assert paying["channel"] == "sandbox"
+
+
+async def test_failures_seen_by_two_processes_add_up_to_open_the_breaker(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateway: Simulator,
+    app: FastAPI,
+    second_process: tuple[FastAPI, httpx.AsyncClient],
+) -> None:
+    other, other_client = second_process
+    for process in (app, other):
+        container = process.state.modes.live
+        container.settings = container.settings.model_copy(
+            update={"channel_breaker_failures": 2, "channel_breaker_cooldown_seconds": 300}
+        )
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    path = f"/v1/orders/{order['id']}/payments"
+    sandbox = {"channel": "sandbox", "method": "page"}
+    gateway.fail_next("create", 2, kind="error")
+    assert (await client.post(path, json=sandbox)).status_code == 502
+    assert (await other_client.post(path, json=sandbox)).status_code == 502
+    [state] = (await anon_client.get("/readyz")).json()["channels"]
+    assert (state["state"], state["failures"]) == ("open", 2)
+    refused = await client.post(path, json={"channel": "auto"})
+    assert refused.json()["error"]["code"] == "no_channel_available"

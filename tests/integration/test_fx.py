@@ -195,6 +195,34 @@ async def test_the_markup_setting_is_added_to_the_rate(
     assert order.pricing["fx"][0]["markup"] == "0.02"
 
 
+def _per_currency(balances: dict[str, int]) -> dict[str, int]:
+    sums: dict[str, int] = {}
+    for key, value in balances.items():
+        currency = key.split(":")[1]
+        sums[currency] = sums.get(currency, 0) + value
+    return sums
+
+
+async def _paid_usd_course(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateways: Gateways,  # noqa: F811
+) -> dict[str, Any]:
+    await _put(client, "USD/CNY", rate="7.1")
+    order = await post(client, "/v1/orders", order_body(shop, "usd_only"))  # 10.00 USD
+    assert (order["currency"], order["total"]) == ("CNY", 7100)
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "alipay", "method": "page"}
+    )
+    assert (payment["amount"], payment["currency"]) == (7100, "CNY")
+    gateways.sim.duplicate_notifications(2)  # the gateway notifies three times
+    await _pay_in_browser(gateways.sim, payment["next_action"]["url"])
+    await gateways.sim.drain()
+    gateways.sim.duplicate_notifications(0)
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    return order
+
+
 async def test_a_usd_course_is_paid_through_alipay_in_cny_and_every_currency_balances(
     client: httpx.AsyncClient,
     shop: dict[str, str],
@@ -202,29 +230,34 @@ async def test_a_usd_course_is_paid_through_alipay_in_cny_and_every_currency_bal
     uow: UnitOfWork,
     clock: FrozenClock,
 ) -> None:
-    await _put(client, "USD/CNY", rate="7.1")
-    order = await post(client, "/v1/orders", order_body(shop, "usd_only"))  # 10.00 USD
-    assert (order["currency"], order["total"]) == ("CNY", 7100)
-    payment = await post(
-        client, f"/v1/orders/{order['id']}/payments", {"channel": "alipay", "method": "page"}
-    )
-    assert payment["amount"] == 7100
-    assert payment["currency"] == "CNY"
-    await _pay_in_browser(gateways.sim, payment["next_action"]["url"])
-    await gateways.sim.drain()
-    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
-
-    # The platform converts its CNY revenue into USD at today's rate: through the FX
-    # accounts, so CNY and USD each balance on their own.
+    order = await _paid_usd_course(client, shop, gateways)
+    accepted = [d for d in gateways.sim.deliveries if d.accepted]
+    assert len(accepted) == 3  # every copy acknowledged, applied once
     async with uow:
+        [entry] = await uow.ledger.entries_with_source_prefix("payment:")
         balances = await uow.ledger.balances()
-        revenue = -balances["platform_revenue:CNY"]
-        entry = await fx_service.post_conversion(
+    # The money, the fee and the creator's share in CNY, as paid; the platform's revenue
+    # in USD, the product's currency, at the order's rate: 21.30 CNY / 7.1 = 3.00 USD.
+    assert balances["channel_clearing:CNY:alipay"] == 7100 - 43  # 0.6 % fee
+    assert balances[f"creator_pending:CNY:{shop['creator']}"] == -4970  # 70 %
+    assert "platform_revenue:CNY" not in balances
+    assert balances["platform_revenue:USD"] == -300
+    assert balances["fx_conversion:CNY"] == -2130
+    assert balances["fx_conversion:USD"] == 300
+    assert _per_currency(balances) == {"CNY": 0, "USD": 0}
+    assert {p.account.currency for p in entry.postings} == {"CNY", "USD"}
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+    # Later the platform converts its CNY into USD (at today's rate, 7.1 still): the
+    # conversion closes the FX position the sale opened.
+    async with uow:
+        moved = await fx_service.post_conversion(
             uow,
             source=f"fx:{order['id']}",
             credit=AccountRef(AccountKind.CHANNEL_CLEARING, "CNY", "alipay"),
             debit=AccountRef(AccountKind.CASH, "USD"),
-            amount=revenue,
+            amount=2130,
             at=clock.now(),
         )
         again = await fx_service.post_conversion(
@@ -232,20 +265,56 @@ async def test_a_usd_course_is_paid_through_alipay_in_cny_and_every_currency_bal
             source=f"fx:{order['id']}",
             credit=AccountRef(AccountKind.CHANNEL_CLEARING, "CNY", "alipay"),
             debit=AccountRef(AccountKind.CASH, "USD"),
-            amount=revenue,
+            amount=2130,
             at=clock.now(),
         )
         await uow.commit()
-    assert entry is not None
+    assert moved is not None
     assert again is None
     async with uow:
         balances = await uow.ledger.balances()
-    assert revenue == 2130  # 30 % of 71.00 CNY
-    assert balances["fx_conversion:CNY"] == 2130
-    assert balances["cash:USD"] == 300  # 21.30 CNY / 7.1 = 3.00 USD
-    assert balances["fx_conversion:USD"] == -300
-    for currency in ("CNY", "USD"):
-        assert sum(v for k, v in balances.items() if k.split(":")[1] == currency) == 0
+    assert balances["cash:USD"] == 300
+    assert balances["fx_conversion:CNY"] == balances["fx_conversion:USD"] == 0
+    assert _per_currency(balances) == {"CNY": 0, "USD": 0}
+    assert (await verify_ledger(uow)).ok
+
+
+async def test_a_refund_of_a_usd_course_paid_in_cny_reverses_at_the_order_rate(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateways: Gateways,  # noqa: F811
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    order = await _paid_usd_course(client, shop, gateways)
+    # A new rate does not change what the refund takes back.
+    clock.advance(timedelta(hours=1))
+    await _put(client, "USD/CNY", rate="6.5")
+    part = await post(client, "/v1/refunds", {"order_id": order["id"], "amount": 3550})
+    await gateways.sim.settle_refunds()
+    await gateways.sim.drain()
+    assert (await client.get(f"/v1/refunds/{part['id']}")).json()["status"] == "succeeded"
+    async with uow:
+        balances = await uow.ledger.balances()
+    # Half: 10.65 CNY of the platform's part, back as 1.50 USD at 7.1 (not 6.5).
+    assert balances["refunds:USD"] == 150
+    assert balances["fx_conversion:CNY"] == -2130 + 1065
+    assert balances["fx_conversion:USD"] == 300 - 150
+    assert _per_currency(balances) == {"CNY": 0, "USD": 0}
+
+    rest = await post(client, "/v1/refunds", {"order_id": order["id"]})
+    await gateways.sim.settle_refunds()
+    await gateways.sim.drain()
+    assert (await client.get(f"/v1/refunds/{rest['id']}")).json()["status"] == "succeeded"
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "refunded"
+    async with uow:
+        balances = await uow.ledger.balances()
+    # The whole sale reversed exactly: no FX gain or loss left behind.
+    assert balances["refunds:USD"] == 300
+    assert balances["platform_revenue:USD"] == -300
+    assert balances["fx_conversion:CNY"] == balances["fx_conversion:USD"] == 0
+    assert balances[f"creator_pending:CNY:{shop['creator']}"] == 0
+    assert _per_currency(balances) == {"CNY": 0, "USD": 0}
     report = await verify_ledger(uow)
     assert report.ok, report.problems
 
@@ -336,3 +405,33 @@ async def test_a_csv_with_a_wrong_header_is_refused(uow: UnitOfWork, clock: Froz
     assert caught.value.code == "csv_header_invalid"
     assert await _count(uow, fx_rates) == 0
     assert await _count(uow, orders) == 0
+
+
+async def test_recorded_rates_are_audited_with_who_recorded_them(
+    client: httpx.AsyncClient, uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    from tuition.services.audit import Actor
+    from tuition.store.tables import audit_events
+
+    put = (await _put(client, "USD/CNY", rate="7.1000")).json()
+    text = "base,quote,rate,source,as_of\nCNY,EUR,0.13,ecb,\n"
+    imported = await fx_service.import_rates_csv(text, uow, clock=clock, actor=Actor("cli", "ops"))
+    async with uow:
+        rows = (
+            await uow.conn.execute(
+                select(
+                    audit_events.c.actor_kind,
+                    audit_events.c.action,
+                    audit_events.c.subject,
+                    audit_events.c.after,
+                )
+                .where(audit_events.c.action.startswith("fx_rate"))
+                .order_by(audit_events.c.seq)
+            )
+        ).all()
+    assert [(r[0], r[1], r[2]) for r in rows] == [
+        ("api_key", "fx_rate.recorded", put["id"]),
+        ("cli", "fx_rates.imported", imported[0].id),
+    ]
+    assert '"rate":"7.1000"' in rows[0][3]
+    assert '"count":1' in rows[1][3]

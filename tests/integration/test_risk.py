@@ -17,6 +17,7 @@ from tests.integration.shop import order_body, post
 from tuition.clock import FrozenClock
 from tuition.simulator.app import Simulator
 from tuition.store.tables import (
+    audit_events,
     entitlements,
     orders,
     outbox_events,
@@ -642,3 +643,91 @@ async def test_an_order_under_review_is_not_paid_from_the_wallet_either(
     await post(client, f"/v1/risk/reviews/{review['id']}/approve", {})
     paid = await post(client, path, {"channel": "wallet"})
     assert paid["status"] == "succeeded"
+
+
+async def test_list_answers_carry_each_orders_and_payments_risk_as_the_single_ones(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator
+) -> None:
+    await _rule(
+        client,
+        "amount_score",
+        {"coefficient": "0.2", "threshold": "50"},
+        stages=["order", "payment"],
+        action="review",
+    )
+    small = await post(client, "/v1/orders", _order(await _big(client, shop, 10000), "u_1"))
+    large = await post(client, "/v1/orders", _order(await _big(client, shop, 30000), "u_2"))
+    paid = await post(
+        client, f"/v1/orders/{small['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    listed = (await client.get("/v1/orders")).json()["data"]
+    assert [o["id"] for o in listed] == [large["id"], small["id"]]  # newest first
+    for order in listed:
+        assert order["risk"] == (await client.get(f"/v1/orders/{order['id']}")).json()["risk"]
+    assert [(o["risk"]["decision"], o["risk"]["score"]) for o in listed] == [
+        ("review", "60.000"),  # 300.00 x 0.2 = 60 > 50
+        ("allow", "0"),
+    ]
+    assert listed[0]["risk"]["reasons"][0]["kind"] == "amount_score"
+    single = (await client.get(f"/v1/payments/{paid['id']}")).json()["risk"]
+    assert single is not None
+    assert single["decision"] == "allow"
+    assert [p["risk"] for p in (await client.get("/v1/payments")).json()["data"]] == [single]
+    of_order = (await client.get(f"/v1/orders/{small['id']}/payments")).json()["data"]
+    assert [p["risk"] for p in of_order] == [single]
+
+
+async def test_list_answers_have_no_risk_while_risk_control_is_off(
+    client: httpx.AsyncClient, shop: dict[str, str], gateway: Simulator
+) -> None:
+    order = await post(client, "/v1/orders", order_body(shop, "c1"))
+    await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    assert [o["risk"] for o in (await client.get("/v1/orders")).json()["data"]] == [None]
+    assert [p["risk"] for p in (await client.get("/v1/payments")).json()["data"]] == [None]
+
+
+async def _audit(uow: UnitOfWork) -> list[tuple[str, str, str, str]]:
+    async with uow:
+        rows = await uow.conn.execute(
+            select(
+                audit_events.c.actor_kind,
+                audit_events.c.actor,
+                audit_events.c.action,
+                audit_events.c.subject,
+            ).order_by(audit_events.c.seq)
+        )
+        return [(r[0], r[1], r[2], r[3]) for r in rows]
+
+
+async def test_rule_changes_and_review_decisions_over_the_api_are_audited_with_the_key(
+    client: httpx.AsyncClient, shop: dict[str, str], uow: UnitOfWork
+) -> None:
+    rule = await _rule(client, "amount_threshold", {"amounts": {"CNY": "100.00"}}, action="review")
+    body = {"name": "big", "kind": "amount_threshold", "params": {"amounts": {"CNY": "150.00"}}}
+    replaced = await client.put(f"/v1/risk/rules/{rule['id']}", json={**body, "action": "review"})
+    assert replaced.status_code == 200, replaced.text
+    held = [await post(client, "/v1/orders", order_body(shop, "c2", customer_id=c)) for c in "ab"]
+    reviews = (await client.get("/v1/risk/reviews")).json()["data"]
+    by_order = {r["order_id"]: r["id"] for r in reviews}
+    approved = await post(client, f"/v1/risk/reviews/{by_order[held[0]['id']]}/approve", {})
+    await post(client, f"/v1/risk/reviews/{by_order[held[1]['id']]}/reject", {"note": "no"})
+    kind, _, key_id = approved["decided_by"].partition(":")
+    assert (kind, key_id[:4]) == ("api_key", "key_")
+    assert [row for row in await _audit(uow) if row[0] != "system"] == [
+        ("api_key", key_id, "risk_rule.created", rule["id"]),
+        ("api_key", key_id, "risk_rule.replaced", rule["id"]),
+        ("api_key", key_id, "risk_review.approved", by_order[held[0]["id"]]),
+        ("api_key", key_id, "risk_review.rejected", by_order[held[1]["id"]]),
+    ]
+    async with uow:
+        after = (
+            await uow.conn.execute(
+                select(audit_events.c.before, audit_events.c.after).where(
+                    audit_events.c.action == "risk_rule.replaced"
+                )
+            )
+        ).one()
+    assert '"CNY":"100.00"' in after[0]
+    assert '"CNY":"150.00"' in after[1]

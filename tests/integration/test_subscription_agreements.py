@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import re
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from tuition.channels.wechatpay.client import WechatPayChannel
 from tuition.clock import FrozenClock
 from tuition.config import load_settings
 from tuition.domain.agreements import AgreementStatus
+from tuition.domain.risk import RiskPolicy
 from tuition.services import admin as admin_service
 from tuition.services.agreements import apply_agreement_state
 from tuition.services.ledger import verify_ledger
@@ -541,4 +543,36 @@ async def test_a_worker_killed_mid_charge_converges_to_one_debit(
     assert [s for _, s in await _agreement_payments(uow)] == ["succeeded"]
     assert len([p for p in sim.state.payments.values() if p.method == "agreement"]) == 1
     assert len(await _charges(uow)) == 1
+    assert (await get_sub(client, sub["id"]))["period_index"] == 2
+
+
+async def test_a_renewal_held_for_review_is_charged_by_agreement_only_once_approved(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    sim: Simulator,
+    app: FastAPI,
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    sub = await _subscribe_and_sign(client, shop, sim, uow, clock, "alipay")
+    rule = {
+        "name": "big",
+        "kind": "amount_threshold",
+        "params": {"amounts": {"CNY": "10.00"}},
+        "stages": ["order"],
+        "action": "review",
+    }
+    assert (await client.post("/v1/risk/rules", json=rule)).status_code == 201
+    clock.set(RENEWAL_DUE)
+    base = renewal_deps(clock)
+    deps = replace(base, orders=replace(base.orders, risk=RiskPolicy()), payments=_deps(app))
+    run = await run_renewals(uow, deps=deps)
+    assert (run.prepared, run.charged) == ([sub["id"]], [])
+    assert await _agreement_payments(uow) == []
+    [review] = (await client.get("/v1/risk/reviews", params={"status": "open"})).json()["data"]
+    assert (await client.post(f"/v1/risk/reviews/{review['id']}/approve", json={})).is_success
+    assert (await run_renewals(uow, deps=deps)).charged == [sub["id"]]
+    await sim.drain()
+    [(_, status)] = await _agreement_payments(uow)
+    assert status == "succeeded"
     assert (await get_sub(client, sub["id"]))["period_index"] == 2

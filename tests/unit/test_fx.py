@@ -12,12 +12,20 @@ from tuition.domain.errors import CurrencyError, ValidationFailed
 from tuition.domain.fx import (
     Conversion,
     FxRate,
+    back_conversion,
     check_pair,
     conversion_entry,
     parse_fx_rate,
+    rebased_entry,
+    recorded_conversion,
     round_half_up,
 )
-from tuition.domain.ledger import AccountKind, AccountRef, entry_problems
+from tuition.domain.ledger import (
+    AccountKind,
+    AccountRef,
+    entry_problems,
+    payment_succeeded_entry,
+)
 
 AT = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 
@@ -139,3 +147,40 @@ def test_a_conversion_that_rounds_to_nothing_or_mixes_currencies_is_refused() ->
             from_amount=100,
             occurred_at=AT,
         )
+
+
+def test_a_converted_sale_books_its_revenue_back_in_the_product_currency() -> None:
+    # A 10.00 USD course sold for 72.42 CNY at USD/CNY 7.1 with a 2 % markup.
+    priced = Conversion("USD", "CNY", _rate("USD", "CNY", "7.1"), Decimal("0.02"))
+    assert priced.convert(1000) == 7242
+    kept = recorded_conversion(priced.to_dict())
+    assert kept == priced
+    back = back_conversion(kept)
+    assert (back.from_currency, back.to_currency, back.markup) == ("CNY", "USD", Decimal(0))
+    sale = payment_succeeded_entry(
+        payment_id="pay_1",
+        channel="alipay",
+        currency="CNY",
+        amount=7242,
+        fee=43,
+        tax=0,
+        creator_shares=[("cre_1", 5069)],
+        occurred_at=AT,
+    )
+    kinds = {AccountKind.PLATFORM_REVENUE, AccountKind.REFUNDS}
+    rebased = rebased_entry(sale, back, kinds)
+    assert entry_problems(rebased) == []
+    assert (rebased.source, rebased.id) == (sale.source, sale.id)
+    # 21.73 CNY of revenue at 7.1 (no markup on the way back) = 3.06 USD; the markup's
+    # value is revenue, not an FX position.
+    assert {(p.account.key, p.amount) for p in rebased.postings} == {
+        ("channel_clearing:CNY:alipay", 7242),
+        ("channel_fees:CNY", 43),
+        ("channel_clearing:CNY:alipay", -43),
+        ("creator_pending:CNY:cre_1", -5069),
+        ("fx_conversion:CNY", -2173),
+        ("platform_revenue:USD", -306),
+        ("fx_conversion:USD", 306),
+    }
+    # Nothing of those kinds in the source currency: the entry is left as it is.
+    assert rebased_entry(rebased, back, kinds) is rebased

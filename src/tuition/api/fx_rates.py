@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuition.api.deps import ContainerDep
+from tuition.api.deps import ActorDep, ContainerDep
 from tuition.api.fields import IsoDatetime, NoNul
 from tuition.api.listing import Page, page_of
 from tuition.api.routing import v1_router
@@ -72,7 +72,7 @@ class FxRateList(BaseModel):
     "rates are kept as history; orders already priced keep the rate they were priced at.",
 )
 async def put_fx_rate(
-    base: Code, quote: Code, body: FxRatePut, container: ContainerDep
+    base: Code, quote: Code, body: FxRatePut, container: ContainerDep, actor: ActorDep
 ) -> FxRateOut:
     command = fx_service.SetRate(
         base=base,
@@ -81,7 +81,7 @@ async def put_fx_rate(
         source=body.source,
         as_of=body.as_of,
     )
-    record = await fx_service.put_rate(command, container.uow(), clock=container.clock)
+    record = await fx_service.put_rate(command, container.uow(), clock=container.clock, actor=actor)
     return FxRateOut.of(record)
 
 

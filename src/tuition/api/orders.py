@@ -337,7 +337,11 @@ async def list_orders(
         limit=page.limit,
         starting_after=page.starting_after,
     )
-    return OrderList(data=[order_out(o, container.settings) for o in orders], has_more=has_more)
+    risks = await risk_service.orders_risk(container.uow(), [o.id for o in orders])
+    data = [order_out(o, container.settings) for o in orders]
+    for out in data:
+        out.risk = risks.get(out.id)
+    return OrderList(data=data, has_more=has_more)
 
 
 @router.post(

@@ -22,7 +22,7 @@ from tuition.services import payments as payment_service
 from tuition.services import wallet as wallet_service
 from tuition.services.channel_choice import choose_channel
 from tuition.services.notifications import handle_notification
-from tuition.services.risk import payment_risk
+from tuition.services.risk import payment_risk, payments_risk
 from tuition.store.payments import PaymentFilter, PaymentRecord
 
 AUTO_CHANNEL = "auto"
@@ -180,6 +180,15 @@ async def create_payment(order_id: str, body: PaymentCreate, container: Containe
     return await _with_risk(container, payment_out(payment))
 
 
+async def _list_with_risk(
+    container: Container, data: list[PaymentOut], has_more: bool
+) -> PaymentList:
+    risks = await payments_risk(container.uow(), [(p.order_id, p.id) for p in data])
+    for out in data:
+        out.risk = risks.get(out.id)
+    return PaymentList(data=data, has_more=has_more)
+
+
 async def _with_risk(container: Container, out: PaymentOut) -> PaymentOut:
     out.risk = await payment_risk(container.uow(), out.order_id, out.id)
     return out
@@ -213,7 +222,7 @@ async def order_payments(
         limit=page.limit,
         starting_after=page.starting_after,
     )
-    return PaymentList(data=[payment_out(p) for p in items], has_more=has_more)
+    return await _list_with_risk(container, [payment_out(p) for p in items], has_more)
 
 
 @router.get(
@@ -244,7 +253,7 @@ async def list_payments(
         limit=page.limit,
         starting_after=page.starting_after,
     )
-    return PaymentList(data=[payment_out(p) for p in items], has_more=has_more)
+    return await _list_with_risk(container, [payment_out(p) for p in items], has_more)
 
 
 _NOTIFY_RESPONSES: dict[int | str, dict[str, Any]] = {

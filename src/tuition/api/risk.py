@@ -12,7 +12,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool
 
-from tuition.api.deps import ApiKeyDep, Container, ContainerDep
+from tuition.api.deps import ActorDep, Container, ContainerDep
 from tuition.api.fields import NoNul
 from tuition.api.listing import Page, page_of
 from tuition.api.routing import v1_router
@@ -195,8 +195,10 @@ def _command(body: RuleIn) -> risk_service.RuleInput:
 
 
 @router.post("/risk/rules", status_code=201, summary="Create a risk rule")
-async def create_rule(body: RuleIn, container: ContainerDep) -> RuleOut:
-    rule = await risk_service.create_rule(_command(body), container.uow(), clock=container.clock)
+async def create_rule(body: RuleIn, container: ContainerDep, actor: ActorDep) -> RuleOut:
+    rule = await risk_service.create_rule(
+        _command(body), container.uow(), clock=container.clock, actor=actor
+    )
     return RuleOut.of(rule)
 
 
@@ -216,9 +218,11 @@ async def get_rule(rule_id: RuleId, container: ContainerDep) -> RuleOut:
     summary="Replace a risk rule",
     description="Every field as in create; `active: false` turns the rule off.",
 )
-async def replace_rule(rule_id: RuleId, body: RuleIn, container: ContainerDep) -> RuleOut:
+async def replace_rule(
+    rule_id: RuleId, body: RuleIn, container: ContainerDep, actor: ActorDep
+) -> RuleOut:
     rule = await risk_service.replace_rule(
-        rule_id, _command(body), container.uow(), clock=container.clock
+        rule_id, _command(body), container.uow(), clock=container.clock, actor=actor
     )
     return RuleOut.of(rule)
 
@@ -246,10 +250,10 @@ async def get_review(review_id: ReviewId, container: ContainerDep) -> ReviewOut:
     description="The order may then be paid; 409 `risk_review_decided` if already decided.",
 )
 async def approve_review(
-    review_id: ReviewId, body: ReviewDecision, container: ContainerDep, key: ApiKeyDep
+    review_id: ReviewId, body: ReviewDecision, container: ContainerDep, actor: ActorDep
 ) -> ReviewOut:
     review = await risk_service.approve_review(
-        container.uow(), review_id, by=f"api_key:{key.id}", note=body.note, clock=container.clock
+        container.uow(), review_id, note=body.note, clock=container.clock, actor=actor
     )
     return ReviewOut.of(review)
 
@@ -261,16 +265,15 @@ async def approve_review(
     "refunds service (`refund_id`).",
 )
 async def reject_review(
-    review_id: ReviewId, body: ReviewDecision, container: ContainerDep, key: ApiKeyDep
+    review_id: ReviewId, body: ReviewDecision, container: ContainerDep, actor: ActorDep
 ) -> ReviewOut:
-    by = f"api_key:{key.id}"
     review = await risk_service.reject_review(
         container.uow(),
         review_id,
-        by=by,
         note=body.note,
         clock=container.clock,
-        refund=refunder(container, by),
+        refund=refunder(container, risk_service.decided_by(actor)),
+        actor=actor,
     )
     return ReviewOut.of(review)
 

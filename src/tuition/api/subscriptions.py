@@ -369,6 +369,7 @@ def _deps(container: ContainerDep) -> subscription_service.SubscriptionDeps:
         orders=OrderPolicy(
             order_ttl=timedelta(seconds=settings.order_ttl_seconds),
             channel_fee_rates=settings.channel_fee_rates,
+            risk=settings.risk_thresholds(),  # subscription orders are assessed when raised
         ),
         renewal=renewal_policy(settings),
     )

@@ -15,6 +15,7 @@ account, one per currency, so every currency of the entry balances on its own
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -196,3 +197,79 @@ def conversion_entry(
         f"{conversion.rate.base}/{conversion.rate.quote} {conversion.rate.rate}"
     )
     return build_entry(source, description, postings, occurred_at)
+
+
+def recorded_conversion(record: Mapping[str, Any]) -> Conversion:
+    """The conversion an order kept in ``pricing.fx`` (:meth:`Conversion.to_dict`), rebuilt
+    exactly: the same rate row, direction and markup, so re-reading it converts as the
+    order did."""
+    try:
+        base, quote = str(record["pair"]).split("/")
+        as_of = datetime.fromisoformat(str(record["as_of"]))
+        rate = FxRate(
+            id=str(record["rate_id"]),
+            base=base,
+            quote=quote,
+            rate=Decimal(str(record["rate"])),
+            source=str(record["source"]),
+            as_of=as_of,
+            created_at=as_of,
+        )
+        return Conversion(
+            str(record["from_currency"]),
+            str(record["to_currency"]),
+            rate,
+            Decimal(str(record["markup"])),
+        )
+    except (KeyError, ValueError, ArithmeticError) as exc:
+        raise ValidationFailed(f"not a recorded conversion: {exc}", param="fx") from None
+
+
+def back_conversion(conversion: Conversion) -> Conversion:
+    """The way back of ``conversion`` at the same rate row, without its markup: what an
+    amount priced through ``conversion`` is worth in the source currency at that rate."""
+    return Conversion(conversion.to_currency, conversion.from_currency, conversion.rate)
+
+
+def rebased_entry(
+    entry: JournalEntry, conversion: Conversion, kinds: Collection[AccountKind]
+) -> JournalEntry:
+    """``entry`` with its postings to accounts of ``kinds`` in ``conversion.from_currency``
+    moved into ``conversion.to_currency``, through the FX accounts, as one entry.
+
+    Each moved posting is converted once (half-up, its sign kept) onto the same account in
+    the target currency; ``fx_conversion`` of the source currency takes the source side and
+    ``fx_conversion`` of the target currency the converted side, so each currency still
+    sums to zero. An entry with nothing to move is returned as it is. The same source and
+    id are kept: the rebased entry replaces ``entry``, it is not posted beside it.
+    """
+    source, target = conversion.from_currency, conversion.to_currency
+    moved = [p for p in entry.postings if p.account.kind in kinds and p.account.currency == source]
+    if not moved:
+        return entry
+    kept = [
+        p for p in entry.postings if not (p.account.kind in kinds and p.account.currency == source)
+    ]
+    converted = [
+        Posting(
+            AccountRef(p.account.kind, target, p.account.qualifier),
+            conversion.convert(p.amount) if p.amount > 0 else -conversion.convert(-p.amount),
+        )
+        for p in moved
+    ]
+    source_side = sum(p.amount for p in moved)
+    target_side = sum(p.amount for p in converted)
+    postings = [
+        *kept,
+        Posting(AccountRef(AccountKind.FX_CONVERSION, source), source_side),
+        *(p for p in converted if p.amount),
+        Posting(AccountRef(AccountKind.FX_CONVERSION, target), -target_side),
+    ]
+    return build_entry(
+        entry.source,
+        f"{entry.description}; {', '.join(sorted({p.account.kind.value for p in moved}))} "
+        f"in {target} at {conversion.rate.base}/{conversion.rate.quote} {conversion.rate.rate}",
+        (p for p in postings if p.amount),
+        entry.occurred_at,
+        entry_id=entry.id,
+    )

@@ -48,12 +48,14 @@ from tuition.domain.payments import PaymentStatus
 from tuition.domain.subscriptions import SubscriptionStatus
 from tuition.logs import mask
 from tuition.services.payments import PaymentDeps, get_payment, hold_payable, reconcile_payment
+from tuition.services.risk import active_rules
 from tuition.services.settlement import apply_payment_state
 from tuition.services.subscription_periods import event_data
 from tuition.services.tender import end_payment
 from tuition.store.agreements import AgreementChargeRecord, AgreementRecord
 from tuition.store.events import NotificationRecord
 from tuition.store.payments import PaymentRecord, new_attempt
+from tuition.store.risk import RiskRepository
 from tuition.store.subscriptions import SubscriptionOrder
 from tuition.store.uow import UnitOfWork
 
@@ -343,6 +345,15 @@ async def end_agreements_of_ended_subscriptions(
     return ended
 
 
+async def _held_for_review(uow: UnitOfWork, order_id: str, *, deps: PaymentDeps) -> bool:
+    """Inside an open unit of work: risk control holds the order's payment for review (a
+    renewal order is assessed when raised, services/renewals.py). No query while risk
+    control is off."""
+    if deps.risk.hold != "payment" or not await active_rules(uow):
+        return False
+    return await RiskRepository(uow.conn).open_review_of(order_id) is not None
+
+
 async def charge_renewal(
     uow: UnitOfWork, link: SubscriptionOrder, attempt: int, *, deps: PaymentDeps
 ) -> PaymentStatus | None:
@@ -386,6 +397,8 @@ async def charge_renewal(
         order, title, _lines = found
         if order.status is not OrderStatus.PENDING_PAYMENT or order.expires_at <= now:
             return None
+        if await _held_for_review(uow, order.id, deps=deps):
+            return None  # charged on a pass after an operator approves it
         try:
             await hold_payable(uow, order, at=now)
         except Conflict:

@@ -42,13 +42,37 @@ def choices(uow: UnitOfWork) -> ChannelChoiceRepository:
     return ChannelChoiceRepository(uow.conn)
 
 
-# Per engine, the channels this process knows to have failures in a row (its own, and
-# those it last read with the breakers).
-_suspects: weakref.WeakKeyDictionary[Any, set[str]] = weakref.WeakKeyDictionary()
+# The breakers are stored (``channel_breakers``): that row is the truth every process and
+# worker reads. So that a successful call, on the main road, costs no query while every
+# channel is healthy, each process keeps per engine the channels it last read with
+# failures in a row, and reads the rows again when that view is older than
+# BREAKER_REFRESH (on the injected clock). A success anywhere then resets a count another
+# process made within BREAKER_REFRESH, and every process sees the reset at its next read.
+BREAKER_REFRESH = timedelta(seconds=2)
 
 
-def _known(uow: UnitOfWork, breakers: list[BreakerState]) -> None:
-    _suspects[uow.engine] = {b.channel for b in breakers if b.failures > 0}
+@dataclass(slots=True)
+class _View:
+    read_at: datetime
+    suspects: set[str]
+
+
+_views: weakref.WeakKeyDictionary[Any, _View] = weakref.WeakKeyDictionary()
+
+
+def _known(uow: UnitOfWork, breakers: list[BreakerState], at: datetime) -> None:
+    _views[uow.engine] = _View(at, {b.channel for b in breakers if b.failures > 0})
+
+
+async def _suspects(uow: UnitOfWork, at: datetime) -> set[str]:
+    """The channels with failures in a row, as last read (again if the view is stale)."""
+    view = _views.get(uow.engine)
+    if view is None or not view.read_at <= at < view.read_at + BREAKER_REFRESH:
+        async with uow.autocommit() as single:
+            found = await choices(single).breakers()
+        _known(uow, found, at)
+        view = _views[uow.engine]
+    return view.suspects
 
 
 async def ranked_channels(
@@ -65,7 +89,7 @@ async def ranked_channels(
     async with uow:
         outcomes = await choices(uow).outcomes(now - policy.window)
         breakers = await choices(uow).breakers()
-    _known(uow, breakers)
+    _known(uow, breakers, now)
     tripped = {b.channel for b in breakers if b.is_open(now)}
     candidates = []
     for channel in channels:
@@ -137,31 +161,39 @@ async def note_call(
     """Tell the channel's breaker how a call went: a gateway error or timeout counts as a
     failure in a row; a refusal of our request (4xx) or a success does not break it.
 
-    A success resets the count only where this process knows of failures (its own, or
-    those it read with the breakers, which every ``auto`` choice and ``/readyz`` does),
-    so the main road costs no query while every channel is healthy."""
-    if error is None and channel not in _suspects.get(uow.engine, ()):
-        return  # no failure in a row known here: nothing to reset, no query
-    async with uow.autocommit() as single:
-        if error is None:
+    The count is stored, so failures seen by several processes add up, and a success in
+    any process closes the breaker for all. A success writes only when the stored rows,
+    as this process last read them (at most BREAKER_REFRESH ago), show failures of the
+    channel: the main road costs no query while every channel is healthy."""
+    if error is None:
+        suspects = await _suspects(uow, at)
+        if channel not in suspects:
+            return  # no failure in a row stored: nothing to reset
+        async with uow.autocommit() as single:
             await choices(single).succeeded(channel, at=at)
-            _suspects.setdefault(uow.engine, set()).discard(channel)
-        elif isinstance(error, ChannelError):
-            _suspects.setdefault(uow.engine, set()).add(channel)
-            await choices(single).failed(
-                channel,
-                at=at,
-                threshold=breaker.failures,
-                cooldown=timedelta(seconds=breaker.cooldown_seconds),
-                what=error.code,
-            )
+            await single.commit()
+        suspects.discard(channel)
+        return
+    if not isinstance(error, ChannelError):
+        return
+    async with uow.autocommit() as single:
+        await choices(single).failed(
+            channel,
+            at=at,
+            threshold=breaker.failures,
+            cooldown=timedelta(seconds=breaker.cooldown_seconds),
+            what=error.code,
+        )
         await single.commit()
+    view = _views.get(uow.engine)
+    if view is not None:
+        view.suspects.add(channel)
 
 
 async def breaker_states(uow: UnitOfWork, *, now: datetime) -> list[dict[str, Any]]:
     async with uow:
         found = await choices(uow).breakers()
-    _known(uow, found)
+    _known(uow, found, now)
     return [
         {
             "channel": b.channel,

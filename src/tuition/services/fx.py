@@ -20,14 +20,18 @@ from tuition.domain.errors import InvalidRequest, NotFound, ValidationFailed
 from tuition.domain.fx import (
     Conversion,
     FxRate,
+    back_conversion,
     check_pair,
     check_source,
     conversion_entry,
     parse_fx_rate,
+    rebased_entry,
+    recorded_conversion,
 )
 from tuition.domain.ids import Prefix, new_id
-from tuition.domain.ledger import AccountRef, JournalEntry
+from tuition.domain.ledger import AccountKind, AccountRef, JournalEntry
 from tuition.domain.money import get_currency
+from tuition.services import audit
 from tuition.store.fx import FxRateRepository
 from tuition.store.uow import UnitOfWork
 
@@ -65,20 +69,37 @@ def _record(cmd: SetRate, now: datetime) -> FxRate:
     )
 
 
-async def put_rate(cmd: SetRate, uow: UnitOfWork, *, clock: Clock) -> FxRate:
+def _audited(record: FxRate) -> dict[str, str]:
+    return {
+        "pair": f"{record.base}/{record.quote}",
+        "rate": str(record.rate),
+        "source": record.source,
+        "as_of": record.as_of.isoformat(),
+    }
+
+
+async def put_rate(
+    cmd: SetRate, uow: UnitOfWork, *, clock: Clock, actor: audit.Actor = audit.SYSTEM
+) -> FxRate:
     """Record a rate of ``base/quote`` in force from ``as_of``; earlier ones stay on record."""
     record = _record(cmd, clock.now())
     async with uow:
         await fx_rates(uow).add_many([record])
+        await audit.record(
+            uow.conn, actor, "fx_rate.recorded", record.id, clock=clock, after=_audited(record)
+        )
         await uow.commit()
     return record
 
 
-async def import_rates_csv(text: str, uow: UnitOfWork, *, clock: Clock) -> list[FxRate]:
+async def import_rates_csv(
+    text: str, uow: UnitOfWork, *, clock: Clock, actor: audit.Actor = audit.SYSTEM
+) -> list[FxRate]:
     """Record every row of a CSV file with the header ``base,quote,rate,source,as_of``.
 
     All or nothing: the first bad row raises ValidationFailed naming its line, and no
-    rate of the file is kept. ``as_of`` is ISO 8601 with an offset (empty: now).
+    rate of the file is kept. ``as_of`` is ISO 8601 with an offset (empty: now). The
+    audit trail gets one record for the file, naming every rate it recorded.
     """
     now = clock.now()
     reader = csv.DictReader(io.StringIO(text))
@@ -117,6 +138,14 @@ async def import_rates_csv(text: str, uow: UnitOfWork, *, clock: Clock) -> list[
         raise ValidationFailed("the file has no rates", code="csv_empty", param="file")
     async with uow:
         await fx_rates(uow).add_many(records)
+        await audit.record(
+            uow.conn,
+            actor,
+            "fx_rates.imported",
+            records[0].id,
+            clock=clock,
+            after={"count": len(records), "rates": [_audited(r) for r in records]},
+        )
         await uow.commit()
     return records
 
@@ -260,3 +289,36 @@ async def post_conversion(
         occurred_at=at,
     )
     return entry if await uow.ledger.post(entry, at=at) else None
+
+
+# What a sale books in the product's own currency: the platform's part. The payees'
+# shares, tax and wallet credits stay in the currency the buyer paid, which is the one
+# they are settled in (docs/fx.md#ledger).
+SALE_KINDS = frozenset({AccountKind.PLATFORM_REVENUE, AccountKind.REFUNDS})
+
+
+def order_back_conversion(pricing: Mapping[str, object], currency: str) -> Conversion | None:
+    """How an amount of an order paid in ``currency`` goes back into the product's own
+    currency: the one conversion the order was priced with, reversed at its recorded rate
+    (no markup, no later rate). None when the order was not converted, or was converted
+    from several currencies (its revenue then stays in ``currency``)."""
+    records = pricing.get("fx")
+    if not isinstance(records, list) or len(records) != 1 or not isinstance(records[0], dict):
+        return None
+    conversion = recorded_conversion(records[0])
+    if conversion.to_currency != currency:
+        return None
+    return back_conversion(conversion)
+
+
+def in_product_currency(
+    entry: JournalEntry, pricing: Mapping[str, object], currency: str
+) -> JournalEntry:
+    """A paid order's (or its refund's) entry in ``currency`` with the platform's part
+    moved into the product's currency at the order's recorded rate, through the
+    ``fx_conversion`` accounts; the entry as it is for an order sold in its own currency.
+
+    A refund is rebased at the same recorded rate as the sale, so a full refund reverses
+    it exactly and no FX gain or loss is posted."""
+    conversion = order_back_conversion(pricing, currency)
+    return entry if conversion is None else rebased_entry(entry, conversion, SALE_KINDS)

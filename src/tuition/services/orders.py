@@ -70,8 +70,9 @@ class OrderPolicy:
     channel_fee_rates: Mapping[str, Decimal]
     # Added to an exchange rate when a product is sold in a currency it has no price in.
     fx_markup: Decimal = Decimal(0)
-    # Risk control (services/risk.py) for orders a buyer places through the API; None
-    # for orders Tuition raises itself (subscription periods), assessed when paid.
+    # Risk control (services/risk.py): orders placed through the API and subscription
+    # orders (the first, plan changes, renewals) when raised; None: not assessed (Apple's
+    # transactions, already paid, and the demo).
     risk: RiskPolicy | None = None
 
 

@@ -29,6 +29,7 @@ from tuition.domain.refunds import RefundDestination, RefundRefused
 from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import credit, restore_topup, topup_source
 from tuition.services.earnings import claw_back
+from tuition.services.fx import in_product_currency
 from tuition.services.subscription_periods import subscription_order_refunded
 from tuition.store.payments import PaymentRecord
 from tuition.store.refunds import RefundLineRecord, RefundRecord
@@ -216,6 +217,12 @@ async def _succeed(
             ),
             pending_creators=clawback.pending,
         )
+        if any(p.account.kind is AccountKind.FX_CONVERSION for p in original.postings):
+            # The sale's revenue was booked in the product's currency: take it back there,
+            # at the order's recorded rate (docs/fx.md#ledger).
+            order = await uow.orders.get(refund.order_id, with_lines=False)
+            assert order is not None
+            entry = in_product_currency(entry, order.pricing, payment.currency)
     else:
         prior = []
         for other in await uow.refunds.of_payment(refund.payment_id):

@@ -31,6 +31,7 @@ from tuition.domain.catalog import period_end
 from tuition.domain.errors import Conflict, IllegalTransition, NotFound
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
+from tuition.domain.risk import RiskBlocked
 from tuition.domain.subscriptions import RenewalPolicy, SubscriptionStatus, transition
 from tuition.services.agreements import (
     agreement_channel,
@@ -170,18 +171,23 @@ async def prepare_renewal(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: Ren
     now = deps.clock.now()
     # Payable until the grace period ends; the expiry job closes it after that.
     ttl = max(sub.current_period_end + deps.policy.grace - now, deps.orders.order_ttl)
-    order = await create_order(
-        CreateOrder(
-            customer_id=sub.customer_id,
-            currency=sub.currency,
-            items=(ItemRequest(product.id),),
-            metadata={"subscription_id": sub.id, "period_index": index},
-            unit_prices=unit_prices,
-        ),
-        uow,
-        clock=deps.clock,
-        policy=replace(deps.orders, order_ttl=ttl),
-    )
+    try:
+        # Assessed by risk control as any order (deps.orders.risk): a review holds it.
+        order = await create_order(
+            CreateOrder(
+                customer_id=sub.customer_id,
+                currency=sub.currency,
+                items=(ItemRequest(product.id),),
+                metadata={"subscription_id": sub.id, "period_index": index},
+                unit_prices=unit_prices,
+            ),
+            uow,
+            clock=deps.clock,
+            policy=replace(deps.orders, order_ttl=ttl),
+        )
+    except RiskBlocked as blocked:
+        await _renewal_blocked(uow, sub, blocked, deps=deps)
+        return False
     link = period_order(sub, order, index=index, kind="renewal", product_id=product.id)
     async with uow:
         added = await uow.subscriptions.add_order(link)
@@ -199,6 +205,25 @@ async def prepare_renewal(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: Ren
         with contextlib.suppress(Conflict, IllegalTransition, NotFound):
             await cancel_order(uow, order.id, clock=deps.clock)
     return added
+
+
+async def _renewal_blocked(
+    uow: UnitOfWork, sub: SubscriptionRecord, blocked: RiskBlocked, *, deps: RenewalDeps
+) -> None:
+    """Risk control blocked the renewal order (the attempt is audited): no order is
+    raised and the subscription ends with its paid period, as one set to cancel does
+    (``subscription.renewal_blocked`` says why); the next pass no longer renews it."""
+    now = deps.clock.now()
+    async with uow:
+        if await uow.subscriptions.update(
+            sub.id, expected=(sub.status,), at=now, cancel_at_period_end=True, canceled_at=now
+        ):
+            data = event_data(sub) | {
+                "cancel_at_period_end": True,
+                "risk": blocked.attempt.assessment.to_dict(),
+            }
+            await uow.events.emit("subscription.renewal_blocked", sub.id, data, at=now)
+            await uow.commit()
 
 
 async def _by_agreement(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> bool:

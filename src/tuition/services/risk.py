@@ -38,12 +38,14 @@ from tuition.domain.risk import (
     Subject,
     counted_reason,
     decide,
+    params_out,
     parse_params,
     parse_score,
     parse_stages,
     static_reason,
     window_start,
 )
+from tuition.services import audit
 from tuition.store.orders import OrderRecord
 from tuition.store.risk import AttemptRecord, DecisionRecord, ReviewRecord, RiskRepository
 from tuition.store.uow import UnitOfWork
@@ -156,24 +158,57 @@ def _rule(cmd: RuleInput, rule_id: str, created_at: datetime, now: datetime) -> 
     )
 
 
-async def create_rule(cmd: RuleInput, uow: UnitOfWork, *, clock: Clock) -> Rule:
+def _audited_rule(rule: Rule) -> dict[str, Any]:
+    return {
+        "name": rule.name,
+        "kind": rule.kind.value,
+        "params": params_out(rule.kind, rule.params),
+        "stages": [s.value for s in rule.stages],
+        "score": str(rule.score),
+        "action": None if rule.action is None else rule.action.value,
+        "active": rule.active,
+    }
+
+
+async def create_rule(
+    cmd: RuleInput, uow: UnitOfWork, *, clock: Clock, actor: audit.Actor = audit.SYSTEM
+) -> Rule:
     now = clock.now()
     rule = _rule(cmd, new_id(Prefix.RISK_RULE), now, now)
     async with uow:
         await risk(uow).add_rule(rule)
+        await audit.record(
+            uow.conn, actor, "risk_rule.created", rule.id, clock=clock, after=_audited_rule(rule)
+        )
         uow.outcome(rule.id)
         await uow.commit()
     _forget_rules()
     return rule
 
 
-async def replace_rule(rule_id: str, cmd: RuleInput, uow: UnitOfWork, *, clock: Clock) -> Rule:
+async def replace_rule(
+    rule_id: str,
+    cmd: RuleInput,
+    uow: UnitOfWork,
+    *,
+    clock: Clock,
+    actor: audit.Actor = audit.SYSTEM,
+) -> Rule:
     async with uow:
         found = await risk(uow).get_rule(rule_id)
         if found is None:
             raise NotFound(f"no risk rule {rule_id!r}", code="risk_rule_not_found")
         rule = _rule(cmd, rule_id, found.created_at, clock.now())
         await risk(uow).replace_rule(rule)
+        await audit.record(
+            uow.conn,
+            actor,
+            "risk_rule.replaced",
+            rule.id,
+            clock=clock,
+            before=_audited_rule(found),
+            after=_audited_rule(rule),
+        )
         await uow.commit()
     _forget_rules()
     return rule
@@ -530,6 +565,30 @@ async def payment_risk(uow: UnitOfWork, order_id: str, payment_id: str) -> dict[
     return None if found is None else found.risk()
 
 
+async def orders_risk(uow: UnitOfWork, order_ids: list[str]) -> dict[str, dict[str, Any]]:
+    """``risk`` of each order of a list page (as :func:`order_risk`), in one query."""
+    if not order_ids or not await risk_is_on(uow, Stage.ORDER):
+        return {}
+    async with uow.autocommit() as single:
+        found = await risk(single).latest_decisions(Stage.ORDER, order_ids=order_ids)
+    return {order_id: decision.risk() for order_id, decision in found.items()}
+
+
+async def payments_risk(
+    uow: UnitOfWork, payments: list[tuple[str, str]]
+) -> dict[str, dict[str, Any]]:
+    """``risk`` of each ``(order id, payment id)`` of a list page (as :func:`payment_risk`),
+    keyed by payment id, in one query."""
+    if not payments or not await risk_is_on(uow, Stage.PAYMENT):
+        return {}
+    async with uow.autocommit() as single:
+        found = await risk(single).latest_decisions(
+            Stage.PAYMENT, order_ids=[order_id for order_id, _ in payments], by_payment=True
+        )
+    wanted = {payment_id for _, payment_id in payments}
+    return {key: d.risk() for key, d in found.items() if key in wanted}
+
+
 async def list_reviews(
     uow: UnitOfWork, *, status: str | None, limit: int, starting_after: str | None
 ) -> tuple[list[ReviewRecord], bool]:
@@ -558,16 +617,31 @@ async def blocked_attempts(uow: UnitOfWork, *, limit: int) -> list[AttemptRecord
 # --- deciding reviews -------------------------------------------------------------------
 
 
+def decided_by(actor: audit.Actor) -> str:
+    """How a review names who decided it: ``api_key:key_…``, ``operator:email``, …"""
+    return f"{actor.kind}:{actor.name}"
+
+
 async def approve_review(
-    uow: UnitOfWork, review_id: str, *, by: str, note: str | None, clock: Clock
+    uow: UnitOfWork,
+    review_id: str,
+    *,
+    note: str | None,
+    clock: Clock,
+    actor: audit.Actor = audit.SYSTEM,
+    by: str | None = None,
 ) -> ReviewRecord:
     """Approve an open review: the order may be paid (and is not assessed again); a paid
-    order's held entitlements are granted."""
+    order's held entitlements are granted. ``by`` (default: from ``actor``) is recorded on
+    the review; the audit trail names ``actor``."""
     from tuition.services.entitlements import grant_for_order
 
     now = clock.now()
     async with uow:
-        review = await _decide(uow, review_id, "approved", by=by, note=note, at=now)
+        review = await _decide(
+            uow, review_id, "approved", by=by or decided_by(actor), note=note, at=now
+        )
+        await _audit_decision(uow, actor, review, clock=clock)
         order = await uow.orders.get(review.order_id)
         assert order is not None
         if order.status is OrderStatus.PAID and order.paid_at is not None:
@@ -583,10 +657,11 @@ async def reject_review(
     uow: UnitOfWork,
     review_id: str,
     *,
-    by: str,
     note: str | None,
     clock: Clock,
     refund: Any = None,
+    actor: audit.Actor = audit.SYSTEM,
+    by: str | None = None,
 ) -> ReviewRecord:
     """Reject an open review: an unpaid order is cancelled; a paid one is refunded in full
     through the refunds service (``refund(order_id)`` returns the refund's id). Rejecting
@@ -595,7 +670,10 @@ async def reject_review(
 
     now = clock.now()
     async with uow:
-        review = await _decide(uow, review_id, "rejected", by=by, note=note, at=now)
+        review = await _decide(
+            uow, review_id, "rejected", by=by or decided_by(actor), note=note, at=now
+        )
+        await _audit_decision(uow, actor, review, clock=clock)
         order = await uow.orders.get(review.order_id, with_lines=False)
         assert order is not None
         await uow.events.emit(
@@ -633,6 +711,26 @@ async def _decide(
     if not await repo.decide_review(review_id, status=status, by=by, note=note, at=at):
         raise Conflict(f"review {review_id} is already {found.status}", code="risk_review_decided")
     return replace(found, status=status, decided_by=by, decided_at=at, note=note)
+
+
+async def _audit_decision(
+    uow: UnitOfWork, actor: audit.Actor, review: ReviewRecord, *, clock: Clock
+) -> None:
+    await audit.record(
+        uow.conn,
+        actor,
+        f"risk_review.{review.status}",
+        review.id,
+        clock=clock,
+        before={"status": "open"},
+        after={
+            "status": review.status,
+            "order_id": review.order_id,
+            "stage": review.stage.value,
+            "decided_by": review.decided_by,
+            "note": review.note,
+        },
+    )
 
 
 def _review_event(review: ReviewRecord, status: str) -> dict[str, Any]:

@@ -26,6 +26,7 @@ from tuition.domain.wallet import WALLET_CHANNEL, LotKind, TransactionCause
 from tuition.services.balances import bonus_source, credit, topup_source
 from tuition.services.commissions import LineShare, line_shares
 from tuition.services.earnings import record_earnings
+from tuition.services.fx import in_product_currency
 from tuition.services.orders import mark_order_paid
 from tuition.services.refund_settlement import hold_payment, open_refund
 from tuition.services.tender import (
@@ -239,6 +240,8 @@ async def _book_paid_order(
                 paid_at,
                 credits=[(order.customer_id, value) for _, value in credits if value],
             )
+            # A product sold in another currency: its revenue in the product's currency.
+            entry = in_product_currency(entry, order.pricing, funding.currency)
             await uow.ledger.post(entry, at=at)
         # The earnings of a split order are held once, under the channel payment: a
         # refund of either part takes the payees' shares back from the same earnings,

@@ -40,6 +40,7 @@ EVENT_TYPES = frozenset(
         "history.entry_unhidden",
         "subscription.created",
         "subscription.renewal_upcoming",
+        "subscription.renewal_blocked",
         "subscription.renewed",
         "subscription.payment_failed",
         "subscription.past_due",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
@@ -187,6 +188,28 @@ class RiskRepository:
         stmt = stmt.order_by(risk_decisions.c.created_at.desc(), risk_decisions.c.id.desc())
         row = (await self.conn.execute(stmt.limit(1))).mappings().first()
         return None if row is None else _decision(row)
+
+    async def latest_decisions(
+        self, stage: Stage, *, order_ids: Collection[str], by_payment: bool = False
+    ) -> dict[str, DecisionRecord]:
+        """For a page of a list: the latest decision at ``stage`` of each of the orders,
+        keyed by order id (or, ``by_payment``, by payment id), in one query."""
+        if not order_ids:
+            return {}
+        stmt = (
+            select(risk_decisions)
+            .where(
+                risk_decisions.c.order_id.in_(sorted(set(order_ids))),
+                risk_decisions.c.stage == stage.value,
+            )
+            .order_by(risk_decisions.c.created_at, risk_decisions.c.id)
+        )
+        found: dict[str, DecisionRecord] = {}
+        for row in (await self.conn.execute(stmt)).mappings():
+            key = row["payment_id"] if by_payment else row["order_id"]
+            if key is not None:
+                found[key] = _decision(row)  # later rows win: the latest decision
+        return found
 
     async def decisions(self, *, limit: int, before: str | None = None) -> list[DecisionRecord]:
         stmt = select(risk_decisions).order_by(risk_decisions.c.id.desc()).limit(limit)

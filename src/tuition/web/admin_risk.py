@@ -23,7 +23,7 @@ from tuition.services import risk as risk_service
 from tuition.services.channel_choice import breaker_states
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, next_url
-from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
 from tuition.web.pages import render
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -89,7 +89,9 @@ async def create_rule(request: Request, operator: OperatorDep) -> Response:
         return refused(request)
     container = get_container(request)
     try:
-        await risk_service.create_rule(_command(form), container.uow(), clock=container.clock)
+        await risk_service.create_rule(
+            _command(form), container.uow(), clock=container.clock, actor=actor(request, operator)
+        )
     except TuitionError as exc:
         return await _rules_page(request, operator, problem=exc, form=dict(form))
     return RedirectResponse("/admin/risk", status_code=303)
@@ -103,7 +105,11 @@ async def replace_rule(request: Request, operator: OperatorDep, rule_id: Id) -> 
     container = get_container(request)
     try:
         await risk_service.replace_rule(
-            rule_id, _command(form), container.uow(), clock=container.clock
+            rule_id,
+            _command(form),
+            container.uow(),
+            clock=container.clock,
+            actor=actor(request, operator),
         )
     except NotFound:
         return render(request, "admin/not_found.html", {}, status_code=404)
@@ -162,7 +168,12 @@ async def decide(request: Request, operator: OperatorDep, review_id: Id, verdict
     try:
         if verdict == "approve":
             await risk_service.approve_review(
-                container.uow(), review_id, by=by, note=note, clock=container.clock
+                container.uow(),
+                review_id,
+                by=by,
+                note=note,
+                clock=container.clock,
+                actor=actor(request, operator),
             )
         else:
             await risk_service.reject_review(
@@ -172,6 +183,7 @@ async def decide(request: Request, operator: OperatorDep, review_id: Id, verdict
                 note=note,
                 clock=container.clock,
                 refund=refunder(container, by),
+                actor=actor(request, operator),
             )
     except NotFound:
         return render(request, "admin/not_found.html", {}, status_code=404)
