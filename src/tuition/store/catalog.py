@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     null,
+    or_,
     select,
     update,
 )
@@ -51,9 +52,11 @@ from tuition.domain.ids import Prefix, is_valid_id
 from tuition.domain.pricing import TaxRule
 from tuition.store.tables import (
     bundle_components,
+    coupon_redemptions,
     coupons,
     creators,
     member_prices,
+    orders,
     product_prices,
     product_surface_prices,
     products,
@@ -104,6 +107,22 @@ class ProductFilter:
     status: ProductStatus | None = None
     creator_id: str | None = None
     currency: str | None = None
+    text: str | None = None
+    """The product's id, or a part of its title in any case (the console's search)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """One order's use of a coupon; ``released_at`` set when the order did not complete."""
+
+    order_id: str
+    customer_id: str
+    redeemed_at: datetime
+    released_at: datetime | None
+    currency: str
+    discount_total: int
+    total: int
+    status: str
 
 
 def _paged(
@@ -235,6 +254,15 @@ class CatalogRepository:
         rows = (await self.conn.execute(stmt)).mappings().all()
         return [_creator(row) for row in rows[:limit]], len(rows) > limit
 
+    async def creators_by_ids(self, ids: Collection[str]) -> dict[str, CreatorRecord]:
+        """The creators with these ids (unknown ones absent): names for pages that list
+        products or accounts by creator id."""
+        wanted = sorted({i for i in ids if is_valid_id(i, Prefix.CREATOR)})
+        if not wanted:
+            return {}
+        rows = await self.conn.execute(select(creators).where(creators.c.id.in_(wanted)))
+        return {r["id"]: _creator(r) for r in rows.mappings()}
+
     # --- products -----------------------------------------------------------------------
 
     async def add_product(self, record: ProductRecord) -> None:
@@ -335,6 +363,14 @@ class CatalogRepository:
         self, where: ProductFilter, *, limit: int, starting_after: str | None
     ) -> tuple[list[ProductRecord], bool]:
         stmt = select(*_PRODUCT)
+        if where.text:
+            text = where.text.strip()
+            stmt = stmt.where(
+                or_(
+                    products.c.id == text,
+                    func.lower(products.c.title).contains(text.lower(), autoescape=True),
+                )
+            )
         if where.kind is not None:
             stmt = stmt.where(products.c.kind == str(where.kind))
         if where.status is not None:
@@ -486,6 +522,44 @@ class CatalogRepository:
         stmt = _paged(select(coupons), coupons.c.id, limit, starting_after)
         rows = (await self.conn.execute(stmt)).mappings().all()
         return [_coupon(row) for row in rows[:limit]], len(rows) > limit
+
+    async def redemptions(
+        self, coupon_id: str, *, limit: int, offset: int
+    ) -> tuple[list[Redemption], int]:
+        """A coupon's redemptions, newest first, with their orders' amounts; and how many."""
+        total = await self.conn.scalar(
+            select(func.count())
+            .select_from(coupon_redemptions)
+            .where(coupon_redemptions.c.coupon_id == coupon_id)
+        )
+        rows = await self.conn.execute(
+            select(
+                coupon_redemptions,
+                orders.c.currency,
+                orders.c.discount_total,
+                orders.c.total,
+                orders.c.status,
+            )
+            .join(orders, orders.c.id == coupon_redemptions.c.order_id)
+            .where(coupon_redemptions.c.coupon_id == coupon_id)
+            .order_by(coupon_redemptions.c.redeemed_at.desc(), coupon_redemptions.c.order_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        found = [
+            Redemption(
+                order_id=r["order_id"],
+                customer_id=r["customer_id"],
+                redeemed_at=r["redeemed_at"],
+                released_at=r["released_at"],
+                currency=r["currency"],
+                discount_total=int(r["discount_total"]),
+                total=int(r["total"]),
+                status=r["status"],
+            )
+            for r in rows.mappings()
+        ]
+        return found, int(total or 0)
 
 
 def _tax_rate(row: RowMapping) -> TaxRateRecord:
