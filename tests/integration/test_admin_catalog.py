@@ -7,6 +7,7 @@ nothing; only owners change the catalog, every role reads it."""
 from __future__ import annotations
 
 import json
+import re
 
 import httpx
 import pytest
@@ -16,8 +17,9 @@ from sqlalchemy import func, select
 from tests.integration.admin_catalog_helpers import audit_rows, sign_in
 from tuition import web
 from tuition.clock import FrozenClock
+from tuition.domain.catalog import ProductKind
 from tuition.domain.operators import Role
-from tuition.services import audit
+from tuition.services import audit, catalog
 from tuition.store.tables import audit_events, coupons, creators, products, tax_rates
 from tuition.store.uow import UnitOfWork
 
@@ -428,3 +430,39 @@ async def test_the_product_list_names_creators_and_validates_its_filters(
     )
     assert filtered.status_code == 422
     assert 'data-testid="filter-error"' in filtered.text
+
+
+async def test_products_page_both_ways_with_the_total(
+    anon_client: httpx.AsyncClient, uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    creator = await catalog.create_creator(catalog.NewCreator("Ada"), uow, clock=clock)
+    for n in range(53):
+        await catalog.create_product(
+            catalog.NewProduct(
+                creator_id=creator.creator.id,
+                kind=ProductKind.COURSE,
+                title=f"Lesson {n:02d}",
+                prices={"CNY": 100 + n},
+            ),
+            uow,
+            clock=clock,
+        )
+    await sign_in(anon_client, uow, clock, Role.VIEWER)
+    first = await anon_client.get("/admin/catalog/products")
+    assert "53 products match." in first.text
+    assert first.text.count("data-product=") == 50
+    assert 'rel="prev"' not in first.text
+    older = re.search(r'href="([^"]+)" rel="next"', first.text)
+    assert older is not None
+    second = await anon_client.get(older.group(1).replace("&amp;", "&"))
+    assert second.text.count("data-product=") == 3
+    assert "Lesson 00" in second.text
+    assert 'rel="next"' not in second.text
+    newer = re.search(r'href="([^"]+)" rel="prev"', second.text)
+    assert newer is not None
+    back = await anon_client.get(newer.group(1).replace("&amp;", "&"))
+    assert back.text.count("data-product=") == 50
+    assert "Lesson 52" in back.text
+    assert 'rel="prev"' not in back.text
+    bad = await anon_client.get("/admin/catalog/products", params={"after": "nope"})
+    assert bad.status_code == 422

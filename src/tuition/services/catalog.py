@@ -415,6 +415,40 @@ async def list_products(
         )
 
 
+@dataclass(frozen=True, slots=True)
+class ProductPage:
+    """A page of products for the console: newest first, with the total matching."""
+
+    products: list[ProductRecord]
+    newer: bool
+    older: bool
+    total: int
+
+
+async def browse_products(
+    where: ProductFilter,
+    uow: UnitOfWork,
+    *,
+    limit: int,
+    after: str | None = None,
+    before: str | None = None,
+) -> ProductPage:
+    """Products as :func:`list_products` pages them, either way: the page below ``after``
+    (older) or above ``before`` (newer), with the number of all that match."""
+    for cursor, name in ((after, "after"), (before, "before")):
+        if cursor is not None and not is_valid_id(cursor, Prefix.PRODUCT):
+            raise ValidationFailed(f"{name} must be a product id", param=name)
+    check_page(PageQuery(limit), Prefix.PRODUCT)
+    async with uow:
+        found, more = await uow.catalog.list_products(
+            where, limit=limit, starting_after=after, ending_before=before
+        )
+        total = await uow.catalog.count_products(where)
+    if before is not None:
+        return ProductPage(found, newer=more, older=bool(found), total=total)
+    return ProductPage(found, newer=after is not None and bool(found), older=more, total=total)
+
+
 # --- tax rates --------------------------------------------------------------------------
 
 # One spelling per region (as for currencies): "CN" and "cn" must not be two rates.

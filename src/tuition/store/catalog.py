@@ -134,6 +134,34 @@ def _paged(
     return stmt.order_by(id_column.desc()).limit(limit + 1)
 
 
+def _product_filter(stmt: Select[Any], where: ProductFilter) -> Select[Any] | None:
+    """``stmt`` narrowed to the products ``where`` describes; None when none can match."""
+    if where.text:
+        text = where.text.strip()
+        stmt = stmt.where(
+            or_(
+                products.c.id == text,
+                func.lower(products.c.title).contains(text.lower(), autoescape=True),
+            )
+        )
+    if where.kind is not None:
+        stmt = stmt.where(products.c.kind == str(where.kind))
+    if where.status is not None:
+        stmt = stmt.where(products.c.status == str(where.status))
+    if where.creator_id is not None:
+        if not is_valid_id(where.creator_id, Prefix.CREATOR):
+            return None
+        stmt = stmt.where(products.c.creator_id == where.creator_id)
+    if where.currency is not None:
+        stmt = stmt.where(
+            exists().where(
+                product_prices.c.product_id == products.c.id,
+                product_prices.c.currency == where.currency,
+            )
+        )
+    return stmt
+
+
 def _json_or_null(value: Mapping[str, Any] | None) -> Any:
     # JSON columns store Python None as the JSON literal 'null'; write SQL NULL instead.
     return null() if value is None else dict(value)
@@ -360,34 +388,31 @@ class CatalogRepository:
         return found[0] if found else None
 
     async def list_products(
-        self, where: ProductFilter, *, limit: int, starting_after: str | None
+        self,
+        where: ProductFilter,
+        *,
+        limit: int,
+        starting_after: str | None,
+        ending_before: str | None = None,
     ) -> tuple[list[ProductRecord], bool]:
-        stmt = select(*_PRODUCT)
-        if where.text:
-            text = where.text.strip()
-            stmt = stmt.where(
-                or_(
-                    products.c.id == text,
-                    func.lower(products.c.title).contains(text.lower(), autoescape=True),
-                )
+        """A page newest first: below ``starting_after``, or (for a page back) the
+        ``limit`` ids just above ``ending_before``; and whether more lie that way."""
+        stmt = _product_filter(select(*_PRODUCT), where)
+        if stmt is None:
+            return [], False
+        if ending_before is not None:
+            rows = await self._load(
+                stmt.where(products.c.id > ending_before)
+                .order_by(products.c.id.asc())
+                .limit(limit + 1)
             )
-        if where.kind is not None:
-            stmt = stmt.where(products.c.kind == str(where.kind))
-        if where.status is not None:
-            stmt = stmt.where(products.c.status == str(where.status))
-        if where.creator_id is not None:
-            if not is_valid_id(where.creator_id, Prefix.CREATOR):
-                return [], False
-            stmt = stmt.where(products.c.creator_id == where.creator_id)
-        if where.currency is not None:
-            stmt = stmt.where(
-                exists().where(
-                    product_prices.c.product_id == products.c.id,
-                    product_prices.c.currency == where.currency,
-                )
-            )
+            return list(reversed(rows[:limit])), len(rows) > limit
         found = await self._load(_paged(stmt, products.c.id, limit, starting_after))
         return found[:limit], len(found) > limit
+
+    async def count_products(self, where: ProductFilter) -> int:
+        stmt = _product_filter(select(func.count()).select_from(products), where)
+        return 0 if stmt is None else int(await self.conn.scalar(stmt) or 0)
 
     async def products_by_ids(self, ids: Collection[str]) -> dict[str, Product]:
         """The products with these ids, plus every component of a bundle among them.

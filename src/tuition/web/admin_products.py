@@ -68,6 +68,7 @@ async def products_page(
     status: Text = "",
     creator: Text = "",
     after: Annotated[str, Query(max_length=40)] = "",
+    before: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
     errors: dict[str, str] = {}
     where = ProductFilter(
@@ -76,32 +77,40 @@ async def products_page(
         creator_id=creator.strip() or None,
         text=q.strip() or None,
     )
-    found: list[ProductRecord] = []
-    more = False
+    found = catalog.ProductPage([], newer=False, older=False, total=0)
     if not errors:
         try:
-            found, more = await catalog.list_products(
-                where, PageQuery(PAGE, after or None), get_container(request).uow()
+            found = await catalog.browse_products(
+                where,
+                get_container(request).uow(),
+                limit=PAGE,
+                after=after or None,
+                before=before or None,
             )
         except ValidationFailed:
             errors["after"] = BAD_CHOICE
-    names = await creator_names(request, {r.product.creator_id for r in found})
+    rows = found.products
+    names = await creator_names(request, {r.product.creator_id for r in rows})
+    url = request.url.remove_query_params(["after", "before"])
     return page(
         request,
         "admin/products.html",
         operator,
         "catalog",
         status_code=422 if errors else 200,
-        products=found,
+        products=rows,
+        total=found.total,
         names=names,
         creators=await all_creators(request),
         filters={"q": q, "kind": kind, "status": status, "creator": creator},
         errors=errors,
         kinds=list(ProductKind),
         statuses=STATUSES,
-        first_url="/admin/catalog/products" if after else None,
-        next_url=str(request.url.include_query_params(after=found[-1].product.id))
-        if more and found
+        previous_url=str(url.include_query_params(before=rows[0].product.id))
+        if found.newer and rows
+        else None,
+        next_url=str(url.include_query_params(after=rows[-1].product.id))
+        if found.older and rows
         else None,
     )
 
