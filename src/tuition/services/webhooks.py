@@ -147,7 +147,7 @@ async def update_endpoint(
     if enabled is not None:
         values["enabled"] = enabled
     async with uow:
-        old = await uow.work.endpoint(endpoint_id)
+        old = await uow.work.endpoint(endpoint_id, for_update=True)  # before/after exact
         if old is None:
             raise NotFound(f"no webhook endpoint {endpoint_id!r}", param="endpoint_id")
         await uow.work.update_endpoint(endpoint_id, **values)
@@ -177,7 +177,7 @@ async def rotate_secret(
     """Give the endpoint a new signing secret (returned once; the old one stops at
     once: deliveries from now on are signed with the new one). Audited without either."""
     async with uow:
-        if await uow.work.endpoint(endpoint_id) is None:
+        if await uow.work.endpoint(endpoint_id, for_update=True) is None:
             raise NotFound(f"no webhook endpoint {endpoint_id!r}", param="endpoint_id")
         await uow.work.update_endpoint(endpoint_id, secret=new_secret(), updated_at=clock.now())
         endpoint = await uow.work.endpoint(endpoint_id)
