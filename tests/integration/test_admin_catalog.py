@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+from decimal import Decimal
 
 import httpx
 import pytest
@@ -20,6 +21,7 @@ from tuition.clock import FrozenClock
 from tuition.domain.catalog import ProductKind
 from tuition.domain.operators import Role
 from tuition.services import audit, catalog
+from tuition.services import coupons as coupons_service
 from tuition.store.tables import audit_events, coupons, creators, products, tax_rates
 from tuition.store.uow import UnitOfWork
 
@@ -466,3 +468,35 @@ async def test_products_page_both_ways_with_the_total(
     assert 'rel="prev"' not in back.text
     bad = await anon_client.get("/admin/catalog/products", params={"after": "nope"})
     assert bad.status_code == 422
+
+
+async def test_coupons_and_creators_page_both_ways_with_their_totals(
+    anon_client: httpx.AsyncClient, uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    for n in range(51):
+        await coupons_service.create_coupon(
+            coupons_service.NewCoupon(code=f"C{n:02d}", percent_off=Decimal("0.1")),
+            uow,
+            clock=clock,
+        )
+        await catalog.create_creator(catalog.NewCreator(f"Creator {n:02d}"), uow, clock=clock)
+    await sign_in(anon_client, uow, clock, Role.VIEWER)
+    for path, marker, oldest, newest in (
+        ("/admin/catalog/coupons", "data-coupon=", "C00", "C50"),
+        ("/admin/catalog/creators", "data-creator=", "Creator 00", "Creator 50"),
+    ):
+        first = await anon_client.get(path)
+        assert "51 in all." in first.text
+        assert first.text.count(marker) == 50
+        assert 'rel="prev"' not in first.text
+        older = re.search(r'href="([^"]+)" rel="next"', first.text)
+        assert older is not None
+        second = await anon_client.get(older.group(1).replace("&amp;", "&"))
+        assert second.text.count(marker) == 1
+        assert oldest in second.text
+        newer = re.search(r'href="([^"]+)" rel="prev"', second.text)
+        assert newer is not None
+        back = await anon_client.get(newer.group(1).replace("&amp;", "&"))
+        assert back.text.count(marker) == 50
+        assert newest in back.text
+        assert (await anon_client.get(path, params={"before": "x"})).status_code == 422

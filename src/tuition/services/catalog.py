@@ -15,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from tuition.clock import Clock
 from tuition.domain.catalog import (
@@ -37,6 +37,8 @@ from tuition.services import audit, audit_snapshots
 from tuition.services.audit import Actor
 from tuition.store.catalog import CreatorRecord, ProductFilter, ProductRecord, TaxRateRecord
 from tuition.store.uow import UnitOfWork
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -416,13 +418,29 @@ async def list_products(
 
 
 @dataclass(frozen=True, slots=True)
-class ProductPage:
-    """A page of products for the console: newest first, with the total matching."""
+class Browse(Generic[T]):
+    """A console page of a list: newest first, whether newer or older pages exist, and
+    the total of the list."""
 
-    products: list[ProductRecord]
+    items: list[T]
     newer: bool
     older: bool
     total: int
+
+
+def check_cursors(after: str | None, before: str | None, prefix: Prefix) -> None:
+    for cursor, name in ((after, "after"), (before, "before")):
+        if cursor is not None and not is_valid_id(cursor, prefix):
+            raise ValidationFailed(f"{name} must be a {prefix}_… id", param=name)
+
+
+def browsed(
+    found: list[T], more: bool, total: int, *, after: str | None, before: str | None
+) -> Browse[T]:
+    """The page read below ``after`` or above ``before`` (``more``: another that way)."""
+    if before is not None:
+        return Browse(found, newer=more, older=bool(found), total=total)
+    return Browse(found, newer=after is not None and bool(found), older=more, total=total)
 
 
 async def browse_products(
@@ -432,21 +450,31 @@ async def browse_products(
     limit: int,
     after: str | None = None,
     before: str | None = None,
-) -> ProductPage:
+) -> Browse[ProductRecord]:
     """Products as :func:`list_products` pages them, either way: the page below ``after``
     (older) or above ``before`` (newer), with the number of all that match."""
-    for cursor, name in ((after, "after"), (before, "before")):
-        if cursor is not None and not is_valid_id(cursor, Prefix.PRODUCT):
-            raise ValidationFailed(f"{name} must be a product id", param=name)
+    check_cursors(after, before, Prefix.PRODUCT)
     check_page(PageQuery(limit), Prefix.PRODUCT)
     async with uow:
         found, more = await uow.catalog.list_products(
             where, limit=limit, starting_after=after, ending_before=before
         )
         total = await uow.catalog.count_products(where)
-    if before is not None:
-        return ProductPage(found, newer=more, older=bool(found), total=total)
-    return ProductPage(found, newer=after is not None and bool(found), older=more, total=total)
+    return browsed(found, more, total, after=after, before=before)
+
+
+async def browse_creators(
+    uow: UnitOfWork, *, limit: int, after: str | None = None, before: str | None = None
+) -> Browse[CreatorRecord]:
+    """Creators as :func:`list_creators` pages them, either way, with their total."""
+    check_cursors(after, before, Prefix.CREATOR)
+    check_page(PageQuery(limit), Prefix.CREATOR)
+    async with uow:
+        found, more = await uow.catalog.list_creators(
+            limit=limit, starting_after=after, ending_before=before
+        )
+        total = await uow.catalog.count_creators()
+    return browsed(found, more, total, after=after, before=before)
 
 
 # --- tax rates --------------------------------------------------------------------------

@@ -20,7 +20,16 @@ from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.services import audit, audit_snapshots
 from tuition.services.audit import Actor
-from tuition.services.catalog import KEEP, Keep, PageQuery, check_page, in_utc
+from tuition.services.catalog import (
+    KEEP,
+    Browse,
+    Keep,
+    PageQuery,
+    browsed,
+    check_cursors,
+    check_page,
+    in_utc,
+)
 from tuition.store.catalog import CouponRecord, Redemption
 from tuition.store.uow import UnitOfWork
 
@@ -200,3 +209,17 @@ async def redemptions(
             raise NotFound(f"no coupon with code {code!r}", param="code")
         used, total = await uow.catalog.redemptions(found.id, limit=limit, offset=offset)
     return found, used, total
+
+
+async def browse_coupons(
+    uow: UnitOfWork, *, limit: int, after: str | None = None, before: str | None = None
+) -> Browse[CouponRecord]:
+    """Coupons as :func:`list_coupons` pages them, either way, with their total."""
+    check_cursors(after, before, Prefix.COUPON)
+    check_page(PageQuery(limit), Prefix.COUPON)
+    async with uow:
+        found, more = await uow.catalog.list_coupons(
+            limit=limit, starting_after=after, ending_before=before
+        )
+        total = await uow.catalog.count_coupons()
+    return browsed(found, more, total, after=after, before=before)

@@ -162,6 +162,20 @@ def _product_filter(stmt: Select[Any], where: ProductFilter) -> Select[Any] | No
     return stmt
 
 
+def _either_way(
+    stmt: Select[Any],
+    id_column: ColumnElement[str],
+    limit: int,
+    starting_after: str | None,
+    ending_before: str | None,
+) -> tuple[Select[Any], bool]:
+    """As :func:`_paged`, or (``ending_before`` given) the ``limit`` ids just above it,
+    read upwards: True then, and the caller reverses them to newest first."""
+    if ending_before is None:
+        return _paged(stmt, id_column, limit, starting_after), False
+    return stmt.where(id_column > ending_before).order_by(id_column.asc()).limit(limit + 1), True
+
+
 def _json_or_null(value: Mapping[str, Any] | None) -> Any:
     # JSON columns store Python None as the JSON literal 'null'; write SQL NULL instead.
     return null() if value is None else dict(value)
@@ -276,11 +290,17 @@ class CatalogRepository:
         return _creator(row) if row else None
 
     async def list_creators(
-        self, *, limit: int, starting_after: str | None
+        self, *, limit: int, starting_after: str | None, ending_before: str | None = None
     ) -> tuple[list[CreatorRecord], bool]:
-        stmt = _paged(select(creators), creators.c.id, limit, starting_after)
+        stmt, back = _either_way(
+            select(creators), creators.c.id, limit, starting_after, ending_before
+        )
         rows = (await self.conn.execute(stmt)).mappings().all()
-        return [_creator(row) for row in rows[:limit]], len(rows) > limit
+        found = [_creator(row) for row in rows[:limit]]
+        return (list(reversed(found)) if back else found), len(rows) > limit
+
+    async def count_creators(self) -> int:
+        return int(await self.conn.scalar(select(func.count()).select_from(creators)) or 0)
 
     async def creators_by_ids(self, ids: Collection[str]) -> dict[str, CreatorRecord]:
         """The creators with these ids (unknown ones absent): names for pages that list
@@ -400,15 +420,10 @@ class CatalogRepository:
         stmt = _product_filter(select(*_PRODUCT), where)
         if stmt is None:
             return [], False
-        if ending_before is not None:
-            rows = await self._load(
-                stmt.where(products.c.id > ending_before)
-                .order_by(products.c.id.asc())
-                .limit(limit + 1)
-            )
-            return list(reversed(rows[:limit])), len(rows) > limit
-        found = await self._load(_paged(stmt, products.c.id, limit, starting_after))
-        return found[:limit], len(found) > limit
+        paged, back = _either_way(stmt, products.c.id, limit, starting_after, ending_before)
+        rows = await self._load(paged)
+        found = rows[:limit]
+        return (list(reversed(found)) if back else found), len(rows) > limit
 
     async def count_products(self, where: ProductFilter) -> int:
         stmt = _product_filter(select(func.count()).select_from(products), where)
@@ -542,11 +557,17 @@ class CatalogRepository:
         )
 
     async def list_coupons(
-        self, *, limit: int, starting_after: str | None
+        self, *, limit: int, starting_after: str | None, ending_before: str | None = None
     ) -> tuple[list[CouponRecord], bool]:
-        stmt = _paged(select(coupons), coupons.c.id, limit, starting_after)
+        stmt, back = _either_way(
+            select(coupons), coupons.c.id, limit, starting_after, ending_before
+        )
         rows = (await self.conn.execute(stmt)).mappings().all()
-        return [_coupon(row) for row in rows[:limit]], len(rows) > limit
+        found = [_coupon(row) for row in rows[:limit]]
+        return (list(reversed(found)) if back else found), len(rows) > limit
+
+    async def count_coupons(self) -> int:
+        return int(await self.conn.scalar(select(func.count()).select_from(coupons)) or 0)
 
     async def redemptions(
         self, coupon_id: str, *, limit: int, offset: int

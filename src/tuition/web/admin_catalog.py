@@ -15,8 +15,8 @@ from fastapi.responses import RedirectResponse, Response
 from tuition.api.deps import get_container
 from tuition.domain.errors import TuitionError, ValidationFailed
 from tuition.services import catalog
-from tuition.services.catalog import PageQuery
-from tuition.store.catalog import ProductFilter
+from tuition.services.catalog import Browse, PageQuery
+from tuition.store.catalog import CreatorRecord, ProductFilter
 from tuition.web import admin_catalog_forms as forms
 from tuition.web.admin_coupons import router as coupons_router
 from tuition.web.admin_dashboard import page
@@ -39,37 +39,48 @@ async def _creators_page(
     operator: Operator,
     *,
     after: str = "",
+    before: str = "",
     values: Mapping[str, str] | None = None,
     problem: TuitionError | None = None,
 ) -> Response:
+    found: Browse[CreatorRecord] = Browse([], newer=False, older=False, total=0)
+    bad = False
     try:
-        found, more = await catalog.list_creators(
-            PageQuery(PAGE, after or None), get_container(request).uow()
+        found = await catalog.browse_creators(
+            get_container(request).uow(), limit=PAGE, after=after or None, before=before or None
         )
     except ValidationFailed:
-        found, more = [], False
+        bad = True
+    rows = found.items
+    url = request.url.remove_query_params(["after", "before"])
     return page(
         request,
         "admin/creators.html",
         operator,
         "catalog",
-        status_code=problem.status if problem else 200,
-        creators=found,
+        status_code=problem.status if problem else (422 if bad else 200),
+        creators=rows,
+        total=found.total,
         values=values or {"default_revenue_share": "70"},
         problem=problem,
         percent_text=forms.percent_text,
-        first_url="/admin/catalog/creators" if after else None,
-        next_url=str(request.url.include_query_params(after=found[-1].creator.id))
-        if more and found
+        previous_url=str(url.include_query_params(before=rows[0].creator.id))
+        if found.newer and rows
+        else None,
+        next_url=str(url.include_query_params(after=rows[-1].creator.id))
+        if found.older and rows
         else None,
     )
 
 
 @router.get("/admin/catalog/creators")
 async def creators_page(
-    request: Request, operator: OperatorDep, after: Annotated[str, Query(max_length=40)] = ""
+    request: Request,
+    operator: OperatorDep,
+    after: Annotated[str, Query(max_length=40)] = "",
+    before: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
-    return await _creators_page(request, operator, after=after)
+    return await _creators_page(request, operator, after=after, before=before)
 
 
 @router.post("/admin/catalog/creators")

@@ -16,7 +16,8 @@ from tuition.api.deps import get_container
 from tuition.domain.coupons import CouponKind
 from tuition.domain.errors import TuitionError, ValidationFailed
 from tuition.services import coupons
-from tuition.services.catalog import KEEP, PageQuery
+from tuition.services.catalog import KEEP, Browse
+from tuition.store.catalog import CouponRecord
 from tuition.web import admin_catalog_forms as forms
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE
@@ -35,36 +36,45 @@ async def _coupons_page(
     operator: Operator,
     *,
     after: str = "",
+    before: str = "",
     values: Mapping[str, str] | None = None,
     problem: TuitionError | None = None,
 ) -> Response:
+    found: Browse[CouponRecord] = Browse([], newer=False, older=False, total=0)
+    bad = False
     try:
-        found, more = await coupons.list_coupons(
-            PageQuery(PAGE, after or None), get_container(request).uow()
+        found = await coupons.browse_coupons(
+            get_container(request).uow(), limit=PAGE, after=after or None, before=before or None
         )
     except ValidationFailed:
-        found, more = [], False
+        bad = True
+    rows = found.items
+    url = request.url.remove_query_params(["after", "before"])
     return page(
         request,
         "admin/coupons.html",
         operator,
         "catalog",
-        status_code=problem.status if problem else 200,
-        coupons=found,
+        status_code=problem.status if problem else (422 if bad else 200),
+        coupons=rows,
+        total=found.total,
         values=values or {"kind": "percent"},
         problem=problem,
-        first_url="/admin/catalog/coupons" if after else None,
-        next_url=str(request.url.include_query_params(after=found[-1].id))
-        if more and found
+        previous_url=str(url.include_query_params(before=rows[0].id))
+        if found.newer and rows
         else None,
+        next_url=str(url.include_query_params(after=rows[-1].id)) if found.older and rows else None,
     )
 
 
 @router.get("/admin/catalog/coupons")
 async def coupons_page(
-    request: Request, operator: OperatorDep, after: Annotated[str, Query(max_length=40)] = ""
+    request: Request,
+    operator: OperatorDep,
+    after: Annotated[str, Query(max_length=40)] = "",
+    before: Annotated[str, Query(max_length=40)] = "",
 ) -> Response:
-    return await _coupons_page(request, operator, after=after)
+    return await _coupons_page(request, operator, after=after, before=before)
 
 
 @router.post("/admin/catalog/coupons")

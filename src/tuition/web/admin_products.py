@@ -77,7 +77,7 @@ async def products_page(
         creator_id=creator.strip() or None,
         text=q.strip() or None,
     )
-    found = catalog.ProductPage([], newer=False, older=False, total=0)
+    found: catalog.Browse[ProductRecord] = catalog.Browse([], newer=False, older=False, total=0)
     if not errors:
         try:
             found = await catalog.browse_products(
@@ -89,7 +89,7 @@ async def products_page(
             )
         except ValidationFailed:
             errors["after"] = BAD_CHOICE
-    rows = found.products
+    rows = found.items
     names = await creator_names(request, {r.product.creator_id for r in rows})
     url = request.url.remove_query_params(["after", "before"])
     return page(
