@@ -11,7 +11,7 @@ from typing import Annotated
 
 from fastapi import APIRouter, Path, Query
 
-from tuition.api.deps import ContainerDep
+from tuition.api.deps import ActorDep, ContainerDep
 from tuition.api.listing import Limit, StartingAfter
 from tuition.api.routing import v1_router
 from tuition.api.schemas_catalog import (
@@ -60,13 +60,17 @@ creators_router = v1_router(tags=["creators"])
     '`default_revenue_share` (a decimal string, default `"0.7"`) is copied to new '
     "products that set none. `external_id` is your own id for them and must be unique.",
 )
-async def create_creator(body: CreatorCreate, container: ContainerDep) -> CreatorOut:
+async def create_creator(
+    body: CreatorCreate, container: ContainerDep, actor: ActorDep
+) -> CreatorOut:
     command = catalog.NewCreator(
         name=body.name,
         default_revenue_share=rate(body.default_revenue_share, param="default_revenue_share"),
         external_id=body.external_id,
     )
-    record = await catalog.create_creator(command, container.uow(), clock=container.clock)
+    record = await catalog.create_creator(
+        command, container.uow(), clock=container.clock, actor=actor
+    )
     return CreatorOut.of(record)
 
 
@@ -94,7 +98,7 @@ async def get_creator(creator_id: CreatorId, container: ContainerDep) -> Creator
     "theirs.",
 )
 async def update_creator(
-    creator_id: CreatorId, body: CreatorUpdate, container: ContainerDep
+    creator_id: CreatorId, body: CreatorUpdate, container: ContainerDep, actor: ActorDep
 ) -> CreatorOut:
     refuse_nulls(body, "name", "default_revenue_share")
     fields = body.model_fields_set
@@ -106,7 +110,9 @@ async def update_creator(
         ),
         external_id=body.external_id if "external_id" in fields else KEEP,
     )
-    record = await catalog.update_creator(command, container.uow(), clock=container.clock)
+    record = await catalog.update_creator(
+        command, container.uow(), clock=container.clock, actor=actor
+    )
     return CreatorOut.of(record)
 
 
@@ -125,7 +131,9 @@ products_router = v1_router(tags=["products"])
     "active, non-bundle content products priced in every currency the bundle is priced "
     "in). Prices are minor units per currency; `revenue_share` defaults to the creator's.",
 )
-async def create_product(body: ProductCreate, container: ContainerDep) -> ProductOut:
+async def create_product(
+    body: ProductCreate, container: ContainerDep, actor: ActorDep
+) -> ProductOut:
     command = catalog.NewProduct(
         creator_id=body.creator_id,
         kind=body.kind,
@@ -143,7 +151,9 @@ async def create_product(body: ProductCreate, container: ContainerDep) -> Produc
         metadata=body.metadata,
         refund_policy=None if body.refund_policy is None else body.refund_policy.to_domain(),
     )
-    record = await catalog.create_product(command, container.uow(), clock=container.clock)
+    record = await catalog.create_product(
+        command, container.uow(), clock=container.clock, actor=actor
+    )
     return ProductOut.of(record)
 
 
@@ -186,7 +196,7 @@ async def get_product(product_id: ProductId, container: ContainerDep) -> Product
     "active bundle holding it is sold in. Orders already placed keep their prices.",
 )
 async def update_product(
-    product_id: ProductId, body: ProductUpdate, container: ContainerDep
+    product_id: ProductId, body: ProductUpdate, container: ContainerDep, actor: ActorDep
 ) -> ProductOut:
     refuse_nulls(body, "title", "description", "prices", "revenue_share", "metadata")
     promotion = body.promotion.to_domain() if body.promotion is not None else None
@@ -205,7 +215,9 @@ async def update_product(
             else KEEP
         ),
     )
-    record = await catalog.update_product(command, container.uow(), clock=container.clock)
+    record = await catalog.update_product(
+        command, container.uow(), clock=container.clock, actor=actor
+    )
     return ProductOut.of(record)
 
 
@@ -216,9 +228,11 @@ async def update_product(
     "are unaffected. Products are never deleted. Archiving an archived product changes "
     "nothing.",
 )
-async def archive_product(product_id: ProductId, container: ContainerDep) -> ProductOut:
+async def archive_product(
+    product_id: ProductId, container: ContainerDep, actor: ActorDep
+) -> ProductOut:
     record = await catalog.set_product_status(
-        product_id, ProductStatus.ARCHIVED, container.uow(), clock=container.clock
+        product_id, ProductStatus.ARCHIVED, container.uow(), clock=container.clock, actor=actor
     )
     return ProductOut.of(record)
 
@@ -229,9 +243,11 @@ async def archive_product(product_id: ProductId, container: ContainerDep) -> Pro
     description="Put an archived product on sale again. Unarchiving an active product "
     "changes nothing.",
 )
-async def unarchive_product(product_id: ProductId, container: ContainerDep) -> ProductOut:
+async def unarchive_product(
+    product_id: ProductId, container: ContainerDep, actor: ActorDep
+) -> ProductOut:
     record = await catalog.set_product_status(
-        product_id, ProductStatus.ACTIVE, container.uow(), clock=container.clock
+        product_id, ProductStatus.ACTIVE, container.uow(), clock=container.clock, actor=actor
     )
     return ProductOut.of(record)
 
@@ -248,11 +264,15 @@ tax_rates_router = v1_router(tags=["tax rates"])
     'is a decimal string in [0, 1] ("0.06" is 6 %). With `inclusive` true, prices already '
     "contain the tax; otherwise it is added on top. Orders priced earlier are unaffected.",
 )
-async def put_tax_rate(region: Region, body: TaxRatePut, container: ContainerDep) -> TaxRateOut:
+async def put_tax_rate(
+    region: Region, body: TaxRatePut, container: ContainerDep, actor: ActorDep
+) -> TaxRateOut:
     command = catalog.TaxRateInput(
         region=region, rate=rate(body.rate, param="rate"), inclusive=body.inclusive
     )
-    record = await catalog.put_tax_rate(command, container.uow(), clock=container.clock)
+    record = await catalog.put_tax_rate(
+        command, container.uow(), clock=container.clock, actor=actor
+    )
     return TaxRateOut.of(record)
 
 
@@ -289,7 +309,7 @@ coupons_router = v1_router(tags=["coupons"])
     "`starts_at`/`ends_at` window, `max_redemptions`, `max_per_customer`, "
     "`stacks_with_promotions`.",
 )
-async def create_coupon(body: CouponCreate, container: ContainerDep) -> CouponOut:
+async def create_coupon(body: CouponCreate, container: ContainerDep, actor: ActorDep) -> CouponOut:
     command = coupons.NewCoupon(
         code=body.code,
         kind=body.kind,
@@ -305,7 +325,9 @@ async def create_coupon(body: CouponCreate, container: ContainerDep) -> CouponOu
         stacks_with_promotions=body.stacks_with_promotions,
         active=body.active,
     )
-    record = await coupons.create_coupon(command, container.uow(), clock=container.clock)
+    record = await coupons.create_coupon(
+        command, container.uow(), clock=container.clock, actor=actor
+    )
     return CouponOut.of(record)
 
 
@@ -333,7 +355,9 @@ async def get_coupon(code: CouponCode, container: ContainerDep) -> CouponOut:
     description="Change `ends_at`, `max_redemptions` (null removes the end or the limit) or "
     "`active` (false stops new redemptions). Nothing else, and never `times_redeemed`.",
 )
-async def update_coupon(code: CouponCode, body: CouponUpdate, container: ContainerDep) -> CouponOut:
+async def update_coupon(
+    code: CouponCode, body: CouponUpdate, container: ContainerDep, actor: ActorDep
+) -> CouponOut:
     refuse_nulls(body, "active")
     fields = body.model_fields_set
     command = coupons.CouponChanges(
@@ -342,7 +366,9 @@ async def update_coupon(code: CouponCode, body: CouponUpdate, container: Contain
         max_redemptions=body.max_redemptions if "max_redemptions" in fields else KEEP,
         active=body.active,
     )
-    record = await coupons.update_coupon(command, container.uow(), clock=container.clock)
+    record = await coupons.update_coupon(
+        command, container.uow(), clock=container.clock, actor=actor
+    )
     return CouponOut.of(record)
 
 

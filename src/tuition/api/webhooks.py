@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuition.api.deps import ContainerDep
+from tuition.api.deps import ActorDep, ContainerDep
 from tuition.api.listing import Page, check_choice, page_of
 from tuition.api.routing import v1_router
 from tuition.domain.errors import NotFound
@@ -130,7 +130,9 @@ def _event_out(row: dict[str, Any]) -> EventOut:
     "must be http(s), without credentials, and reach a public address (422 `url_forbidden` "
     "otherwise; `TUITION_WEBHOOK_ALLOWED_HOSTS` exempts hosts for local development).",
 )
-async def create_endpoint(body: EndpointCreate, container: ContainerDep) -> EndpointOut:
+async def create_endpoint(
+    body: EndpointCreate, container: ContainerDep, actor: ActorDep
+) -> EndpointOut:
     endpoint = await webhook_service.create_endpoint(
         container.uow(),
         url=body.url,
@@ -138,6 +140,7 @@ async def create_endpoint(body: EndpointCreate, container: ContainerDep) -> Endp
         description=body.description,
         clock=container.clock,
         allowed_hosts=container.settings.webhook_allowed_hosts,
+        actor=actor,
     )
     return _endpoint_out(endpoint, with_secret=True)
 
@@ -155,7 +158,7 @@ async def list_endpoints(container: ContainerDep) -> EndpointList:
     summary="Change, enable or disable an endpoint",
 )
 async def update_endpoint(
-    endpoint_id: str, body: EndpointUpdate, container: ContainerDep
+    endpoint_id: str, body: EndpointUpdate, container: ContainerDep, actor: ActorDep
 ) -> EndpointOut:
     endpoint = await webhook_service.update_endpoint(
         container.uow(),
@@ -166,8 +169,23 @@ async def update_endpoint(
         enabled=body.enabled,
         clock=container.clock,
         allowed_hosts=container.settings.webhook_allowed_hosts,
+        actor=actor,
     )
     return _endpoint_out(endpoint)
+
+
+@router.post(
+    "/webhook_endpoints/{endpoint_id}/rotate_secret",
+    response_model=EndpointOut,
+    summary="Give an endpoint a new signing secret",
+    description="The response carries the new `secret`, shown only this once; deliveries "
+    "from now on are signed with it and the old secret stops at once.",
+)
+async def rotate_secret(endpoint_id: str, container: ContainerDep, actor: ActorDep) -> EndpointOut:
+    endpoint = await webhook_service.rotate_secret(
+        container.uow(), endpoint_id, clock=container.clock, actor=actor
+    )
+    return _endpoint_out(endpoint, with_secret=True)
 
 
 @router.get("/events", response_model=EventList, summary="List events, newest first")

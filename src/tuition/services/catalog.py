@@ -3,6 +3,8 @@
 Each function validates with the domain's rules, then writes in one transaction; any
 refusal raises before the commit, so a bad request never leaves a partial row behind.
 Products are archived, never deleted: orders and entitlements keep pointing at them.
+Every change writes its audit record (who, before and after) in its own transaction;
+the console and the API both pass their ``actor``.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from decimal import Decimal
 from enum import Enum
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from tuition.clock import Clock
 from tuition.domain.catalog import (
@@ -31,8 +33,12 @@ from tuition.domain.catalog import (
 from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, is_valid_id, new_id
 from tuition.domain.pricing import TaxRule
+from tuition.services import audit, audit_snapshots
+from tuition.services.audit import Actor
 from tuition.store.catalog import CreatorRecord, ProductFilter, ProductRecord, TaxRateRecord
 from tuition.store.uow import UnitOfWork
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
@@ -115,7 +121,9 @@ def _external_id_taken(external_id: str | None) -> Conflict:
     )
 
 
-async def create_creator(cmd: NewCreator, uow: UnitOfWork, *, clock: Clock) -> CreatorRecord:
+async def create_creator(
+    cmd: NewCreator, uow: UnitOfWork, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> CreatorRecord:
     creator = Creator(new_id(Prefix.CREATOR), cmd.name.strip(), cmd.default_revenue_share)
     validate_creator(creator)
     now = clock.now()
@@ -123,7 +131,16 @@ async def create_creator(cmd: NewCreator, uow: UnitOfWork, *, clock: Clock) -> C
     async with uow:
         if not await uow.catalog.add_creator(record):
             raise _external_id_taken(cmd.external_id)
+        await audit.record(
+            uow.conn,
+            actor,
+            "creator.created",
+            creator.id,
+            clock=clock,
+            after=audit_snapshots.creator(record),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return record
 
 
@@ -135,7 +152,9 @@ async def get_creator(creator_id: str, uow: UnitOfWork) -> CreatorRecord:
     return found
 
 
-async def update_creator(cmd: CreatorChanges, uow: UnitOfWork, *, clock: Clock) -> CreatorRecord:
+async def update_creator(
+    cmd: CreatorChanges, uow: UnitOfWork, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> CreatorRecord:
     """Change a creator. A new default share applies to products created afterwards only."""
     async with uow:
         found = await uow.catalog.get_creator(cmd.creator_id, for_update=True)
@@ -153,7 +172,17 @@ async def update_creator(cmd: CreatorChanges, uow: UnitOfWork, *, clock: Clock) 
         record = replace(found, creator=creator, external_id=external_id, updated_at=clock.now())
         if not await uow.catalog.update_creator(record):
             raise _external_id_taken(external_id)
+        await audit.record(
+            uow.conn,
+            actor,
+            "creator.updated",
+            creator.id,
+            clock=clock,
+            before=audit_snapshots.creator(found),
+            after=audit_snapshots.creator(record),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return record
 
 
@@ -232,7 +261,9 @@ async def _check_bundles_still_priced(product: Product, uow: UnitOfWork) -> None
             )
 
 
-async def create_product(cmd: NewProduct, uow: UnitOfWork, *, clock: Clock) -> ProductRecord:
+async def create_product(
+    cmd: NewProduct, uow: UnitOfWork, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> ProductRecord:
     now = clock.now()
     async with uow:
         creator = await uow.catalog.get_creator(cmd.creator_id)
@@ -267,7 +298,16 @@ async def create_product(cmd: NewProduct, uow: UnitOfWork, *, clock: Clock) -> P
             None if cmd.refund_policy is None else dict(cmd.refund_policy),
         )
         await uow.catalog.add_product(record)
+        await audit.record(
+            uow.conn,
+            actor,
+            "product.created",
+            product.id,
+            clock=clock,
+            after=audit_snapshots.product(record),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return record
 
 
@@ -279,7 +319,9 @@ async def get_product(product_id: str, uow: UnitOfWork) -> ProductRecord:
     return found
 
 
-async def update_product(cmd: ProductChanges, uow: UnitOfWork, *, clock: Clock) -> ProductRecord:
+async def update_product(
+    cmd: ProductChanges, uow: UnitOfWork, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> ProductRecord:
     async with uow:
         found = await uow.catalog.get_product(cmd.product_id, for_update=True)
         if found is None:
@@ -314,24 +356,54 @@ async def update_product(cmd: ProductChanges, uow: UnitOfWork, *, clock: Clock) 
             updated_at=clock.now(),
         )
         await uow.catalog.update_product(record)
+        await audit.record(
+            uow.conn,
+            actor,
+            "product.updated",
+            product.id,
+            clock=clock,
+            before=audit_snapshots.product(found),
+            after=audit_snapshots.product(record),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return record
 
 
 async def set_product_status(
-    product_id: str, status: ProductStatus, uow: UnitOfWork, *, clock: Clock
+    product_id: str,
+    status: ProductStatus,
+    uow: UnitOfWork,
+    *,
+    clock: Clock,
+    actor: Actor = audit.SYSTEM,
 ) -> ProductRecord:
-    """Archive or unarchive. Asking for the status a product already has changes nothing,
-    so a retried request without an Idempotency-Key is harmless."""
+    """Archive or unarchive. Asking for the status a product already has changes nothing
+    (and records nothing), so a retried request without an Idempotency-Key is harmless."""
     other = ProductStatus.ARCHIVED if status is ProductStatus.ACTIVE else ProductStatus.ACTIVE
     async with uow:
-        await uow.catalog.set_product_status(
+        changed = await uow.catalog.set_product_status(
             product_id, expected=other, status=status, at=clock.now()
         )
         found = await uow.catalog.get_product(product_id)
         if found is None:
             raise NotFound(f"no product {product_id!r}", param="product_id")
+        if changed:
+            action = (
+                "product.archived" if status is ProductStatus.ARCHIVED else "product.unarchived"
+            )
+            await audit.record(
+                uow.conn,
+                actor,
+                action,
+                product_id,
+                clock=clock,
+                before={"status": str(other)},
+                after={"status": str(status)},
+            )
         await uow.commit()
+    if changed:
+        await audit.seal(uow)
     return found
 
 
@@ -343,6 +415,66 @@ async def list_products(
         return await uow.catalog.list_products(
             where, limit=query.limit, starting_after=query.starting_after
         )
+
+
+@dataclass(frozen=True, slots=True)
+class Browse(Generic[T]):
+    """A console page of a list: newest first, whether newer or older pages exist, and
+    the total of the list."""
+
+    items: list[T]
+    newer: bool
+    older: bool
+    total: int
+
+
+def check_cursors(after: str | None, before: str | None, prefix: Prefix) -> None:
+    for cursor, name in ((after, "after"), (before, "before")):
+        if cursor is not None and not is_valid_id(cursor, prefix):
+            raise ValidationFailed(f"{name} must be a {prefix}_… id", param=name)
+
+
+def browsed(
+    found: list[T], more: bool, total: int, *, after: str | None, before: str | None
+) -> Browse[T]:
+    """The page read below ``after`` or above ``before`` (``more``: another that way)."""
+    if before is not None:
+        return Browse(found, newer=more, older=bool(found), total=total)
+    return Browse(found, newer=after is not None and bool(found), older=more, total=total)
+
+
+async def browse_products(
+    where: ProductFilter,
+    uow: UnitOfWork,
+    *,
+    limit: int,
+    after: str | None = None,
+    before: str | None = None,
+) -> Browse[ProductRecord]:
+    """Products as :func:`list_products` pages them, either way: the page below ``after``
+    (older) or above ``before`` (newer), with the number of all that match."""
+    check_cursors(after, before, Prefix.PRODUCT)
+    check_page(PageQuery(limit), Prefix.PRODUCT)
+    async with uow:
+        found, more = await uow.catalog.list_products(
+            where, limit=limit, starting_after=after, ending_before=before
+        )
+        total = await uow.catalog.count_products(where)
+    return browsed(found, more, total, after=after, before=before)
+
+
+async def browse_creators(
+    uow: UnitOfWork, *, limit: int, after: str | None = None, before: str | None = None
+) -> Browse[CreatorRecord]:
+    """Creators as :func:`list_creators` pages them, either way, with their total."""
+    check_cursors(after, before, Prefix.CREATOR)
+    check_page(PageQuery(limit), Prefix.CREATOR)
+    async with uow:
+        found, more = await uow.catalog.list_creators(
+            limit=limit, starting_after=after, ending_before=before
+        )
+        total = await uow.catalog.count_creators()
+    return browsed(found, more, total, after=after, before=before)
 
 
 # --- tax rates --------------------------------------------------------------------------
@@ -369,13 +501,26 @@ def check_region(region: str) -> str:
     return region
 
 
-async def put_tax_rate(cmd: TaxRateInput, uow: UnitOfWork, *, clock: Clock) -> TaxRateRecord:
+async def put_tax_rate(
+    cmd: TaxRateInput, uow: UnitOfWork, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> TaxRateRecord:
     """Create or replace a region's rate; orders priced earlier keep the rate they got."""
     rule = TaxRule(validate_rate(cmd.rate, param="rate"), cmd.inclusive, check_region(cmd.region))
     record = TaxRateRecord(rule, clock.now())
     async with uow:
+        old = await uow.catalog.tax_rate(rule.region)
         await uow.catalog.put_tax_rate(rule, record.updated_at)
+        await audit.record(
+            uow.conn,
+            actor,
+            "tax_rate.set" if old is None else "tax_rate.updated",
+            rule.region,
+            clock=clock,
+            before=None if old is None else audit_snapshots.tax_rate(old),
+            after=audit_snapshots.tax_rate(record),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return record
 
 

@@ -2,7 +2,7 @@
 
 Codes are normalised (trimmed, upper case) and unique by a UNIQUE constraint. The
 redemption count belongs to order placement, which moves it by conditional UPDATE; no
-use case here writes it.
+use case here writes it. Creating and changing a coupon is audited in its transaction.
 """
 
 from __future__ import annotations
@@ -18,8 +18,19 @@ from tuition.domain.catalog import ProductKind
 from tuition.domain.coupons import Coupon, CouponKind, normalize_code, validate_coupon
 from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
-from tuition.services.catalog import KEEP, Keep, PageQuery, check_page, in_utc
-from tuition.store.catalog import CouponRecord
+from tuition.services import audit, audit_snapshots
+from tuition.services.audit import Actor
+from tuition.services.catalog import (
+    KEEP,
+    Browse,
+    Keep,
+    PageQuery,
+    browsed,
+    check_cursors,
+    check_page,
+    in_utc,
+)
+from tuition.store.catalog import CouponRecord, Redemption
 from tuition.store.uow import UnitOfWork
 
 # Codes are typed by buyers and printed on posters: keep them to unambiguous ASCII.
@@ -73,7 +84,9 @@ def _kind(cmd: NewCoupon) -> CouponKind:
     return CouponKind.AMOUNT if cmd.amount_off is not None else CouponKind.PERCENT
 
 
-async def create_coupon(cmd: NewCoupon, uow: UnitOfWork, *, clock: Clock) -> CouponRecord:
+async def create_coupon(
+    cmd: NewCoupon, uow: UnitOfWork, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> CouponRecord:
     coupon = Coupon(
         code=_code(cmd.code),
         kind=_kind(cmd),
@@ -104,7 +117,16 @@ async def create_coupon(cmd: NewCoupon, uow: UnitOfWork, *, clock: Clock) -> Cou
                 code="coupon_code_taken",
                 param="code",
             )
+        await audit.record(
+            uow.conn,
+            actor,
+            "coupon.created",
+            record.id,
+            clock=clock,
+            after=audit_snapshots.coupon(record),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return record
 
 
@@ -116,7 +138,9 @@ async def get_coupon(code: str, uow: UnitOfWork) -> CouponRecord:
     return found
 
 
-async def update_coupon(cmd: CouponChanges, uow: UnitOfWork, *, clock: Clock) -> CouponRecord:
+async def update_coupon(
+    cmd: CouponChanges, uow: UnitOfWork, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> CouponRecord:
     """Change the end, the redemption limit or the active switch of a coupon.
 
     A limit below the redemptions already made is refused: it could never be met and
@@ -153,7 +177,17 @@ async def update_coupon(cmd: CouponChanges, uow: UnitOfWork, *, clock: Clock) ->
             active=coupon.active,
             at=record.updated_at,
         )
+        await audit.record(
+            uow.conn,
+            actor,
+            "coupon.updated",
+            found.id,
+            clock=clock,
+            before=audit_snapshots.coupon(found),
+            after=audit_snapshots.coupon(record),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return record
 
 
@@ -163,3 +197,29 @@ async def list_coupons(query: PageQuery, uow: UnitOfWork) -> tuple[list[CouponRe
         return await uow.catalog.list_coupons(
             limit=query.limit, starting_after=query.starting_after
         )
+
+
+async def redemptions(
+    code: str, uow: UnitOfWork, *, limit: int, offset: int
+) -> tuple[CouponRecord, list[Redemption], int]:
+    """A coupon with a page of its redemptions (newest first) and how many there are."""
+    async with uow:
+        found = await uow.catalog.coupon_record(code)
+        if found is None:
+            raise NotFound(f"no coupon with code {code!r}", param="code")
+        used, total = await uow.catalog.redemptions(found.id, limit=limit, offset=offset)
+    return found, used, total
+
+
+async def browse_coupons(
+    uow: UnitOfWork, *, limit: int, after: str | None = None, before: str | None = None
+) -> Browse[CouponRecord]:
+    """Coupons as :func:`list_coupons` pages them, either way, with their total."""
+    check_cursors(after, before, Prefix.COUPON)
+    check_page(PageQuery(limit), Prefix.COUPON)
+    async with uow:
+        found, more = await uow.catalog.list_coupons(
+            limit=limit, starting_after=after, ending_before=before
+        )
+        total = await uow.catalog.count_coupons()
+    return browsed(found, more, total, after=after, before=before)

@@ -1,4 +1,7 @@
-"""Webhook endpoints and event delivery to the platform."""
+"""Webhook endpoints and event delivery to the platform.
+
+Registering, changing and re-keying an endpoint is audited in its transaction (the
+record never holds the signing secret)."""
 
 from __future__ import annotations
 
@@ -16,6 +19,8 @@ import httpx
 from tuition.clock import Clock
 from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import new_id
+from tuition.services import audit, audit_snapshots
+from tuition.services.audit import Actor
 from tuition.services.webhook_targets import TargetPolicy, check_url
 from tuition.store.uow import UnitOfWork
 from tuition.store.work import Attempt, Delivery, Endpoint
@@ -92,6 +97,7 @@ async def create_endpoint(
     description: str,
     clock: Clock,
     allowed_hosts: Collection[str] = (),
+    actor: Actor = audit.SYSTEM,
 ) -> Endpoint:
     """Register an endpoint; ``allowed_hosts`` may be non-public (see webhook_targets)."""
     now = clock.now()
@@ -100,14 +106,23 @@ async def create_endpoint(
         url=check_url(url, TargetPolicy.allowing(allowed_hosts)),
         description=description,
         events=_check_events(events),
-        secret=f"whsec_{secrets.token_urlsafe(32)}",
+        secret=new_secret(),
         enabled=True,
         created_at=now,
         updated_at=now,
     )
     async with uow:
         await uow.work.add_endpoint(endpoint)
+        await audit.record(
+            uow.conn,
+            actor,
+            "webhook_endpoint.created",
+            endpoint.id,
+            clock=clock,
+            after=audit_snapshots.endpoint(endpoint),
+        )
         await uow.commit()
+    await audit.seal(uow)
     return endpoint
 
 
@@ -121,6 +136,7 @@ async def update_endpoint(
     enabled: bool | None = None,
     clock: Clock,
     allowed_hosts: Collection[str] = (),
+    actor: Actor = audit.SYSTEM,
 ) -> Endpoint:
     values: dict[str, Any] = {"updated_at": clock.now()}
     if url is not None:
@@ -132,12 +148,46 @@ async def update_endpoint(
     if enabled is not None:
         values["enabled"] = enabled
     async with uow:
-        if await uow.work.endpoint(endpoint_id) is None:
+        old = await uow.work.endpoint(endpoint_id, for_update=True)  # before/after exact
+        if old is None:
             raise NotFound(f"no webhook endpoint {endpoint_id!r}", param="endpoint_id")
         await uow.work.update_endpoint(endpoint_id, **values)
-        await uow.commit()
         endpoint = await uow.work.endpoint(endpoint_id)
-    assert endpoint is not None
+        assert endpoint is not None
+        await audit.record(
+            uow.conn,
+            actor,
+            "webhook_endpoint.updated",
+            endpoint_id,
+            clock=clock,
+            before=audit_snapshots.endpoint(old),
+            after=audit_snapshots.endpoint(endpoint),
+        )
+        await uow.commit()
+    await audit.seal(uow)
+    return endpoint
+
+
+def new_secret() -> str:
+    return f"whsec_{secrets.token_urlsafe(32)}"
+
+
+async def rotate_secret(
+    uow: UnitOfWork, endpoint_id: str, *, clock: Clock, actor: Actor = audit.SYSTEM
+) -> Endpoint:
+    """Give the endpoint a new signing secret (returned once; the old one stops at
+    once: deliveries from now on are signed with the new one). Audited without either."""
+    async with uow:
+        if await uow.work.endpoint(endpoint_id, for_update=True) is None:
+            raise NotFound(f"no webhook endpoint {endpoint_id!r}", param="endpoint_id")
+        await uow.work.update_endpoint(endpoint_id, secret=new_secret(), updated_at=clock.now())
+        endpoint = await uow.work.endpoint(endpoint_id)
+        assert endpoint is not None
+        await audit.record(
+            uow.conn, actor, "webhook_endpoint.secret_rotated", endpoint_id, clock=clock
+        )
+        await uow.commit()
+    await audit.seal(uow)
     return endpoint
 
 

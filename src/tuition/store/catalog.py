@@ -31,6 +31,7 @@ from sqlalchemy import (
     func,
     insert,
     null,
+    or_,
     select,
     update,
 )
@@ -51,9 +52,11 @@ from tuition.domain.ids import Prefix, is_valid_id
 from tuition.domain.pricing import TaxRule
 from tuition.store.tables import (
     bundle_components,
+    coupon_redemptions,
     coupons,
     creators,
     member_prices,
+    orders,
     product_prices,
     product_surface_prices,
     products,
@@ -104,6 +107,22 @@ class ProductFilter:
     status: ProductStatus | None = None
     creator_id: str | None = None
     currency: str | None = None
+    text: str | None = None
+    """The product's id, or a part of its title in any case (the console's search)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Redemption:
+    """One order's use of a coupon; ``released_at`` set when the order did not complete."""
+
+    order_id: str
+    customer_id: str
+    redeemed_at: datetime
+    released_at: datetime | None
+    currency: str
+    discount_total: int
+    total: int
+    status: str
 
 
 def _paged(
@@ -113,6 +132,48 @@ def _paged(
         stmt = stmt.where(id_column < starting_after)
     # One row more than asked for tells whether another page follows.
     return stmt.order_by(id_column.desc()).limit(limit + 1)
+
+
+def _product_filter(stmt: Select[Any], where: ProductFilter) -> Select[Any] | None:
+    """``stmt`` narrowed to the products ``where`` describes; None when none can match."""
+    if where.text:
+        text = where.text.strip()
+        stmt = stmt.where(
+            or_(
+                products.c.id == text,
+                func.lower(products.c.title).contains(text.lower(), autoescape=True),
+            )
+        )
+    if where.kind is not None:
+        stmt = stmt.where(products.c.kind == str(where.kind))
+    if where.status is not None:
+        stmt = stmt.where(products.c.status == str(where.status))
+    if where.creator_id is not None:
+        if not is_valid_id(where.creator_id, Prefix.CREATOR):
+            return None
+        stmt = stmt.where(products.c.creator_id == where.creator_id)
+    if where.currency is not None:
+        stmt = stmt.where(
+            exists().where(
+                product_prices.c.product_id == products.c.id,
+                product_prices.c.currency == where.currency,
+            )
+        )
+    return stmt
+
+
+def _either_way(
+    stmt: Select[Any],
+    id_column: ColumnElement[str],
+    limit: int,
+    starting_after: str | None,
+    ending_before: str | None,
+) -> tuple[Select[Any], bool]:
+    """As :func:`_paged`, or (``ending_before`` given) the ``limit`` ids just above it,
+    read upwards: True then, and the caller reverses them to newest first."""
+    if ending_before is None:
+        return _paged(stmt, id_column, limit, starting_after), False
+    return stmt.where(id_column > ending_before).order_by(id_column.asc()).limit(limit + 1), True
 
 
 def _json_or_null(value: Mapping[str, Any] | None) -> Any:
@@ -229,11 +290,26 @@ class CatalogRepository:
         return _creator(row) if row else None
 
     async def list_creators(
-        self, *, limit: int, starting_after: str | None
+        self, *, limit: int, starting_after: str | None, ending_before: str | None = None
     ) -> tuple[list[CreatorRecord], bool]:
-        stmt = _paged(select(creators), creators.c.id, limit, starting_after)
+        stmt, back = _either_way(
+            select(creators), creators.c.id, limit, starting_after, ending_before
+        )
         rows = (await self.conn.execute(stmt)).mappings().all()
-        return [_creator(row) for row in rows[:limit]], len(rows) > limit
+        found = [_creator(row) for row in rows[:limit]]
+        return (list(reversed(found)) if back else found), len(rows) > limit
+
+    async def count_creators(self) -> int:
+        return int(await self.conn.scalar(select(func.count()).select_from(creators)) or 0)
+
+    async def creators_by_ids(self, ids: Collection[str]) -> dict[str, CreatorRecord]:
+        """The creators with these ids (unknown ones absent): names for pages that list
+        products or accounts by creator id."""
+        wanted = sorted({i for i in ids if is_valid_id(i, Prefix.CREATOR)})
+        if not wanted:
+            return {}
+        rows = await self.conn.execute(select(creators).where(creators.c.id.in_(wanted)))
+        return {r["id"]: _creator(r) for r in rows.mappings()}
 
     # --- products -----------------------------------------------------------------------
 
@@ -332,26 +408,26 @@ class CatalogRepository:
         return found[0] if found else None
 
     async def list_products(
-        self, where: ProductFilter, *, limit: int, starting_after: str | None
+        self,
+        where: ProductFilter,
+        *,
+        limit: int,
+        starting_after: str | None,
+        ending_before: str | None = None,
     ) -> tuple[list[ProductRecord], bool]:
-        stmt = select(*_PRODUCT)
-        if where.kind is not None:
-            stmt = stmt.where(products.c.kind == str(where.kind))
-        if where.status is not None:
-            stmt = stmt.where(products.c.status == str(where.status))
-        if where.creator_id is not None:
-            if not is_valid_id(where.creator_id, Prefix.CREATOR):
-                return [], False
-            stmt = stmt.where(products.c.creator_id == where.creator_id)
-        if where.currency is not None:
-            stmt = stmt.where(
-                exists().where(
-                    product_prices.c.product_id == products.c.id,
-                    product_prices.c.currency == where.currency,
-                )
-            )
-        found = await self._load(_paged(stmt, products.c.id, limit, starting_after))
-        return found[:limit], len(found) > limit
+        """A page newest first: below ``starting_after``, or (for a page back) the
+        ``limit`` ids just above ``ending_before``; and whether more lie that way."""
+        stmt = _product_filter(select(*_PRODUCT), where)
+        if stmt is None:
+            return [], False
+        paged, back = _either_way(stmt, products.c.id, limit, starting_after, ending_before)
+        rows = await self._load(paged)
+        found = rows[:limit]
+        return (list(reversed(found)) if back else found), len(rows) > limit
+
+    async def count_products(self, where: ProductFilter) -> int:
+        stmt = _product_filter(select(func.count()).select_from(products), where)
+        return 0 if stmt is None else int(await self.conn.scalar(stmt) or 0)
 
     async def products_by_ids(self, ids: Collection[str]) -> dict[str, Product]:
         """The products with these ids, plus every component of a bundle among them.
@@ -481,11 +557,55 @@ class CatalogRepository:
         )
 
     async def list_coupons(
-        self, *, limit: int, starting_after: str | None
+        self, *, limit: int, starting_after: str | None, ending_before: str | None = None
     ) -> tuple[list[CouponRecord], bool]:
-        stmt = _paged(select(coupons), coupons.c.id, limit, starting_after)
+        stmt, back = _either_way(
+            select(coupons), coupons.c.id, limit, starting_after, ending_before
+        )
         rows = (await self.conn.execute(stmt)).mappings().all()
-        return [_coupon(row) for row in rows[:limit]], len(rows) > limit
+        found = [_coupon(row) for row in rows[:limit]]
+        return (list(reversed(found)) if back else found), len(rows) > limit
+
+    async def count_coupons(self) -> int:
+        return int(await self.conn.scalar(select(func.count()).select_from(coupons)) or 0)
+
+    async def redemptions(
+        self, coupon_id: str, *, limit: int, offset: int
+    ) -> tuple[list[Redemption], int]:
+        """A coupon's redemptions, newest first, with their orders' amounts; and how many."""
+        total = await self.conn.scalar(
+            select(func.count())
+            .select_from(coupon_redemptions)
+            .where(coupon_redemptions.c.coupon_id == coupon_id)
+        )
+        rows = await self.conn.execute(
+            select(
+                coupon_redemptions,
+                orders.c.currency,
+                orders.c.discount_total,
+                orders.c.total,
+                orders.c.status,
+            )
+            .join(orders, orders.c.id == coupon_redemptions.c.order_id)
+            .where(coupon_redemptions.c.coupon_id == coupon_id)
+            .order_by(coupon_redemptions.c.redeemed_at.desc(), coupon_redemptions.c.order_id)
+            .limit(limit)
+            .offset(offset)
+        )
+        found = [
+            Redemption(
+                order_id=r["order_id"],
+                customer_id=r["customer_id"],
+                redeemed_at=r["redeemed_at"],
+                released_at=r["released_at"],
+                currency=r["currency"],
+                discount_total=int(r["discount_total"]),
+                total=int(r["total"]),
+                status=r["status"],
+            )
+            for r in rows.mappings()
+        ]
+        return found, int(total or 0)
 
 
 def _tax_rate(row: RowMapping) -> TaxRateRecord:

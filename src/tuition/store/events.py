@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import ColumnElement, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.ids import new_id
@@ -28,6 +28,21 @@ class NotificationRecord:
     refund_id: str | None
     event: str | None
     trade_no: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class NotificationFilter:
+    """The notifications log's filters; ``received_lt`` is exclusive."""
+
+    channel: str | None = None
+    verdict: str | None = None
+    payment_id: str | None = None
+    received_gte: datetime | None = None
+    received_lt: datetime | None = None
+
+
+def _notification(r: Any) -> NotificationRecord:
+    return NotificationRecord(**{f: r._mapping[f] for f in NotificationRecord.__dataclass_fields__})
 
 
 @dataclass(frozen=True, slots=True)
@@ -76,6 +91,41 @@ class EventRepository:
             )
             for r in rows
         ]
+
+    async def notification(self, notification_id: str) -> NotificationRecord | None:
+        row = (
+            await self.conn.execute(
+                select(notifications).where(notifications.c.id == notification_id)
+            )
+        ).first()
+        return None if row is None else _notification(row)
+
+    async def notifications_page(
+        self, where: NotificationFilter, *, limit: int, offset: int
+    ) -> tuple[list[NotificationRecord], int]:
+        """Notifications as received, newest first, and how many match ``where``."""
+        conditions: list[ColumnElement[bool]] = []
+        if where.channel is not None:
+            conditions.append(notifications.c.channel == where.channel)
+        if where.verdict is not None:
+            conditions.append(notifications.c.verdict == where.verdict)
+        if where.payment_id is not None:
+            conditions.append(notifications.c.payment_id == where.payment_id)
+        if where.received_gte is not None:
+            conditions.append(notifications.c.received_at >= where.received_gte)
+        if where.received_lt is not None:
+            conditions.append(notifications.c.received_at < where.received_lt)
+        total = await self.conn.scalar(
+            select(func.count()).select_from(notifications).where(*conditions)
+        )
+        rows = await self.conn.execute(
+            select(notifications)
+            .where(*conditions)
+            .order_by(notifications.c.received_at.desc(), notifications.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        return [_notification(r) for r in rows], int(total or 0)
 
     async def emit(
         self, type_: str, object_id: str, data: Mapping[str, Any], *, at: datetime

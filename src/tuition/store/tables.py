@@ -438,6 +438,8 @@ notifications = Table(
     Column("trade_no", String(64)),
     CheckConstraint("verdict IN ('applied', 'duplicate', 'ignored', 'rejected')", name="verdict"),
 )
+# The console's notifications log pages by arrival, newest first.
+Index("ix_notifications_received_at", notifications.c.received_at)
 
 # One row per notification that changed something: the UNIQUE key makes a redelivered
 # or racing copy of the same notification a no-op, whoever commits first.

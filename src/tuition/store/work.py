@@ -411,12 +411,11 @@ class WorkRepository:
     async def add_endpoint(self, endpoint: Endpoint) -> None:
         await self.conn.execute(insert(webhook_endpoints).values(**_endpoint_values(endpoint)))
 
-    async def endpoint(self, endpoint_id: str) -> Endpoint | None:
-        row = (
-            await self.conn.execute(
-                select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
-            )
-        ).first()
+    async def endpoint(self, endpoint_id: str, *, for_update: bool = False) -> Endpoint | None:
+        if "\x00" in endpoint_id:  # names no row; PostgreSQL would refuse it (a 500)
+            return None
+        stmt = select(webhook_endpoints).where(webhook_endpoints.c.id == endpoint_id)
+        row = (await self.conn.execute(stmt.with_for_update() if for_update else stmt)).first()
         return None if row is None else Endpoint(**row._mapping)
 
     async def endpoints(self, *, enabled_only: bool = False) -> list[Endpoint]:

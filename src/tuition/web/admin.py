@@ -27,6 +27,7 @@ from tuition.store.admin import ORDER_SORTS, AdminRepository, OrderSearch, Payme
 from tuition.web import admin_dashboard, admin_session
 from tuition.web.admin_audit import router as audit_router
 from tuition.web.admin_bank_transfers import router as bank_transfers_router
+from tuition.web.admin_catalog import routers as catalog_routers
 from tuition.web.admin_customer import router as customer_router
 from tuition.web.admin_dashboard import page as _page
 from tuition.web.admin_developers import router as developers_router
@@ -38,6 +39,7 @@ from tuition.web.admin_filters import (
     checked_days,
     csv_response,
 )
+from tuition.web.admin_notifications import router as notifications_router
 from tuition.web.admin_operators import router as operators_router
 from tuition.web.admin_order import router as order_router
 from tuition.web.admin_payment import router as payment_router
@@ -49,6 +51,7 @@ from tuition.web.admin_roles import requires
 from tuition.web.admin_session import Operator, OperatorDep, csrf_ok, refused
 from tuition.web.admin_subscriptions import router as subscriptions_router
 from tuition.web.admin_two_factor import router as two_factor_router
+from tuition.web.admin_webhooks import router as webhooks_router
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 routers = [
@@ -67,6 +70,9 @@ routers = [
     audit_router,
     payment_router,
     developers_router,
+    webhooks_router,
+    notifications_router,
+    *catalog_routers,
     router,
 ]
 
@@ -377,8 +383,15 @@ async def ledger_verify(
 async def _ledger(request: Request, operator: Operator, *, report: Any) -> Response:
     async with get_container(request).uow() as uow:
         accounts = await AdminRepository(uow.conn).account_balances()
+        # A creator's accounts are named by the creator's name, not only the id.
+        names = await uow.catalog.creators_by_ids({a.qualifier for a in accounts if a.qualifier})
     rows = [
-        {"account": a, "shown": display_balance(AccountType(a.type), a.balance)} for a in accounts
+        {
+            "account": a,
+            "shown": display_balance(AccountType(a.type), a.balance),
+            "name": names[a.qualifier].creator.name if a.qualifier in names else "",
+        }
+        for a in accounts
     ]
     totals: dict[str, int] = {}
     for a in accounts:
