@@ -162,7 +162,7 @@ async def referral_lines(
     """Inside the unit of work placing an order: the split of each line whose product
     pays commissions, for the promoter of ``code`` (level 1) and its recruiter (level 2).
     An unknown code is 422 ``referral_code_unknown``; a buyer who is the code's promoter
-    is 422 ``referral_self``."""
+    or its recruiter (level 2) is 422 ``referral_self``."""
     level1 = await uow.commissions.promoter_by_code(code)
     if level1 is None:
         raise ValidationFailed(
@@ -180,6 +180,13 @@ async def referral_lines(
     recruiter = None
     if level1.recruited_by is not None:
         recruiter = await uow.commissions.promoter(level1.recruited_by)
+    if recruiter is not None and recruiter.customer_id == customer_id:
+        raise ValidationFailed(
+            f"customer {customer_id} recruited the promoter of the referral code "
+            f"{code!r} (its level 2): a buyer cannot earn a commission on their own order",
+            code="referral_self",
+            param="referral_code",
+        )
     referral = Referral(level1.payee_id, recruiter.payee_id if recruiter else None)
     if referral.level2 == referral.level1:
         referral = Referral(referral.level1, None)
