@@ -72,6 +72,10 @@ class PayoutList(BaseModel):
 
 class BankBatchOut(BaseModel):
     object: str = "bank_batch"
+    livemode: bool = Field(description="False: a test mode file, never to be sent to a bank")
+    filename: str = Field(
+        description="The name to save it under; a test mode file's starts TEST-MODE-DO-NOT-SEND"
+    )
     payouts: int = Field(description="Payouts in the file, now processing")
     csv: str
 
@@ -174,8 +178,14 @@ async def list_payouts(
     summary="Export pending bank payouts as a batch file; they become processing",
 )
 async def bank_batch(container: ContainerDep) -> BankBatchOut:
-    text = await payout_service.export_bank_batch(container.uow(), deps=payout_deps(container))
-    return BankBatchOut(payouts=text.count("\n") - 1, csv=text)
+    deps = payout_deps(container)
+    text = await payout_service.export_bank_batch(container.uow(), deps=deps)
+    return BankBatchOut(
+        livemode=container.mode == "live",
+        filename=payout_service.bank_batch_filename(container.mode, deps.clock.now()),
+        payouts=text.count("\n") - 1,
+        csv=text,
+    )
 
 
 @router.post(

@@ -69,6 +69,11 @@ class CreatePayout:
     amount: int | None  # None: everything available
     requested_by: str
     run_key: str | None = None  # a scheduled run's: one payout per payee and period
+    # (method, account) to pay to: a run's as approved; None: the payee's details now.
+    destination: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:  # the account stays out of logs and tracebacks
+        return f"CreatePayout(payee_id={self.payee_id!r}, currency={self.currency!r})"
 
 
 def tax_month(at: datetime) -> str:
@@ -132,13 +137,14 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
     now = deps.clock.now()
     async with uow:
         payee = await payee_of(uow, cmd.payee_id)
-        if payee.payout_method is None or not payee.payout_account:
+        method_name, account = cmd.destination or (payee.payout_method, payee.payout_account)
+        if method_name is None or not account:
             raise Conflict(
                 f"payee {payee.id} has no payout account",
                 code="payout_method_missing",
                 param="payee_id",
             )
-        method = PayoutMethod(payee.payout_method)
+        method = PayoutMethod(method_name)
         if method is not PayoutMethod.BANK:
             _transfer_channel(deps, method)
         available = await uow.payouts.lock_available(payee.id, cmd.currency, now)
@@ -174,7 +180,7 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
             tax_withheld=tax,
             tax_month=month,
             method=method.value,
-            destination=mask_account(payee.payout_account),
+            destination=mask_account(account),
             status=PayoutStatus.PENDING,
             reference=None,
             failure_code=None,
@@ -185,6 +191,7 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
             updated_at=now,
             paid_at=None,
             failed_at=None,
+            payout_account=account,
         )
         if not await uow.payouts.add(payout):
             raise Conflict(
@@ -248,7 +255,7 @@ async def submit_payout(uow: UnitOfWork, payout_id: str, *, deps: PayoutDeps) ->
                     payout_id=payout.id,
                     amount=payout.net,
                     currency=payout.currency,
-                    account=payee.payout_account or "",
+                    account=payout.payout_account or payee.payout_account or "",
                     name=payee.name,
                     title=f"payout {payout.tax_month}",
                     notify_url=_notify_url(deps, payout.method),
@@ -302,13 +309,37 @@ async def settle_transfer(
             return False
 
 
+TEST_BATCH_MARK = "TEST MODE - NOT A BANK FILE - DO NOT SEND"
+
+
+def bank_batch_filename(mode: Mode, at: datetime) -> str:
+    """The name a bank batch file is saved under: a test mode one says so first."""
+    stamp = at.astimezone(TAX_ZONE).strftime("%Y%m%d-%H%M%S")
+    if mode == "test":
+        return f"TEST-MODE-DO-NOT-SEND-bank-batch-{stamp}.csv"
+    return f"bank-batch-{stamp}.csv"
+
+
 async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
     """The bank batch file (CSV) of every pending bank payout, each moved to
-    ``processing``: a payout is in one batch only."""
+    ``processing``: a payout is in one batch only. Test mode's file starts with a
+    ``test_mode`` column saying it is no bank file on every row, header included, so it
+    can never pass for a real batch."""
     now = deps.clock.now()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["payout_id", "payee_name", "account", "currency", "amount"])
+    test = deps.mode == "test"
+    mark = [TEST_BATCH_MARK] if test else []
+    writer.writerow(
+        [
+            *(["test_mode"] if test else []),
+            "payout_id",
+            "payee_name",
+            "account",
+            "currency",
+            "amount",
+        ]
+    )
     async with uow:
         pending, _more = await uow.payouts.listing(
             payee_id=None, status=PayoutStatus.PENDING, limit=10_000, starting_after=None
@@ -323,9 +354,10 @@ async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
                 continue  # exported by another run meanwhile
             writer.writerow(
                 [
+                    *mark,
                     payout.id,
                     payee.name,
-                    payee.payout_account or "",
+                    payout.payout_account or payee.payout_account or "",
                     payout.currency,
                     format_amount(payout.net, get_currency(payout.currency)),
                 ]
