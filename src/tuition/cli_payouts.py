@@ -51,7 +51,9 @@ def payouts_run(
             container = runtime.modes[mode]
             await schema.ensure_current(container.engine)
             deps = container.payout_deps()
-            await earnings_service.release_due(container.uow(), clock=deps.clock)
+            await earnings_service.release_due(
+                container.uow(), clock=deps.clock, rates=container.rate_source()
+            )
             period = payout_service.run_period(deps.clock.now(), chosen)
             run, _new = await payout_runs.propose_due_run(
                 container.uow(), schedule=chosen, proposed_by="cli", deps=deps

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from tuition.api.deps import ApiKeyDep, ContainerDep
+from tuition.api.deps import ActorDep, ApiKeyDep, ContainerDep
 from tuition.api.fields import NoNul
 from tuition.api.listing import Page, page_of
 from tuition.api.payees import PayeeIdPath, PayeeOut, payee_out
@@ -135,7 +135,9 @@ def _out(p: PayoutRecord) -> PayoutOut:
     "month's total less what was withheld). 409 `insufficient_available` when available "
     "does not cover the amount; 422 `payout_below_minimum` below the minimum.",
 )
-async def create_payout(body: PayoutIn, container: ContainerDep, key: ApiKeyDep) -> PayoutOut:
+async def create_payout(
+    body: PayoutIn, container: ContainerDep, key: ApiKeyDep, actor: ActorDep
+) -> PayoutOut:
     cmd = payout_service.CreatePayout(
         payee_id=body.payee_id,
         currency=body.currency,
@@ -143,7 +145,7 @@ async def create_payout(body: PayoutIn, container: ContainerDep, key: ApiKeyDep)
         requested_by=f"api_key:{key.id}",
     )
     deps = payout_deps(container)
-    payout = await payout_service.create_payout(cmd, container.uow(), deps=deps)
+    payout = await payout_service.create_payout(cmd, container.uow(), deps=deps, actor=actor)
     if payout.method != PayoutMethod.BANK.value:
         # Best effort: a timeout or crash here leaves the job to send or query it.
         await payout_service.submit_payout(container.uow(), payout.id, deps=deps)
@@ -177,9 +179,9 @@ async def list_payouts(
     response_model=BankBatchOut,
     summary="Export pending bank payouts as a batch file; they become processing",
 )
-async def bank_batch(container: ContainerDep) -> BankBatchOut:
+async def bank_batch(container: ContainerDep, actor: ActorDep) -> BankBatchOut:
     deps = payout_deps(container)
-    text = await payout_service.export_bank_batch(container.uow(), deps=deps)
+    text = await payout_service.export_bank_batch(container.uow(), deps=deps, actor=actor)
     return BankBatchOut(
         livemode=container.mode == "live",
         filename=payout_service.bank_batch_filename(container.mode, deps.clock.now()),
@@ -194,11 +196,15 @@ async def bank_batch(container: ContainerDep) -> BankBatchOut:
     summary="Record that the bank paid a processing payout, with its reference",
 )
 async def mark_paid(
-    payout_id: PayoutIdPath, body: MarkPaidIn, container: ContainerDep
+    payout_id: PayoutIdPath, body: MarkPaidIn, container: ContainerDep, actor: ActorDep
 ) -> PayoutOut:
     return _out(
         await payout_service.mark_paid(
-            container.uow(), payout_id, reference=body.reference, deps=payout_deps(container)
+            container.uow(),
+            payout_id,
+            reference=body.reference,
+            deps=payout_deps(container),
+            actor=actor,
         )
     )
 
@@ -209,7 +215,7 @@ async def mark_paid(
     summary="Record that a payout failed (or, once paid, was returned): money back to available",
 )
 async def mark_failed(
-    payout_id: PayoutIdPath, body: MarkFailedIn, container: ContainerDep
+    payout_id: PayoutIdPath, body: MarkFailedIn, container: ContainerDep, actor: ActorDep
 ) -> PayoutOut:
     return _out(
         await payout_service.mark_failed(
@@ -218,6 +224,7 @@ async def mark_failed(
             code=body.code,
             message=body.message,
             deps=payout_deps(container),
+            actor=actor,
         )
     )
 
@@ -228,7 +235,7 @@ async def mark_failed(
     summary="Change a payee's name, tax profile or payout details",
 )
 async def update_payee(
-    payee_id: PayeeIdPath, body: PayeeUpdateIn, container: ContainerDep
+    payee_id: PayeeIdPath, body: PayeeUpdateIn, container: ContainerDep, actor: ActorDep
 ) -> PayeeOut:
     payee = await earnings_service.update_payee(
         container.uow(),
@@ -238,6 +245,7 @@ async def update_payee(
         tax_profile=body.tax_profile,
         payout_method=body.payout_method.value if body.payout_method else None,
         payout_account=body.payout_account,
+        actor=actor,
     )
     return payee_out(payee)
 

@@ -41,6 +41,8 @@ from tuition.domain.payouts import (
     transition,
 )
 from tuition.domain.tax import DEFAULT_TABLE, WithholdingTable, withhold
+from tuition.services import audit
+from tuition.services.audit import Actor
 from tuition.services.earnings import payee_of
 from tuition.store.payouts import PayoutRecord
 from tuition.store.uow import UnitOfWork
@@ -126,7 +128,9 @@ async def run_payouts(uow: UnitOfWork, *, schedule: str, deps: PayoutDeps) -> Ru
     return RunResult(period, paid, skipped)
 
 
-async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps) -> PayoutRecord:
+async def create_payout(
+    cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps, actor: Actor | None = None
+) -> PayoutRecord:
     """Hold the amount from available, withhold the month's tax, record a pending payout.
 
     Raises NotFound (``payee_not_found``), Conflict (``payout_method_missing``,
@@ -201,6 +205,21 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
             created_entry(payout.id, payee.id, cmd.currency, amount, tax, at=now), at=now
         )
         await uow.events.emit("payout.created", payout.id, payout_data(payout), at=now)
+        if actor is not None:  # asked for by someone (a run's payouts: the run's approval)
+            await audit.record(
+                uow.conn,
+                actor,
+                "payout.created",
+                payout.id,
+                clock=deps.clock,
+                after={
+                    "payee_id": payee.id,
+                    "currency": payout.currency,
+                    "amount": payout.amount,
+                    "tax_withheld": payout.tax_withheld,
+                    "destination": payout.destination,
+                },
+            )
         if method is not PayoutMethod.BANK:
             # Sent after commit (submit_payout); the job sends it if that never happens.
             await uow.work.enqueue(SUBMIT_JOB, payout.id, run_at=now + RECHECK, now=now)
@@ -320,7 +339,9 @@ def bank_batch_filename(mode: Mode, at: datetime) -> str:
     return f"bank-batch-{stamp}.csv"
 
 
-async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
+async def export_bank_batch(
+    uow: UnitOfWork, *, deps: PayoutDeps, actor: Actor = audit.SYSTEM
+) -> str:
     """The bank batch file (CSV) of every pending bank payout, each moved to
     ``processing``: a payout is in one batch only. Test mode's file starts with a
     ``test_mode`` column saying it is no bank file on every row, header included, so it
@@ -330,6 +351,7 @@ async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
     writer = csv.writer(out, lineterminator="\n")
     test = deps.mode == "test"
     mark = [TEST_BATCH_MARK] if test else []
+    exported: list[str] = []
     writer.writerow(
         [
             *(["test_mode"] if test else []),
@@ -352,6 +374,7 @@ async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
                 payout.id, expected=PayoutStatus.PENDING, target=PayoutStatus.PROCESSING, at=now
             ):
                 continue  # exported by another run meanwhile
+            exported.append(payout.id)
             writer.writerow(
                 [
                     *mark,
@@ -362,12 +385,26 @@ async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
                     format_amount(payout.net, get_currency(payout.currency)),
                 ]
             )
+        if exported:
+            await audit.record(
+                uow.conn,
+                actor,
+                "payout.bank_batch_exported",
+                exported[0],
+                clock=deps.clock,
+                after={"payouts": exported, "test_mode": test},
+            )
         await uow.commit()
     return out.getvalue()
 
 
 async def mark_paid(
-    uow: UnitOfWork, payout_id: str, *, reference: str, deps: PayoutDeps
+    uow: UnitOfWork,
+    payout_id: str,
+    *,
+    reference: str,
+    deps: PayoutDeps,
+    actor: Actor = audit.SYSTEM,
 ) -> PayoutRecord:
     if not reference.strip():
         raise ValidationFailed("the bank's reference is required", param="reference")
@@ -378,12 +415,27 @@ async def mark_paid(
         transition(payout.status, PayoutStatus.PAID)
         if not await _paid(uow, payout, reference=reference, now=now):
             raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
+        await audit.record(
+            uow.conn,
+            actor,
+            "payout.marked_paid",
+            payout_id,
+            clock=deps.clock,
+            before={"status": payout.status.value},
+            after={"status": PayoutStatus.PAID.value, "reference": reference[:200]},
+        )
         await uow.commit()
     return await _current_after(uow, payout_id)
 
 
 async def mark_failed(
-    uow: UnitOfWork, payout_id: str, *, code: str, message: str, deps: PayoutDeps
+    uow: UnitOfWork,
+    payout_id: str,
+    *,
+    code: str,
+    message: str,
+    deps: PayoutDeps,
+    actor: Actor = audit.SYSTEM,
 ) -> PayoutRecord:
     """A payout the bank or channel refused: its money is available again, with the
     reason; a payout already paid is ``returned`` instead."""
@@ -397,6 +449,15 @@ async def mark_failed(
         transition(payout.status, target)
         if not await _failed(uow, payout, code=code, message=message, now=now):
             raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
+        await audit.record(
+            uow.conn,
+            actor,
+            f"payout.marked_{target.value}",
+            payout_id,
+            clock=deps.clock,
+            before={"status": payout.status.value},
+            after={"status": target.value, "code": code, "message": message[:500]},
+        )
         await uow.commit()
     return await _current_after(uow, payout_id)
 
