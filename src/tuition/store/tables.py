@@ -820,6 +820,10 @@ subscriptions = Table(
     Column("ended_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The promoter's referral code and the partner platform the subscription was sold
+    # with: each of its orders (the first, every renewal) is placed with them.
+    Column("referral_code", String(64)),
+    Column("partner_id", ID, ForeignKey("payees.id")),
     CheckConstraint(
         "status IN ('trialing', 'active', 'past_due', 'canceled', 'expired')", name="status"
     ),

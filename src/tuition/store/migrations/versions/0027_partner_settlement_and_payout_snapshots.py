@@ -1,5 +1,6 @@
 """Partner-sold orders and their settlement in the partner's currency; payout accounts
-kept with each payout and snapshotted on a payout run's items at approval
+kept with each payout and snapshotted on a payout run's items at approval; the referral
+code and partner a subscription was sold with
 
 Revision ID: 0027
 Revises: 0024
@@ -26,6 +27,12 @@ def upgrade() -> None:
         batch_op.add_column(sa.Column("partner_id", sa.String(length=40), nullable=True))
         batch_op.create_foreign_key(
             batch_op.f("fk_orders_partner_id_payees"), "payees", ["partner_id"], ["id"]
+        )
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("referral_code", sa.String(length=64), nullable=True))
+        batch_op.add_column(sa.Column("partner_id", sa.String(length=40), nullable=True))
+        batch_op.create_foreign_key(
+            batch_op.f("fk_subscriptions_partner_id_payees"), "payees", ["partner_id"], ["id"]
         )
     with op.batch_alter_table("payouts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("payout_account", sa.String(length=200), nullable=True))
@@ -91,6 +98,12 @@ def downgrade() -> None:
         batch_op.drop_column("payout_method")
     with op.batch_alter_table("payouts", schema=None) as batch_op:
         batch_op.drop_column("payout_account")
+    with op.batch_alter_table("subscriptions", schema=None) as batch_op:
+        batch_op.drop_constraint(
+            batch_op.f("fk_subscriptions_partner_id_payees"), type_="foreignkey"
+        )
+        batch_op.drop_column("partner_id")
+        batch_op.drop_column("referral_code")
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_orders_partner_id_payees"), type_="foreignkey")
         batch_op.drop_column("partner_id")
