@@ -21,6 +21,7 @@ from tests.integration.test_payouts import _books_clean
 from tuition.clock import FrozenClock
 from tuition.domain.ledger import payment_source
 from tuition.services.earnings import release_earnings
+from tuition.services.partners import FixedRates
 from tuition.services.payouts import TAX_ZONE
 from tuition.simulator.app import Simulator
 from tuition.store.uow import UnitOfWork
@@ -274,5 +275,24 @@ async def test_a_partner_in_the_sales_currency_is_settled_without_conversion(
     clock.advance(timedelta(days=7))
     await _worker(app).run_once()
     assert await _balances(client, local["id"]) == {"CNY": (0, 3980)}
+    assert await _fx_position(uow) == {}
+    await _books_clean(uow)
+
+
+async def test_a_rate_missing_at_release_leaves_the_share_in_the_sales_currency(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    sold: dict[str, str],
+) -> None:
+    order = await _paid(client, gateway, sold, "b_1")
+    clock.advance(timedelta(days=7))
+    # A rate source that knows no rate any more (a setting's fixed rate removed, say):
+    # the release still happens, for the creator and the partner alike.
+    await release_earnings(uow, order["payment_id"], clock=clock, rates=FixedRates({}))
+    assert await _balances(client, sold["globex"]) == {"CNY": (0, 1990)}
+    assert (await _balances(client, sold["ada"]))["CNY"] == (0, 13930)
     assert await _fx_position(uow) == {}
     await _books_clean(uow)

@@ -28,6 +28,7 @@ from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import creator_shares
 from tuition.domain.money import get_currency
+from tuition.logs import get_logger
 from tuition.services import audit
 from tuition.services.audit import Actor
 from tuition.store.commissions import LineCommission, PartnerRecord
@@ -39,6 +40,8 @@ from tuition.store.partner_settlements import (
     SettlementRecord,
 )
 from tuition.store.uow import UnitOfWork
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -319,7 +322,20 @@ async def settle_released(
         if partner is None or partner.currency == currency or amount <= 0:
             into[currency] = into.get(currency, 0) + amount
             continue
-        fx = await rates.rate_at(uow, currency, partner.currency, at)
+        try:
+            fx = await rates.rate_at(uow, currency, partner.currency, at)
+        except NotFound:
+            # Never hold everyone's earnings back for one missing rate (a setting's fixed
+            # rate removed since the sale, a coin payment): the share stays available in
+            # the sale's currency, and the operators are told.
+            log.warning(
+                "partner_settlement_rate_missing",
+                payment_id=payment_id,
+                partner_id=earning.payee_id,
+                pair=f"{currency}/{partner.currency}",
+            )
+            into[currency] = into.get(currency, 0) + amount
+            continue
         converted = convert(amount, currency, partner.currency, fx.rate)
         await uow.ledger.post(
             payable_conversion_entry(
