@@ -296,3 +296,32 @@ async def test_a_rate_missing_at_release_leaves_the_share_in_the_sales_currency(
     assert (await _balances(client, sold["ada"]))["CNY"] == (0, 13930)
     assert await _fx_position(uow) == {}
     await _books_clean(uow)
+
+
+async def test_refunds_racing_the_release_take_the_partners_share_back_once(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    sold: dict[str, str],
+) -> None:
+    orders = [await _paid(client, gateway, sold, f"b_{n}") for n in range(4)]
+    clock.advance(timedelta(days=7))  # the last moment a refund is allowed, the hold's end
+    for order in orders:
+        made = await client.post("/v1/refunds", json={"order_id": order["id"], "amount": 9950})
+        assert made.status_code == 201, made.text
+    engine = app.state.modes.live.engine
+    rates = app.state.modes.live.rate_source()
+    await asyncio.gather(
+        gateway.drain(),
+        *(
+            release_earnings(UnitOfWork(engine), o["payment_id"], clock=clock, rates=rates)
+            for o in orders
+        ),
+    )
+    # Either order of events leaves Globex 995 CNY of each sale in dollars: refunded
+    # first, 9.95 x 0.1389 = 1.382 -> 1.38; released first, 2.76 less 995 / 1,990 of it.
+    assert await _balances(client, sold["globex"]) == {"CNY": (0, 0), "USD": (0, 4 * 138)}
+    assert (await _balances(client, sold["ada"]))["CNY"] == (0, 4 * 6965)
+    await _books_clean(uow)

@@ -27,7 +27,7 @@ from tuition.domain.earnings import (
 )
 from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
-from tuition.domain.ledger import AccountKind, AccountRef
+from tuition.domain.ledger import AccountKind, AccountRef, JournalEntry
 from tuition.domain.money import allocate
 from tuition.services import audit
 from tuition.services.audit import Actor
@@ -148,6 +148,7 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> C
     # Read under the hold's row lock: every earlier refund's take is counted.
     rows = await uow.earnings.of_payment(earned_by)
     by_line: dict[int, list[tuple[str, int]]] = {}
+    conversions: list[JournalEntry] = []
     for line in parts:
         held = sorted(
             (r for r in rows if r.line_index == line.line_index),
@@ -181,11 +182,17 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> C
                     )
                 if settled is None:
                     await uow.payouts.add_available(row.payee_id, refund.currency, -take, at)
-                elif settled[1]:
-                    await uow.payouts.add_available(row.payee_id, settled[0], -settled[1], at)
+                else:
+                    settled_in, given, conversion = settled
+                    if given:
+                        await uow.payouts.add_available(row.payee_id, settled_in, -given, at)
+                    conversions.append(conversion)
         by_line[line.line_index] = [
             (row.payee_id, take) for row, take in zip(held, taken, strict=True) if take
         ]
+    # Balances first, then the journal: the lock order of every money path.
+    for conversion in conversions:
+        await uow.ledger.post(conversion, at=at)
     payees = frozenset(p for split in by_line.values() for p, _ in split)
     return Clawback(by_line, payees if pending else frozenset())
 
@@ -241,10 +248,8 @@ async def _release(
             [HeldEarning(r.payee_id, r.amount, r.clawed_pending) for r in rows],
             occurred_at=now,
         )
-        if entry is not None:
-            await uow.ledger.post(entry, at=now)
         # A partner's share becomes its currency's, at the rate in force now.
-        gains = await settle_released(
+        plan = await settle_released(
             uow,
             payment_id=payment_id,
             currency=hold.currency,
@@ -252,10 +257,15 @@ async def _release(
             at=now,
             rates=rates or StoredRates(),
         )
-        for payee_id, amounts in sorted(gains.items()):
+        for payee_id, amounts in sorted(plan.gains.items()):
             for currency, amount in sorted(amounts.items()):
                 if amount:  # nets a negative balance left by an earlier clawback
                     await uow.payouts.add_available(payee_id, currency, amount, now)
+        if entry is not None:
+            await uow.ledger.post(entry, at=now)
+        for conversion in plan.entries:
+            await uow.ledger.post(conversion, at=now)
+        await settlements(uow).add_settlements(plan.records)
         await uow.events.emit(
             "earnings.released",
             payment_id,

@@ -26,7 +26,7 @@ from tuition.domain.commissions import (
 from tuition.domain.earnings import EarningRole, PayeeKind, TaxProfile
 from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
-from tuition.domain.ledger import creator_shares
+from tuition.domain.ledger import JournalEntry, creator_shares
 from tuition.domain.money import get_currency
 from tuition.logs import get_logger
 from tuition.services import audit
@@ -299,6 +299,17 @@ async def partner_lines(
     return out
 
 
+@dataclass(frozen=True, slots=True)
+class ReleasePlan:
+    """What releasing a payment's hold does beyond its release entry: each payee's gain
+    of available per currency, the partners' conversion entries and their settlements.
+    The caller applies it in the usual lock order: balances first, then the journal."""
+
+    gains: dict[str, dict[str, int]]
+    entries: list[JournalEntry]
+    records: list[SettlementRecord]
+
+
 async def settle_released(
     uow: UnitOfWork,
     *,
@@ -307,13 +318,15 @@ async def settle_released(
     released: Sequence[tuple[EarningRecord, int]],
     at: datetime,
     rates: RateSource,
-) -> dict[str, dict[str, int]]:
-    """Inside the unit of work releasing a payment's hold, after its release entry:
-    convert each partner earning's released amount into the partner's currency at the
-    rate ``rates`` gives for now, through the FX accounts, and record the rate, its source
-    and its time with the earning. What each payee's available balance gains, per payee
-    and currency (the sale's currency for everyone else)."""
+) -> ReleasePlan:
+    """Inside the unit of work releasing a payment's hold: each partner earning's
+    released amount converted into the partner's currency at the rate ``rates`` gives
+    for now, through the FX accounts, with the rate, its source and its time for the
+    earning; what each payee's available balance gains, per payee and currency (the
+    sale's currency for everyone else). Nothing is written here."""
     gains: dict[str, dict[str, int]] = {}
+    entries: list[JournalEntry] = []
+    records: list[SettlementRecord] = []
     for earning, amount in released:
         into = gains.setdefault(earning.payee_id, {})
         partner = None
@@ -337,7 +350,7 @@ async def settle_released(
             into[currency] = into.get(currency, 0) + amount
             continue
         converted = convert(amount, currency, partner.currency, fx.rate)
-        await uow.ledger.post(
+        entries.append(
             payable_conversion_entry(
                 f"partner_settlement:{payment_id}:{earning.id}",
                 earning.payee_id,
@@ -346,30 +359,27 @@ async def settle_released(
                 to_currency=partner.currency,
                 to_amount=converted,
                 occurred_at=at,
-            ),
-            at=at,
+            )
         )
-        await settlements(uow).add_settlements(
-            [
-                SettlementRecord(
-                    earning_id=earning.id,
-                    payment_id=payment_id,
-                    payee_id=earning.payee_id,
-                    from_currency=currency,
-                    from_amount=amount,
-                    currency=partner.currency,
-                    amount=converted,
-                    clawed_from=0,
-                    clawed=0,
-                    rate=fx.rate,
-                    rate_source=fx.source[:200],
-                    rate_at=fx.at,
-                    created_at=at,
-                )
-            ]
+        records.append(
+            SettlementRecord(
+                earning_id=earning.id,
+                payment_id=payment_id,
+                payee_id=earning.payee_id,
+                from_currency=currency,
+                from_amount=amount,
+                currency=partner.currency,
+                amount=converted,
+                clawed_from=0,
+                clawed=0,
+                rate=fx.rate,
+                rate_source=fx.source[:200],
+                rate_at=fx.at,
+                created_at=at,
+            )
         )
         into[partner.currency] = into.get(partner.currency, 0) + converted
-    return gains
+    return ReleasePlan(gains, entries, records)
 
 
 async def claw_back_settled(
@@ -379,11 +389,13 @@ async def claw_back_settled(
     *,
     source: str,
     at: datetime,
-) -> tuple[str, int] | None:
+) -> tuple[str, int, JournalEntry] | None:
     """Inside the unit of work settling a refund, after the hold: a partner earning that
     was converted gives ``take`` (in the sale's currency) back out of its own currency,
-    pro rata to what it still holds there, at the rate it was settled at. The currency and
-    amount its available balance loses; None for an earning never converted."""
+    pro rata to what it still holds there, at the rate it was settled at. The currency
+    and amount its available balance loses, and the conversion entry for the caller to
+    post after changing the balance (the usual lock order); None for an earning never
+    converted."""
     settled = (await settlements(uow).of_earnings([earning.id])).get(earning.id)
     if settled is None:
         return None
@@ -392,16 +404,13 @@ async def claw_back_settled(
     )
     if not await settlements(uow).claw_back(earning.id, taken_from=take, taken=taken):
         raise AssertionError(f"refund takes back more of {earning.id} than was settled")
-    await uow.ledger.post(
-        payable_conversion_entry(
-            source,
-            earning.payee_id,
-            from_currency=settled.currency,
-            from_amount=taken,
-            to_currency=settled.from_currency,
-            to_amount=take,
-            occurred_at=at,
-        ),
-        at=at,
+    entry = payable_conversion_entry(
+        source,
+        earning.payee_id,
+        from_currency=settled.currency,
+        from_amount=taken,
+        to_currency=settled.from_currency,
+        to_amount=take,
+        occurred_at=at,
     )
-    return settled.currency, taken
+    return settled.currency, taken, entry
