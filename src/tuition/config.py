@@ -243,6 +243,10 @@ class Settings(BaseSettings):
         update = {**self.test_channel_settings, "channels": channels}
         return type(self).model_validate({**self.model_dump(), **update})
 
+    def auto_approves_payouts(self, mode: Mode) -> bool:
+        """Whether ``mode``'s payout runs are approved without an operator."""
+        return self.payout_auto_approve if mode == "live" else self.test_payout_auto_approve
+
     def mode_channels(self, mode: Mode) -> list[str]:
         """The channels ``mode`` may use, in checkout order: never the sandbox live.
 
@@ -409,9 +413,13 @@ class Settings(BaseSettings):
     # TUITION_REFUND_POLICY's window_days); a number of days here holds every order that
     # long instead (docs/payouts.md).
     payout_hold_days: int | None = Field(default=None, ge=0, le=3650)
-    # The worker proposes each period's payout run (TUITION_PAYOUT_SCHEDULE); an operator
-    # approves it in the console before money moves, unless this approves it at once.
+    # The worker (and `tuition payouts run`) proposes each period's payout run
+    # (TUITION_PAYOUT_SCHEDULE); an operator approves it in the console before money
+    # moves, unless this approves it at once: live mode's runs, and test mode's
+    # separately (test_payout_auto_approve), so approving sandbox runs automatically
+    # never approves live money (docs/payouts.md).
     payout_auto_approve: bool = False
+    test_payout_auto_approve: bool = False
     # WeChat Pay contract deduction (委托代扣): the plan (模板) id renewals are signed
     # under; unset, WeChat Pay subscriptions renew by hand (docs/channels.md).
     wechatpay_papay_plan_id: int | None = Field(default=None, ge=1)

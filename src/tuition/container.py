@@ -122,6 +122,7 @@ class Container:
             breaker=Breaker(
                 settings.channel_breaker_failures, settings.channel_breaker_cooldown_seconds
             ),
+            fx_rates=self.rate_source(),
         )
 
     def payout_deps(self) -> PayoutDeps:

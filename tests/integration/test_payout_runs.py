@@ -333,3 +333,50 @@ async def test_a_transfer_payout_is_never_marked_by_hand(
         with pytest.raises(Conflict) as error:
             await refused
         assert error.value.code == "payout_not_manual"
+
+
+async def test_an_approved_run_pays_the_account_it_was_approved_with(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],  # noqa: F811
+    uow: UnitOfWork,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    run_id, deps = await _proposed(app, client, gateway, clock, seller, uow)
+    real = payout_runs_module.create_payout
+
+    async def crash(*args: object, **kwargs: object) -> object:
+        raise ConnectionError("the process died after the approval, before any payout")
+
+    monkeypatch.setattr(payout_runs_module, "create_payout", crash)
+    with pytest.raises(ConnectionError):
+        await approve_run(uow, run_id, operator=FINANCE, deps=deps)
+    monkeypatch.setattr(payout_runs_module, "create_payout", real)
+    # After approval someone points the payee at another account: the run's money
+    # still goes where the approver saw it going.
+    changed = await client.post(
+        f"/v1/payees/{seller['creator']}",
+        json={"payout_method": "bank", "payout_account": "6222029999995678"},
+    )
+    assert changed.status_code == 200, changed.text
+    view = await view_run(uow, run_id)
+    [item] = view.items
+    assert view.approved_to(item) == "************1234"
+    assert view.changed == frozenset({seller["creator"]})
+    assert "6222020000001234" not in repr(item)
+    view = await execute_run(uow, run_id, deps=deps)
+    payout = view.payouts[view.items[0].payout_id or ""]
+    assert payout.destination == "************1234"
+    got = (await client.get(f"/v1/payouts/{payout.id}")).json()
+    assert got["destination"] == "************1234"
+    batch = (await client.post("/v1/payouts/bank_batch")).json()
+    [_header, row] = batch["csv"].splitlines()
+    assert "6222020000001234" in row
+    assert "5678" not in row
+    # A payout made by hand now goes to the payee's new account.
+    await _sell(app, client, gateway, clock, seller, "u_2")
+    later = await post(client, "/v1/payouts", {"payee_id": seller["creator"], "currency": "CNY"})
+    assert later["destination"] == "************5678"
+    await _books_clean(uow)

@@ -21,6 +21,7 @@ from tests.integration.test_payouts import (  # noqa: F401
 )
 from tuition.clock import FrozenClock
 from tuition.config import Settings, load_settings
+from tuition.container import Container
 from tuition.services.payout_runs import AUTO_APPROVER
 from tuition.services.payouts import TAX_ZONE
 from tuition.simulator.app import Simulator
@@ -92,3 +93,42 @@ async def test_an_auto_approved_schedule_pays_each_period_once(
     assert len((await client.get("/v1/payouts")).json()["data"]) == 1
     assert (await _balance(client, seller["creator"]))["available"] == 500000
     await _books_clean(uow)
+
+
+@pytest.mark.parametrize("settings", [{"test_payout_auto_approve": True}], indirect=True)
+async def test_auto_approval_is_set_per_mode(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],  # noqa: F811
+    uow: UnitOfWork,
+) -> None:
+    # Both modes share this test's store: only the mode's own setting may approve.
+    clock.set(datetime(2026, 11, 2, tzinfo=TAX_ZONE))
+    await _sell(app, client, gateway, clock, seller, "u_1")
+    await _bank(client, seller["creator"])
+    await _worker(app).run_once()
+    await _worker(app).run_once()
+    assert await _runs(uow) == [("2026-11", "proposed", None)]  # live: an operator approves
+    assert (await client.get("/v1/payouts")).json()["data"] == []
+    live = app.state.modes.live
+    as_test = Container(live.settings, live.engine, live.clock, live.registry, mode="test")
+    test_mode = Worker(as_test, WorkerConfig(sweep_interval=timedelta(0)))
+    await test_mode.run_once()
+    assert await _runs(uow) == [("2026-11", "approved", AUTO_APPROVER)]
+    assert len((await client.get("/v1/payouts")).json()["data"]) == 1
+    await _books_clean(uow)
+
+
+def test_each_mode_reads_its_own_auto_approve_setting() -> None:
+    live_only = load_settings(payout_auto_approve=True)
+    assert (live_only.auto_approves_payouts("live"), live_only.auto_approves_payouts("test")) == (
+        True,
+        False,
+    )
+    test_only = load_settings(test_payout_auto_approve=True)
+    assert (test_only.auto_approves_payouts("live"), test_only.auto_approves_payouts("test")) == (
+        False,
+        True,
+    )

@@ -16,7 +16,14 @@ from tests.integration.shop import post
 from tuition.clock import FrozenClock
 from tuition.services.earnings import payee_problems
 from tuition.services.ledger import verify_ledger
-from tuition.services.payouts import TAX_ZONE, PayoutDeps, run_payouts
+from tuition.services.payouts import (
+    TAX_ZONE,
+    TEST_BATCH_MARK,
+    PayoutDeps,
+    bank_batch_filename,
+    export_bank_batch,
+    run_payouts,
+)
 from tuition.simulator.app import Simulator
 from tuition.store.uow import UnitOfWork
 from tuition.worker.runner import Worker, WorkerConfig
@@ -370,4 +377,32 @@ async def test_two_payout_runs_at_once_pay_each_payee_once(
     )
     assert sum(len(r.paid) for r in runs) == 1
     assert (await _balance(client, seller["creator"]))["in_payout"] == 420000
+    await _books_clean(uow)
+
+
+async def test_a_test_mode_bank_batch_is_marked_as_test_in_its_name_and_every_row(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],
+    uow: UnitOfWork,
+) -> None:
+    await _sell(app, client, gateway, clock, seller, "u_1")
+    await _bank(client, seller["creator"])
+    payout = await post(client, "/v1/payouts", {"payee_id": seller["creator"], "currency": "CNY"})
+    text = await export_bank_batch(uow, deps=PayoutDeps(clock=clock, mode="test"))
+    assert text.splitlines() == [
+        "test_mode,payout_id,payee_name,account,currency,amount",
+        f"{TEST_BATCH_MARK},{payout['id']},Bo,{ACCOUNT},CNY,4200.00",
+    ]
+    assert "DO NOT SEND" in TEST_BATCH_MARK
+    name = bank_batch_filename("test", clock.now())
+    assert name.startswith("TEST-MODE-DO-NOT-SEND-bank-batch-")
+    assert name.endswith(".csv")
+    assert bank_batch_filename("live", clock.now()).startswith("bank-batch-")
+    # Over the API (this test's store is live mode's): a live file, named and flagged so.
+    live = (await client.post("/v1/payouts/bank_batch")).json()
+    assert (live["livemode"], live["payouts"]) == (True, 0)
+    assert live["filename"].startswith("bank-batch-")
     await _books_clean(uow)

@@ -285,6 +285,18 @@ async def test_referral_codes_are_checked_when_the_order_is_placed(
     own = await _order(client, referral, "li_self", code="LI2026")
     assert own.status_code == 422, own.text
     assert own.json()["error"]["code"] == "referral_self"
+    # Zhou recruited Qian: Zhou buying through Qian's code would earn Zhou's own level 2.
+    zhou = await post(
+        client, "/v1/promoters", {"name": "Zhou", "code": "ZHOU", "customer_id": "zhou_self"}
+    )
+    await post(
+        client, "/v1/promoters", {"name": "Qian", "code": "QIAN", "recruited_by": zhou["id"]}
+    )
+    level2 = await _order(client, referral, "zhou_self", code="QIAN")
+    assert level2.status_code == 422, level2.text
+    error = level2.json()["error"]
+    assert (error["code"], error["param"]) == ("referral_self", "referral_code")
+    assert "level 2" in error["message"]
     async with uow:
         assert (await uow.conn.execute(select(order_commissions))).first() is None
     listed = (await client.get("/v1/orders", params={"customer_id": "li_self"})).json()

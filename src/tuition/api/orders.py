@@ -71,6 +71,12 @@ class OrderCreate(BaseModel):
         pattern=r"^[A-Za-z0-9_-]{1,64}$",
         description="A promoter's referral code: its commissions are fixed with the order",
     )
+    partner_id: str | None = Field(
+        default=None,
+        pattern=r"^pye_[A-Za-z0-9]{1,36}$",
+        description="The partner platform (pye_…) that sold the order: its share per its "
+        "agreement is fixed with the order and settled in its currency",
+    )
     tax_region: str | None = Field(
         default=None, pattern=r"^[A-Za-z0-9_-]{1,32}$", description="e.g. CN; case-insensitive"
     )
@@ -126,6 +132,9 @@ class OrderOut(BaseModel):
     coupon_code: str | None
     referral_code: str | None = Field(
         default=None, description="The promoter's referral code the order was placed with"
+    )
+    partner_id: str | None = Field(
+        default=None, description="The partner platform that sold the order"
     )
     tax_region: str | None
     pricing: dict[str, Any] = Field(description="Every pricing step, as computed")
@@ -203,6 +212,7 @@ def order_out(order: OrderRecord, settings: Settings | None = None) -> OrderOut:
         amount_refunded=order.amount_refunded,
         coupon_code=order.coupon_code,
         referral_code=order.referral_code,
+        partner_id=order.partner_id,
         tax_region=order.tax_region,
         pricing=order.pricing,
         surface=order.surface,
@@ -259,6 +269,7 @@ def _policy(container: ContainerDep) -> order_service.OrderPolicy:
         channel_fee_rates=settings.channel_fee_rates,
         fx_markup=settings.fx_markup,
         risk=settings.risk_thresholds(),
+        rates=container.rate_source(),
     )
 
 
@@ -280,6 +291,7 @@ async def create_order(body: OrderCreate, container: ContainerDep) -> OrderOut:
         items=tuple(order_service.ItemRequest(i.product_id, i.quantity) for i in body.items),
         coupon_code=body.coupon_code,
         referral_code=body.referral_code,
+        partner_id=body.partner_id,
         tax_region=body.tax_region.upper() if body.tax_region else None,
         surcharge_channel=body.surcharge_channel,
         return_url=body.return_url,

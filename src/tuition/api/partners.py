@@ -12,7 +12,7 @@ from typing import Annotated
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, Field
 
-from tuition.api.deps import ContainerDep
+from tuition.api.deps import ActorDep, ContainerDep
 from tuition.api.payees import PayeeIdPath
 from tuition.api.routing import v1_router
 from tuition.api.schemas_catalog import Body, Name, RateText, rate
@@ -79,7 +79,9 @@ def _out(payee: PayeeRecord, partner: PartnerRecord) -> PartnerOut:
     response_model=PartnerOut,
     summary="Register a partner platform (a payee of kind partner) with its agreement",
 )
-async def create_partner(body: PartnerCreate, container: ContainerDep) -> PartnerOut:
+async def create_partner(
+    body: PartnerCreate, container: ContainerDep, actor: ActorDep
+) -> PartnerOut:
     payee, partner = await partner_service.create_partner(
         container.uow(),
         partner_service.NewPartner(
@@ -89,6 +91,7 @@ async def create_partner(body: PartnerCreate, container: ContainerDep) -> Partne
             tax_profile=body.tax_profile,
         ),
         at=container.clock.now(),
+        actor=actor,
     )
     return _out(payee, partner)
 

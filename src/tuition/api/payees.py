@@ -60,6 +60,18 @@ class PayeeBalanceOut(BaseModel):
     balances: list[BalanceOut]
 
 
+class SettlementOut(BaseModel):
+    currency: str = Field(description="The partner's currency")
+    amount: int = Field(description="The released share converted, minor units")
+    clawed_back: int = Field(description="Taken back since by refunds, in this currency")
+    from_currency: str
+    from_amount: int = Field(description="What was released, in the sale's currency")
+    rate: Decimal = Field(description="Units of the partner's currency per unit of the sale's")
+    rate_source: str = Field(description="Where the rate came from")
+    rate_at: datetime = Field(description="The time the rate is for")
+    settled_at: datetime
+
+
 class EarningOut(BaseModel):
     id: str
     object: str = "earning"
@@ -78,6 +90,11 @@ class EarningOut(BaseModel):
     release_at: datetime
     released_at: datetime | None
     created_at: datetime
+    settlement: SettlementOut | None = Field(
+        default=None,
+        description="A partner's earning once released: converted into the partner's "
+        "currency at a recorded rate (null before, and for every other payee)",
+    )
 
 
 class EarningList(BaseModel):
@@ -116,6 +133,19 @@ def _earning_out(view: EarningView) -> EarningOut:
         release_at=view.release_at,
         released_at=view.released_at,
         created_at=e.created_at,
+        settlement=None
+        if view.settlement is None
+        else SettlementOut(
+            currency=view.settlement.currency,
+            amount=view.settlement.amount,
+            clawed_back=view.settlement.clawed,
+            from_currency=view.settlement.from_currency,
+            from_amount=view.settlement.from_amount,
+            rate=view.settlement.rate,
+            rate_source=view.settlement.rate_source,
+            rate_at=view.settlement.rate_at,
+            settled_at=view.settlement.created_at,
+        ),
     )
 
 
@@ -167,7 +197,7 @@ async def list_earnings(
 
 
 class StatementLineOut(BaseModel):
-    kind: str = Field(description="earning, clawback, tax or payout")
+    kind: str = Field(description="earning, clawback, tax, payout or conversion")
     amount: int = Field(description="Signed minor units: + owed more, - owed less")
     occurred_at: datetime
     order_id: str | None
@@ -186,7 +216,14 @@ class StatementOut(BaseModel):
     clawbacks: int
     payouts: int
     tax: int
-    closing_balance: int = Field(description="opening + earnings + clawbacks + payouts + tax")
+    conversions: int = Field(
+        default=0,
+        description="A partner's shares converted between the sale's currency and its own "
+        "(this currency's side of each conversion)",
+    )
+    closing_balance: int = Field(
+        description="opening + earnings + clawbacks + payouts + tax + conversions"
+    )
     lines: list[StatementLineOut]
 
 
@@ -228,6 +265,7 @@ async def get_statement(
         clawbacks=statement.total("clawback"),
         payouts=statement.total("payout"),
         tax=statement.total("tax"),
+        conversions=statement.total("conversion"),
         closing_balance=statement.closing,
         lines=[
             StatementLineOut(

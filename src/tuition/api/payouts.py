@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from tuition.api.deps import ApiKeyDep, ContainerDep
+from tuition.api.deps import ActorDep, ApiKeyDep, ContainerDep
 from tuition.api.fields import NoNul
 from tuition.api.listing import Page, page_of
 from tuition.api.payees import PayeeIdPath, PayeeOut, payee_out
@@ -72,6 +72,10 @@ class PayoutList(BaseModel):
 
 class BankBatchOut(BaseModel):
     object: str = "bank_batch"
+    livemode: bool = Field(description="False: a test mode file, never to be sent to a bank")
+    filename: str = Field(
+        description="The name to save it under; a test mode file's starts TEST-MODE-DO-NOT-SEND"
+    )
     payouts: int = Field(description="Payouts in the file, now processing")
     csv: str
 
@@ -131,7 +135,9 @@ def _out(p: PayoutRecord) -> PayoutOut:
     "month's total less what was withheld). 409 `insufficient_available` when available "
     "does not cover the amount; 422 `payout_below_minimum` below the minimum.",
 )
-async def create_payout(body: PayoutIn, container: ContainerDep, key: ApiKeyDep) -> PayoutOut:
+async def create_payout(
+    body: PayoutIn, container: ContainerDep, key: ApiKeyDep, actor: ActorDep
+) -> PayoutOut:
     cmd = payout_service.CreatePayout(
         payee_id=body.payee_id,
         currency=body.currency,
@@ -139,7 +145,7 @@ async def create_payout(body: PayoutIn, container: ContainerDep, key: ApiKeyDep)
         requested_by=f"api_key:{key.id}",
     )
     deps = payout_deps(container)
-    payout = await payout_service.create_payout(cmd, container.uow(), deps=deps)
+    payout = await payout_service.create_payout(cmd, container.uow(), deps=deps, actor=actor)
     if payout.method != PayoutMethod.BANK.value:
         # Best effort: a timeout or crash here leaves the job to send or query it.
         await payout_service.submit_payout(container.uow(), payout.id, deps=deps)
@@ -173,9 +179,15 @@ async def list_payouts(
     response_model=BankBatchOut,
     summary="Export pending bank payouts as a batch file; they become processing",
 )
-async def bank_batch(container: ContainerDep) -> BankBatchOut:
-    text = await payout_service.export_bank_batch(container.uow(), deps=payout_deps(container))
-    return BankBatchOut(payouts=text.count("\n") - 1, csv=text)
+async def bank_batch(container: ContainerDep, actor: ActorDep) -> BankBatchOut:
+    deps = payout_deps(container)
+    text = await payout_service.export_bank_batch(container.uow(), deps=deps, actor=actor)
+    return BankBatchOut(
+        livemode=container.mode == "live",
+        filename=payout_service.bank_batch_filename(container.mode, deps.clock.now()),
+        payouts=text.count("\n") - 1,
+        csv=text,
+    )
 
 
 @router.post(
@@ -184,11 +196,15 @@ async def bank_batch(container: ContainerDep) -> BankBatchOut:
     summary="Record that the bank paid a processing payout, with its reference",
 )
 async def mark_paid(
-    payout_id: PayoutIdPath, body: MarkPaidIn, container: ContainerDep
+    payout_id: PayoutIdPath, body: MarkPaidIn, container: ContainerDep, actor: ActorDep
 ) -> PayoutOut:
     return _out(
         await payout_service.mark_paid(
-            container.uow(), payout_id, reference=body.reference, deps=payout_deps(container)
+            container.uow(),
+            payout_id,
+            reference=body.reference,
+            deps=payout_deps(container),
+            actor=actor,
         )
     )
 
@@ -199,7 +215,7 @@ async def mark_paid(
     summary="Record that a payout failed (or, once paid, was returned): money back to available",
 )
 async def mark_failed(
-    payout_id: PayoutIdPath, body: MarkFailedIn, container: ContainerDep
+    payout_id: PayoutIdPath, body: MarkFailedIn, container: ContainerDep, actor: ActorDep
 ) -> PayoutOut:
     return _out(
         await payout_service.mark_failed(
@@ -208,6 +224,7 @@ async def mark_failed(
             code=body.code,
             message=body.message,
             deps=payout_deps(container),
+            actor=actor,
         )
     )
 
@@ -218,7 +235,7 @@ async def mark_failed(
     summary="Change a payee's name, tax profile or payout details",
 )
 async def update_payee(
-    payee_id: PayeeIdPath, body: PayeeUpdateIn, container: ContainerDep
+    payee_id: PayeeIdPath, body: PayeeUpdateIn, container: ContainerDep, actor: ActorDep
 ) -> PayeeOut:
     payee = await earnings_service.update_payee(
         container.uow(),
@@ -228,6 +245,7 @@ async def update_payee(
         tax_profile=body.tax_profile,
         payout_method=body.payout_method.value if body.payout_method else None,
         payout_account=body.payout_account,
+        actor=actor,
     )
     return payee_out(payee)
 

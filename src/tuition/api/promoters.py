@@ -10,7 +10,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path
 from pydantic import BaseModel, Field
 
-from tuition.api.deps import ContainerDep
+from tuition.api.deps import ActorDep, ContainerDep
 from tuition.api.fields import CustomerId
 from tuition.api.listing import Page, page_of
 from tuition.api.payees import PayeeIdPath
@@ -80,7 +80,9 @@ def _out(payee: PayeeRecord, promoter: PromoterRecord) -> PromoterOut:
     description="409 `referral_code_taken` for a code another promoter has; 422 "
     "`promoter_not_found` for an unknown `recruited_by`.",
 )
-async def create_promoter(body: PromoterCreate, container: ContainerDep) -> PromoterOut:
+async def create_promoter(
+    body: PromoterCreate, container: ContainerDep, actor: ActorDep
+) -> PromoterOut:
     payee, promoter = await commission_service.create_promoter(
         container.uow(),
         commission_service.NewPromoter(
@@ -91,6 +93,7 @@ async def create_promoter(body: PromoterCreate, container: ContainerDep) -> Prom
             tax_profile=body.tax_profile,
         ),
         at=container.clock.now(),
+        actor=actor,
     )
     return _out(payee, promoter)
 
@@ -149,7 +152,7 @@ def _commission_out(setting: ProductCommission) -> CommissionOut:
     "`commission_exceeds_share` when the bearer's share cannot.",
 )
 async def put_commission(
-    product_id: ProductId, body: CommissionPut, container: ContainerDep
+    product_id: ProductId, body: CommissionPut, container: ContainerDep, actor: ActorDep
 ) -> CommissionOut:
     setting = await commission_service.set_product_commission(
         container.uow(),
@@ -157,6 +160,7 @@ async def put_commission(
         rates=CommissionRates(rate(body.level1, param="level1"), rate(body.level2, param="level2")),
         bearer=body.bearer,
         at=container.clock.now(),
+        actor=actor,
     )
     return _commission_out(setting)
 

@@ -222,6 +222,16 @@ class SubscriptionCreate(BaseModel):
     coupon_code: str | None = Field(default=None, pattern=r"^[A-Za-z0-9_-]{1,64}$")
     currency: str | None = Field(default=None, min_length=3, max_length=3)
     metadata: Metadata = Field(default_factory=dict)
+    referral_code: str | None = Field(
+        default=None,
+        pattern=r"^[A-Za-z0-9_-]{1,64}$",
+        description="A promoter's referral code: the first order and every renewal carry it",
+    )
+    partner_id: str | None = Field(
+        default=None,
+        pattern=r"^pye_[A-Za-z0-9]{1,36}$",
+        description="The partner platform that sold it: every order of it is partner-sold",
+    )
 
 
 class PeriodOrderOut(BaseModel):
@@ -395,6 +405,8 @@ async def create_subscription(body: SubscriptionCreate, container: ContainerDep)
         coupon_code=body.coupon_code,
         currency=body.currency.upper() if body.currency else None,
         metadata=body.metadata,
+        referral_code=body.referral_code,
+        partner_id=body.partner_id,
     )
     made = await subscription_service.create_subscription(
         cmd, container.uow(), deps=_deps(container)

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from decimal import ROUND_HALF_UP, Decimal
 from enum import StrEnum
 
 from tuition.domain.errors import ValidationFailed
+from tuition.domain.ledger import AccountKind, AccountRef, JournalEntry, Posting, build_entry
 from tuition.domain.money import allocate, allocate_by_ratios, get_currency
 
 _ZERO, _ONE = Decimal(0), Decimal(1)
@@ -172,3 +174,62 @@ def convert(amount: int, base: str, quote: str, rate: Decimal) -> int:
         raise ValidationFailed("an amount must be an int of minor units", param="amount")
     scale = Decimal(10) ** (get_currency(quote).exponent - get_currency(base).exponent)
     return int((Decimal(amount) * rate * scale).quantize(_ONE, rounding=ROUND_HALF_UP))
+
+
+def settled_take(take: int, left_from: int, left_to: int) -> int:
+    """What a refund taking ``take`` of the ``left_from`` a partner still holds of an
+    earning in the sale's currency takes of the ``left_to`` it holds in its own currency:
+    pro rata, rounded half up, and everything that is left when the refund takes all, so
+    the takes of any sequence of refunds sum exactly to what was settled."""
+    if type(take) is not int or not 0 <= take <= left_from:
+        raise ValidationFailed(f"a take of {take} is outside 0..{left_from}", param="amount")
+    if take == left_from:
+        return left_to
+    share = (Decimal(take) * Decimal(left_to) / Decimal(left_from)).quantize(
+        _ONE, rounding=ROUND_HALF_UP
+    )
+    return min(int(share), left_to)
+
+
+def payable_conversion_entry(
+    source: str,
+    payee_id: str,
+    *,
+    from_currency: str,
+    from_amount: int,
+    to_currency: str,
+    to_amount: int,
+    occurred_at: datetime,
+) -> JournalEntry:
+    """Move what a payee is owed (``creator_payable``, a liability) from one currency into
+    another through the ``fx_conversion`` account of each currency: ``from_amount`` less
+    owed in ``from_currency``, ``to_amount`` more in ``to_currency`` (the amounts at a
+    recorded rate). Each currency balances on its own; the FX accounts carry the position.
+    A refund taking back a converted share moves the other way (swap the sides)."""
+    if from_currency == to_currency:
+        raise ValidationFailed("a conversion needs two currencies", param="currency")
+    if (
+        type(from_amount) is not int
+        or type(to_amount) is not int
+        or from_amount < 0
+        or to_amount < 0
+        or not from_amount + to_amount
+    ):
+        raise ValidationFailed("a conversion moves a positive amount", param="amount")
+    postings = []
+    if from_amount:  # a side that rounds to nothing has no postings
+        postings += [
+            Posting(AccountRef(AccountKind.CREATOR_PAYABLE, from_currency, payee_id), from_amount),
+            Posting(AccountRef(AccountKind.FX_CONVERSION, from_currency), -from_amount),
+        ]
+    if to_amount:
+        postings += [
+            Posting(AccountRef(AccountKind.FX_CONVERSION, to_currency), to_amount),
+            Posting(AccountRef(AccountKind.CREATOR_PAYABLE, to_currency, payee_id), -to_amount),
+        ]
+    return build_entry(
+        source,
+        f"{payee_id}'s share converted from {from_currency} to {to_currency}",
+        postings,
+        occurred_at,
+    )

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 
+from tuition.clock import FrozenClock
 from tuition.domain.catalog import ProductKind
 from tuition.domain.commissions import (
     CommissionBearer,
@@ -25,6 +26,8 @@ from tuition.domain.earnings import EarningRole, PayeeKind, TaxProfile
 from tuition.domain.errors import Conflict, NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.ledger import creator_shares
+from tuition.services import audit
+from tuition.services.audit import Actor
 from tuition.store.commissions import LineCommission, ProductCommission, PromoterRecord
 from tuition.store.earnings import PayeeRecord
 from tuition.store.orders import LineRecord, OrderRecord
@@ -43,7 +46,7 @@ class NewPromoter:
 
 
 async def create_promoter(
-    uow: UnitOfWork, cmd: NewPromoter, *, at: datetime
+    uow: UnitOfWork, cmd: NewPromoter, *, at: datetime, actor: Actor = audit.SYSTEM
 ) -> tuple[PayeeRecord, PromoterRecord]:
     """A payee of kind promoter with its referral code (UNIQUE: 409
     ``referral_code_taken``) and, optionally, the promoter who recruited it."""
@@ -78,6 +81,14 @@ async def create_promoter(
                 code="referral_code_taken",
                 param="code",
             )
+        await audit.record(
+            uow.conn,
+            actor,
+            "promoter.created",
+            payee.id,
+            clock=FrozenClock(at),
+            after={"name": name, "code": cmd.code, "recruited_by": cmd.recruited_by},
+        )
         uow.outcome(payee.id)
         await uow.commit()
     return payee, promoter
@@ -113,6 +124,7 @@ async def set_product_commission(
     rates: CommissionRates,
     bearer: CommissionBearer,
     at: datetime,
+    actor: Actor = audit.SYSTEM,
 ) -> ProductCommission:
     """Set a product's promoter commissions; refused (422 ``commission_exceeds_share``)
     when the bearer's share at the product's revenue share cannot pay them."""
@@ -135,9 +147,27 @@ async def set_product_commission(
             referral=Referral("l1", "l2"),
         )
         setting = ProductCommission(product_id, rates, bearer, at)
+        before = (await uow.commissions.of_products([product_id])).get(product_id)
         await uow.commissions.set_product(setting)
+        await audit.record(
+            uow.conn,
+            actor,
+            "product.commission_set",
+            product_id,
+            clock=FrozenClock(at),
+            before=None if before is None else _commission_facts(before),
+            after=_commission_facts(setting),
+        )
         await uow.commit()
     return setting
+
+
+def _commission_facts(setting: ProductCommission) -> dict[str, str]:
+    return {
+        "level1": str(setting.rates.level1),
+        "level2": str(setting.rates.level2),
+        "bearer": setting.bearer.value,
+    }
 
 
 async def product_commission(uow: UnitOfWork, product_id: str) -> ProductCommission | None:
@@ -162,7 +192,7 @@ async def referral_lines(
     """Inside the unit of work placing an order: the split of each line whose product
     pays commissions, for the promoter of ``code`` (level 1) and its recruiter (level 2).
     An unknown code is 422 ``referral_code_unknown``; a buyer who is the code's promoter
-    is 422 ``referral_self``."""
+    or its recruiter (level 2) is 422 ``referral_self``."""
     level1 = await uow.commissions.promoter_by_code(code)
     if level1 is None:
         raise ValidationFailed(
@@ -180,6 +210,13 @@ async def referral_lines(
     recruiter = None
     if level1.recruited_by is not None:
         recruiter = await uow.commissions.promoter(level1.recruited_by)
+    if recruiter is not None and recruiter.customer_id == customer_id:
+        raise ValidationFailed(
+            f"customer {customer_id} recruited the promoter of the referral code "
+            f"{code!r} (its level 2): a buyer cannot earn a commission on their own order",
+            code="referral_self",
+            param="referral_code",
+        )
     referral = Referral(level1.payee_id, recruiter.payee_id if recruiter else None)
     if referral.level2 == referral.level1:
         referral = Referral(referral.level1, None)
@@ -225,9 +262,10 @@ class LineShare:
 
 async def line_shares(uow: UnitOfWork, order: OrderRecord) -> list[LineShare]:
     """Every payee's share of each line: the creator's (one per line, in line order,
-    zero for a top-up), then each referred line's promoters'. A line's creator share
-    is its rate of the line (net of tax) unless the order was referred, when it is the
-    split fixed with the order."""
+    zero for a top-up), then each referred line's promoters', then a partner-sold
+    order's partner's. A line's creator share is its rate of the line (net of tax)
+    unless the order was referred, when it is the split fixed with the order; the
+    partner's share, fixed with the order too, comes out of the platform's part."""
     referred = {} if order.referral_code is None else await uow.commissions.of_order(order.id)
     nets = [
         0 if line.kind == ProductKind.TOPUP.value else line.total - line.tax - line.surcharge
@@ -275,7 +313,16 @@ async def line_shares(uow: UnitOfWork, order: OrderRecord) -> list[LineShare]:
                     split.level2_amount,
                 )
             )
-    return creators + promoters
+    partners = []
+    if order.partner_id is not None:
+        from tuition.store.partner_settlements import PartnerSettlementRepository
+
+        fixed = await PartnerSettlementRepository(uow.conn).shares_of_order(order.id)
+        partners = [
+            LineShare(s.line_index, s.partner_id, EarningRole.PARTNER, s.rate, s.amount)
+            for _, s in sorted(fixed.items())
+        ]
+    return creators + promoters + partners
 
 
 def per_line(shares: Sequence[LineShare]) -> dict[int, int]:

@@ -10,10 +10,10 @@ written together or not at all.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 
-from tuition.clock import Clock
+from tuition.clock import Clock, FrozenClock
 from tuition.domain.earnings import (
     DEFAULT_HOLD,
     EarningRole,
@@ -22,13 +22,23 @@ from tuition.domain.earnings import (
     HoldStatus,
     TaxProfile,
     hold_transition,
+    mask_account,
     release_entry,
 )
 from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
-from tuition.domain.ledger import AccountKind, AccountRef
+from tuition.domain.ledger import AccountKind, AccountRef, JournalEntry
 from tuition.domain.money import allocate
+from tuition.services import audit
+from tuition.services.audit import Actor
 from tuition.services.commissions import LineShare
+from tuition.services.partners import (
+    RateSource,
+    StoredRates,
+    claw_back_settled,
+    settle_released,
+    settlements,
+)
 from tuition.store.earnings import EarningRecord, EarningView, PayeeRecord
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentRecord
@@ -138,6 +148,7 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> C
     # Read under the hold's row lock: every earlier refund's take is counted.
     rows = await uow.earnings.of_payment(earned_by)
     by_line: dict[int, list[tuple[str, int]]] = {}
+    conversions: list[JournalEntry] = []
     for line in parts:
         held = sorted(
             (r for r in rows if r.line_index == line.line_index),
@@ -158,10 +169,30 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> C
                     f"than {row.payee_id} earned"
                 )
             if take and not pending:  # after the hold: from available, may go below zero
-                await uow.payouts.add_available(row.payee_id, refund.currency, -take, at)
+                # A partner's share was converted when released: it gives back in its
+                # own currency, at the rate it was settled at.
+                settled = None
+                if row.role == EarningRole.PARTNER.value:
+                    settled = await claw_back_settled(
+                        uow,
+                        row,
+                        take,
+                        source=f"partner_clawback:{refund.id}:{line.line_index}:{row.payee_id}",
+                        at=at,
+                    )
+                if settled is None:
+                    await uow.payouts.add_available(row.payee_id, refund.currency, -take, at)
+                else:
+                    settled_in, given, conversion = settled
+                    if given:
+                        await uow.payouts.add_available(row.payee_id, settled_in, -given, at)
+                    conversions.append(conversion)
         by_line[line.line_index] = [
             (row.payee_id, take) for row, take in zip(held, taken, strict=True) if take
         ]
+    # Balances first, then the journal: the lock order of every money path.
+    for conversion in conversions:
+        await uow.ledger.post(conversion, at=at)
     payees = frozenset(p for split in by_line.values() for p, _ in split)
     return Clawback(by_line, payees if pending else frozenset())
 
@@ -169,30 +200,36 @@ async def claw_back(uow: UnitOfWork, refund: RefundRecord, *, at: datetime) -> C
 _ROLE_ORDER = {role: n for n, role in enumerate(EarningRole)}
 
 
-async def release_earnings(uow: UnitOfWork, payment_id: str, *, clock: Clock) -> datetime | None:
-    """Make a payment's held earnings available once its hold ends (the worker job).
+async def release_earnings(
+    uow: UnitOfWork, payment_id: str, *, clock: Clock, rates: RateSource | None = None
+) -> datetime | None:
+    """Make a payment's held earnings available once its hold ends (the worker job); a
+    partner's share is converted into its currency then, at the rate ``rates`` gives
+    (default: the rates recorded through ``PUT /v1/fx_rates``).
 
     Returns when to look again if the hold has not ended. Safe to run twice or in two
     workers at once: the hold moves by compare-and-set and the entry's source is UNIQUE.
     """
-    later, _released = await _release(uow, payment_id, clock=clock)
+    later, _released = await _release(uow, payment_id, clock=clock, rates=rates)
     return later
 
 
-async def release_due(uow: UnitOfWork, *, clock: Clock, limit: int = 500) -> int:
+async def release_due(
+    uow: UnitOfWork, *, clock: Clock, limit: int = 500, rates: RateSource | None = None
+) -> int:
     """Release every hold that has ended (a sweep beside the per-payment jobs); how many
     this call released."""
     async with uow:
         due = await uow.earnings.due_holds(clock.now(), limit=limit)
     released = 0
     for payment_id in due:
-        _later, moved = await _release(uow, payment_id, clock=clock)
+        _later, moved = await _release(uow, payment_id, clock=clock, rates=rates)
         released += moved
     return released
 
 
 async def _release(
-    uow: UnitOfWork, payment_id: str, *, clock: Clock
+    uow: UnitOfWork, payment_id: str, *, clock: Clock, rates: RateSource | None = None
 ) -> tuple[datetime | None, bool]:
     async with uow:
         hold = await uow.earnings.hold(payment_id)
@@ -211,14 +248,24 @@ async def _release(
             [HeldEarning(r.payee_id, r.amount, r.clawed_pending) for r in rows],
             occurred_at=now,
         )
-        released: dict[str, int] = {}
-        for r in rows:
-            released[r.payee_id] = released.get(r.payee_id, 0) + r.amount - r.clawed_pending
-        for payee_id, amount in sorted(released.items()):
-            if amount:  # nets a negative balance left by an earlier clawback
-                await uow.payouts.add_available(payee_id, hold.currency, amount, now)
+        # A partner's share becomes its currency's, at the rate in force now.
+        plan = await settle_released(
+            uow,
+            payment_id=payment_id,
+            currency=hold.currency,
+            released=[(r, r.amount - r.clawed_pending) for r in rows],
+            at=now,
+            rates=rates or StoredRates(),
+        )
+        for payee_id, amounts in sorted(plan.gains.items()):
+            for currency, amount in sorted(amounts.items()):
+                if amount:  # nets a negative balance left by an earlier clawback
+                    await uow.payouts.add_available(payee_id, currency, amount, now)
         if entry is not None:
             await uow.ledger.post(entry, at=now)
+        for conversion in plan.entries:
+            await uow.ledger.post(conversion, at=now)
+        await settlements(uow).add_settlements(plan.records)
         await uow.events.emit(
             "earnings.released",
             payment_id,
@@ -286,8 +333,10 @@ async def update_payee(
     tax_profile: TaxProfile | None = None,
     payout_method: str | None = None,
     payout_account: str | None = None,
+    actor: Actor = audit.SYSTEM,
 ) -> PayeeRecord:
-    """Change a payee's name, tax profile or payout details (given fields only)."""
+    """Change a payee's name, tax profile or payout details (given fields only), audited
+    (the account masked)."""
     values: dict[str, str | None] = {}
     if name is not None:
         values["name"] = name
@@ -299,12 +348,31 @@ async def update_payee(
         values["payout_method"] = payout_method
         values["payout_account"] = payout_account
     async with uow:
-        await payee_of(uow, payee_id)
+        before = await payee_of(uow, payee_id)
         if values:
             await uow.earnings.update_payee(payee_id, at, **values)
         payee = await payee_of(uow, payee_id)
+        if values:
+            await audit.record(
+                uow.conn,
+                actor,
+                "payee.updated",
+                payee_id,
+                clock=FrozenClock(at),
+                before=_payee_facts(before),
+                after=_payee_facts(payee),
+            )
         await uow.commit()
     return payee
+
+
+def _payee_facts(payee: PayeeRecord) -> dict[str, str | None]:
+    return {
+        "name": payee.name,
+        "tax_profile": payee.tax_profile,
+        "payout_method": payee.payout_method,
+        "payout_account": mask_account(payee.payout_account),
+    }
 
 
 async def earnings_of(
@@ -312,7 +380,11 @@ async def earnings_of(
 ) -> tuple[list[EarningView], bool]:
     async with uow:
         await payee_of(uow, payee_id)
-        return await uow.earnings.of_payee(payee_id, limit=limit, starting_after=starting_after)
+        page, more = await uow.earnings.of_payee(
+            payee_id, limit=limit, starting_after=starting_after
+        )
+        settled = await settlements(uow).of_earnings([v.earning.id for v in page])
+    return [replace(v, settlement=settled.get(v.earning.id)) for v in page], more
 
 
 async def payee_problems(uow: UnitOfWork) -> list[str]:

@@ -20,6 +20,7 @@ from tuition.services.commissions import referral_lines
 from tuition.services.entitlements import grant_for_order
 from tuition.services.fx import fx_record, price_catalog_in
 from tuition.services.memberships import apply_member_prices
+from tuition.services.partners import RateSource, StoredRates, partner_lines, settlements
 from tuition.services.risk import (
     holds_entitlements,
     order_subject,
@@ -60,6 +61,8 @@ class CreateOrder:
     client: Client = field(default_factory=Client)  # the buyer's ip, device, user agent
     # A promoter's referral code: its commissions are fixed with the order.
     referral_code: str | None = None
+    # The partner platform that sold the order: its share is fixed with the order.
+    partner_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,9 @@ class OrderPolicy:
     # orders (the first, plan changes, renewals) when raised; None: not assessed (Apple's
     # transactions, already paid, and the demo).
     risk: RiskPolicy | None = None
+    # Where a partner-sold order's exchange rate is looked up (Container.rate_source());
+    # None: the rates recorded through PUT /v1/fx_rates.
+    rates: RateSource | None = None
 
 
 async def create_order(
@@ -184,8 +190,21 @@ async def _create_order(
                 lines=order.lines,
                 at=now,
             )
+        partnered = []
+        if cmd.partner_id is not None:
+            partnered = await partner_lines(
+                uow,
+                order_id=order.id,
+                partner_id=cmd.partner_id,
+                currency=order.currency,
+                lines=order.lines,
+                referred=referred,
+                at=now,
+                rates=policy.rates or StoredRates(),
+            )
         await uow.orders.add(order)
         await uow.commissions.add_lines(referred)
+        await settlements(uow).add_shares(partnered)
         uow.outcome(order.id)  # what a retry with the same Idempotency-Key gets back
         if coupon_id is not None and coupon is not None:
             refused = await uow.orders.redeem_coupon(
@@ -405,4 +424,5 @@ def _order_record(
         surface=cmd.surface,
         payer=None if not cmd.payer else dict(cmd.payer),
         referral_code=cmd.referral_code,
+        partner_id=cmd.partner_id,
     )

@@ -9,20 +9,39 @@ later whatever the rates do since.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
 
-from tuition.domain.commissions import convert, partner_share
-from tuition.domain.earnings import PayeeKind, TaxProfile
+from tuition.clock import FrozenClock
+from tuition.domain.catalog import ProductKind
+from tuition.domain.commissions import (
+    convert,
+    partner_share,
+    payable_conversion_entry,
+    settled_take,
+)
+from tuition.domain.earnings import EarningRole, PayeeKind, TaxProfile
 from tuition.domain.errors import NotFound, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
+from tuition.domain.ledger import JournalEntry, creator_shares
 from tuition.domain.money import get_currency
-from tuition.store.commissions import PartnerRecord
-from tuition.store.earnings import PayeeRecord
+from tuition.logs import get_logger
+from tuition.services import audit
+from tuition.services.audit import Actor
+from tuition.store.commissions import LineCommission, PartnerRecord
+from tuition.store.earnings import EarningRecord, PayeeRecord
+from tuition.store.orders import LineRecord
+from tuition.store.partner_settlements import (
+    PartnerLineShare,
+    PartnerSettlementRepository,
+    SettlementRecord,
+)
 from tuition.store.uow import UnitOfWork
+
+log = get_logger(__name__)
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,7 +166,7 @@ class NewPartner:
 
 
 async def create_partner(
-    uow: UnitOfWork, cmd: NewPartner, *, at: datetime
+    uow: UnitOfWork, cmd: NewPartner, *, at: datetime, actor: Actor = audit.SYSTEM
 ) -> tuple[PayeeRecord, PartnerRecord]:
     """A payee of kind partner with its agreement."""
     name = cmd.name.strip()
@@ -169,6 +188,14 @@ async def create_partner(
     async with uow:
         await uow.earnings.add_payee(payee)
         await uow.commissions.add_partner(partner)
+        await audit.record(
+            uow.conn,
+            actor,
+            "partner.created",
+            payee.id,
+            clock=FrozenClock(at),
+            after={"name": name, "share": str(cmd.share), "currency": cmd.currency},
+        )
         uow.outcome(payee.id)
         await uow.commit()
     return payee, partner
@@ -205,3 +232,185 @@ async def quote_share(
             at=at,
             rates=rates,
         )
+
+
+# --- partner-sold orders --------------------------------------------------------------
+
+
+def settlements(uow: UnitOfWork) -> PartnerSettlementRepository:
+    """The partner shares and settlements repository on ``uow``'s open connection."""
+    return PartnerSettlementRepository(uow.conn)
+
+
+async def partner_lines(
+    uow: UnitOfWork,
+    *,
+    order_id: str,
+    partner_id: str,
+    currency: str,
+    lines: Sequence[LineRecord],
+    referred: Sequence[LineCommission],
+    at: datetime,
+    rates: RateSource,
+) -> list[PartnerLineShare]:
+    """Inside the unit of work placing an order a partner platform sold: the partner's
+    share of each line at its agreement's rate (of the line net of tax), out of the
+    platform's part. 422 ``partner_not_found`` for an unknown partner,
+    ``partner_share_exceeds_platform`` when the platform's part of a line (after the
+    creator and any promoters) cannot pay it, ``fx_rate_missing`` when no rate converts
+    the order's currency into the partner's (it is settled in it when the hold ends)."""
+    partner = await uow.commissions.partner(partner_id)
+    if partner is None:
+        raise ValidationFailed(
+            f"no partner platform {partner_id!r}", code="partner_not_found", param="partner_id"
+        )
+    if partner.currency != currency:
+        try:
+            await rates.rate_at(uow, currency, partner.currency, at)
+        except NotFound as exc:
+            raise ValidationFailed(
+                f"no {currency}/{partner.currency} exchange rate to settle partner "
+                f"{partner_id} in its currency; record one (PUT /v1/fx_rates) first",
+                code="fx_rate_missing",
+                param="partner_id",
+            ) from exc
+    split = {c.line_index: c for c in referred}
+    out = []
+    for line in lines:
+        if line.kind == ProductKind.TOPUP.value:
+            continue
+        net = line.total - line.tax - line.surcharge
+        commission = split.get(line.line_index)
+        if commission is None:
+            payees = creator_shares([net], [line.revenue_share])[0]
+        else:
+            payees = commission.creator_amount + commission.level1_amount + commission.level2_amount
+        share = partner_share(net, partner.share)
+        if share > net - payees:
+            raise ValidationFailed(
+                f"partner {partner_id}'s share {partner.share} of line {line.line_index} "
+                f"({share}) is more than the platform keeps of it ({net - payees})",
+                code="partner_share_exceeds_platform",
+                param="partner_id",
+            )
+        out.append(
+            PartnerLineShare(order_id, line.line_index, partner_id, partner.share, share, at)
+        )
+    return out
+
+
+@dataclass(frozen=True, slots=True)
+class ReleasePlan:
+    """What releasing a payment's hold does beyond its release entry: each payee's gain
+    of available per currency, the partners' conversion entries and their settlements.
+    The caller applies it in the usual lock order: balances first, then the journal."""
+
+    gains: dict[str, dict[str, int]]
+    entries: list[JournalEntry]
+    records: list[SettlementRecord]
+
+
+async def settle_released(
+    uow: UnitOfWork,
+    *,
+    payment_id: str,
+    currency: str,
+    released: Sequence[tuple[EarningRecord, int]],
+    at: datetime,
+    rates: RateSource,
+) -> ReleasePlan:
+    """Inside the unit of work releasing a payment's hold: each partner earning's
+    released amount converted into the partner's currency at the rate ``rates`` gives
+    for now, through the FX accounts, with the rate, its source and its time for the
+    earning; what each payee's available balance gains, per payee and currency (the
+    sale's currency for everyone else). Nothing is written here."""
+    gains: dict[str, dict[str, int]] = {}
+    entries: list[JournalEntry] = []
+    records: list[SettlementRecord] = []
+    for earning, amount in released:
+        into = gains.setdefault(earning.payee_id, {})
+        partner = None
+        if earning.role == EarningRole.PARTNER.value:
+            partner = await uow.commissions.partner(earning.payee_id)
+        if partner is None or partner.currency == currency or amount <= 0:
+            into[currency] = into.get(currency, 0) + amount
+            continue
+        try:
+            fx = await rates.rate_at(uow, currency, partner.currency, at)
+        except NotFound:
+            # Never hold everyone's earnings back for one missing rate (a setting's fixed
+            # rate removed since the sale, a coin payment): the share stays available in
+            # the sale's currency, and the operators are told.
+            log.warning(
+                "partner_settlement_rate_missing",
+                payment_id=payment_id,
+                partner_id=earning.payee_id,
+                pair=f"{currency}/{partner.currency}",
+            )
+            into[currency] = into.get(currency, 0) + amount
+            continue
+        converted = convert(amount, currency, partner.currency, fx.rate)
+        entries.append(
+            payable_conversion_entry(
+                f"partner_settlement:{payment_id}:{earning.id}",
+                earning.payee_id,
+                from_currency=currency,
+                from_amount=amount,
+                to_currency=partner.currency,
+                to_amount=converted,
+                occurred_at=at,
+            )
+        )
+        records.append(
+            SettlementRecord(
+                earning_id=earning.id,
+                payment_id=payment_id,
+                payee_id=earning.payee_id,
+                from_currency=currency,
+                from_amount=amount,
+                currency=partner.currency,
+                amount=converted,
+                clawed_from=0,
+                clawed=0,
+                rate=fx.rate,
+                rate_source=fx.source[:200],
+                rate_at=fx.at,
+                created_at=at,
+            )
+        )
+        into[partner.currency] = into.get(partner.currency, 0) + converted
+    return ReleasePlan(gains, entries, records)
+
+
+async def claw_back_settled(
+    uow: UnitOfWork,
+    earning: EarningRecord,
+    take: int,
+    *,
+    source: str,
+    at: datetime,
+) -> tuple[str, int, JournalEntry] | None:
+    """Inside the unit of work settling a refund, after the hold: a partner earning that
+    was converted gives ``take`` (in the sale's currency) back out of its own currency,
+    pro rata to what it still holds there, at the rate it was settled at. The currency
+    and amount its available balance loses, and the conversion entry for the caller to
+    post after changing the balance (the usual lock order); None for an earning never
+    converted."""
+    settled = (await settlements(uow).of_earnings([earning.id])).get(earning.id)
+    if settled is None:
+        return None
+    taken = settled_take(
+        take, settled.from_amount - settled.clawed_from, settled.amount - settled.clawed
+    )
+    if not await settlements(uow).claw_back(earning.id, taken_from=take, taken=taken):
+        raise AssertionError(f"refund takes back more of {earning.id} than was settled")
+    entry = payable_conversion_entry(
+        source,
+        earning.payee_id,
+        from_currency=settled.currency,
+        from_amount=taken,
+        to_currency=settled.from_currency,
+        to_amount=take,
+        occurred_at=at,
+    )
+    return settled.currency, taken, entry

@@ -35,6 +35,7 @@ from tuition.domain.payments import PaymentStatus, RefundStatus
 from tuition.domain.risk import RiskPolicy
 from tuition.domain.wallet import WALLET_CHANNEL
 from tuition.services.channel_choice import note_call
+from tuition.services.partners import RateSource
 from tuition.services.refund_settlement import apply_refund_state
 from tuition.services.risk import payment_subject, refusing, screen_payment
 from tuition.services.settlement import apply_payment_state
@@ -88,6 +89,9 @@ class PaymentDeps:
     risk: RiskPolicy = RiskPolicy.NONE
     # When a channel's calls keep failing, it is skipped for a while (channel choice).
     breaker: Breaker = field(default_factory=Breaker)
+    # Where a partner's share takes its exchange rate when released (Container.rate_source());
+    # None: the rates recorded through PUT /v1/fx_rates.
+    fx_rates: RateSource | None = None
 
     @property
     def coin_spend_order(self) -> SpendOrder:

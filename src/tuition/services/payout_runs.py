@@ -17,7 +17,7 @@ from __future__ import annotations
 import contextlib
 from dataclasses import dataclass
 
-from tuition.domain.earnings import TaxProfile
+from tuition.domain.earnings import TaxProfile, mask_account
 from tuition.domain.errors import Conflict, NotFound, TuitionError, ValidationFailed
 from tuition.domain.ids import Prefix, new_id
 from tuition.domain.payouts import GIVEN_BACK, PayoutMethod
@@ -45,6 +45,12 @@ class RunView:
     items: list[RunItemRecord]
     payouts: dict[str, PayoutRecord]  # the items' payouts, by id
     names: dict[str, str]  # payee names, by id
+    # Payees whose payout details differ now from those the run was approved with.
+    changed: frozenset[str] = frozenset()
+
+    def approved_to(self, item: RunItemRecord) -> str | None:
+        """The account (masked) an approved item pays to, whatever the payee's says now."""
+        return mask_account(item.payout_account)
 
     @property
     def total(self) -> dict[str, int]:
@@ -164,6 +170,14 @@ async def approve_run(uow: UnitOfWork, run_id: str, *, operator: str, deps: Payo
             )
         if not await uow.payout_runs.approve(run_id, operator=operator, at=now):
             raise Conflict(f"payout run {run_id} changed meanwhile", code="payout_run_changed")
+        # The payout details approved are the ones paid to: a payee's account changed
+        # after approval does not redirect the run's money.
+        accounts: dict[str, tuple[str, str]] = {}
+        for item in await uow.payout_runs.items(run_id):
+            payee = await uow.earnings.payee(item.payee_id)
+            if payee is not None and payee.payout_method and payee.payout_account:
+                accounts[payee.id] = (payee.payout_method, payee.payout_account)
+        await uow.payout_runs.snapshot_accounts(run_id, accounts)
         await uow.events.emit(
             "payout_run.approved", run_id, {"id": run_id, "approved_by": operator}, at=now
         )
@@ -183,7 +197,12 @@ async def execute_run(uow: UnitOfWork, run_id: str, *, deps: PayoutDeps) -> RunV
         if item.status != PROPOSED:
             continue
         key = f"{item.payee_id}:{item.currency}:{run.period}"
-        await _pay_item(uow, run, item, key=key, amount=item.amount, deps=deps)
+        destination = None
+        if item.payout_method is not None and item.payout_account:
+            destination = (item.payout_method, item.payout_account)
+        await _pay_item(
+            uow, run, item, key=key, amount=item.amount, deps=deps, destination=destination
+        )
     return await view_run(uow, run_id)
 
 
@@ -217,6 +236,7 @@ async def _pay_item(
     amount: int,
     deps: PayoutDeps,
     requested_by: str | None = None,
+    destination: tuple[str, str] | None = None,
 ) -> None:
     cmd = CreatePayout(
         payee_id=item.payee_id,
@@ -224,6 +244,7 @@ async def _pay_item(
         amount=amount,
         requested_by=requested_by or f"run:{run.id}",
         run_key=key,
+        destination=destination,
     )
     try:
         payout: PayoutRecord | None = await create_payout(cmd, uow, deps=deps)
@@ -273,6 +294,7 @@ async def view_run(uow: UnitOfWork, run_id: str) -> RunView:
         items = await uow.payout_runs.items(run_id)
         payouts: dict[str, PayoutRecord] = {}
         names: dict[str, str] = {}
+        changed: set[str] = set()
         for item in items:
             if item.payout_id is not None:
                 payout = await uow.payouts.get(item.payout_id)
@@ -280,7 +302,13 @@ async def view_run(uow: UnitOfWork, run_id: str) -> RunView:
                     payouts[payout.id] = payout
             payee = await uow.earnings.payee(item.payee_id)
             names[item.payee_id] = payee.name if payee is not None else item.payee_id
-    return RunView(run, items, payouts, names)
+            if item.payout_account is not None and (
+                payee is None
+                or (payee.payout_method, payee.payout_account)
+                != (item.payout_method, item.payout_account)
+            ):
+                changed.add(item.payee_id)
+    return RunView(run, items, payouts, names, frozenset(changed))
 
 
 async def _run(uow: UnitOfWork, run_id: str) -> PayoutRunRecord:

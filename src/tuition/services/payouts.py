@@ -41,6 +41,8 @@ from tuition.domain.payouts import (
     transition,
 )
 from tuition.domain.tax import DEFAULT_TABLE, WithholdingTable, withhold
+from tuition.services import audit
+from tuition.services.audit import Actor
 from tuition.services.earnings import payee_of
 from tuition.store.payouts import PayoutRecord
 from tuition.store.uow import UnitOfWork
@@ -69,6 +71,11 @@ class CreatePayout:
     amount: int | None  # None: everything available
     requested_by: str
     run_key: str | None = None  # a scheduled run's: one payout per payee and period
+    # (method, account) to pay to: a run's as approved; None: the payee's details now.
+    destination: tuple[str, str] | None = None
+
+    def __repr__(self) -> str:  # the account stays out of logs and tracebacks
+        return f"CreatePayout(payee_id={self.payee_id!r}, currency={self.currency!r})"
 
 
 def tax_month(at: datetime) -> str:
@@ -121,7 +128,9 @@ async def run_payouts(uow: UnitOfWork, *, schedule: str, deps: PayoutDeps) -> Ru
     return RunResult(period, paid, skipped)
 
 
-async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps) -> PayoutRecord:
+async def create_payout(
+    cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps, actor: Actor | None = None
+) -> PayoutRecord:
     """Hold the amount from available, withhold the month's tax, record a pending payout.
 
     Raises NotFound (``payee_not_found``), Conflict (``payout_method_missing``,
@@ -132,13 +141,14 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
     now = deps.clock.now()
     async with uow:
         payee = await payee_of(uow, cmd.payee_id)
-        if payee.payout_method is None or not payee.payout_account:
+        method_name, account = cmd.destination or (payee.payout_method, payee.payout_account)
+        if method_name is None or not account:
             raise Conflict(
                 f"payee {payee.id} has no payout account",
                 code="payout_method_missing",
                 param="payee_id",
             )
-        method = PayoutMethod(payee.payout_method)
+        method = PayoutMethod(method_name)
         if method is not PayoutMethod.BANK:
             _transfer_channel(deps, method)
         available = await uow.payouts.lock_available(payee.id, cmd.currency, now)
@@ -174,7 +184,7 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
             tax_withheld=tax,
             tax_month=month,
             method=method.value,
-            destination=mask_account(payee.payout_account),
+            destination=mask_account(account),
             status=PayoutStatus.PENDING,
             reference=None,
             failure_code=None,
@@ -185,6 +195,7 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
             updated_at=now,
             paid_at=None,
             failed_at=None,
+            payout_account=account,
         )
         if not await uow.payouts.add(payout):
             raise Conflict(
@@ -194,6 +205,21 @@ async def create_payout(cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps)
             created_entry(payout.id, payee.id, cmd.currency, amount, tax, at=now), at=now
         )
         await uow.events.emit("payout.created", payout.id, payout_data(payout), at=now)
+        if actor is not None:  # asked for by someone (a run's payouts: the run's approval)
+            await audit.record(
+                uow.conn,
+                actor,
+                "payout.created",
+                payout.id,
+                clock=deps.clock,
+                after={
+                    "payee_id": payee.id,
+                    "currency": payout.currency,
+                    "amount": payout.amount,
+                    "tax_withheld": payout.tax_withheld,
+                    "destination": payout.destination,
+                },
+            )
         if method is not PayoutMethod.BANK:
             # Sent after commit (submit_payout); the job sends it if that never happens.
             await uow.work.enqueue(SUBMIT_JOB, payout.id, run_at=now + RECHECK, now=now)
@@ -248,7 +274,7 @@ async def submit_payout(uow: UnitOfWork, payout_id: str, *, deps: PayoutDeps) ->
                     payout_id=payout.id,
                     amount=payout.net,
                     currency=payout.currency,
-                    account=payee.payout_account or "",
+                    account=payout.payout_account or payee.payout_account or "",
                     name=payee.name,
                     title=f"payout {payout.tax_month}",
                     notify_url=_notify_url(deps, payout.method),
@@ -302,13 +328,40 @@ async def settle_transfer(
             return False
 
 
-async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
+TEST_BATCH_MARK = "TEST MODE - NOT A BANK FILE - DO NOT SEND"
+
+
+def bank_batch_filename(mode: Mode, at: datetime) -> str:
+    """The name a bank batch file is saved under: a test mode one says so first."""
+    stamp = at.astimezone(TAX_ZONE).strftime("%Y%m%d-%H%M%S")
+    if mode == "test":
+        return f"TEST-MODE-DO-NOT-SEND-bank-batch-{stamp}.csv"
+    return f"bank-batch-{stamp}.csv"
+
+
+async def export_bank_batch(
+    uow: UnitOfWork, *, deps: PayoutDeps, actor: Actor = audit.SYSTEM
+) -> str:
     """The bank batch file (CSV) of every pending bank payout, each moved to
-    ``processing``: a payout is in one batch only."""
+    ``processing``: a payout is in one batch only. Test mode's file starts with a
+    ``test_mode`` column saying it is no bank file on every row, header included, so it
+    can never pass for a real batch."""
     now = deps.clock.now()
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["payout_id", "payee_name", "account", "currency", "amount"])
+    test = deps.mode == "test"
+    mark = [TEST_BATCH_MARK] if test else []
+    exported: list[str] = []
+    writer.writerow(
+        [
+            *(["test_mode"] if test else []),
+            "payout_id",
+            "payee_name",
+            "account",
+            "currency",
+            "amount",
+        ]
+    )
     async with uow:
         pending, _more = await uow.payouts.listing(
             payee_id=None, status=PayoutStatus.PENDING, limit=10_000, starting_after=None
@@ -321,21 +374,37 @@ async def export_bank_batch(uow: UnitOfWork, *, deps: PayoutDeps) -> str:
                 payout.id, expected=PayoutStatus.PENDING, target=PayoutStatus.PROCESSING, at=now
             ):
                 continue  # exported by another run meanwhile
+            exported.append(payout.id)
             writer.writerow(
                 [
+                    *mark,
                     payout.id,
                     payee.name,
-                    payee.payout_account or "",
+                    payout.payout_account or payee.payout_account or "",
                     payout.currency,
                     format_amount(payout.net, get_currency(payout.currency)),
                 ]
+            )
+        if exported:
+            await audit.record(
+                uow.conn,
+                actor,
+                "payout.bank_batch_exported",
+                exported[0],
+                clock=deps.clock,
+                after={"payouts": exported, "test_mode": test},
             )
         await uow.commit()
     return out.getvalue()
 
 
 async def mark_paid(
-    uow: UnitOfWork, payout_id: str, *, reference: str, deps: PayoutDeps
+    uow: UnitOfWork,
+    payout_id: str,
+    *,
+    reference: str,
+    deps: PayoutDeps,
+    actor: Actor = audit.SYSTEM,
 ) -> PayoutRecord:
     if not reference.strip():
         raise ValidationFailed("the bank's reference is required", param="reference")
@@ -346,12 +415,27 @@ async def mark_paid(
         transition(payout.status, PayoutStatus.PAID)
         if not await _paid(uow, payout, reference=reference, now=now):
             raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
+        await audit.record(
+            uow.conn,
+            actor,
+            "payout.marked_paid",
+            payout_id,
+            clock=deps.clock,
+            before={"status": payout.status.value},
+            after={"status": PayoutStatus.PAID.value, "reference": reference[:200]},
+        )
         await uow.commit()
     return await _current_after(uow, payout_id)
 
 
 async def mark_failed(
-    uow: UnitOfWork, payout_id: str, *, code: str, message: str, deps: PayoutDeps
+    uow: UnitOfWork,
+    payout_id: str,
+    *,
+    code: str,
+    message: str,
+    deps: PayoutDeps,
+    actor: Actor = audit.SYSTEM,
 ) -> PayoutRecord:
     """A payout the bank or channel refused: its money is available again, with the
     reason; a payout already paid is ``returned`` instead."""
@@ -365,6 +449,15 @@ async def mark_failed(
         transition(payout.status, target)
         if not await _failed(uow, payout, code=code, message=message, now=now):
             raise Conflict(f"payout {payout_id} changed meanwhile", code="payout_changed")
+        await audit.record(
+            uow.conn,
+            actor,
+            f"payout.marked_{target.value}",
+            payout_id,
+            clock=deps.clock,
+            before={"status": payout.status.value},
+            after={"status": target.value, "code": code, "message": message[:500]},
+        )
         await uow.commit()
     return await _current_after(uow, payout_id)
 

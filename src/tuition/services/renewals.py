@@ -28,11 +28,12 @@ from dataclasses import dataclass, field, replace
 
 from tuition.clock import Clock
 from tuition.domain.catalog import period_end
-from tuition.domain.errors import Conflict, IllegalTransition, NotFound
+from tuition.domain.errors import Conflict, IllegalTransition, NotFound, ValidationFailed
 from tuition.domain.orders import OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.risk import RiskBlocked
 from tuition.domain.subscriptions import RenewalPolicy, SubscriptionStatus, transition
+from tuition.logs import get_logger
 from tuition.services.agreements import (
     agreement_channel,
     charge_renewal,
@@ -50,6 +51,8 @@ from tuition.services.subscription_periods import event_data
 from tuition.services.subscriptions import period_order
 from tuition.store.subscriptions import SubscriptionOrder, SubscriptionRecord
 from tuition.store.uow import UnitOfWork
+
+log = get_logger(__name__)
 
 S = SubscriptionStatus
 _UNPAID_ENDS = (OrderStatus.EXPIRED, OrderStatus.CANCELLED)
@@ -150,6 +153,20 @@ async def _abandon(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDep
     return True
 
 
+# Refusals of a renewal's referral code or partner (the product's commission or revenue
+# share changed since it was sold): the renewal is placed without them instead.
+_ATTRIBUTION_REFUSALS = frozenset(
+    {
+        "referral_code_unknown",
+        "referral_self",
+        "commission_exceeds_share",
+        "partner_not_found",
+        "partner_share_exceeds_platform",
+        "fx_rate_missing",
+    }
+)
+
+
 async def prepare_renewal(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: RenewalDeps) -> bool:
     """Make the renewal order of the period after ``sub``'s current one, once.
 
@@ -171,20 +188,32 @@ async def prepare_renewal(uow: UnitOfWork, sub: SubscriptionRecord, *, deps: Ren
     now = deps.clock.now()
     # Payable until the grace period ends; the expiry job closes it after that.
     ttl = max(sub.current_period_end + deps.policy.grace - now, deps.orders.order_ttl)
-    try:
-        # Assessed by risk control as any order (deps.orders.risk): a review holds it.
-        order = await create_order(
-            CreateOrder(
-                customer_id=sub.customer_id,
-                currency=sub.currency,
-                items=(ItemRequest(product.id),),
-                metadata={"subscription_id": sub.id, "period_index": index},
-                unit_prices=unit_prices,
-            ),
-            uow,
-            clock=deps.clock,
-            policy=replace(deps.orders, order_ttl=ttl),
-        )
+    renewal = CreateOrder(
+        customer_id=sub.customer_id,
+        currency=sub.currency,
+        items=(ItemRequest(product.id),),
+        metadata={"subscription_id": sub.id, "period_index": index},
+        unit_prices=unit_prices,
+        # As the subscription was sold: its promoter's code (the split fixed anew with
+        # this order, from the product's commission setting now) and its partner.
+        referral_code=sub.referral_code,
+        partner_id=sub.partner_id,
+    )
+    policy = replace(deps.orders, order_ttl=ttl)
+    try:  # assessed by risk control as any order (deps.orders.risk): a review holds it
+        try:
+            order = await create_order(renewal, uow, clock=deps.clock, policy=policy)
+        except ValidationFailed as exc:
+            if exc.code not in _ATTRIBUTION_REFUSALS:
+                raise
+            # The renewal is never lost for its attribution: placed without it, and said.
+            log.warning("renewal_attribution_dropped", subscription_id=sub.id, code=exc.code)
+            order = await create_order(
+                replace(renewal, referral_code=None, partner_id=None),
+                uow,
+                clock=deps.clock,
+                policy=policy,
+            )
     except RiskBlocked as blocked:
         await _renewal_blocked(uow, sub, blocked, deps=deps)
         return False

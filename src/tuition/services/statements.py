@@ -11,6 +11,10 @@ entry touching them in the month is one line, traced to its order, refund or pay
     payout:…:paid       payout        (- the net paid)
     payout:…:failed     tax           (+ the tax given back; the net is available again)
     payout:…:returned   payout        (+ the gross, back from the bank)
+    partner_settlement:…  conversion  (a partner's released share leaving the sale's
+                                       currency, + arriving in the partner's)
+    partner_clawback:…    conversion  (a refund's take from a converted share: back into
+                                       the sale's currency, - out of the partner's)
 
 The release from pending to available moves nothing between owed and paid, so it shows
 in the closing split (pending / available / in payout), not as a line.
@@ -84,8 +88,24 @@ def _kind(source: str) -> tuple[str, str | None]:
         case "payout":
             payout_id, _, step = rest.partition(":")
             return ("tax" if step in ("created", "failed") else "payout"), payout_id
+        case "partner_settlement" | "partner_clawback":
+            return "conversion", None
         case _:
             return "", None
+
+
+def _traced_id(source: str) -> str:
+    """The payment or refund id a line's source names (a conversion's first part)."""
+    head, _, rest = source.partition(":")
+    return rest.partition(":")[0] if head.startswith("partner_") else rest
+
+
+def _by_payment(source: str) -> bool:
+    return source.startswith(("payment:", "partner_settlement:"))
+
+
+def _by_refund(source: str) -> bool:
+    return source.startswith(("refund:", "partner_clawback:"))
 
 
 async def statement_of(
@@ -103,11 +123,11 @@ async def statement_of(
             if amount == 0 or not kind:
                 continue
             lines.append(StatementLine(kind, source, occurred_at, -amount, payout_id=payout_id))
-        ids = [line.source.partition(":")[2] for line in lines]
+        ids = [_traced_id(line.source) for line in lines]
         orders = await statement_store.orders_of(
             uow.conn,
-            [i for i, line in zip(ids, lines, strict=True) if line.kind == "earning"],
-            [i for i, line in zip(ids, lines, strict=True) if line.kind == "clawback"],
+            [i for i, line in zip(ids, lines, strict=True) if _by_payment(line.source)],
+            [i for i, line in zip(ids, lines, strict=True) if _by_refund(line.source)],
         )
     traced = [
         StatementLine(
@@ -115,7 +135,7 @@ async def statement_of(
             line.source,
             line.occurred_at,
             line.amount,
-            order_id=orders.get(line.source.partition(":")[2]),
+            order_id=orders.get(_traced_id(line.source)),
             payout_id=line.payout_id,
         )
         for line in lines
@@ -197,7 +217,11 @@ def statement_html(statement: Statement) -> str:
             ("Clawbacks", "clawback"),
             ("Payouts", "payout"),
             ("Tax withheld", "tax"),
+            ("Currency conversions", "conversion"),
         )
+        if kind != "conversion"
+        or statement.total(kind)
+        or any(line.kind == kind for line in statement.lines)
     )
     return (
         '<!doctype html><html lang="en"><head><meta charset="utf-8">'

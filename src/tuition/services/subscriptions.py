@@ -54,6 +54,10 @@ class NewSubscription:
     coupon_code: str | None = None
     currency: str | None = None
     metadata: dict[str, Any] = field(default_factory=dict)
+    # A promoter's referral code and the partner platform that sold it: every order of
+    # the subscription (the first and each renewal) is placed with them.
+    referral_code: str | None = None
+    partner_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -143,6 +147,24 @@ def period_order(
     )
 
 
+async def _check_attribution(uow: UnitOfWork, cmd: NewSubscription) -> None:
+    """A subscription with a trial places no order yet: its referral code and partner
+    are checked now (the first order checks them again, with the split)."""
+    code = cmd.referral_code
+    if code is not None and await uow.commissions.promoter_by_code(code) is None:
+        raise ValidationFailed(
+            f"no promoter has the referral code {code!r}",
+            code="referral_code_unknown",
+            param="referral_code",
+        )
+    if cmd.partner_id is not None and await uow.commissions.partner(cmd.partner_id) is None:
+        raise ValidationFailed(
+            f"no partner platform {cmd.partner_id!r}",
+            code="partner_not_found",
+            param="partner_id",
+        )
+
+
 async def create_subscription(
     cmd: NewSubscription, uow: UnitOfWork, *, deps: SubscriptionDeps
 ) -> Subscribed:
@@ -165,6 +187,7 @@ async def create_subscription(
         product = await _membership(uow, cmd.product_id, param="product_id")
         currency = _currency(product, cmd.currency)
         first_prices = await uow.memberships.first_period_prices(product.id)
+        await _check_attribution(uow, cmd)
     record = SubscriptionRecord(
         id=new_id("sub"),
         customer_id=cmd.customer_id,
@@ -185,6 +208,8 @@ async def create_subscription(
         ended_at=None,
         created_at=now,
         updated_at=now,
+        referral_code=cmd.referral_code,
+        partner_id=cmd.partner_id,
     )
     order = None
     if not trial_days:
@@ -200,6 +225,8 @@ async def create_subscription(
                 coupon_code=cmd.coupon_code,
                 metadata={"subscription_id": record.id},
                 unit_prices=unit_prices,
+                referral_code=cmd.referral_code,
+                partner_id=cmd.partner_id,
             ),
             uow,
             clock=deps.clock,

@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.commissions import CommissionBearer, CommissionRates
@@ -165,6 +165,31 @@ class CommissionRepository:
             .order_by(order_commissions.c.line_index)
         )
         return {int(r.line_index): _line(r) for r in rows}
+
+    async def of_promoter(self, payee_id: str, *, limit: int) -> list[LineCommission]:
+        """The referred lines a promoter earns from (level 1 or 2), newest first."""
+        rows = await self.conn.execute(
+            select(order_commissions)
+            .where(
+                or_(
+                    order_commissions.c.level1_id == payee_id,
+                    order_commissions.c.level2_id == payee_id,
+                )
+            )
+            .order_by(
+                order_commissions.c.created_at.desc(),
+                order_commissions.c.order_id.desc(),
+                order_commissions.c.line_index,
+            )
+            .limit(limit)
+        )
+        return [_line(r) for r in rows]
+
+    async def recruits(self, payee_id: str) -> list[PromoterRecord]:
+        rows = await self.conn.execute(
+            select(promoters).where(promoters.c.recruited_by == payee_id).order_by(promoters.c.code)
+        )
+        return [_promoter(r) for r in rows]
 
     # --- partner platforms ----------------------------------------------------------
 

@@ -21,6 +21,7 @@ from tuition.domain.earnings import hold_days as hold_days_of
 from tuition.domain.ledger import AccountKind
 from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.earning_sql import HOLD_SQL
+from tuition.store.partner_settlements import SettlementRecord
 from tuition.store.tables import (
     creators,
     earning_holds,
@@ -82,6 +83,8 @@ class EarningView:
     status: HoldStatus
     release_at: datetime
     released_at: datetime | None
+    # A partner's earning once released: what it became in the partner's currency.
+    settlement: SettlementRecord | None = None
 
 
 _PAYEE_FIELDS = list(PayeeRecord.__dataclass_fields__)

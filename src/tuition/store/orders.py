@@ -76,6 +76,7 @@ class OrderRecord:
     # What channels need to know of the buyer: {"wechat_openid": …} for WeChat JSAPI.
     payer: dict[str, str] | None = None
     referral_code: str | None = None  # a promoter's code: its split is order_commissions
+    partner_id: str | None = None  # the partner platform that sold it: order_partner_shares
 
 
 @dataclass(frozen=True, slots=True)

@@ -38,6 +38,12 @@ class RunItemRecord:
     reason: str | None
     payout_id: str | None
     updated_at: datetime
+    # The payee's payout details as approved (None until the run is approved).
+    payout_method: str | None = None
+    payout_account: str | None = None
+
+    def __repr__(self) -> str:  # the account stays out of logs and tracebacks
+        return f"RunItemRecord(run_id={self.run_id!r}, payee_id={self.payee_id!r})"
 
 
 _RUN_FIELDS = list(PayoutRunRecord.__dataclass_fields__)
@@ -108,6 +114,15 @@ class PayoutRunRepository:
             .values(status="approved", approved_by=operator, approved_at=at, updated_at=at)
         )
         return result.rowcount == 1
+
+    async def snapshot_accounts(self, run_id: str, accounts: dict[str, tuple[str, str]]) -> None:
+        """Record each item's payee payout details (method, account) as approved."""
+        for payee_id, (method, account) in sorted(accounts.items()):
+            await self.conn.execute(
+                update(payout_run_items)
+                .where(payout_run_items.c.run_id == run_id, payout_run_items.c.payee_id == payee_id)
+                .values(payout_method=method, payout_account=account)
+            )
 
     async def settle_item(
         self,

@@ -43,6 +43,11 @@ class PayoutRecord:
     failed_at: datetime | None
     # What the payee's WeChat needs to confirm a transfer waiting for it (package_info).
     transfer_package: str | None = None
+    # Where the money goes, as it was when the payout was made (unmasked: never shown).
+    payout_account: str | None = None
+
+    def __repr__(self) -> str:  # the account stays out of logs and tracebacks
+        return f"PayoutRecord(id={self.id!r}, payee_id={self.payee_id!r}, status={self.status})"
 
     @property
     def net(self) -> int:

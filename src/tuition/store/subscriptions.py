@@ -49,6 +49,9 @@ class SubscriptionRecord:
     ended_at: datetime | None
     created_at: datetime
     updated_at: datetime
+    # Placed with each of its orders: a promoter's code and the partner that sold it.
+    referral_code: str | None = None
+    partner_id: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

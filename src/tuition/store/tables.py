@@ -240,6 +240,8 @@ orders = Table(
     Column("updated_at", UTCDateTime, nullable=False),
     # A promoter's referral code the order was placed with (order_commissions: its split).
     Column("referral_code", String(64)),
+    # The partner platform that sold the order (order_partner_shares: its share per line).
+    Column("partner_id", ID, ForeignKey("payees.id")),
     CheckConstraint(
         "status IN ('pending_payment', 'paid', 'partially_refunded', 'refunded', "
         "'cancelled', 'expired')",
@@ -820,6 +822,10 @@ subscriptions = Table(
     Column("ended_at", UTCDateTime),
     Column("created_at", UTCDateTime, nullable=False),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The promoter's referral code and the partner platform the subscription was sold
+    # with: each of its orders (the first, every renewal) is placed with them.
+    Column("referral_code", String(64)),
+    Column("partner_id", ID, ForeignKey("payees.id")),
     CheckConstraint(
         "status IN ('trialing', 'active', 'past_due', 'canceled', 'expired')", name="status"
     ),
@@ -1050,6 +1056,9 @@ payouts = Table(
     Column("failed_at", UTCDateTime),
     # WeChat Pay's package_info while a transfer waits for the payee to confirm it.
     Column("transfer_package", String(1000)),
+    # The account the money goes to, as it was when the payout was made (a run's: as
+    # approved); never shown unmasked. NULL for payouts made before it was kept.
+    Column("payout_account", String(200)),
     CheckConstraint(
         "status IN ('pending', 'processing', 'paid', 'failed', 'returned')", name="status"
     ),
@@ -1218,6 +1227,10 @@ payout_run_items = Table(
     Column("reason", String(500)),
     Column("payout_id", ID, ForeignKey("payouts.id")),
     Column("updated_at", UTCDateTime, nullable=False),
+    # The payee's payout details when the run was approved: the item pays there, whatever
+    # the payee's details say later.
+    Column("payout_method", String(12)),
+    Column("payout_account", String(200)),
     CheckConstraint("status IN ('proposed', 'created', 'skipped')", name="status"),
     CheckConstraint("amount > 0 AND tax_estimate >= 0", name="amounts"),
 )
@@ -1513,3 +1526,44 @@ partners = Table(
     Column("currency", String(3), nullable=False),
     Column("created_at", UTCDateTime, nullable=False),
 )
+
+# A partner-sold order's partner share of each line, fixed when the order is placed (in
+# the order's currency, out of the platform's part).
+order_partner_shares = Table(
+    "order_partner_shares",
+    metadata,
+    Column("order_id", ID, ForeignKey("orders.id"), primary_key=True),
+    Column("line_index", Integer, primary_key=True),
+    Column("partner_id", ID, ForeignKey("payees.id"), nullable=False),
+    Column("rate", DecimalText, nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint("amount >= 0", name="amount"),
+)
+
+# A partner's earning settled in its own currency when its hold ended: the amount
+# released in the sale's currency, what it became at the recorded rate (rate, where it
+# came from, the time it is for), and what refunds took back of each since.
+partner_settlements = Table(
+    "partner_settlements",
+    metadata,
+    Column("earning_id", ID, ForeignKey("earnings.id"), primary_key=True),
+    Column("payment_id", ID, nullable=False),
+    Column("payee_id", ID, ForeignKey("payees.id"), nullable=False),
+    Column("from_currency", String(3), nullable=False),
+    Column("from_amount", BigInteger, nullable=False),
+    Column("currency", String(3), nullable=False),
+    Column("amount", BigInteger, nullable=False),
+    Column("clawed_from", BigInteger, nullable=False, default=0),
+    Column("clawed", BigInteger, nullable=False, default=0),
+    Column("rate", DecimalText, nullable=False),
+    Column("rate_source", String(200), nullable=False),
+    Column("rate_at", UTCDateTime, nullable=False),
+    Column("created_at", UTCDateTime, nullable=False),
+    CheckConstraint(
+        "from_amount >= 0 AND amount >= 0 AND clawed_from >= 0 AND clawed_from <= from_amount "
+        "AND clawed >= 0 AND clawed <= amount",
+        name="amounts",
+    ),
+)
+Index("ix_partner_settlements_payment_id", partner_settlements.c.payment_id)

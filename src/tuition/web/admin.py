@@ -45,6 +45,7 @@ from tuition.web.admin_order import router as order_router
 from tuition.web.admin_payment import router as payment_router
 from tuition.web.admin_payout_runs import router as payout_runs_router
 from tuition.web.admin_payouts import router as payouts_router
+from tuition.web.admin_promoters import router as promoters_router
 from tuition.web.admin_reconciliation import router as reconciliation_router
 from tuition.web.admin_refunds import router as refunds_router
 from tuition.web.admin_roles import requires
@@ -64,6 +65,7 @@ routers = [
     order_router,
     customer_router,
     payouts_router,
+    promoters_router,
     payout_runs_router,
     subscriptions_router,
     operators_router,

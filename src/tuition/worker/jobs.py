@@ -109,7 +109,7 @@ async def reconcile_day(uow: UnitOfWork, subject: str, deps: PaymentDeps) -> dat
 
 async def release(uow: UnitOfWork, payment_id: str, deps: PaymentDeps) -> datetime | None:
     """Make a payment's earnings available when its refund hold ends."""
-    return await release_earnings(uow, payment_id, clock=deps.clock)
+    return await release_earnings(uow, payment_id, clock=deps.clock, rates=deps.fx_rates)
 
 
 async def payout(uow: UnitOfWork, payout_id: str, deps: PaymentDeps) -> datetime | None:

@@ -193,7 +193,8 @@ class Worker:
 
     async def run_payout_schedule(self) -> int:
         """Propose the current period's payout run once (UNIQUE per schedule and period);
-        approve it when TUITION_PAYOUT_AUTO_APPROVE says so; finish an approved run whose
+        approve it when TUITION_PAYOUT_AUTO_APPROVE (test mode:
+        TUITION_TEST_PAYOUT_AUTO_APPROVE) says so; finish an approved run whose
         payouts a crash interrupted. 1 when a run was proposed now."""
         from tuition.services import payout_runs
 
@@ -204,7 +205,9 @@ class Worker:
         )
         if run is None:
             return 0
-        if run.status == payout_runs.PROPOSED and settings.payout_auto_approve:
+        if run.status == payout_runs.PROPOSED and settings.auto_approves_payouts(
+            self.container.mode
+        ):
             # Approved meanwhile (by another worker, an operator): it pays once anyway.
             with contextlib.suppress(Conflict):
                 await payout_runs.approve_run(
