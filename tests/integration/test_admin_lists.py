@@ -386,3 +386,38 @@ async def test_only_roles_that_export_may_download_the_lists(
         assert page.status_code == 200, path
         assert 'data-testid="list-csv"' not in page.text
         assert (await console.get(f"/admin/{path}.csv")).status_code == 403, path
+
+
+# --- the customer page --------------------------------------------------------------------
+
+
+async def test_the_customer_page_shows_the_wallet_and_the_subscriptions(
+    client: httpx.AsyncClient,
+    anon_client: httpx.AsyncClient,
+    shop: dict[str, str],
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    customer = "Cust-Wallet-1"
+    await post(
+        client,
+        f"/v1/customers/{customer}/wallet/adjustments",
+        {"currency": "CNY", "amount": 1250, "reason": "goodwill"},
+    )
+    sub = await subscribe(client, shop["monthly"], customer=customer)
+    other = await subscribe(client, shop["monthly"], customer="someone-else")
+    console = await _console(anon_client, uow, clock)
+    page = await console.get(f"/admin/customers/{customer}")
+    assert page.status_code == 200
+    balance = re.search(r'data-testid="balance-CNY">([^<]*)<', page.text)
+    assert balance is not None
+    assert "12.50" in balance.group(1)
+    assert "goodwill" in page.text  # the movement, with its reason
+    assert f'data-testid="subscription-{sub["id"]}"' in page.text
+    assert f'href="/admin/subscriptions/{sub["id"]}"' in page.text
+    assert other["id"] not in page.text
+    section = page.text[page.text.index('data-testid="customer-subscriptions"') :]
+    assert shop["monthly"] in section
+    empty = await console.get("/admin/customers/nobody-here")
+    assert empty.status_code == 200
+    assert "No subscriptions." in empty.text
