@@ -535,6 +535,10 @@ class AdminRepository:
 
     async def customers_starting(self, prefix: str, *, limit: int) -> list[str]:
         """Customer ids (from orders and wallets) starting with ``prefix``, any case."""
+        rows = await self.conn.execute(self.customers_query(prefix, limit=limit))
+        return [str(r.customer_id) for r in rows]
+
+    def customers_query(self, prefix: str, *, limit: int) -> Select[Any]:
         d = self._dialect
         ids = (
             select(orders.c.customer_id.label("customer_id"))
@@ -546,10 +550,7 @@ class AdminRepository:
             )
             .subquery()
         )
-        rows = await self.conn.execute(
-            select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)
-        )
-        return [str(r.customer_id) for r in rows]
+        return select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)
 
     async def account_balances(self) -> list[AccountBalance]:
         """Every ledger account with its stored balance (the sum of its shards)."""
