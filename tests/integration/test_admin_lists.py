@@ -362,6 +362,10 @@ async def test_payees_are_found_sorted_paged_and_exported_as_filtered(
     await _pages_both_ways(
         console, "/admin/payees", _payee_ids, [p["id"] for p in made], kind="promoter", sort="name"
     )
+    elodie = await post(client, "/v1/promoters", {"name": "Élodie", "code": "ELO"})
+    for q in ("ÉLO", "Élodie"):  # a capital beyond ASCII, on either engine
+        found = await console.get("/admin/payees", params={"q": q})
+        assert _payee_ids(found.text) == [elodie["id"]], q
     assert (await console.get("/admin/payees", params={"kind": "robot"})).status_code == 422
     assert (await console.get("/admin/payees", params={"sort": "richest"})).status_code == 422
     assert (await console.get("/admin/payees.csv", params={"kind": "robot"})).status_code == 422

@@ -147,8 +147,12 @@ def _orders_found(text: str, dialect: str) -> Select[Any]:
     as_id = normal_id(typed)
     found: list[Select[Any]] = [
         select(orders.c.id).where(starts_with_lowered(orders.c.customer_id, typed, dialect)),
-        select(payments.c.order_id).where(equals_lowered(payments.c.channel_trade_no, typed)),
-        select(refunds.c.order_id).where(equals_lowered(refunds.c.channel_refund_no, typed)),
+        select(payments.c.order_id).where(
+            equals_lowered(payments.c.channel_trade_no, typed, dialect)
+        ),
+        select(refunds.c.order_id).where(
+            equals_lowered(refunds.c.channel_refund_no, typed, dialect)
+        ),
     ]
     if as_id is not None:
         found += [
@@ -164,8 +168,10 @@ def _payments_found(text: str, dialect: str) -> Select[Any]:
     as_id = normal_id(typed)
     found: list[Select[Any]] = [
         select(payments.c.id).where(starts_with_lowered(payments.c.customer_id, typed, dialect)),
-        select(payments.c.id).where(equals_lowered(payments.c.channel_trade_no, typed)),
-        select(refunds.c.payment_id).where(equals_lowered(refunds.c.channel_refund_no, typed)),
+        select(payments.c.id).where(equals_lowered(payments.c.channel_trade_no, typed, dialect)),
+        select(refunds.c.payment_id).where(
+            equals_lowered(refunds.c.channel_refund_no, typed, dialect)
+        ),
     ]
     if as_id is not None:
         found += [

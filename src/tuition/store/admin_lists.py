@@ -136,11 +136,13 @@ class AdminLists:
                 select(refunds.c.id).where(
                     starts_with_lowered(refunds.c.customer_id, typed, self._dialect)
                 ),
-                select(refunds.c.id).where(equals_lowered(refunds.c.channel_refund_no, typed)),
+                select(refunds.c.id).where(
+                    equals_lowered(refunds.c.channel_refund_no, typed, self._dialect)
+                ),
                 select(refunds.c.id).where(
                     refunds.c.payment_id.in_(
                         select(payments.c.id).where(
-                            equals_lowered(payments.c.channel_trade_no, typed)
+                            equals_lowered(payments.c.channel_trade_no, typed, self._dialect)
                         )
                     )
                 ),
@@ -183,7 +185,7 @@ class AdminLists:
             found = [
                 select(s.c.id).where(starts_with_lowered(s.c.customer_id, typed, self._dialect)),
                 select(agreements.c.subscription_id).where(
-                    equals_lowered(agreements.c.agreement_no, typed),
+                    equals_lowered(agreements.c.agreement_no, typed, self._dialect),
                     agreements.c.subscription_id.is_not(None),
                 ),
             ]
@@ -241,7 +243,7 @@ class AdminLists:
             as_id = normal_id(typed)
             found = [
                 select(i.c.id).where(starts_with_lowered(i.c.customer_id, typed, self._dialect)),
-                select(i.c.id).where(equals_lowered(i.c.invoice_number, typed)),
+                select(i.c.id).where(equals_lowered(i.c.invoice_number, typed, self._dialect)),
             ]
             if as_id is not None:
                 found += [

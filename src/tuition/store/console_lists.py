@@ -47,10 +47,19 @@ def _after(prefix: str) -> str | None:
     return prefix[:-1] + chr(bumped) if bumped <= 0x10FFFF else None
 
 
+_ASCII_CAPITALS = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
+
+
+def lowered_as(text: str, dialect: str) -> str:
+    """``text`` lowered as the engine's ``lower()`` does: SQLite folds ASCII letters
+    only, so ``Élodie`` is compared as ``Élodie`` there (and as ``élodie`` elsewhere)."""
+    return text.translate(_ASCII_CAPITALS) if dialect == "sqlite" else text.lower()
+
+
 def starts_with_lowered(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
     """``column`` starts with ``text`` in any case, in the form the engine's index on
     ``lower(column)`` answers."""
-    lowered = text.lower()
+    lowered = lowered_as(text, dialect)
     like = func.lower(column).like(_escaped(lowered) + "%", escape="/")
     if dialect != "sqlite" or not lowered:
         return like
@@ -61,9 +70,9 @@ def starts_with_lowered(column: Any, text: str, dialect: str) -> ColumnElement[b
     return and_(lower >= lowered, lower < bound, like)
 
 
-def equals_lowered(column: Any, text: str) -> ColumnElement[bool]:
+def equals_lowered(column: Any, text: str, dialect: str) -> ColumnElement[bool]:
     """``column`` is ``text`` in any case (an index on ``lower(column)`` answers it)."""
-    return func.lower(column) == text.strip().lower()
+    return func.lower(column) == lowered_as(text.strip(), dialect)
 
 
 def found_by(*candidates: Select[Any]) -> Select[Any]:
