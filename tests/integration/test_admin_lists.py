@@ -23,6 +23,13 @@ from tuition.clock import FrozenClock
 from tuition.domain.operators import Role
 from tuition.services import admin as admin_service
 from tuition.simulator.app import Simulator
+from tuition.store.admin_lists import (
+    AdminLists,
+    InvoiceSearch,
+    PayeeSearch,
+    RefundSearch,
+    SubscriptionSearch,
+)
 from tuition.store.tables import payments, refunds
 from tuition.store.uow import UnitOfWork
 from tuition.web import (
@@ -129,6 +136,14 @@ async def _pages_both_ways(
 # --- refunds ------------------------------------------------------------------------------
 
 
+async def _streamed_in_chunks(uow: UnitOfWork, listing: Any, expected: list[str]) -> None:
+    """The export's reading, a chunk of two rows at a time: every row once, newest first
+    (the keyset carries on where the last chunk ended)."""
+    async with uow:
+        rows = [row["id"] async for row in listing(uow.conn).stream(uow.conn, batch=2)]
+    assert rows == expected
+
+
 def _refund_ids(html: str) -> list[str]:
     return re.findall(r'data-testid="refund-id">(re_[0-9A-Z]{26})<', html)
 
@@ -191,6 +206,7 @@ async def test_refunds_are_found_sorted_paged_and_exported_as_filtered(
     await _pages_both_ways(console, "/admin/refunds", _refund_ids, newest[::-1], sort="oldest")
     await _pages_both_ways(console, "/admin/refunds", _refund_ids, newest, sort="-amount")
     await _pages_both_ways(console, "/admin/refunds", _refund_ids, newest[::-1], sort="amount")
+    await _streamed_in_chunks(uow, lambda c: AdminLists(c).refunds(RefundSearch()), newest)
 
     bad = await console.get("/admin/refunds", params={"from": "2026-02-30"})
     assert bad.status_code == 422
@@ -244,6 +260,9 @@ async def test_subscriptions_are_found_sorted_paged_and_exported_as_filtered(
     await _pages_both_ways(console, "/admin/subscriptions", _subscription_ids, newest)
     await _pages_both_ways(
         console, "/admin/subscriptions", _subscription_ids, newest[::-1], sort="oldest"
+    )
+    await _streamed_in_chunks(
+        uow, lambda c: AdminLists(c).subscriptions(SubscriptionSearch()), newest
     )
     by_status = await console.get("/admin/subscriptions", params={"status": made[0]["status"]})
     assert set(_subscription_ids(by_status.text)) <= set(newest)
@@ -303,6 +322,7 @@ async def test_invoice_requests_are_found_sorted_paged_and_exported_as_filtered(
     newest = [r["id"] for r in reversed(made)]
     await _pages_both_ways(console, "/admin/invoices", _invoice_ids, newest)
     await _pages_both_ways(console, "/admin/invoices", _invoice_ids, newest[::-1], sort="oldest")
+    await _streamed_in_chunks(uow, lambda c: AdminLists(c).invoices(InvoiceSearch()), newest)
     biggest = await console.get("/admin/invoices", params={"sort": "-amount"})
     amounts = {r["id"]: r["amount"] for r in made}
     shown = [amounts[i] for i in _invoice_ids(biggest.text)]
@@ -361,6 +381,11 @@ async def test_payees_are_found_sorted_paged_and_exported_as_filtered(
     )
     await _pages_both_ways(
         console, "/admin/payees", _payee_ids, [p["id"] for p in made], kind="promoter", sort="name"
+    )
+    await _streamed_in_chunks(
+        uow,
+        lambda c: AdminLists(c).payees(PayeeSearch(kind="promoter")),
+        [p["id"] for p in reversed(made)],
     )
     elodie = await post(client, "/v1/promoters", {"name": "Élodie", "code": "ELO"})
     for q in ("ÉLO", "Élodie"):  # a capital beyond ASCII, on either engine
