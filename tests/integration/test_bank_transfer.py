@@ -300,3 +300,17 @@ async def test_finance_records_a_transfer_in_the_console_and_an_underpayment_kee
     assert 'data-testid="transfer-notice"' in shown.text
     assert "order is paid" in shown.text
     assert (await client.get(f"/v1/orders/{order_id}")).json()["status"] == "paid"
+    from sqlalchemy import select
+
+    from tuition.store.tables import audit_events
+
+    async with uow:  # each receipt recorded from the console is audited with the operator
+        trail = (
+            await uow.conn.execute(
+                select(audit_events.c.actor_kind, audit_events.c.actor, audit_events.c.subject)
+                .where(audit_events.c.action == "bank_transfer.received")
+                .order_by(audit_events.c.seq)
+            )
+        ).all()
+    reference = started["payment"]["next_action"]["params"]["reference"]
+    assert [tuple(r) for r in trail] == [("operator", "ops@example.com", reference)] * 2

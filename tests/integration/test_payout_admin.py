@@ -3,6 +3,9 @@ payouts, and paying a failed payout again."""
 
 from __future__ import annotations
 
+import csv
+import io
+
 import httpx
 from fastapi import FastAPI
 
@@ -46,6 +49,14 @@ async def test_the_console_lists_payees_by_name_and_pays_a_failed_payout_again(
     assert listing.status_code == 200
     assert f'<a href="/admin/payees/{payee}">Bo</a>' in listing.text  # a name, not an id
     assert "5,000.00" in listing.text or "5000.00" in listing.text
+    exported = await console.get("/admin/payees.csv", params={"q": "Bo"})
+    assert exported.status_code == 200
+    table = list(csv.reader(io.StringIO(exported.content.decode("utf-8-sig"))))
+    rows = [dict(zip(table[0], row, strict=True)) for row in table[1:]]
+    mine = [r for r in rows if r["payee"] == payee]
+    assert [(r["name"], r["currency"]) for r in mine] == [("Bo", "CNY")]
+    assert "5000.00" in (mine[0]["pending"], mine[0]["available"])  # major units
+    assert "6222020000001234" not in exported.text  # the account masked here too
 
     page = await console.get(f"/admin/payees/{payee}")
     assert page.status_code == 200

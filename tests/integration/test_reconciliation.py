@@ -29,7 +29,13 @@ from tuition.services.payments import PaymentDeps, reconcile_payment
 from tuition.services.reconciliation import ReconcileDay, ReconcileDeps, reconcile_day
 from tuition.simulator.app import Simulator
 from tuition.store.reconciliation import RunRecord
-from tuition.store.tables import journal_entries, reconciliation_cases, reconciliation_runs
+from tuition.store.tables import (
+    api_keys,
+    audit_events,
+    journal_entries,
+    reconciliation_cases,
+    reconciliation_runs,
+)
 from tuition.store.uow import UnitOfWork
 
 METHODS = {"alipay": "qr", "wechatpay": "native"}
@@ -260,6 +266,17 @@ async def test_every_difference_the_simulator_is_told_to_make_becomes_a_case(
         json={"state": "resolved", "note": "the contract rate changed"},
     )
     assert resolved.status_code == 200, resolved.text
+    async with uow:  # the API's change is in the audit trail, named by the key
+        trail = (
+            await uow.conn.execute(
+                select(
+                    audit_events.c.actor_kind, audit_events.c.actor, audit_events.c.subject
+                ).where(audit_events.c.action == "reconciliation.case_resolved")
+            )
+        ).all()
+        key_ids = set((await uow.conn.execute(select(api_keys.c.id))).scalars())
+    assert [(kind, subject) for kind, _, subject in trail] == [("api_key", fee_case["id"])]
+    assert trail[0][1] in key_ids
     assert resolved.json()["journal_source"] == f"reconciliation:{fee_case['id']}"
     twice = await client.post(
         f"/v1/reconciliations/{run.id}/cases/{fee_case['id']}/resolve",

@@ -3,13 +3,14 @@ statement CSV (docs/channels.md)."""
 
 from __future__ import annotations
 
+import hashlib
 from datetime import date
 from typing import Annotated
 
 from fastapi import APIRouter, Request
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from tuition.api.deps import ApiKeyDep, ContainerDep
+from tuition.api.deps import ActorDep, ApiKeyDep, ContainerDep, audited
 from tuition.api.fields import NoNul
 from tuition.api.routing import v1_router
 from tuition.domain.errors import ValidationFailed
@@ -74,7 +75,7 @@ def outcome_out(outcome: service.TransferOutcome) -> TransferOutcomeOut:
     "The payment succeeds when what arrived covers it; short of it, it stays open.",
 )
 async def post_receipt(
-    body: TransferReceived, container: ContainerDep, key: ApiKeyDep
+    body: TransferReceived, container: ContainerDep, key: ApiKeyDep, actor: ActorDep
 ) -> TransferOutcomeOut:
     outcome = await service.record_transfer(
         service.ReceivedTransfer(
@@ -86,7 +87,15 @@ async def post_receipt(
             payer=body.payer,
             recorded_by=f"api_key:{key.id}",
         ),
-        container.uow(),
+        audited(
+            container,
+            actor,
+            "bank_transfer.received",
+            body.reference,
+            bank_serial=body.bank_serial,
+            amount=body.amount,
+            currency=body.currency,
+        ),
         deps=container.payment_deps(),
     )
     return outcome_out(outcome)
@@ -100,7 +109,9 @@ async def post_receipt(
     "reference, serial, payer. Importing the same statement again changes nothing.",
     openapi_extra={"requestBody": {"content": {"text/csv": {"schema": {"type": "string"}}}}},
 )
-async def post_statement(request: Request, container: ContainerDep, key: ApiKeyDep) -> StatementOut:
+async def post_statement(
+    request: Request, container: ContainerDep, key: ApiKeyDep, actor: ActorDep
+) -> StatementOut:
     raw = await request.body()
     if len(raw) > MAX_STATEMENT_BYTES:
         raise ValidationFailed("a statement is at most 1 MiB", param="statement")
@@ -109,7 +120,16 @@ async def post_statement(request: Request, container: ContainerDep, key: ApiKeyD
     except UnicodeDecodeError:
         raise ValidationFailed("the statement must be UTF-8 CSV", param="statement") from None
     lines = await service.import_statement(
-        text, container.uow(), recorded_by=f"api_key:{key.id}", deps=container.payment_deps()
+        text,
+        audited(
+            container,
+            actor,
+            "bank_transfer.statement_imported",
+            hashlib.sha256(raw).hexdigest(),
+            size=len(raw),
+        ),
+        recorded_by=f"api_key:{key.id}",
+        deps=container.payment_deps(),
     )
     return StatementOut(
         lines=[

@@ -11,13 +11,15 @@ from tuition.domain.api_scopes import allows, needed_for
 from tuition.domain.errors import AuthenticationFailed, PermissionDenied
 from tuition.domain.modes import Mode
 from tuition.services.api_keys import authenticate, key_mode
-from tuition.services.audit import Actor
+from tuition.services.audit import Actor, AuditedUnitOfWork
 from tuition.store.access import ApiKeyRecord
+from tuition.store.uow import UnitOfWork
 
 __all__ = [
     "ActorDep",
     "ApiKeyCache",
     "Container",
+    "audited",
     "current_api_key",
     "get_container",
     "live_container",
@@ -104,3 +106,35 @@ async def api_actor(request: Request) -> Actor:
 
 
 ActorDep = Annotated[Actor, Depends(api_actor)]
+
+
+class _SubjectAsGiven(AuditedUnitOfWork):
+    """An audited unit of work whose record keeps the subject it was given, whatever the
+    use case names for an Idempotency-Key replay (a subscription names its first order)."""
+
+    def outcome(self, object_id: str) -> None:
+        UnitOfWork.outcome(self, object_id)
+
+
+def audited(
+    container: Container,
+    actor: Actor,
+    action: str,
+    subject: str,
+    *,
+    subject_as_given: bool = False,
+    **details: object,
+) -> AuditedUnitOfWork:
+    """A unit of work for an API change: the use case's transaction that makes the change
+    also writes the audit record naming the caller's key (services/audit.py), as the
+    console's do for its operators. The record's subject is what the use case names as
+    its outcome (the refund it made), else ``subject``."""
+    kind = _SubjectAsGiven if subject_as_given else AuditedUnitOfWork
+    return kind(
+        container.engine,
+        actor=actor,
+        action=action,
+        subject=subject,
+        clock=container.clock,
+        details=details or None,
+    )

@@ -9,7 +9,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuition.api.deps import ApiKeyDep, Container, ContainerDep
+from tuition.api.deps import ActorDep, ApiKeyDep, Container, ContainerDep, audited
 from tuition.api.fields import NoNul
 from tuition.api.idempotency import replayed_by
 from tuition.api.routing import v1_router
@@ -121,7 +121,11 @@ async def _request_now(
 )
 @replayed_by(_request_now)
 async def create_invoice_request(
-    order_id: OrderIdPath, body: InvoiceRequestIn, container: ContainerDep, key: ApiKeyDep
+    order_id: OrderIdPath,
+    body: InvoiceRequestIn,
+    container: ContainerDep,
+    key: ApiKeyDep,
+    actor: ActorDep,
 ) -> InvoiceRequestOut:
     record = await invoice_service.request_invoice(
         invoice_service.RequestInvoice(
@@ -132,7 +136,7 @@ async def create_invoice_request(
             email=body.email,
             requested_by=f"api_key:{key.id}",
         ),
-        container.uow(),
+        audited(container, actor, "invoice.requested", order_id),
         clock=container.clock,
     )
     return request_out(record)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Query
 from pydantic import BaseModel, ConfigDict, Field
 
-from tuition.api.deps import ApiKeyDep, ContainerDep
+from tuition.api.deps import ActorDep, ApiKeyDep, ContainerDep, audited
 from tuition.api.fields import NoNul
 from tuition.api.routing import v1_router
 from tuition.domain.errors import NotFound
@@ -152,7 +152,12 @@ async def get_run(run_id: str, container: ContainerDep) -> RunOut:
     "after). Resolving a fee mismatch books the fee the gateway actually took.",
 )
 async def resolve(
-    run_id: str, case_id: str, body: ResolveIn, container: ContainerDep, key: ApiKeyDep
+    run_id: str,
+    case_id: str,
+    body: ResolveIn,
+    container: ContainerDep,
+    key: ApiKeyDep,
+    actor: ActorDep,
 ) -> CaseOut:
     case = await service.resolve_case(
         service.ResolveCase(
@@ -163,7 +168,7 @@ async def resolve(
             note=body.note,
             book_fee=body.book_fee,
         ),
-        container.uow(),
+        audited(container, actor, "reconciliation.case_resolved", case_id, state=body.state),
         clock=container.clock,
     )
     return case_out(case)

@@ -8,7 +8,7 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt, model_validator
 
-from tuition.api.deps import ApiKeyDep, Container, ContainerDep
+from tuition.api.deps import ActorDep, ApiKeyDep, Container, ContainerDep, audited
 from tuition.api.fields import CustomerIdPath, CustomerIdQuery, Metadata
 from tuition.api.idempotency import replayed_by
 from tuition.api.listing import CreatedGte, CreatedLt, Page, page_of
@@ -213,7 +213,9 @@ def refund_deps(container: Container) -> refund_service.RefundDeps:
     "code and message) or `pending` while the gateway settles it.",
 )
 @replayed_by(lambda c, _, refund_id: _refund_now(c, refund_id))
-async def create_refund(body: RefundCreate, container: ContainerDep, key: ApiKeyDep) -> RefundOut:
+async def create_refund(
+    body: RefundCreate, container: ContainerDep, key: ApiKeyDep, actor: ActorDep
+) -> RefundOut:
     lines = None
     if body.lines is not None:
         order_id = body.order_id or await _order_of_payment(container, body.payment_id)
@@ -235,7 +237,15 @@ async def create_refund(body: RefundCreate, container: ContainerDep, key: ApiKey
         override=body.override,
         requested_by=f"api_key:{key.id}",
     )
-    refund = await refund_service.create_refund(cmd, container.uow(), deps=refund_deps(container))
+    uow = audited(
+        container,
+        actor,
+        "refund.created",
+        body.order_id or body.payment_id or "",
+        amount=body.amount,
+        override=body.override,
+    )
+    refund = await refund_service.create_refund(cmd, uow, deps=refund_deps(container))
     return refund_out(refund)
 
 
@@ -294,10 +304,16 @@ async def list_refunds(
 )
 @replayed_by(lambda c, _, refund_id: _refund_now(c, refund_id))
 async def retry_refund(
-    refund_id: Annotated[str, Path(max_length=40)], container: ContainerDep, key: ApiKeyDep
+    refund_id: Annotated[str, Path(max_length=40)],
+    container: ContainerDep,
+    key: ApiKeyDep,
+    actor: ActorDep,
 ) -> RefundOut:
     refund = await refund_service.retry_refund(
-        container.uow(), refund_id, requested_by=f"api_key:{key.id}", deps=refund_deps(container)
+        audited(container, actor, "refund.retried", refund_id),
+        refund_id,
+        requested_by=f"api_key:{key.id}",
+        deps=refund_deps(container),
     )
     return refund_out(refund)
 
@@ -347,6 +363,7 @@ async def put_progress(
     product_id: Annotated[str, Path(max_length=40)],
     body: ProgressIn,
     container: ContainerDep,
+    actor: ActorDep,
 ) -> ProgressOut:
     lessons = None
     if body.progress is not None:
@@ -364,7 +381,7 @@ async def put_progress(
             "give progress, or lessons_consumed and lessons_total", param="progress"
         )
     record = await refund_service.report_progress(
-        container.uow(),
+        audited(container, actor, "consumption.reported", customer_id, product_id=product_id),
         customer_id,
         product_id,
         progress=progress,

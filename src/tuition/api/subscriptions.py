@@ -9,7 +9,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Path, Query, Request, Response
 from pydantic import BaseModel, ConfigDict, Field, StrictBool, StrictInt
 
-from tuition.api.deps import Container, ContainerDep, get_container, live_container
+from tuition.api.deps import (
+    ActorDep,
+    Container,
+    ContainerDep,
+    audited,
+    get_container,
+    live_container,
+)
 from tuition.api.fields import CustomerId, CustomerIdQuery, Metadata
 from tuition.api.listing import Page, page_of
 from tuition.api.orders import OrderOut, order_out
@@ -394,7 +401,9 @@ def _deps(container: ContainerDep) -> subscription_service.SubscriptionDeps:
     "order (`latest_order`, with the checkout link). One live subscription per customer "
     "and membership (409 `subscription_exists`).",
 )
-async def create_subscription(body: SubscriptionCreate, container: ContainerDep) -> SubscriptionOut:
+async def create_subscription(
+    body: SubscriptionCreate, container: ContainerDep, actor: ActorDep
+) -> SubscriptionOut:
     cmd = subscription_service.NewSubscription(
         customer_id=body.customer_id,
         product_id=body.product_id,
@@ -408,9 +417,15 @@ async def create_subscription(body: SubscriptionCreate, container: ContainerDep)
         referral_code=body.referral_code,
         partner_id=body.partner_id,
     )
-    made = await subscription_service.create_subscription(
-        cmd, container.uow(), deps=_deps(container)
+    uow = audited(
+        container,
+        actor,
+        "subscription.created",
+        body.customer_id,
+        subject_as_given=True,
+        product_id=body.product_id,
     )
+    made = await subscription_service.create_subscription(cmd, uow, deps=_deps(container))
     out = subscription_out(made.subscription)
     if made.order is not None:
         out.latest_order = order_out(made.order, container.settings)
@@ -453,19 +468,28 @@ async def cancel_subscription(
     subscription_id: Annotated[str, Path(max_length=40)],
     body: CancelIn,
     container: ContainerDep,
+    actor: ActorDep,
 ) -> SubscriptionOut:
+    action = "subscription.cancel" if body.at_period_end else "subscription.cancel_now"
     sub = await subscription_service.cancel_subscription(
-        container.uow(), subscription_id, at_period_end=body.at_period_end, clock=container.clock
+        audited(container, actor, action, subscription_id),
+        subscription_id,
+        at_period_end=body.at_period_end,
+        clock=container.clock,
     )
     return subscription_out(sub)
 
 
 @router.post("/subscriptions/{subscription_id}/resume", response_model=SubscriptionOut)
 async def resume_subscription(
-    subscription_id: Annotated[str, Path(max_length=40)], container: ContainerDep
+    subscription_id: Annotated[str, Path(max_length=40)],
+    container: ContainerDep,
+    actor: ActorDep,
 ) -> SubscriptionOut:
     sub = await subscription_service.resume_subscription(
-        container.uow(), subscription_id, clock=container.clock
+        audited(container, actor, "subscription.resumed", subscription_id),
+        subscription_id,
+        clock=container.clock,
     )
     return subscription_out(sub)
 
@@ -520,9 +544,22 @@ async def change_subscription(
     subscription_id: Annotated[str, Path(max_length=40)],
     body: ChangeIn,
     container: ContainerDep,
+    actor: ActorDep,
 ) -> ChangeOut:
+    uow = (
+        audited(
+            container,
+            actor,
+            "subscription.changed",
+            subscription_id,
+            subject_as_given=True,
+            to=body.product_id,
+        )
+        if body.confirm
+        else container.uow()  # a preview changes nothing
+    )
     change = await subscription_service.change_plan(
-        container.uow(),
+        uow,
         subscription_id,
         body.product_id,
         confirm=body.confirm,

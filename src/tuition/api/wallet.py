@@ -8,7 +8,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter
 from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
-from tuition.api.deps import ApiKeyDep, ContainerDep
+from tuition.api.deps import ActorDep, ApiKeyDep, ContainerDep, audited
 from tuition.api.fields import CustomerIdPath, NoNul
 from tuition.api.listing import Page, page_of
 from tuition.api.payments import payment_deps
@@ -219,7 +219,11 @@ async def list_transactions(
     "`insufficient_balance`).",
 )
 async def adjust_wallet(
-    customer_id: CustomerIdPath, body: AdjustmentIn, container: ContainerDep, key: ApiKeyDep
+    customer_id: CustomerIdPath,
+    body: AdjustmentIn,
+    container: ContainerDep,
+    key: ApiKeyDep,
+    actor: ActorDep,
 ) -> TransactionOut:
     tx = await wallet_service.adjust(
         wallet_service.Adjustment(
@@ -229,7 +233,15 @@ async def adjust_wallet(
             reason=body.reason,
             created_by=f"api_key:{key.id}",
         ),
-        container.uow(),
+        audited(
+            container,
+            actor,
+            "wallet.adjusted",
+            customer_id,
+            currency=body.currency,
+            amount=body.amount,
+            reason=body.reason,
+        ),
         deps=payment_deps(container),
     )
     return _tx_out(tx)

@@ -307,13 +307,19 @@ async def balance_of(uow: UnitOfWork, payee_id: str) -> tuple[PayeeRecord, list[
     """A payee's balances per currency, read from its ledger accounts."""
     async with uow:
         payee = await payee_of(uow, payee_id)
-        accounts = await uow.earnings.account_balances(payee_id)
-        payouts = await uow.payouts.totals(payee_id)
+        return payee, await balances_within(uow, payee_id)
+
+
+async def balances_within(uow: UnitOfWork, payee_id: str) -> list[PayeeBalance]:
+    """As :func:`balance_of`, inside a unit of work the caller has open (an export reads
+    every payee's balances on its one connection)."""
+    accounts = await uow.earnings.account_balances(payee_id)
+    payouts = await uow.payouts.totals(payee_id)
     by_currency: dict[str, dict[AccountKind, int]] = {c: {} for c in payouts}
     for key, amount in accounts.items():
         account = AccountRef.parse(key)
         by_currency.setdefault(account.currency, {})[account.kind] = -amount  # credit-normal
-    return payee, [
+    return [
         PayeeBalance(
             currency=currency,
             pending=kinds.get(AccountKind.CREATOR_PENDING, 0),

@@ -7,7 +7,6 @@ the password is checked, so parallel guesses cannot slip past the throttle.
 
 from __future__ import annotations
 
-import re
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -30,6 +29,15 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from tuition.domain.calendar import BusinessDays
 from tuition.domain.channel_choice import FINISHED_STATUSES
 from tuition.domain.orders import OrderStatus
+from tuition.store.console_lists import (
+    SORTS,
+    Listing,
+    by_date_and_amount,
+    equals_lowered,
+    found_by,
+    normal_id,
+    starts_with_lowered,
+)
 from tuition.store.db import insert_ignoring_conflicts
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentRecord, _payment
@@ -127,58 +135,51 @@ def _order(m: Any) -> OrderRecord:
     return OrderRecord(**values)
 
 
-_ORDER_SORTS: dict[str, tuple[Any, ...]] = {
-    "newest": (orders.c.id.desc(),),
-    "oldest": (orders.c.id.asc(),),
-    "amount": (orders.c.total.asc(), orders.c.id.desc()),
-    "-amount": (orders.c.total.desc(), orders.c.id.desc()),
-}
-ORDER_SORTS = tuple(_ORDER_SORTS)
-_PAYMENT_SORTS: dict[str, tuple[Any, ...]] = {
-    "newest": (payments.c.id.desc(),),
-    "oldest": (payments.c.id.asc(),),
-    "amount": (payments.c.amount.asc(), payments.c.id.desc()),
-    "-amount": (payments.c.amount.desc(), payments.c.id.desc()),
-}
-_ID = re.compile(r"([A-Za-z]{1,8})_([0-9A-Za-z]{26})")
+_ORDER_SORTS = by_date_and_amount(orders.c.id, orders.c.total)
+ORDER_SORTS = SORTS
+_PAYMENT_SORTS = by_date_and_amount(payments.c.id, payments.c.amount)
 
 
-def _normal_id(text: str) -> str | None:
-    """An id as we mint them (``ord_01J…``: prefix lower-case, ULID upper-case), from
-    however it was typed; None when ``text`` is not shaped like one."""
-    found = _ID.fullmatch(text)
-    return f"{found.group(1).lower()}_{found.group(2).upper()}" if found else None
-
-
-def _matches(text: str) -> ColumnElement[bool]:
-    """Orders found by ``text`` in any of their ids, case-insensitive."""
+def _orders_found(text: str, dialect: str) -> Select[Any]:
+    """The ids of orders found by ``text`` in any of their ids, case-insensitive: each
+    branch is answered by an index."""
     typed = text.strip()
-    lowered = typed.lower()
-    as_id = _normal_id(typed)
-    found: list[ColumnElement[bool]] = [
-        func.lower(orders.c.customer_id).startswith(lowered, autoescape=True),
-        select(payments.c.id)
-        .where(
-            payments.c.order_id == orders.c.id, func.lower(payments.c.channel_trade_no) == lowered
-        )
-        .exists(),
-        select(refunds.c.id)
-        .where(
-            refunds.c.order_id == orders.c.id, func.lower(refunds.c.channel_refund_no) == lowered
-        )
-        .exists(),
+    as_id = normal_id(typed)
+    found: list[Select[Any]] = [
+        select(orders.c.id).where(starts_with_lowered(orders.c.customer_id, typed, dialect)),
+        select(payments.c.order_id).where(
+            equals_lowered(payments.c.channel_trade_no, typed, dialect)
+        ),
+        select(refunds.c.order_id).where(
+            equals_lowered(refunds.c.channel_refund_no, typed, dialect)
+        ),
     ]
-    if as_id is not None:  # exact ids use their indexes
+    if as_id is not None:
         found += [
-            orders.c.id == as_id,
-            select(payments.c.id)
-            .where(payments.c.order_id == orders.c.id, payments.c.id == as_id)
-            .exists(),
-            select(refunds.c.id)
-            .where(refunds.c.order_id == orders.c.id, refunds.c.id == as_id)
-            .exists(),
+            select(orders.c.id).where(orders.c.id == as_id),
+            select(payments.c.order_id).where(payments.c.id == as_id),
+            select(refunds.c.order_id).where(refunds.c.id == as_id),
         ]
-    return or_(*found)
+    return found_by(*found)
+
+
+def _payments_found(text: str, dialect: str) -> Select[Any]:
+    typed = text.strip()
+    as_id = normal_id(typed)
+    found: list[Select[Any]] = [
+        select(payments.c.id).where(starts_with_lowered(payments.c.customer_id, typed, dialect)),
+        select(payments.c.id).where(equals_lowered(payments.c.channel_trade_no, typed, dialect)),
+        select(refunds.c.payment_id).where(
+            equals_lowered(refunds.c.channel_refund_no, typed, dialect)
+        ),
+    ]
+    if as_id is not None:
+        found += [
+            select(payments.c.id).where(payments.c.id == as_id),
+            select(payments.c.id).where(payments.c.order_id == as_id),
+            select(refunds.c.payment_id).where(refunds.c.id == as_id),
+        ]
+    return found_by(*found)
 
 
 def _within(column: Any, days: BusinessDays) -> list[ColumnElement[bool]]:
@@ -192,6 +193,7 @@ def _user(m: Any) -> AdminUser:
 class AdminRepository:
     def __init__(self, conn: AsyncConnection) -> None:
         self.conn = conn
+        self._dialect = conn.dialect.name
 
     # --- operators ----------------------------------------------------------------------
 
@@ -461,7 +463,7 @@ class AdminRepository:
     def _orders_query(self, where: OrderSearch) -> Select[Any]:
         query: Select[Any] = select(orders)
         if where.text:
-            query = query.where(_matches(where.text))
+            query = query.where(orders.c.id.in_(_orders_found(where.text, self._dialect)))
         if where.customer_id:
             query = query.where(orders.c.customer_id == where.customer_id)
         if where.status is not None:
@@ -493,56 +495,23 @@ class AdminRepository:
     ) -> tuple[list[OrderRecord], int]:
         """One page of orders (``sort``: ``newest``, ``oldest``, ``amount``, ``-amount``)
         and how many match in all."""
-        query = self._orders_query(where)
-        total = (
-            await self.conn.execute(select(func.count()).select_from(query.subquery()))
-        ).scalar_one()
-        rows = await self.conn.execute(
-            query.order_by(*_ORDER_SORTS[sort]).limit(limit).offset(offset)
-        )
-        return [_order(r._mapping) for r in rows], int(total)
+        listing = Listing(self._orders_query(where), orders.c.id, _ORDER_SORTS)
+        rows, total = await listing.page(self.conn, sort=sort, limit=limit, offset=offset)
+        return [_order(r) for r in rows], total
 
     async def stream_orders(
         self, where: OrderSearch, *, batch: int = 1000
     ) -> AsyncIterator[OrderRecord]:
         """Every matching order, newest first, read ``batch`` at a time by keyset (an
         export of any size never sits in memory)."""
-        last: str | None = None
-        while True:
-            query = self._orders_query(where)
-            if last is not None:
-                query = query.where(orders.c.id < last)
-            rows = (await self.conn.execute(query.order_by(orders.c.id.desc()).limit(batch))).all()
-            for row in rows:
-                yield _order(row._mapping)
-            if len(rows) < batch:
-                return
-            last = str(rows[-1].id)
+        listing = Listing(self._orders_query(where), orders.c.id, _ORDER_SORTS)
+        async for row in listing.stream(self.conn, batch=batch):
+            yield _order(row)
 
     def _payments_query(self, where: PaymentSearch) -> Select[Any]:
         query: Select[Any] = select(payments)
         if where.text:
-            typed = where.text.strip()
-            lowered, as_id = typed.lower(), _normal_id(typed)
-            found: list[ColumnElement[bool]] = [
-                func.lower(payments.c.customer_id).startswith(lowered, autoescape=True),
-                func.lower(payments.c.channel_trade_no) == lowered,
-                select(refunds.c.id)
-                .where(
-                    refunds.c.payment_id == payments.c.id,
-                    func.lower(refunds.c.channel_refund_no) == lowered,
-                )
-                .exists(),
-            ]
-            if as_id is not None:
-                found += [
-                    payments.c.id == as_id,
-                    payments.c.order_id == as_id,
-                    select(refunds.c.id)
-                    .where(refunds.c.payment_id == payments.c.id, refunds.c.id == as_id)
-                    .exists(),
-                ]
-            query = query.where(or_(*found))
+            query = query.where(payments.c.id.in_(_payments_found(where.text, self._dialect)))
         for column, value in (
             (payments.c.customer_id, where.customer_id),
             (payments.c.status, where.status),
@@ -559,49 +528,35 @@ class AdminRepository:
     async def payments_page(
         self, where: PaymentSearch, *, sort: str, limit: int, offset: int
     ) -> tuple[list[PaymentRecord], int]:
-        query = self._payments_query(where)
-        total = (
-            await self.conn.execute(select(func.count()).select_from(query.subquery()))
-        ).scalar_one()
-        rows = await self.conn.execute(
-            query.order_by(*_PAYMENT_SORTS[sort]).limit(limit).offset(offset)
-        )
-        return [_payment(r._mapping) for r in rows], int(total)
+        listing = Listing(self._payments_query(where), payments.c.id, _PAYMENT_SORTS)
+        rows, total = await listing.page(self.conn, sort=sort, limit=limit, offset=offset)
+        return [_payment(r) for r in rows], total
 
     async def stream_payments(
         self, where: PaymentSearch, *, batch: int = 1000
     ) -> AsyncIterator[PaymentRecord]:
-        last: str | None = None
-        while True:
-            query = self._payments_query(where)
-            if last is not None:
-                query = query.where(payments.c.id < last)
-            rows = (
-                await self.conn.execute(query.order_by(payments.c.id.desc()).limit(batch))
-            ).all()
-            for row in rows:
-                yield _payment(row._mapping)
-            if len(rows) < batch:
-                return
-            last = str(rows[-1].id)
+        listing = Listing(self._payments_query(where), payments.c.id, _PAYMENT_SORTS)
+        async for row in listing.stream(self.conn, batch=batch):
+            yield _payment(row)
 
     async def customers_starting(self, prefix: str, *, limit: int) -> list[str]:
         """Customer ids (from orders and wallets) starting with ``prefix``, any case."""
-        lowered = prefix.lower()
+        rows = await self.conn.execute(self.customers_query(prefix, limit=limit))
+        return [str(r.customer_id) for r in rows]
+
+    def customers_query(self, prefix: str, *, limit: int) -> Select[Any]:
+        d = self._dialect
         ids = (
             select(orders.c.customer_id.label("customer_id"))
-            .where(func.lower(orders.c.customer_id).startswith(lowered, autoescape=True))
+            .where(starts_with_lowered(orders.c.customer_id, prefix, d))
             .union(
                 select(wallet_balances.c.customer_id).where(
-                    func.lower(wallet_balances.c.customer_id).startswith(lowered, autoescape=True)
+                    starts_with_lowered(wallet_balances.c.customer_id, prefix, d)
                 )
             )
             .subquery()
         )
-        rows = await self.conn.execute(
-            select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)
-        )
-        return [str(r.customer_id) for r in rows]
+        return select(ids.c.customer_id).order_by(ids.c.customer_id).limit(limit)
 
     async def account_balances(self) -> list[AccountBalance]:
         """Every ledger account with its stored balance (the sum of its shards)."""

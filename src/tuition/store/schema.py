@@ -46,6 +46,12 @@ async def upgrade(engine: AsyncEngine, target: str = "head") -> None:
         await conn.run_sync(lambda sync: command.upgrade(_config(sync), target))
 
 
+async def downgrade(engine: AsyncEngine, target: str) -> None:
+    """Step the schema back to ``target`` (for operators undoing a release, and tests)."""
+    async with engine.begin() as conn:
+        await conn.run_sync(lambda sync: command.downgrade(_config(sync), target))
+
+
 async def _create_own_schema(conn: AsyncConnection) -> None:
     """Create the engine's own schema (its ``search_path``, test mode's store) if it
     is not there yet; an engine on ``public`` has nothing to create."""

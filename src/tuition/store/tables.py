@@ -23,6 +23,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     false,
+    func,
 )
 
 from tuition.store.types import DecimalText, UTCDateTime
@@ -1567,3 +1568,31 @@ partner_settlements = Table(
     ),
 )
 Index("ix_partner_settlements_payment_id", partner_settlements.c.payment_id)
+
+# The console's search in any case (store/console_lists.py, migration 0025): lower() of
+# each column it reads; a prefix search (the start of a customer id or a name) needs
+# text_pattern_ops on PostgreSQL, whatever the database's collation.
+def _lowered(table: Table, column: str, *, prefix: bool) -> Index:
+    label = f"{column}_lower"
+    ops = {label: "text_pattern_ops"} if prefix else {}
+    return Index(
+        f"ix_{table.name}_{column}_lower",
+        func.lower(table.c[column]).label(label),
+        postgresql_ops=ops,
+    )
+
+
+for _table, _column, _prefix in (
+    (orders, "customer_id", True),
+    (payments, "customer_id", True),
+    (payments, "channel_trade_no", False),
+    (refunds, "customer_id", True),
+    (refunds, "channel_refund_no", False),
+    (wallet_balances, "customer_id", True),
+    (subscriptions, "customer_id", True),
+    (agreements, "agreement_no", False),
+    (invoice_requests, "customer_id", True),
+    (invoice_requests, "invoice_number", False),
+    (payees, "name", True),
+):
+    _lowered(_table, _column, prefix=_prefix)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from decimal import Decimal
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Query, Request
+from fastapi import APIRouter, Form, Request
 from fastapi.responses import Response
 
 from tuition.api.deps import get_container
@@ -34,10 +34,17 @@ from tuition.web.admin_developers import router as developers_router
 from tuition.web.admin_filters import (
     BAD_CHOICE,
     PAGE,
+    Day,
+    Offset,
     Text,
+    UntilDay,
     checked_choice,
     checked_days,
+    checked_sort,
+    csv_refused,
     csv_response,
+    local_time,
+    paging,
 )
 from tuition.web.admin_notifications import router as notifications_router
 from tuition.web.admin_operators import router as operators_router
@@ -78,9 +85,6 @@ routers = [
     router,
 ]
 
-Day = Annotated[str, Query(alias="from", max_length=10)]
-UntilDay = Annotated[str, Query(alias="to", max_length=10)]
-
 
 def _order_search(
     request: Request, q: str, status: str, channel: str, customer: str, start: str, end: str
@@ -112,12 +116,11 @@ async def orders(
     start: Day = "",
     end: UntilDay = "",
     sort: Text = "newest",
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     container = get_container(request)
     search, errors = _order_search(request, q, status, channel, customer, start, end)
-    if sort not in ORDER_SORTS:
-        errors["sort"] = BAD_CHOICE
+    sort = checked_sort(sort, ORDER_SORTS, errors)
     found: list[Any] = []
     total = 0
     if not errors:
@@ -134,11 +137,6 @@ async def orders(
         "to": end,
         "sort": sort,
     }
-
-    def at(n: int) -> str:
-        return str(request.url.include_query_params(offset=n))
-
-    query = request.url.query
     return _page(
         request,
         "admin/orders.html",
@@ -146,17 +144,12 @@ async def orders(
         "orders",
         status_code=422 if errors else 200,
         orders=found,
-        total=total,
-        first=offset + 1 if found else 0,
-        last=offset + len(found),
-        previous_url=at(max(0, offset - PAGE)) if offset > 0 else None,
-        next_url=at(offset + PAGE) if offset + PAGE < total else None,
         filters=filters,
         errors=errors,
         sorts=ORDER_SORTS,
         statuses=list(OrderStatus),
         channels=[c.slug for c in container.registry],
-        csv_url="/admin/orders.csv" + (f"?{query}" if query else ""),
+        **paging(request, "/admin/orders.csv", offset=offset, shown=len(found), total=total),
     )
 
 
@@ -191,9 +184,7 @@ async def orders_csv(
     container = get_container(request)
     search, errors = _order_search(request, q, status, channel, customer, start, end)
     if errors:
-        return Response(
-            "; ".join(f"{k}: malformed" for k in sorted(errors)) + "\n", status_code=422
-        )
+        return csv_refused(errors)
     zone = container.settings.zone
 
     def row(o: Any) -> list[str]:
@@ -207,8 +198,8 @@ async def orders_csv(
             format_amount(o.discount_total, unit),
             format_amount(o.tax_total, unit),
             o.coupon_code or "",
-            o.created_at.astimezone(zone).isoformat(timespec="seconds"),
-            o.paid_at.astimezone(zone).isoformat(timespec="seconds") if o.paid_at else "",
+            local_time(o.created_at, zone),
+            local_time(o.paid_at, zone),
         ]
 
     async def records() -> AsyncIterator[list[str]]:
@@ -250,12 +241,11 @@ async def payments(
     start: Day = "",
     end: UntilDay = "",
     sort: Text = "newest",
-    offset: Annotated[int, Query(ge=0, le=10_000_000)] = 0,
+    offset: Offset = 0,
 ) -> Response:
     container = get_container(request)
     search, errors = _payment_search(request, q, status, channel, customer, start, end)
-    if sort not in ORDER_SORTS:
-        errors["sort"] = BAD_CHOICE
+    sort = checked_sort(sort, ORDER_SORTS, errors)
     found: list[Any] = []
     total = 0
     if not errors:
@@ -273,11 +263,6 @@ async def payments(
         "to": end,
         "sort": sort,
     }
-
-    def at(n: int) -> str:
-        return str(request.url.include_query_params(offset=n))
-
-    query = request.url.query
     return _page(
         request,
         "admin/payments.html",
@@ -286,16 +271,12 @@ async def payments(
         status_code=422 if errors else 200,
         payments=found,
         automatic=automatic,
-        total=total,
-        first=offset + 1 if found else 0,
-        last=offset + len(found),
-        previous_url=at(max(0, offset - PAGE)) if offset > 0 else None,
-        next_url=at(offset + PAGE) if offset + PAGE < total else None,
         filters=filters,
         errors=errors,
+        sorts=ORDER_SORTS,
         statuses=list(PaymentStatus),
         channels=[c.slug for c in container.registry],
-        csv_url="/admin/payments.csv" + (f"?{query}" if query else ""),
+        **paging(request, "/admin/payments.csv", offset=offset, shown=len(found), total=total),
     )
 
 
@@ -332,13 +313,8 @@ async def payments_csv(
     container = get_container(request)
     search, errors = _payment_search(request, q, status, channel, customer, start, end)
     if errors:
-        return Response(
-            "; ".join(f"{k}: malformed" for k in sorted(errors)) + "\n", status_code=422
-        )
+        return csv_refused(errors)
     zone = container.settings.zone
-
-    def when(moment: Any) -> str:
-        return moment.astimezone(zone).isoformat(timespec="seconds") if moment else ""
 
     def row(p: Any) -> list[str]:
         unit = get_currency(p.currency)
@@ -354,8 +330,8 @@ async def payments_csv(
             format_amount(p.fee, unit) if p.fee is not None else "",
             format_amount(p.amount_refunded, unit),
             p.channel_trade_no or "",
-            when(p.created_at),
-            when(p.succeeded_at),
+            local_time(p.created_at, zone),
+            local_time(p.succeeded_at, zone),
         ]
 
     async def records() -> AsyncIterator[list[str]]:

@@ -1,6 +1,7 @@
 """The console's bank transfer action: finance records a transfer that arrived for an
 order waiting for one (the same use case as the API and the CLI,
-services/bank_transfers.py). Every signed-in operator may record one, as for refunds."""
+services/bank_transfers.py), audited as ``bank_transfer.received`` with the operator.
+Every signed-in operator may record one, as for refunds."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from tuition.domain.errors import TuitionError, ValidationFailed
 from tuition.domain.money import get_currency, parse_decimal_amount
 from tuition.domain.payments import PaymentStatus
 from tuition.services import bank_transfers as service
-from tuition.web.admin_session import OperatorDep, csrf_ok, refused
+from tuition.web.admin_session import OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import secure
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
@@ -49,19 +50,29 @@ async def record(request: Request, operator: OperatorDep, order_id: ObjectId) ->
                 raise ValidationFailed(
                     "received_on must be a date, YYYY-MM-DD", param="received_on"
                 ) from None
+            amount = parse_decimal_amount(
+                fields.get("amount", "").strip(), get_currency(payment.currency)
+            )
+            serial = fields.get("bank_serial", "").strip()
             result = await service.record_transfer(
                 service.ReceivedTransfer(
                     reference=reference,
-                    amount=parse_decimal_amount(
-                        fields.get("amount", "").strip(), get_currency(payment.currency)
-                    ),
+                    amount=amount,
                     currency=payment.currency,
                     received_on=day,
-                    bank_serial=fields.get("bank_serial", "").strip(),
+                    bank_serial=serial,
                     payer=fields.get("payer", "").strip(),
                     recorded_by=f"admin:{operator.user.email}",
                 ),
-                container.uow(),
+                audited(
+                    request,
+                    operator,
+                    "bank_transfer.received",
+                    reference,
+                    bank_serial=serial,
+                    amount=amount,
+                    currency=payment.currency,
+                ),
                 deps=container.payment_deps(),
             )
             outcome = result.verdict

@@ -1,6 +1,7 @@
 """The console's customer page: a customer's wallet (balances per currency, the lots
 they are made of, every credit and debit with what caused it), their latest orders, and
-the form that credits or debits the wallet by hand.
+the form that credits or debits the wallet by hand, and their subscriptions (status,
+period, a link to each).
 
 An adjustment is a CSRF-checked POST recorded as made by ``admin:<operator email>``; the
 amount is typed in major units with a sign (``12.50`` credits, ``-3.00`` debits). A
@@ -32,6 +33,7 @@ from tuition.services import admin as admin_service
 from tuition.services import audit
 from tuition.services import wallet as wallet_service
 from tuition.store.admin import AdminRepository, OrderSearch
+from tuition.store.admin_lists import AdminLists, SubscriptionSearch
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, next_url
 from tuition.web.admin_order import Problem
@@ -162,6 +164,12 @@ async def customer_page(
         orders, more_orders = await AdminRepository(uow.conn).search_orders(
             OrderSearch(customer_id=customer_id), limit=RECENT_ORDERS, starting_after=None
         )
+        subscriptions, subscription_count = await AdminLists(uow.conn).subscriptions_page(
+            SubscriptionSearch(customer_id=customer_id),
+            sort="newest",
+            limit=RECENT_ORDERS,
+            offset=0,
+        )
     just_made = next((t for t in transactions if adjusted and t.id == adjusted), None)
     currencies = list(wallet.balances)
     default_currency = currencies[0] if currencies else (orders[0].currency if orders else "CNY")
@@ -180,6 +188,9 @@ async def customer_page(
         orders=orders,
         more_orders=more_orders,
         orders_url=f"/admin/orders?customer={quote(customer_id, safe='')}",
+        subscriptions=subscriptions,
+        subscription_count=subscription_count,
+        subscriptions_url=f"/admin/subscriptions?customer={quote(customer_id, safe='')}",
         just_made=just_made,
         problem=problem,
         form=form or {"currency": default_currency, "amount": "", "reason": ""},

@@ -1,6 +1,7 @@
 """What the console's list pages share: the page size, parsing of their filters (the
 lenient helpers read an empty or malformed value as "no filter"; the ``checked_``
-ones note a malformed value as an error the page shows), and CSV answers streamed."""
+ones note a malformed value as an error the page shows), paging both ways with a total
+(:func:`paging`), and CSV answers streamed (:func:`csv_response`, :func:`csv_refused`)."""
 
 from __future__ import annotations
 
@@ -9,10 +10,10 @@ import io
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
-from typing import Annotated, TypeVar
+from typing import Annotated, Any, TypeVar
 
 from fastapi import Query
-from fastapi.responses import StreamingResponse
+from fastapi.responses import Response, StreamingResponse
 from starlette.requests import Request
 
 from tuition.domain.calendar import local_midnight
@@ -20,6 +21,9 @@ from tuition.web.i18n import N_
 
 PAGE = 50
 Text = Annotated[str, Query(max_length=200)]
+Day = Annotated[str, Query(alias="from", max_length=10)]
+UntilDay = Annotated[str, Query(alias="to", max_length=10)]
+Offset = Annotated[int, Query(ge=0, le=10_000_000)]
 
 E = TypeVar("E", bound=StrEnum)
 
@@ -58,6 +62,60 @@ def next_url(request: Request, last_id: str) -> str:
 
 BAD_DATE = N_("Enter a date as 2026-11-30.")
 BAD_CHOICE = N_("Choose one of the listed values.")
+SORT_LABELS = {
+    "newest": N_("Newest first"),
+    "oldest": N_("Oldest first"),
+    "-amount": N_("Largest amount first"),
+    "amount": N_("Smallest amount first"),
+    "renews": N_("Renewing soonest"),
+    "-renews": N_("Renewing latest"),
+    "name": N_("Name A to Z"),
+    "-name": N_("Name Z to A"),
+}
+
+
+def checked_sort(sort: str, sorts: tuple[str, ...], errors: dict[str, str]) -> str:
+    """``sort`` when the list offers it; else the first sort, noting the error."""
+    if sort in sorts:
+        return sort
+    errors["sort"] = BAD_CHOICE
+    return sorts[0]
+
+
+def paging(
+    request: Request, csv_path: str, *, offset: int, shown: int, total: int
+) -> dict[str, Any]:
+    """What a list page shows about its paging: which rows of how many, the previous and
+    next pages' links (the filters kept) and the export of the list as filtered."""
+    query = request.url.query
+
+    def at(n: int) -> str:
+        return str(request.url.include_query_params(offset=n))
+
+    return {
+        "list_path": csv_path.removesuffix(".csv"),
+        "sort_labels": SORT_LABELS,
+        "total": total,
+        "first": offset + 1 if shown else 0,
+        "last": offset + shown,
+        "previous_url": at(max(0, offset - PAGE)) if offset > 0 else None,
+        "next_url": at(offset + PAGE) if offset + PAGE < total else None,
+        "csv_url": csv_path + (f"?{query}" if query else ""),
+    }
+
+
+def csv_refused(errors: dict[str, str]) -> Response:
+    """The answer to an export asked with malformed filters: 422 naming them."""
+    return Response(
+        "; ".join(f"{k}: malformed" for k in sorted(errors)) + "\n",
+        status_code=422,
+        media_type="text/plain; charset=utf-8",
+    )
+
+
+def local_time(moment: datetime | None, zone: tzinfo) -> str:
+    """An instant as an export writes it: ISO 8601 in the platform's time zone."""
+    return moment.astimezone(zone).isoformat(timespec="seconds") if moment else ""
 
 
 def checked_days(

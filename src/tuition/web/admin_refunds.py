@@ -1,5 +1,6 @@
 """Refunds in the console: the refund form of an order page, its confirmation step,
-retrying a failed refund, and the list of refunds.
+retrying a failed refund, and the list of refunds (searched, filtered, sorted, paged
+with a total and exported as filtered, as the orders list is).
 
 Finance and owners may refund any amount, support operators up to
 ``TUITION_SUPPORT_REFUND_LIMIT`` at once, viewers not at all (domain/operators.py); a
@@ -13,10 +14,11 @@ order page, which reads the refund's status from the store.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Form, Path, Query, Request
+from fastapi import APIRouter, Form, Path, Request
 from fastapi.responses import RedirectResponse, Response
 from starlette.datastructures import FormData
 
@@ -30,9 +32,24 @@ from tuition.domain.refunds import LineRequest, RefundReason
 from tuition.services import admin as admin_service
 from tuition.services import audit
 from tuition.services import refunds as refund_service
-from tuition.store.refunds import RefundFilter
+from tuition.store.admin_lists import AdminLists, RefundSearch, Window
+from tuition.store.console_lists import SORTS
+from tuition.store.refunds import RefundRecord
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_filters import PAGE, Text, choice, day_range, next_url
+from tuition.web.admin_filters import (
+    PAGE,
+    Day,
+    Offset,
+    Text,
+    UntilDay,
+    checked_choice,
+    checked_days,
+    checked_sort,
+    csv_refused,
+    csv_response,
+    local_time,
+    paging,
+)
 from tuition.web.admin_order import REFUNDABLE, Problem, RefundLine, order_page, refund_lines
 from tuition.web.admin_roles import requires
 from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
@@ -346,38 +363,127 @@ async def _problem(
     )
 
 
+def _refund_search(
+    request: Request, q: str, status: str, order: str, customer: str, start: str, end: str
+) -> tuple[RefundSearch, dict[str, str]]:
+    errors: dict[str, str] = {}
+    created_gte, created_lt = checked_days(start, end, get_container(request).settings.zone, errors)
+    search = RefundSearch(
+        text=q.strip() or None,
+        status=checked_choice(RefundStatus, status, "status", errors),
+        order_id=order.strip() or None,
+        customer_id=customer.strip() or None,
+        window=Window(created_gte, created_lt),
+    )
+    return search, errors
+
+
 @router.get("/admin/refunds")
 async def refunds(
     request: Request,
     operator: OperatorDep,
+    q: Text = "",
     status: Text = "",
     order: Text = "",
     customer: Text = "",
-    start: Annotated[str, Query(alias="from", max_length=10)] = "",
-    end: Annotated[str, Query(alias="to", max_length=10)] = "",
-    after: Text = "",
+    start: Day = "",
+    end: UntilDay = "",
+    sort: Text = "newest",
+    offset: Offset = 0,
 ) -> Response:
     container = get_container(request)
-    created_gte, created_lt = day_range(start, end, container.settings.zone)
-    filt = RefundFilter(
-        order_id=order.strip() or None,
-        customer_id=customer.strip() or None,
-        status=choice(RefundStatus, status),
-        created_gte=created_gte,
-        created_lt=created_lt,
-    )
-    cursor = after if after.startswith("re_") else None
-    found, more = await refund_service.list_refunds(
-        container.uow(), filt, limit=PAGE, starting_after=cursor
-    )
-    filters = {"status": status, "order": order, "customer": customer, "from": start, "to": end}
+    search, errors = _refund_search(request, q, status, order, customer, start, end)
+    sort = checked_sort(sort, SORTS, errors)
+    found: list[Any] = []
+    total = 0
+    if not errors:
+        async with container.uow() as uow:
+            found, total = await AdminLists(uow.conn).refunds_page(
+                search, sort=sort, limit=PAGE, offset=offset
+            )
+    filters = {
+        "q": q,
+        "status": status,
+        "order": order,
+        "customer": customer,
+        "from": start,
+        "to": end,
+        "sort": sort,
+    }
     return page(
         request,
         "admin/refunds.html",
         operator,
         "refunds",
+        status_code=422 if errors else 200,
         refunds=found,
         filters=filters,
+        errors=errors,
+        sorts=SORTS,
         statuses=list(RefundStatus),
-        next_url=next_url(request, found[-1].id) if more and found else None,
+        **paging(request, "/admin/refunds.csv", offset=offset, shown=len(found), total=total),
     )
+
+
+REFUNDS_CSV = [
+    "refund",
+    "order",
+    "payment",
+    "customer",
+    "status",
+    "currency",
+    "amount",
+    "fee_returned",
+    "reason",
+    "destination",
+    "refund_no",
+    "requested_by",
+    "created",
+    "succeeded",
+]
+
+
+@router.get("/admin/refunds.csv")
+@requires(Permission.EXPORT)
+async def refunds_csv(
+    request: Request,
+    operator: OperatorDep,
+    q: Text = "",
+    status: Text = "",
+    order: Text = "",
+    customer: Text = "",
+    start: Day = "",
+    end: UntilDay = "",
+) -> Response:
+    """Every refund as filtered on the page, streamed; amounts in major units."""
+    container = get_container(request)
+    search, errors = _refund_search(request, q, status, order, customer, start, end)
+    if errors:
+        return csv_refused(errors)
+    zone = container.settings.zone
+
+    def row(r: RefundRecord) -> list[str]:
+        unit = get_currency(r.currency)
+        return [
+            r.id,
+            r.order_id,
+            r.payment_id,
+            r.customer_id,
+            r.status.value,
+            r.currency,
+            format_amount(r.amount, unit),
+            format_amount(r.fee_returned, unit) if r.fee_returned is not None else "",
+            r.reason,
+            r.destination,
+            r.channel_refund_no or "",
+            r.requested_by,
+            local_time(r.created_at, zone),
+            local_time(r.succeeded_at, zone),
+        ]
+
+    async def records() -> AsyncIterator[list[str]]:
+        async with container.uow() as uow:
+            async for refund in AdminLists(uow.conn).stream_refunds(search):
+                yield row(refund)
+
+    return csv_response("refunds.csv", REFUNDS_CSV, records())
