@@ -1569,6 +1569,7 @@ partner_settlements = Table(
 )
 Index("ix_partner_settlements_payment_id", partner_settlements.c.payment_id)
 
+
 # The console's search in any case (store/console_lists.py, migration 0025): lower() of
 # each column it reads; a prefix search (the start of a customer id or a name) needs
 # text_pattern_ops on PostgreSQL, whatever the database's collation.
