@@ -24,6 +24,7 @@ from tuition.domain.errors import Conflict, InvalidRequest, NotFound
 from tuition.domain.orders import OrderLine, OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.pricing import Quote, TaxRule, price_order
+from tuition.services.fx import NATIVE_LINES
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.store.uow import UnitOfWork
@@ -324,6 +325,9 @@ def _surcharge_as_placed(pricing: Mapping[str, Any]) -> Decimal | None:
     return None if rate is None else Decimal(rate)
 
 
+_FX_KEYS = frozenset({"fx", NATIVE_LINES})
+
+
 def _repriced(order: OrderRecord, quote: Quote, now: datetime) -> OrderRecord:
     lines = tuple(
         replace(
@@ -345,7 +349,9 @@ def _repriced(order: OrderRecord, quote: Quote, now: datetime) -> OrderRecord:
         surcharge=quote.surcharge,
         total=quote.total,
         coupon_code=quote.coupon_code,
-        pricing=quote.to_dict(),
+        # The conversions the order was placed with stay its own: its prices are still
+        # theirs, and its revenue is booked back at their rate (services/fx.py).
+        pricing={**quote.to_dict(), **{k: v for k, v in order.pricing.items() if k in _FX_KEYS}},
         updated_at=now,
         lines=lines,
     )
