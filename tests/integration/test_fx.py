@@ -496,3 +496,32 @@ async def test_a_converted_product_beside_a_native_one_keeps_the_revenue_in_the_
     assert _per_currency(balances) == {"CNY": 0}
     report = await verify_ledger(uow)
     assert report.ok, report.problems
+
+
+async def test_many_partial_refunds_of_a_converted_sale_add_up_to_its_revenue_exactly(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateways: Gateways,  # noqa: F811
+    uow: UnitOfWork,
+) -> None:
+    order = await _paid_usd_course(client, shop, gateways)
+    # Three refunds of 1.00 CNY (0.30 of the platform's part each, 0.0423 USD at 7.1),
+    # then the rest: however the refunds are cut, they take back the 3.00 USD of revenue
+    # the sale recognised, no cent more or less.
+    for amount in (100, 100, 100, None):
+        body: dict[str, Any] = {"order_id": order["id"]}
+        if amount is not None:
+            body["amount"] = amount
+        refund = await post(client, "/v1/refunds", body)
+        await gateways.sim.settle_refunds()
+        await gateways.sim.drain()
+        assert (await client.get(f"/v1/refunds/{refund['id']}")).json()["status"] == "succeeded"
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "refunded"
+    async with uow:
+        balances = await uow.ledger.balances()
+    assert balances["refunds:USD"] == 300
+    assert balances["platform_revenue:USD"] == -300
+    assert balances["fx_conversion:CNY"] == balances["fx_conversion:USD"] == 0
+    assert _per_currency(balances) == {"CNY": 0, "USD": 0}
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems

@@ -320,13 +320,16 @@ def order_back_conversion(pricing: Mapping[str, object], currency: str) -> Conve
 
 
 def in_product_currency(
-    entry: JournalEntry, pricing: Mapping[str, object], currency: str
+    entry: JournalEntry, pricing: Mapping[str, object], currency: str, *, moved_before: int = 0
 ) -> JournalEntry:
     """A paid order's (or its refund's) entry in ``currency`` with the platform's part
     moved into the product's currency at the order's recorded rate, through the
     ``fx_conversion`` accounts; the entry as it is for an order sold in its own currency.
 
-    A refund is rebased at the same recorded rate as the sale, so a full refund reverses
-    it exactly and no FX gain or loss is posted."""
+    A refund is rebased at the same recorded rate as the sale, counted on from what the
+    payment's earlier refunds moved (``moved_before``, in ``currency``), so its refunds,
+    however many, reverse the sale exactly and no FX gain or loss is posted."""
     conversion = order_back_conversion(pricing, currency)
-    return entry if conversion is None else rebased_entry(entry, conversion, SALE_KINDS)
+    if conversion is None:
+        return entry
+    return rebased_entry(entry, conversion, SALE_KINDS, moved_before=moved_before)

@@ -220,9 +220,20 @@ async def _succeed(
         if any(p.account.kind is AccountKind.FX_CONVERSION for p in original.postings):
             # The sale's revenue was booked in the product's currency: take it back there,
             # at the order's recorded rate (docs/fx.md#ledger).
+            # Counted on from the payment's earlier refunds (ordered by the payment row's
+            # lock above), so their conversions add up to the sale's exactly.
+            fx_side = AccountRef(AccountKind.FX_CONVERSION, payment.currency)
+            moved_before = 0
+            for other in await uow.refunds.of_payment(refund.payment_id):
+                if other.id != refund.id and (
+                    posted := await uow.ledger.entry_by_source(refund_source(other.id))
+                ):
+                    moved_before += sum(p.amount for p in posted.postings if p.account == fx_side)
             order = await uow.orders.get(refund.order_id, with_lines=False)
             assert order is not None
-            entry = in_product_currency(entry, order.pricing, payment.currency)
+            entry = in_product_currency(
+                entry, order.pricing, payment.currency, moved_before=moved_before
+            )
     else:
         prior = []
         for other in await uow.refunds.of_payment(refund.payment_id):
