@@ -325,3 +325,37 @@ async def test_refunds_racing_the_release_take_the_partners_share_back_once(
     assert await _balances(client, sold["globex"]) == {"CNY": (0, 0), "USD": (0, 4 * 138)}
     assert (await _balances(client, sold["ada"]))["CNY"] == (0, 4 * 6965)
     await _books_clean(uow)
+
+
+async def test_a_coupon_entered_at_checkout_keeps_the_partners_share_within_the_price(
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    sold: dict[str, str],
+) -> None:
+    from tuition.services.checkout import change_coupon
+
+    await post(client, "/v1/coupons", {"code": "NINETY", "percent_off": "0.9"})
+    made = await _order(client, sold, "b_1")
+    assert made.status_code == 201, made.text
+    order = made.json()
+    # The buyer enters a 90 % coupon on the checkout page: ¥19.90 now.
+    repriced = await change_coupon(uow, order["id"], "NINETY", clock=clock)
+    assert repriced.total == 1990
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    async with uow:
+        entry = await uow.ledger.entry_by_source(payment_source(payment["id"]))
+    assert entry is not None
+    postings = {p.account.key: p.amount for p in entry.postings}
+    # 10 % of what was sold, not of the price before the coupon: the partner is never
+    # owed more than the platform keeps of the sale.
+    assert postings[f"creator_pending:CNY:{sold['globex']}"] == -199
+    assert postings[f"creator_pending:CNY:{sold['ada']}"] == -1393
+    assert postings["platform_revenue:CNY"] == -(1990 - 1393 - 199)
+    await _books_clean(uow)
