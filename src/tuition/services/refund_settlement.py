@@ -189,6 +189,22 @@ async def _succeed(
     await uow.refunds.set_fee_returned(refund.id, fee_returned)
     loaded = await uow.refunds.get(refund.id)
     assert loaded is not None
+    # The wallet before the ledger (see services/settlement.py on the lock order): before
+    # the clawback too, which posts a converted partner share's conversion.
+    if to_wallet or payment.channel == WALLET_CHANNEL:  # the money goes to the balance
+        await credit(
+            uow,
+            customer_id=payment.customer_id,
+            currency=payment.currency,
+            amount=refund.amount,
+            kind=LotKind.REFUND,
+            source=f"refund:{refund.id}",
+            cause=TransactionCause.REFUND,
+            cause_id=refund.id,
+            description=f"refund {refund.id} of order {refund.order_id}",
+            created_by=refund.requested_by,
+            at=at,
+        )
     original = await uow.ledger.entry_by_source(payment_source(refund.payment_id))
     assert original is not None, "a refunded payment was posted"
     if loaded.lines:
@@ -248,21 +264,6 @@ async def _succeed(
             occurred_at=at,
             prior_refunds=prior,
             fee_returned=fee_returned,
-        )
-    # The wallet before the ledger (see services/settlement.py on the lock order).
-    if to_wallet or payment.channel == WALLET_CHANNEL:  # the money goes to the balance
-        await credit(
-            uow,
-            customer_id=payment.customer_id,
-            currency=payment.currency,
-            amount=refund.amount,
-            kind=LotKind.REFUND,
-            source=f"refund:{refund.id}",
-            cause=TransactionCause.REFUND,
-            cause_id=refund.id,
-            description=f"refund {refund.id} of order {refund.order_id}",
-            created_by=refund.requested_by,
-            at=at,
         )
     await uow.ledger.post(entry, at=at)
     await uow.events.emit("refund.succeeded", refund.id, refund_data(loaded), at=at)
