@@ -58,6 +58,13 @@ async def test_partners_are_refused_with_the_field_named_and_a_missing_rate_is_4
     odd = await client.post("/v1/partners", json={"name": "X", "share": "0.2", "currency": "XYZ"})
     assert odd.status_code in (400, 422), odd.text
     assert odd.json()["error"]["param"] == "currency"
+    # The platform's coins are no currency a partner can be settled (and paid out) in.
+    coins = await client.post("/v1/partners", json={"name": "X", "share": "0.2", "currency": "XCN"})
+    assert coins.status_code == 422, coins.text
+    assert (coins.json()["error"]["code"], coins.json()["error"]["param"]) == (
+        "currency_not_convertible",
+        "currency",
+    )
     euro = await post(client, "/v1/partners", {"name": "Euro", "share": "0.2", "currency": "EUR"})
     missing = await client.get(
         f"/v1/partners/{euro['id']}/share_quote", params={"amount": 100, "currency": "CNY"}

@@ -173,7 +173,12 @@ async def create_partner(
     if not name:
         raise ValidationFailed("a partner needs a name", param="name")
     partner_share(0, cmd.share)  # in [0, 1], or ValidationFailed naming the share
-    get_currency(cmd.currency, param="currency")
+    if get_currency(cmd.currency, param="currency").virtual:
+        raise ValidationFailed(
+            f"{cmd.currency} is the platform's coin unit; a partner is settled in money",
+            code="currency_not_convertible",
+            param="currency",
+        )
     payee = PayeeRecord(
         id=new_id(Prefix.PAYEE),
         kind=PayeeKind.PARTNER.value,
