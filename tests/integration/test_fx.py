@@ -435,3 +435,93 @@ async def test_recorded_rates_are_audited_with_who_recorded_them(
     ]
     assert '"rate":"7.1000"' in rows[0][3]
     assert '"count":1' in rows[1][3]
+
+
+async def test_a_coupon_applied_at_checkout_keeps_the_orders_rate_and_its_revenue_currency(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateways: Gateways,  # noqa: F811
+    uow: UnitOfWork,
+    clock: FrozenClock,
+) -> None:
+    from tuition.services.checkout import change_coupon
+
+    await _put(client, "USD/CNY", rate="7.1")
+    await post(client, "/v1/coupons", {"code": "HALF", "percent_off": "0.5"})
+    order = await post(client, "/v1/orders", order_body(shop, "usd_only"))  # 71.00 CNY
+    # The buyer enters the coupon on the checkout page: the order is re-priced...
+    repriced = await change_coupon(uow, order["id"], "HALF", clock=clock)
+    assert repriced.total == 3550
+    # ... and still converted at the rate it was placed with.
+    got = (await client.get(f"/v1/orders/{order['id']}")).json()
+    assert got["fx"] == order["fx"]
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "alipay", "method": "page"}
+    )
+    await _pay_in_browser(gateways.sim, payment["next_action"]["url"])
+    await gateways.sim.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    async with uow:
+        balances = await uow.ledger.balances()
+    # 30 % of 35.50 CNY is 10.65 CNY: 1.50 USD of revenue, in the product's currency.
+    assert "platform_revenue:CNY" not in balances
+    assert balances["platform_revenue:USD"] == -150
+    assert _per_currency(balances) == {"CNY": 0, "USD": 0}
+
+
+async def test_a_converted_product_beside_a_native_one_keeps_the_revenue_in_the_order_currency(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateways: Gateways,  # noqa: F811
+    uow: UnitOfWork,
+) -> None:
+    await _put(client, "USD/CNY", rate="7.1")
+    # c2 has a CNY price of its own (199.00); usd_only is converted (10.00 USD = 71.00).
+    order = await post(client, "/v1/orders", order_body(shop, "c2", "usd_only"))
+    assert order["total"] == 19900 + 7100
+    assert len(order["fx"]) == 1
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "alipay", "method": "page"}
+    )
+    await _pay_in_browser(gateways.sim, payment["next_action"]["url"])
+    await gateways.sim.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    async with uow:
+        balances = await uow.ledger.balances()
+    # The CNY course's 30 % (59.70 CNY) is never turned into USD at the other line's
+    # rate: an order mixing its own currency with a converted one keeps its revenue in
+    # the order's currency (docs/fx.md#ledger, limits).
+    assert balances.get("platform_revenue:USD", 0) == 0
+    assert balances["platform_revenue:CNY"] == -(5970 + 2130)
+    assert _per_currency(balances) == {"CNY": 0}
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems
+
+
+async def test_many_partial_refunds_of_a_converted_sale_add_up_to_its_revenue_exactly(
+    client: httpx.AsyncClient,
+    shop: dict[str, str],
+    gateways: Gateways,  # noqa: F811
+    uow: UnitOfWork,
+) -> None:
+    order = await _paid_usd_course(client, shop, gateways)
+    # Three refunds of 1.00 CNY (0.30 of the platform's part each, 0.0423 USD at 7.1),
+    # then the rest: however the refunds are cut, they take back the 3.00 USD of revenue
+    # the sale recognised, no cent more or less.
+    for amount in (100, 100, 100, None):
+        body: dict[str, Any] = {"order_id": order["id"]}
+        if amount is not None:
+            body["amount"] = amount
+        refund = await post(client, "/v1/refunds", body)
+        await gateways.sim.settle_refunds()
+        await gateways.sim.drain()
+        assert (await client.get(f"/v1/refunds/{refund['id']}")).json()["status"] == "succeeded"
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "refunded"
+    async with uow:
+        balances = await uow.ledger.balances()
+    assert balances["refunds:USD"] == 300
+    assert balances["platform_revenue:USD"] == -300
+    assert balances["fx_conversion:CNY"] == balances["fx_conversion:USD"] == 0
+    assert _per_currency(balances) == {"CNY": 0, "USD": 0}
+    report = await verify_ledger(uow)
+    assert report.ok, report.problems

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import datetime, timedelta
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -324,4 +325,79 @@ async def test_refunds_racing_the_release_take_the_partners_share_back_once(
     # first, 9.95 x 0.1389 = 1.382 -> 1.38; released first, 2.76 less 995 / 1,990 of it.
     assert await _balances(client, sold["globex"]) == {"CNY": (0, 0), "USD": (0, 4 * 138)}
     assert (await _balances(client, sold["ada"]))["CNY"] == (0, 4 * 6965)
+    await _books_clean(uow)
+
+
+async def test_a_coupon_entered_at_checkout_keeps_the_partners_share_within_the_price(
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    sold: dict[str, str],
+) -> None:
+    from tuition.services.checkout import change_coupon
+
+    await post(client, "/v1/coupons", {"code": "NINETY", "percent_off": "0.9"})
+    made = await _order(client, sold, "b_1")
+    assert made.status_code == 201, made.text
+    order = made.json()
+    # The buyer enters a 90 % coupon on the checkout page: ¥19.90 now.
+    repriced = await change_coupon(uow, order["id"], "NINETY", clock=clock)
+    assert repriced.total == 1990
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    async with uow:
+        entry = await uow.ledger.entry_by_source(payment_source(payment["id"]))
+    assert entry is not None
+    postings = {p.account.key: p.amount for p in entry.postings}
+    # 10 % of what was sold, not of the price before the coupon: the partner is never
+    # owed more than the platform keeps of the sale.
+    assert postings[f"creator_pending:CNY:{sold['globex']}"] == -199
+    assert postings[f"creator_pending:CNY:{sold['ada']}"] == -1393
+    assert postings["platform_revenue:CNY"] == -(1990 - 1393 - 199)
+    await _books_clean(uow)
+
+
+async def test_a_refund_into_the_wallet_of_a_settled_share_locks_the_wallet_before_the_journal(
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    sold: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """One lock order on every path touching the buyer's wallet and the journal (wallet
+    first, services/settlement.py): a refund into the wallet that takes back a converted
+    partner share posts its conversion only after crediting the wallet, so it never waits
+    for the wallet while holding journal rows a payment from that wallet waits for."""
+    from tuition.services import refund_settlement
+    from tuition.store.ledger import LedgerRepository
+
+    order = await _paid(client, gateway, sold, "b_1")
+    clock.advance(timedelta(days=7))
+    await release_earnings(
+        uow, order["payment_id"], clock=clock, rates=FixedRates({("CNY", "USD"): Decimal("0.14")})
+    )
+    assert await _balances(client, sold["globex"]) == {"CNY": (0, 0), "USD": (0, 279)}
+    calls: list[str] = []
+    real_credit, real_post = refund_settlement.credit, LedgerRepository.post
+
+    async def credit(*args: Any, **kwargs: Any) -> Any:
+        calls.append("wallet")
+        return await real_credit(*args, **kwargs)
+
+    async def post_entry(self: LedgerRepository, entry: Any, **kwargs: Any) -> bool:
+        calls.append(entry.source.partition(":")[0])
+        return await real_post(self, entry, **kwargs)
+
+    monkeypatch.setattr(refund_settlement, "credit", credit)
+    monkeypatch.setattr(LedgerRepository, "post", post_entry)
+    await _refund(client, gateway, order_id=order["id"], to="wallet", override=True, reason="other")
+    assert calls == ["wallet", "partner_clawback", "refund"], calls
+    monkeypatch.undo()
+    assert await _balances(client, sold["globex"]) == {"CNY": (0, 0), "USD": (0, 0)}
     await _books_clean(uow)

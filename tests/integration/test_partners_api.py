@@ -58,6 +58,13 @@ async def test_partners_are_refused_with_the_field_named_and_a_missing_rate_is_4
     odd = await client.post("/v1/partners", json={"name": "X", "share": "0.2", "currency": "XYZ"})
     assert odd.status_code in (400, 422), odd.text
     assert odd.json()["error"]["param"] == "currency"
+    # The platform's coins are no currency a partner can be settled (and paid out) in.
+    coins = await client.post("/v1/partners", json={"name": "X", "share": "0.2", "currency": "XCN"})
+    assert coins.status_code == 422, coins.text
+    assert (coins.json()["error"]["code"], coins.json()["error"]["param"]) == (
+        "currency_not_convertible",
+        "currency",
+    )
     euro = await post(client, "/v1/partners", {"name": "Euro", "share": "0.2", "currency": "EUR"})
     missing = await client.get(
         f"/v1/partners/{euro['id']}/share_quote", params={"amount": 100, "currency": "CNY"}
@@ -95,3 +102,48 @@ async def test_without_a_fixed_rate_the_share_converts_at_the_recorded_fx_rate(
     # 50 % of 100.00 CNY = 50.00 CNY; x 0.13 = 6.50 EUR.
     assert (got["share"], got["amount"], got["currency"]) == (5000, 650, "EUR")
     assert got["fx"]["source"] == "fx_rates CNY/EUR: ecb"
+
+
+async def test_a_partner_sold_subscription_takes_the_same_fixed_rate_as_an_order(
+    client: httpx.AsyncClient,
+) -> None:
+    """The contract's rate of TUITION_FX_RATES (and no recorded rate) settles a
+    partner's share of a subscription's orders as of any order: the subscription's first
+    order and its renewals are placed with the same rate source."""
+    from tuition.worker.subscriptions import renewal_deps
+
+    ada = await post(client, "/v1/creators", {"name": "Ada", "default_revenue_share": "0.7"})
+    monthly = await post(
+        client,
+        "/v1/products",
+        {
+            "creator_id": ada["id"],
+            "title": "Monthly",
+            "kind": "membership",
+            "period": "month",
+            "prices": {"CNY": 3000},
+        },
+    )
+    globex = await post(
+        client, "/v1/partners", {"name": "Globex", "share": "0.1", "currency": "USD"}
+    )
+    made = await client.post(
+        "/v1/subscriptions",
+        json={
+            "customer_id": "u_1",
+            "product_id": monthly["id"],
+            "channel": "sandbox",
+            "method": "page",
+            "auto_renew": False,
+            "partner_id": globex["id"],
+        },
+    )
+    assert made.status_code == 201, made.text
+    assert made.json()["latest_order"]["partner_id"] == globex["id"]
+    # The worker's renewals look the rate up in the same place.
+    container = client._transport.app.state.modes.live  # type: ignore[attr-defined]
+    rates = renewal_deps(container).orders.rates
+    assert rates is not None
+    async with container.uow() as uow:
+        got = await rates.rate_at(uow, "CNY", "USD", container.clock.now())
+    assert got.source == "setting:TUITION_FX_RATES"

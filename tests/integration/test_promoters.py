@@ -542,3 +542,37 @@ async def test_a_placed_orders_split_stays_as_fixed_when_the_products_rates_chan
     got = await _held(client, referral["ada"], referral["li"], referral["wang"])
     assert got == [(13930 + 11940, 0), (3980 + 1990, 0), (995, 0)]
     await _books_clean(uow)
+
+
+async def test_a_coupon_entered_at_checkout_fixes_the_referred_split_on_the_new_price(
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    uow: UnitOfWork,
+    referral: dict[str, str],
+) -> None:
+    from tuition.services.checkout import change_coupon
+
+    await post(client, "/v1/coupons", {"code": "NINETY", "percent_off": "0.9"})
+    made = await _order(client, referral, "b_1")
+    assert made.status_code == 201, made.text
+    order = made.json()
+    # The split fixed at 199.00 would owe the payees more than the 19.90 now paid.
+    repriced = await change_coupon(uow, order["id"], "NINETY", clock=clock)
+    assert repriced.total == 1990
+    payment = await post(
+        client, f"/v1/orders/{order['id']}/payments", {"channel": "sandbox", "method": "page"}
+    )
+    await gateway.pay(payment["id"])
+    await gateway.drain()
+    assert (await client.get(f"/v1/orders/{order['id']}")).json()["status"] == "paid"
+    async with uow:
+        entry = await uow.ledger.entry_by_source(payment_source(payment["id"]))
+    assert entry is not None
+    postings = {p.account.key: p.amount for p in entry.postings}
+    # 70 % / 20 % / 5 % of 19.90, at the rates fixed when the order was placed.
+    assert postings[f"creator_pending:CNY:{referral['ada']}"] == -1393
+    assert postings[f"creator_pending:CNY:{referral['li']}"] == -398
+    assert -postings[f"creator_pending:CNY:{referral['wang']}"] in (99, 100)
+    assert sum(v for k, v in postings.items() if k.startswith("creator_pending:")) >= -1990
+    await _books_clean(uow)

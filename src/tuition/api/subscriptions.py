@@ -387,6 +387,7 @@ def _deps(container: ContainerDep) -> subscription_service.SubscriptionDeps:
             order_ttl=timedelta(seconds=settings.order_ttl_seconds),
             channel_fee_rates=settings.channel_fee_rates,
             risk=settings.risk_thresholds(),  # subscription orders are assessed when raised
+            rates=container.rate_source(),  # a partner's share: as for any order
         ),
         renewal=renewal_policy(settings),
     )

@@ -232,16 +232,25 @@ def back_conversion(conversion: Conversion) -> Conversion:
 
 
 def rebased_entry(
-    entry: JournalEntry, conversion: Conversion, kinds: Collection[AccountKind]
+    entry: JournalEntry,
+    conversion: Conversion,
+    kinds: Collection[AccountKind],
+    *,
+    moved_before: int = 0,
 ) -> JournalEntry:
     """``entry`` with its postings to accounts of ``kinds`` in ``conversion.from_currency``
     moved into ``conversion.to_currency``, through the FX accounts, as one entry.
 
-    Each moved posting is converted once (half-up, its sign kept) onto the same account in
-    the target currency; ``fx_conversion`` of the source currency takes the source side and
-    ``fx_conversion`` of the target currency the converted side, so each currency still
-    sums to zero. An entry with nothing to move is returned as it is. The same source and
-    id are kept: the rebased entry replaces ``entry``, it is not posted beside it.
+    Each moved posting goes onto the same account in the target currency; ``fx_conversion``
+    of the source currency takes the source side and ``fx_conversion`` of the target
+    currency the converted side, so each currency still sums to zero. A posting is
+    converted as the difference it makes to the running total of what was moved, counted
+    from ``moved_before`` (what earlier entries of the same sale moved, in the source
+    currency: a refund's earlier refunds), each total rounded half-up with its sign kept:
+    the converted parts of any sequence of entries add up to the conversion of their sum,
+    so refunds taking back the whole sale take back exactly what it converted. An entry
+    with nothing to move is returned as it is. The same source and id are kept: the
+    rebased entry replaces ``entry``, it is not posted beside it.
     """
     source, target = conversion.from_currency, conversion.to_currency
     moved = [p for p in entry.postings if p.account.kind in kinds and p.account.currency == source]
@@ -250,13 +259,16 @@ def rebased_entry(
     kept = [
         p for p in entry.postings if not (p.account.kind in kinds and p.account.currency == source)
     ]
-    converted = [
-        Posting(
-            AccountRef(p.account.kind, target, p.account.qualifier),
-            conversion.convert(p.amount) if p.amount > 0 else -conversion.convert(-p.amount),
-        )
-        for p in moved
-    ]
+
+    def signed(total: int) -> int:
+        return conversion.convert(total) if total >= 0 else -conversion.convert(-total)
+
+    converted = []
+    running = moved_before
+    for p in moved:
+        amount = signed(running + p.amount) - signed(running)
+        running += p.amount
+        converted.append(Posting(AccountRef(p.account.kind, target, p.account.qualifier), amount))
     source_side = sum(p.amount for p in moved)
     target_side = sum(p.amount for p in converted)
     postings = [

@@ -24,6 +24,9 @@ from tuition.domain.errors import Conflict, InvalidRequest, NotFound
 from tuition.domain.orders import OrderLine, OrderStatus
 from tuition.domain.payments import PaymentStatus
 from tuition.domain.pricing import Quote, TaxRule, price_order
+from tuition.services.commissions import refix_referral_lines
+from tuition.services.fx import NATIVE_LINES
+from tuition.services.partners import refix_partner_lines
 from tuition.store.orders import OrderRecord
 from tuition.store.payments import PaymentFilter, PaymentRecord
 from tuition.store.uow import UnitOfWork
@@ -142,6 +145,13 @@ async def change_coupon(
         repriced = _repriced(order, quote, now)
         if not await uow.orders.write_pricing(repriced, at=now):
             raise Conflict(f"order {order_id} changed meanwhile; try again", code="order_changed")
+        # The promoters' and the partner's shares were fixed on the old prices: fixed
+        # anew on the new ones, at the rates fixed when the order was placed.
+        referred = []
+        if order.referral_code is not None:
+            referred = await refix_referral_lines(uow, order_id, repriced.lines)
+        if order.partner_id is not None:
+            await refix_partner_lines(uow, order_id, repriced.lines, referred)
         await uow.events.emit(
             "order.updated",
             order_id,
@@ -324,6 +334,9 @@ def _surcharge_as_placed(pricing: Mapping[str, Any]) -> Decimal | None:
     return None if rate is None else Decimal(rate)
 
 
+_FX_KEYS = frozenset({"fx", NATIVE_LINES})
+
+
 def _repriced(order: OrderRecord, quote: Quote, now: datetime) -> OrderRecord:
     lines = tuple(
         replace(
@@ -345,7 +358,9 @@ def _repriced(order: OrderRecord, quote: Quote, now: datetime) -> OrderRecord:
         surcharge=quote.surcharge,
         total=quote.total,
         coupon_code=quote.coupon_code,
-        pricing=quote.to_dict(),
+        # The conversions the order was placed with stay its own: its prices are still
+        # theirs, and its revenue is booked back at their rate (services/fx.py).
+        pricing={**quote.to_dict(), **{k: v for k, v in order.pricing.items() if k in _FX_KEYS}},
         updated_at=now,
         lines=lines,
     )

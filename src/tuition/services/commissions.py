@@ -10,7 +10,7 @@ other earnings and taken back by refunds pro rata.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 
@@ -246,6 +246,36 @@ async def referral_lines(
                 created_at=at,
             )
         )
+    return out
+
+
+async def refix_referral_lines(
+    uow: UnitOfWork, order_id: str, lines: Sequence[LineRecord]
+) -> list[LineCommission]:
+    """Inside the unit of work re-pricing an unpaid order (a coupon changed at checkout):
+    each referred line's split fixed anew for the line's new amount, at the rates, bearer
+    and promoters fixed when it was placed, and stored in place of the old one."""
+    fixed = await uow.commissions.of_order(order_id)
+    by_index = {line.line_index: line for line in lines}
+    out = []
+    for index, old in sorted(fixed.items()):
+        line = by_index[index]
+        split = split_line(
+            line.total - line.tax - line.surcharge,
+            line.revenue_share,
+            rates=CommissionRates(old.level1_rate, old.level2_rate),
+            bearer=old.bearer,
+            referral=Referral(old.level1_id, old.level2_id),
+        )
+        out.append(
+            replace(
+                old,
+                creator_amount=split.creator,
+                level1_amount=split.level1,
+                level2_amount=split.level2,
+            )
+        )
+    await uow.commissions.set_line_amounts(out)
     return out
 
 

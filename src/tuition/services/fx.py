@@ -297,13 +297,21 @@ async def post_conversion(
 SALE_KINDS = frozenset({AccountKind.PLATFORM_REVENUE, AccountKind.REFUNDS})
 
 
+# In an order's pricing beside ``fx``: some of its products had a price in the order's
+# currency of their own (services/orders.py).
+NATIVE_LINES = "fx_native_lines"
+
+
 def order_back_conversion(pricing: Mapping[str, object], currency: str) -> Conversion | None:
     """How an amount of an order paid in ``currency`` goes back into the product's own
     currency: the one conversion the order was priced with, reversed at its recorded rate
     (no markup, no later rate). None when the order was not converted, or was converted
-    from several currencies (its revenue then stays in ``currency``)."""
+    from several currencies, or sold products priced in ``currency`` beside the converted
+    one (its revenue then stays in ``currency``)."""
     records = pricing.get("fx")
     if not isinstance(records, list) or len(records) != 1 or not isinstance(records[0], dict):
+        return None
+    if pricing.get(NATIVE_LINES):
         return None
     conversion = recorded_conversion(records[0])
     if conversion.to_currency != currency:
@@ -312,13 +320,16 @@ def order_back_conversion(pricing: Mapping[str, object], currency: str) -> Conve
 
 
 def in_product_currency(
-    entry: JournalEntry, pricing: Mapping[str, object], currency: str
+    entry: JournalEntry, pricing: Mapping[str, object], currency: str, *, moved_before: int = 0
 ) -> JournalEntry:
     """A paid order's (or its refund's) entry in ``currency`` with the platform's part
     moved into the product's currency at the order's recorded rate, through the
     ``fx_conversion`` accounts; the entry as it is for an order sold in its own currency.
 
-    A refund is rebased at the same recorded rate as the sale, so a full refund reverses
-    it exactly and no FX gain or loss is posted."""
+    A refund is rebased at the same recorded rate as the sale, counted on from what the
+    payment's earlier refunds moved (``moved_before``, in ``currency``), so its refunds,
+    however many, reverse the sale exactly and no FX gain or loss is posted."""
     conversion = order_back_conversion(pricing, currency)
-    return entry if conversion is None else rebased_entry(entry, conversion, SALE_KINDS)
+    if conversion is None:
+        return entry
+    return rebased_entry(entry, conversion, SALE_KINDS, moved_before=moved_before)

@@ -18,7 +18,7 @@ from tuition.domain.pricing import Quote, price_order
 from tuition.domain.risk import Client, RiskPolicy
 from tuition.services.commissions import referral_lines
 from tuition.services.entitlements import grant_for_order
-from tuition.services.fx import fx_record, price_catalog_in
+from tuition.services.fx import NATIVE_LINES, fx_record, price_catalog_in
 from tuition.services.memberships import apply_member_prices
 from tuition.services.partners import RateSource, StoredRates, partner_lines, settlements
 from tuition.services.risk import (
@@ -102,11 +102,11 @@ async def _create_order(
     now = clock.now()
     _check_items(cmd)
     async with uow:
-        catalog = await uow.catalog.products_by_ids([i.product_id for i in cmd.items])
+        placed = await uow.catalog.products_by_ids([i.product_id for i in cmd.items])
         # FX hook: products without a price in the order's currency get a converted one.
         catalog, conversions = await price_catalog_in(
             uow,
-            catalog,
+            placed,
             currency=cmd.currency,
             surface=cmd.surface,
             at=now,
@@ -175,7 +175,12 @@ async def _create_order(
         )
         order = _order_record(cmd, quote, lines, now=now, ttl=policy.order_ttl)
         if conversions:  # the rates, their source and time, as the order was priced
-            order = replace(order, pricing={**order.pricing, "fx": fx_record(conversions)})
+            fx: dict[str, object] = {"fx": fx_record(conversions)}
+            if any(cmd.currency in placed[i.product_id].prices for i in cmd.items):
+                # Beside a product priced in the order's own currency: its revenue is not
+                # the converted one's, so the order's stays in its currency (fx.md).
+                fx[NATIVE_LINES] = True
+            order = replace(order, pricing={**order.pricing, **fx})
         if policy.risk is not None:  # risk hook: a block raises; allow and review recorded
             await screen_order(
                 uow, order_subject(order, cmd.client), at=now, thresholds=policy.risk

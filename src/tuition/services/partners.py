@@ -10,7 +10,7 @@ later whatever the rates do since.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from decimal import Decimal
 from typing import Protocol
@@ -173,7 +173,12 @@ async def create_partner(
     if not name:
         raise ValidationFailed("a partner needs a name", param="name")
     partner_share(0, cmd.share)  # in [0, 1], or ValidationFailed naming the share
-    get_currency(cmd.currency, param="currency")
+    if get_currency(cmd.currency, param="currency").virtual:
+        raise ValidationFailed(
+            f"{cmd.currency} is the platform's coin unit; a partner is settled in money",
+            code="currency_not_convertible",
+            param="currency",
+        )
     payee = PayeeRecord(
         id=new_id(Prefix.PAYEE),
         kind=PayeeKind.PARTNER.value,
@@ -296,6 +301,41 @@ async def partner_lines(
         out.append(
             PartnerLineShare(order_id, line.line_index, partner_id, partner.share, share, at)
         )
+    return out
+
+
+async def refix_partner_lines(
+    uow: UnitOfWork,
+    order_id: str,
+    lines: Sequence[LineRecord],
+    referred: Sequence[LineCommission],
+) -> list[PartnerLineShare]:
+    """Inside the unit of work re-pricing an unpaid order (a coupon changed at checkout):
+    the partner's share of each line anew for the line's new amount, at the rate fixed
+    when the order was placed, stored in place of the old; 422
+    ``partner_share_exceeds_platform`` as at placement."""
+    fixed = await settlements(uow).shares_of_order(order_id)
+    by_index = {line.line_index: line for line in lines}
+    split = {c.line_index: c for c in referred}
+    out = []
+    for index, old in sorted(fixed.items()):
+        line = by_index[index]
+        net = line.total - line.tax - line.surcharge
+        commission = split.get(index)
+        if commission is None:
+            payees = creator_shares([net], [line.revenue_share])[0]
+        else:
+            payees = commission.creator_amount + commission.level1_amount + commission.level2_amount
+        share = partner_share(net, old.rate)
+        if share > net - payees:
+            raise ValidationFailed(
+                f"partner {old.partner_id}'s share {old.rate} of line {index} ({share}) is "
+                f"more than the platform keeps of it ({net - payees})",
+                code="partner_share_exceeds_platform",
+                param="coupon_code",
+            )
+        out.append(replace(old, amount=share))
+    await settlements(uow).set_share_amounts(out)
     return out
 
 

@@ -189,6 +189,22 @@ async def _succeed(
     await uow.refunds.set_fee_returned(refund.id, fee_returned)
     loaded = await uow.refunds.get(refund.id)
     assert loaded is not None
+    # The wallet before the ledger (see services/settlement.py on the lock order): before
+    # the clawback too, which posts a converted partner share's conversion.
+    if to_wallet or payment.channel == WALLET_CHANNEL:  # the money goes to the balance
+        await credit(
+            uow,
+            customer_id=payment.customer_id,
+            currency=payment.currency,
+            amount=refund.amount,
+            kind=LotKind.REFUND,
+            source=f"refund:{refund.id}",
+            cause=TransactionCause.REFUND,
+            cause_id=refund.id,
+            description=f"refund {refund.id} of order {refund.order_id}",
+            created_by=refund.requested_by,
+            at=at,
+        )
     original = await uow.ledger.entry_by_source(payment_source(refund.payment_id))
     assert original is not None, "a refunded payment was posted"
     if loaded.lines:
@@ -220,9 +236,20 @@ async def _succeed(
         if any(p.account.kind is AccountKind.FX_CONVERSION for p in original.postings):
             # The sale's revenue was booked in the product's currency: take it back there,
             # at the order's recorded rate (docs/fx.md#ledger).
+            # Counted on from the payment's earlier refunds (ordered by the payment row's
+            # lock above), so their conversions add up to the sale's exactly.
+            fx_side = AccountRef(AccountKind.FX_CONVERSION, payment.currency)
+            moved_before = 0
+            for other in await uow.refunds.of_payment(refund.payment_id):
+                if other.id != refund.id and (
+                    posted := await uow.ledger.entry_by_source(refund_source(other.id))
+                ):
+                    moved_before += sum(p.amount for p in posted.postings if p.account == fx_side)
             order = await uow.orders.get(refund.order_id, with_lines=False)
             assert order is not None
-            entry = in_product_currency(entry, order.pricing, payment.currency)
+            entry = in_product_currency(
+                entry, order.pricing, payment.currency, moved_before=moved_before
+            )
     else:
         prior = []
         for other in await uow.refunds.of_payment(refund.payment_id):
@@ -237,21 +264,6 @@ async def _succeed(
             occurred_at=at,
             prior_refunds=prior,
             fee_returned=fee_returned,
-        )
-    # The wallet before the ledger (see services/settlement.py on the lock order).
-    if to_wallet or payment.channel == WALLET_CHANNEL:  # the money goes to the balance
-        await credit(
-            uow,
-            customer_id=payment.customer_id,
-            currency=payment.currency,
-            amount=refund.amount,
-            kind=LotKind.REFUND,
-            source=f"refund:{refund.id}",
-            cause=TransactionCause.REFUND,
-            cause_id=refund.id,
-            description=f"refund {refund.id} of order {refund.order_id}",
-            created_by=refund.requested_by,
-            at=at,
         )
     await uow.ledger.post(entry, at=at)
     await uow.events.emit("refund.succeeded", refund.id, refund_data(loaded), at=at)

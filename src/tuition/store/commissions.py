@@ -9,7 +9,7 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import or_, select
+from sqlalchemy import or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.commissions import CommissionBearer, CommissionRates
@@ -156,6 +156,22 @@ class CommissionRepository:
             await self.conn.execute(
                 order_commissions.insert(),
                 [{f: getattr(line, f) for f in _LINE_FIELDS} for line in lines],
+            )
+
+    async def set_line_amounts(self, lines: Sequence[LineCommission]) -> None:
+        """Store each referred line's amounts anew (its order re-priced before payment)."""
+        for line in lines:
+            await self.conn.execute(
+                update(order_commissions)
+                .where(
+                    order_commissions.c.order_id == line.order_id,
+                    order_commissions.c.line_index == line.line_index,
+                )
+                .values(
+                    creator_amount=line.creator_amount,
+                    level1_amount=line.level1_amount,
+                    level2_amount=line.level2_amount,
+                )
             )
 
     async def of_order(self, order_id: str) -> dict[int, LineCommission]:

@@ -66,6 +66,18 @@ class PartnerSettlementRepository:
                 [{f: getattr(s, f) for f in _SHARE_FIELDS} for s in shares],
             )
 
+    async def set_share_amounts(self, shares: Sequence[PartnerLineShare]) -> None:
+        """Store each line's share anew (its order re-priced before payment)."""
+        for share in shares:
+            await self.conn.execute(
+                update(order_partner_shares)
+                .where(
+                    order_partner_shares.c.order_id == share.order_id,
+                    order_partner_shares.c.line_index == share.line_index,
+                )
+                .values(amount=share.amount)
+            )
+
     async def shares_of_order(self, order_id: str) -> dict[int, PartnerLineShare]:
         rows = await self.conn.execute(
             select(order_partner_shares).where(order_partner_shares.c.order_id == order_id)

@@ -28,6 +28,7 @@ def renewal_deps(container: Container) -> RenewalDeps:
             order_ttl=timedelta(seconds=settings.order_ttl_seconds),
             channel_fee_rates=settings.channel_fee_rates,
             risk=settings.risk_thresholds(),  # subscription orders are assessed when raised
+            rates=container.rate_source(),  # a partner's share: as for any order
         ),
         policy=renewal_policy(settings),
         checkout_link=lambda order_id: checkout_url(settings, order_id),
