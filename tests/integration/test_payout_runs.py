@@ -335,6 +335,31 @@ async def test_a_transfer_payout_is_never_marked_by_hand(
         assert error.value.code == "payout_not_manual"
 
 
+async def test_approval_pays_the_accounts_the_run_was_proposed_with(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    gateway: Simulator,
+    clock: FrozenClock,
+    seller: dict[str, str],  # noqa: F811
+    uow: UnitOfWork,
+) -> None:
+    """The approver approves what the run's page shows: an account changed between the
+    proposal and the approval is flagged, and the money still goes to the one shown."""
+    run_id, deps = await _proposed(app, client, gateway, clock, seller, uow)
+    [shown] = (await view_run(uow, run_id)).items
+    assert (await view_run(uow, run_id)).approved_to(shown) == "************1234"
+    changed = await client.post(
+        f"/v1/payees/{seller['creator']}",
+        json={"payout_method": "bank", "payout_account": "6222029999995678"},
+    )
+    assert changed.status_code == 200, changed.text
+    before = await view_run(uow, run_id)
+    assert before.changed == frozenset({seller["creator"]})
+    view = await approve_run(uow, run_id, operator=FINANCE, deps=deps)
+    payout = view.payouts[view.items[0].payout_id or ""]
+    assert payout.destination == "************1234"
+
+
 async def test_an_approved_run_pays_the_account_it_was_approved_with(
     app: FastAPI,
     client: httpx.AsyncClient,

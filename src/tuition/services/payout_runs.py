@@ -45,11 +45,12 @@ class RunView:
     items: list[RunItemRecord]
     payouts: dict[str, PayoutRecord]  # the items' payouts, by id
     names: dict[str, str]  # payee names, by id
-    # Payees whose payout details differ now from those the run was approved with.
+    # Payees whose payout details differ now from those the run was proposed with.
     changed: frozenset[str] = frozenset()
 
     def approved_to(self, item: RunItemRecord) -> str | None:
-        """The account (masked) an approved item pays to, whatever the payee's says now."""
+        """The account (masked) the item pays to once approved, whatever the payee's says
+        now: the one it was proposed with."""
         return mask_account(item.payout_account)
 
     @property
@@ -134,6 +135,9 @@ async def _propose(
                         reason=None,
                         payout_id=None,
                         updated_at=now,
+                        # Shown to the approver and paid to once approved.
+                        payout_method=payee.payout_method,
+                        payout_account=payee.payout_account,
                     )
                 )
         if if_due and not items:
@@ -170,10 +174,13 @@ async def approve_run(uow: UnitOfWork, run_id: str, *, operator: str, deps: Payo
             )
         if not await uow.payout_runs.approve(run_id, operator=operator, at=now):
             raise Conflict(f"payout run {run_id} changed meanwhile", code="payout_run_changed")
-        # The payout details approved are the ones paid to: a payee's account changed
-        # after approval does not redirect the run's money.
+        # The payout details the approver saw (taken when the run was proposed) are the
+        # ones paid to: a payee's account changed after the proposal does not redirect
+        # the run's money. A run proposed before items kept them takes them now.
         accounts: dict[str, tuple[str, str]] = {}
         for item in await uow.payout_runs.items(run_id):
+            if item.payout_account is not None:
+                continue
             payee = await uow.earnings.payee(item.payee_id)
             if payee is not None and payee.payout_method and payee.payout_account:
                 accounts[payee.id] = (payee.payout_method, payee.payout_account)

@@ -38,7 +38,8 @@ class RunItemRecord:
     reason: str | None
     payout_id: str | None
     updated_at: datetime
-    # The payee's payout details as approved (None until the run is approved).
+    # The payee's payout details as proposed, which approval pays to (None only in runs
+    # proposed before items kept them, until approved).
     payout_method: str | None = None
     payout_account: str | None = None
 
