@@ -16,13 +16,13 @@ from tests.integration.shop import post
 from tuition.clock import FrozenClock
 from tuition.services.earnings import payee_problems
 from tuition.services.ledger import verify_ledger
+from tuition.services.payout_runs import approve_run, propose_run
 from tuition.services.payouts import (
     TAX_ZONE,
     TEST_BATCH_MARK,
     PayoutDeps,
     bank_batch_filename,
     export_bank_batch,
-    run_payouts,
 )
 from tuition.simulator.app import Simulator
 from tuition.store.uow import UnitOfWork
@@ -338,45 +338,29 @@ async def test_a_payout_run_repeated_in_its_period_pays_each_payee_once(
     seller: dict[str, str],
     uow: UnitOfWork,
 ) -> None:
+    """A period has one run: proposing it again finds the same run, approving it again
+    pays nothing more; the next period's run pays what came in since."""
     clock.set(datetime(2026, 11, 2, tzinfo=TAX_ZONE))
     await _sell(app, client, gateway, clock, seller, "u_1")
     await _bank(client, seller["creator"])
     deps = PayoutDeps(clock=clock)
-    first = await run_payouts(uow, schedule="monthly", deps=deps)
-    assert [(p.payee_id, p.amount, p.tax_withheld) for p in first.paid] == [
+    run, new = await propose_run(uow, schedule="monthly", proposed_by="worker", deps=deps)
+    assert (new, run.period) == (True, "2026-11")
+    first = await approve_run(uow, run.id, operator="admin:fin@example.com", deps=deps)
+    assert [(p.payee_id, p.amount, p.tax_withheld) for p in first.payouts.values()] == [
         (seller["creator"], 500000, 80000)
     ]
-    assert first.period == "2026-11"
     await _sell(app, client, gateway, clock, seller, "u_2")  # 500,000 more, still November
-    again = await run_payouts(uow, schedule="monthly", deps=deps)
-    assert again.paid == []
+    again, new = await propose_run(uow, schedule="monthly", proposed_by="worker", deps=deps)
+    assert (again.id, new) == (run.id, False)
     assert (await _balance(client, seller["creator"]))["available"] == 500000
     clock.set(datetime(2026, 12, 1, tzinfo=TAX_ZONE))
-    december = await run_payouts(uow, schedule="monthly", deps=deps)
-    assert [(p.amount, p.tax_withheld, p.tax_month) for p in december.paid] == [
+    december, new = await propose_run(uow, schedule="monthly", proposed_by="worker", deps=deps)
+    assert new
+    paid = await approve_run(uow, december.id, operator="admin:fin@example.com", deps=deps)
+    assert [(p.amount, p.tax_withheld, p.tax_month) for p in paid.payouts.values()] == [
         (500000, 80000, "2026-12")
     ]
-    await _books_clean(uow)
-
-
-@pytest.mark.postgres_only
-async def test_two_payout_runs_at_once_pay_each_payee_once(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    gateway: Simulator,
-    clock: FrozenClock,
-    seller: dict[str, str],
-    uow: UnitOfWork,
-) -> None:
-    await _sell(app, client, gateway, clock, seller, "u_1")
-    await _bank(client, seller["creator"])
-    deps = PayoutDeps(clock=clock)
-    engine = app.state.modes.live.engine
-    runs = await asyncio.gather(
-        *(run_payouts(UnitOfWork(engine), schedule="weekly", deps=deps) for _ in range(4))
-    )
-    assert sum(len(r.paid) for r in runs) == 1
-    assert (await _balance(client, seller["creator"]))["in_payout"] == 420000
     await _books_clean(uow)
 
 

@@ -93,41 +93,6 @@ def run_period(at: datetime, schedule: str) -> str:
     raise ValidationFailed(f"unknown payout schedule {schedule!r}", param="payout_schedule")
 
 
-@dataclass(frozen=True, slots=True)
-class RunResult:
-    period: str
-    paid: list[PayoutRecord]
-    skipped: list[tuple[str, str]]  # (payee id, why)
-
-
-async def run_payouts(uow: UnitOfWork, *, schedule: str, deps: PayoutDeps) -> RunResult:
-    """Pay every payee with payout details all it has available, once per period of the
-    schedule: a run repeated or two runs at once make each payee's payout once."""
-    period = run_period(deps.clock.now(), schedule)
-    async with uow:
-        payees = [p for p in await uow.earnings.list_payees() if p.payout_account]
-        balances = {p.id: await uow.payouts.available(p.id) for p in payees}
-    paid: list[PayoutRecord] = []
-    skipped: list[tuple[str, str]] = []
-    for payee in payees:
-        for currency, available in sorted(balances[payee.id].items()):
-            if available < deps.minimum:
-                skipped.append((payee.id, f"{currency}: {available} available, below the minimum"))
-                continue
-            cmd = CreatePayout(
-                payee_id=payee.id,
-                currency=currency,
-                amount=None,
-                requested_by=f"run:{schedule}",
-                run_key=f"{payee.id}:{currency}:{period}",
-            )
-            try:
-                paid.append(await create_payout(cmd, uow, deps=deps))
-            except (Conflict, ValidationFailed) as exc:
-                skipped.append((payee.id, f"{currency}: {exc}"))
-    return RunResult(period, paid, skipped)
-
-
 async def create_payout(
     cmd: CreatePayout, uow: UnitOfWork, *, deps: PayoutDeps, actor: Actor | None = None
 ) -> PayoutRecord:
