@@ -70,3 +70,23 @@ async def test_actor_names_in_the_audit_csv_are_not_formulas(
     table = _table(await anon_client.get("/admin/audit.csv"))
     actors = [row[2] for row in table[1:] if row[3] == "coupon.created"]
     assert actors == ["'=cmd|' /C calc'!A0"]
+
+
+async def test_every_export_is_never_stored_by_a_cache(
+    anon_client: httpx.AsyncClient, uow: UnitOfWork, clock: FrozenClock
+) -> None:
+    await sign_in(anon_client, uow, clock, Role.OWNER)
+    for path in (
+        "/admin/orders.csv",
+        "/admin/payments.csv",
+        "/admin/refunds.csv",
+        "/admin/subscriptions.csv",
+        "/admin/invoices.csv",
+        "/admin/payees.csv",
+        "/admin/audit.csv",
+        "/admin/reconciliations/cases.csv",
+    ):
+        answer = await anon_client.get(path)
+        assert answer.status_code == 200, path
+        assert answer.headers.get("cache-control") == "no-store", path
+        assert answer.headers.get("x-content-type-options") == "nosniff", path

@@ -21,6 +21,7 @@ from tuition.store.audit import AuditFilter
 from tuition.web.admin_dashboard import page
 from tuition.web.admin_filters import PAGE, Text, checked_days, csv_cell
 from tuition.web.admin_session import Operator, require_role
+from tuition.web.pages import SECURITY_HEADERS
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 
@@ -147,5 +148,5 @@ async def audit_csv(
     return StreamingResponse(
         rows(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+        headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="audit.csv"'},
     )

@@ -19,6 +19,7 @@ from starlette.requests import Request
 
 from tuition.domain.calendar import local_midnight
 from tuition.web.i18n import N_
+from tuition.web.pages import SECURITY_HEADERS
 
 PAGE = 50
 Text = Annotated[str, Query(max_length=200)]
@@ -186,5 +187,6 @@ def csv_response(
     return StreamingResponse(
         body(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        # As every console page's: never kept by a cache, never sniffed as a page.
+        headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'},
     )
