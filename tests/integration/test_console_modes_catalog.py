@@ -23,8 +23,8 @@ def _token(html: str) -> str:
 
 
 async def test_catalog_and_endpoint_changes_in_test_mode_stay_in_the_test_store(
-    deployment: Deployment,
-    clock: FrozenClock,  # noqa: F811 - the imported fixture
+    deployment: Deployment,  # noqa: F811 - the imported fixture
+    clock: FrozenClock,
 ) -> None:
     await admin_service.create_admin_user(
         UnitOfWork(deployment.live_engine), "o@example.com", PASSWORD, clock, role=Role.OWNER
