@@ -19,8 +19,9 @@ from tuition.domain.operators import Permission
 from tuition.services import audit
 from tuition.store.audit import AuditFilter
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_filters import PAGE, Text, checked_days
+from tuition.web.admin_filters import PAGE, Text, checked_days, csv_cell
 from tuition.web.admin_session import Operator, require_role
+from tuition.web.pages import SECURITY_HEADERS
 
 router = APIRouter(tags=["admin console"], include_in_schema=False)
 
@@ -124,7 +125,8 @@ async def audit_csv(
         writer.writerow(CSV_HEADER)
         async for event in audit.stream(container.uow(), where):
             writer.writerow(
-                [
+                csv_cell(cell)
+                for cell in [
                     event.occurred_at.astimezone(zone).isoformat(timespec="seconds"),
                     event.actor_kind,
                     event.actor,
@@ -146,5 +148,5 @@ async def audit_csv(
     return StreamingResponse(
         rows(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": 'attachment; filename="audit.csv"'},
+        headers={**SECURITY_HEADERS, "Content-Disposition": 'attachment; filename="audit.csv"'},
     )

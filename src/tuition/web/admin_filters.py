@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import io
+import re
 from collections.abc import AsyncIterator
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
@@ -18,6 +19,7 @@ from starlette.requests import Request
 
 from tuition.domain.calendar import local_midnight
 from tuition.web.i18n import N_
+from tuition.web.pages import SECURITY_HEADERS
 
 PAGE = 50
 Text = Annotated[str, Query(max_length=200)]
@@ -148,11 +150,26 @@ def checked_choice(kind: type[E], text: str, name: str, errors: dict[str, str]) 
         return None
 
 
+_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
+_NUMBER = re.compile(r"-?[0-9]+(\.[0-9]+)?")
+
+
+def csv_cell(value: str) -> str:
+    """``value`` as an export writes it: a text a spreadsheet would read as a formula
+    (starting ``=``, ``+``, ``-``, ``@``, a tab or a carriage return, as a customer id or
+    a payee's name may) gets a leading ``'`` so it is shown as typed, never run; a plain
+    number (``-12.50``, a negative amount) stays as it is."""
+    if value.startswith(_FORMULA_START) and not _NUMBER.fullmatch(value):
+        return "'" + value
+    return value
+
+
 def csv_response(
     filename: str, header: list[str], rows: AsyncIterator[list[str]]
 ) -> StreamingResponse:
     """A CSV download streamed as ``rows`` come (UTF-8 with a BOM, for spreadsheets),
-    flushed every 64 KiB: an export of any size never sits in memory."""
+    flushed every 64 KiB: an export of any size never sits in memory. Every cell goes
+    through :func:`csv_cell`."""
 
     async def body() -> AsyncIterator[bytes]:
         buffer = io.StringIO()
@@ -160,7 +177,7 @@ def csv_response(
         buffer.write("\ufeff")
         writer.writerow(header)
         async for row in rows:
-            writer.writerow(row)
+            writer.writerow([csv_cell(cell) for cell in row])
             if buffer.tell() > 64 * 1024:
                 yield buffer.getvalue().encode()
                 buffer.seek(0)
@@ -170,5 +187,6 @@ def csv_response(
     return StreamingResponse(
         body(),
         media_type="text/csv; charset=utf-8",
-        headers={"Content-Disposition": f'attachment; filename="{filename}"'},
+        # As every console page's: never kept by a cache, never sniffed as a page.
+        headers={**SECURITY_HEADERS, "Content-Disposition": f'attachment; filename="{filename}"'},
     )
