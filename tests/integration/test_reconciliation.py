@@ -5,6 +5,7 @@ recovered through the paid path exactly once, cross-midnight matching, reruns.""
 from __future__ import annotations
 
 import asyncio
+import csv
 import itertools
 from collections.abc import AsyncIterator
 from datetime import UTC, date, datetime, timedelta
@@ -408,7 +409,7 @@ async def test_an_operator_sees_the_runs_resolves_a_case_and_exports_the_cases(
         f"/admin/reconciliations/{run.id}/cases/{case['id']}/resolve",
         data={
             "state": "accepted",
-            "note": "the buyer's bank reversed it",
+            "note": '=HYPERLINK("http://x.example") the buyer\'s bank reversed it',
             "csrf_token": csrf.group(1),
         },
     )
@@ -422,6 +423,9 @@ async def test_an_operator_sees_the_runs_resolves_a_case_and_exports_the_cases(
     assert lines[0].startswith("id,channel,account,business_day,kind")
     assert case["id"] in lines[1]
     assert ",accepted," in lines[1]
+    # An operator's note is exported as typed, never as a formula a spreadsheet runs.
+    [row] = list(csv.DictReader(lines))
+    assert row["note"].startswith("'=HYPERLINK(")
 
 
 async def test_a_wechat_pay_bill_that_does_not_match_its_signed_hash_changes_nothing(

@@ -23,7 +23,7 @@ from tuition.domain.reconciliation import CaseKind, CaseState
 from tuition.services import reconciliation as service
 from tuition.store.reconciliation import CaseRecord, ReconciliationRepository
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_filters import Text, choice
+from tuition.web.admin_filters import Text, choice, csv_cell
 from tuition.web.admin_roles import requires
 from tuition.web.admin_session import OperatorDep, audited, csrf_ok, refused
 from tuition.web.pages import render, secure
@@ -116,7 +116,7 @@ async def cases_csv(
     writer.writerow(CASE_COLUMNS)
     for case in await _cases(request, channel, day, status, kind):
         row = [getattr(case, name) for name in CASE_COLUMNS]
-        writer.writerow([value.value if isinstance(value, CaseState) else value for value in row])
+        writer.writerow([_cell(value) for value in row])
     return secure(
         Response(
             out.getvalue().encode("utf-8-sig"),  # with a BOM, so spreadsheets read the Chinese
@@ -202,3 +202,10 @@ async def resolve(
 
         url = f"/admin/reconciliations/{run_id}?problem={quote(problem)}#case-{case_id}"
     return secure(RedirectResponse(url, status_code=303))
+
+
+def _cell(value: object) -> object:
+    """A case's field in the export: a gateway's text never runs as a spreadsheet formula."""
+    if isinstance(value, CaseState):
+        return value.value
+    return csv_cell(value) if isinstance(value, str) else value
