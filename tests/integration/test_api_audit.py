@@ -140,6 +140,10 @@ async def test_subscription_changes_and_invoice_requests_are_audited_with_the_ke
     cancel = await post(client, f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": True})
     assert cancel["cancel_at_period_end"] is True
     await _one(uow, "subscription.cancel", sub["id"], key_id)
+    # Asked again: nothing changes, so nothing more is recorded.
+    again = await post(client, f"/v1/subscriptions/{sub['id']}/cancel", {"at_period_end": True})
+    assert again["canceled_at"] == cancel["canceled_at"]
+    await _one(uow, "subscription.cancel", sub["id"], key_id)
     await post(client, f"/v1/subscriptions/{sub['id']}/resume", {})
     await _one(uow, "subscription.resumed", sub["id"], key_id)
     premium = await post(

@@ -282,6 +282,8 @@ async def cancel_subscription(
         if sub is None:
             raise _not_found(subscription_id)
         if at_period_end and sub.status in (S.ACTIVE, S.TRIALING):
+            if sub.cancel_at_period_end:
+                return sub  # asked before: nothing changes, nothing is written or audited
             moved = await uow.subscriptions.update(
                 sub.id, expected=(sub.status,), at=now, cancel_at_period_end=True, canceled_at=now
             )
