@@ -15,7 +15,7 @@ from tuition import web
 from tuition.clock import FrozenClock
 from tuition.services import admin as admin_service
 from tuition.services.demo import seed_demo
-from tuition.store.tables import creators, products, promoters
+from tuition.store.tables import creators, partners, products, promoters
 from tuition.store.uow import UnitOfWork
 
 
@@ -64,6 +64,8 @@ async def test_the_demo_seeds_a_shop_an_operator_and_an_order_ready_to_pay(
     assert (await _count(uow, creators), await _count(uow, products)) == (2, 9)
     # Two promoters, made once; both demo orders referred by 张伟 (WANGFANG above).
     assert await _count(uow, promoters) == 2
+    # A partner platform settled in USD, made once.
+    assert await _count(uow, partners) == 1
     async with uow:
         for info in (first, second):
             order = await uow.orders.get(info.order_id)

@@ -26,10 +26,12 @@ from tuition.services import catalog as catalog_service
 from tuition.services import commissions as commission_service
 from tuition.services import coupons as coupon_service
 from tuition.services import fx as fx_service
+from tuition.services import partners as partner_service
 from tuition.services.catalog import NewCreator, NewProduct, PageQuery
 from tuition.services.commissions import NewPromoter
 from tuition.services.coupons import NewCoupon
 from tuition.services.orders import CreateOrder, ItemRequest, OrderPolicy, create_order
+from tuition.services.partners import NewPartner
 from tuition.store.catalog import ProductFilter
 from tuition.store.uow import UnitOfWork
 from tuition.web.links import checkout_url
@@ -76,6 +78,7 @@ async def seed_demo(
         fx_service.SetRate("USD", "CNY", Decimal("7.1"), source="demo"), uow_factory(), clock=clock
     )
     referral = await _promoters(uow_factory, clock, products)
+    await _partner(uow_factory, clock)
     password = secrets.token_urlsafe(12)
     try:
         await admin_service.create_admin_user(operators(), ADMIN_EMAIL, password, clock)
@@ -230,6 +233,24 @@ async def _promoters(
         at=clock.now(),
     )
     return "ZHANGWEI"
+
+
+PARTNER = "Global Learn 海外合作平台"
+
+
+async def _partner(uow_factory: Callable[[], UnitOfWork], clock: Clock) -> None:
+    """A partner platform that sells the shop's courses for 10 %, settled in USD at the
+    demo's rate when its hold ends (docs/payouts.md, "Partner platforms")."""
+    uow = uow_factory()
+    async with uow:
+        payees = await uow.earnings.list_payees()
+    if any(p.kind == "partner" and p.name == PARTNER for p in payees):
+        return
+    await partner_service.create_partner(
+        uow_factory(),
+        NewPartner(name=PARTNER, share=Decimal("0.1"), currency="USD"),
+        at=clock.now(),
+    )
 
 
 async def _coupons(uow_factory: Callable[[], UnitOfWork], clock: Clock) -> None:
