@@ -21,6 +21,20 @@ down_revision: str | None = "0025"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
+# SQLite's batch mode rebuilds ``orders`` and ``subscriptions`` (a foreign key cannot be
+# added in place) and cannot carry over an expression index: the lower() search indexes
+# of migration 0025 on them are made again after each rebuild.
+REBUILT_LOWER = [("orders", "customer_id"), ("subscriptions", "customer_id")]
+
+
+def _restore_lower_indexes() -> None:
+    if op.get_bind().dialect.name != "sqlite":
+        return  # PostgreSQL alters the tables in place: nothing is lost
+    for table, column in REBUILT_LOWER:
+        op.execute(
+            f"CREATE INDEX IF NOT EXISTS ix_{table}_{column}_lower ON {table} (lower({column}))"
+        )
+
 
 def upgrade() -> None:
     with op.batch_alter_table("orders", schema=None) as batch_op:
@@ -34,6 +48,7 @@ def upgrade() -> None:
         batch_op.create_foreign_key(
             batch_op.f("fk_subscriptions_partner_id_payees"), "payees", ["partner_id"], ["id"]
         )
+    _restore_lower_indexes()
     with op.batch_alter_table("payouts", schema=None) as batch_op:
         batch_op.add_column(sa.Column("payout_account", sa.String(length=200), nullable=True))
     with op.batch_alter_table("payout_run_items", schema=None) as batch_op:
@@ -107,3 +122,4 @@ def downgrade() -> None:
     with op.batch_alter_table("orders", schema=None) as batch_op:
         batch_op.drop_constraint(batch_op.f("fk_orders_partner_id_payees"), type_="foreignkey")
         batch_op.drop_column("partner_id")
+    _restore_lower_indexes()
