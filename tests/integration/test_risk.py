@@ -715,7 +715,7 @@ async def test_rule_changes_and_review_decisions_over_the_api_are_audited_with_t
     await post(client, f"/v1/risk/reviews/{by_order[held[1]['id']]}/reject", {"note": "no"})
     kind, _, key_id = approved["decided_by"].partition(":")
     assert (kind, key_id[:4]) == ("api_key", "key_")
-    assert [row for row in await _audit(uow) if row[0] != "system"] == [
+    assert [row for row in await _audit(uow) if row[2].startswith("risk")] == [
         ("api_key", key_id, "risk_rule.created", rule["id"]),
         ("api_key", key_id, "risk_rule.replaced", rule["id"]),
         ("api_key", key_id, "risk_review.approved", by_order[held[0]["id"]]),
