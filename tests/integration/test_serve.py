@@ -79,7 +79,10 @@ def _held_by(pid: int) -> set[int]:
 def _children(pid: int) -> list[int]:
     out: list[int] = []
     for task in Path(f"/proc/{pid}/task").iterdir():
-        out += [int(p) for p in (task / "children").read_text().split()]
+        try:
+            out += [int(p) for p in (task / "children").read_text().split()]
+        except FileNotFoundError:  # a thread that ended while we looked
+            continue
     return out
 
 
