@@ -381,7 +381,8 @@ async def test_a_notification_changed_after_signing_is_refused_and_the_genuine_o
     await sim.pay(order_id)
     await sim.drain()
     genuine = sim.unionpay.sign(_notification_fields(sim, order_id))
-    for field, value in (("txnAmt", "1"), ("respCode", "00 "), ("orderId", order_id[:-1] + ("1" if order_id.endswith("0") else "0"))):
+    other_order = order_id[:-1] + ("1" if order_id.endswith("0") else "0")
+    for field, value in (("txnAmt", "1"), ("respCode", "00 "), ("orderId", other_order)):
         changed = {**genuine, field: value}
         refused = await client.post(
             "/v1/notify/unionpay",
