@@ -268,6 +268,19 @@ def test_every_new_page_in_both_languages_and_on_a_phone(servers: Servers, brows
         "api-keys": "/admin/developers/keys",
         "events": "/admin/developers/events",
         "two-factor": "/admin/two-factor",
+        "dashboard": "/admin",
+        "order": f"/admin/orders/{order_id}",
+        "refunds": "/admin/refunds",
+        "subscriptions": "/admin/subscriptions",
+        "invoices": "/admin/invoices",
+        "payees": "/admin/payees",
+        "promoters": "/admin/promoters",
+        "payout-runs": "/admin/payout_runs",
+        "reconciliations": "/admin/reconciliations",
+        "risk": "/admin/risk",
+        "risk-reviews": "/admin/risk/reviews",
+        "risk-decisions": "/admin/risk/decisions",
+        "ledger": "/admin/ledger",
     }
     for locale, lang, viewport in (("en-US", "en", None), ("zh-CN", "zh", PHONE)):
         b = browsing(locale=locale, viewport=viewport) if viewport else browsing(locale=locale)

@@ -97,7 +97,7 @@ async def runs(
         filters=filters,
         states=list(CaseState),
         kinds=list(CaseKind),
-        time_zone=container.settings.time_zone,
+        business_zone=container.settings.time_zone,
     )
 
 
@@ -150,7 +150,7 @@ async def run_page(
         run=run,
         cases=cases,
         problem=problem[:200],
-        time_zone=container.settings.time_zone,
+        business_zone=container.settings.time_zone,
     )
 
 
