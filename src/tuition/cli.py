@@ -537,6 +537,11 @@ def demo(
         ".venv/bin/tuition --mode test bank-transfers receive; UnionPay: "
         '{"channel": "unionpay", "method": "page"}; payouts: the console\'s Payout runs page'
     )
+    console.print(
+        "revenue share: the demo order is referred by promoter ZHANGWEI (20 % to 张伟, 5 % to "
+        "王芳, who recruited 张伟; the console's Promoters page); the partner platform of "
+        'GET /v1/partners takes 10 % of an order placed with {"partner_id": …}, settled in USD'
+    )
     console.rule()
     serve(host=None, port=port, workers=1)
 
