@@ -5,11 +5,12 @@ record never holds the signing secret)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from tuition.services import audit, audit_snapshots
 from tuition.services.audit import Actor
 from tuition.services.webhook_targets import TargetPolicy, check_url
 from tuition.store.uow import UnitOfWork
-from tuition.store.work import Attempt, Delivery, Endpoint
+from tuition.store.work import Attempt, Delivery, Endpoint, Outcome
 from tuition.webhooks import sign
 
 EVENT_TYPES = frozenset(
@@ -194,7 +195,8 @@ async def rotate_secret(
 @dataclass(slots=True)
 class Deliverer:
     """Sends claimed deliveries; one per worker, holding its HTTP client (whose transport
-    is a :class:`~tuition.services.webhook_targets.GuardedTransport`)."""
+    is a :class:`~tuition.services.webhook_targets.GuardedTransport`), so connections to
+    an endpoint are kept alive and reused from one delivery to the next."""
 
     client: httpx.AsyncClient
     clock: Clock
@@ -202,32 +204,53 @@ class Deliverer:
 
     async def deliver(self, uow: UnitOfWork, delivery: Delivery) -> str:
         """POST one event to one endpoint and record the attempt; returns the new status."""
-        async with uow:
-            endpoint = await uow.work.endpoint(delivery.endpoint_id)
-            event = await uow.work.event(delivery.event_id)
-        assert endpoint is not None
-        assert event is not None
-        if not endpoint.enabled:
-            async with uow:
-                await uow.work.record_attempt(
-                    Attempt(delivery.id, self.clock.now(), None, 0, None, "endpoint disabled"),
-                    status="failed",
-                    next_attempt_at=self.clock.now(),
-                    error="endpoint disabled",
-                )
-                await uow.commit()
-            return "failed"
-        body = json.dumps(
-            {
-                "id": event["id"],
-                "object": "event",
-                "type": event["type"],
-                "created": int(event["created_at"].timestamp()),
-                "data": event["data"],
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        ).encode()
+        return (await self.deliver_batch(uow, uow, [delivery], concurrency=1))[0]
+
+    async def deliver_batch(
+        self,
+        load: UnitOfWork,
+        record: UnitOfWork,
+        claimed: Sequence[Delivery],
+        *,
+        concurrency: int,
+    ) -> list[str]:
+        """Send a claimed batch, at most ``concurrency`` requests at a time, and record
+        every attempt; returns the new statuses in ``claimed``'s order.
+
+        The batch's events and endpoints are read in one transaction (two statements),
+        each event's body is encoded once whatever its number of endpoints, and the
+        outcomes are written in one transaction (two statements) once every request has
+        ended (each is bounded by the client's timeout). A crash before that commit
+        leaves the batch claimed until its lease passes, then it is sent again: at
+        least once, as before."""
+        if not claimed:
+            return []
+        async with load:
+            events = await load.work.events_by_id({d.event_id for d in claimed})
+            endpoints = await load.work.endpoints_by_id({d.endpoint_id for d in claimed})
+        bodies = {event_id: event_body(event) for event_id, event in events.items()}
+        gate = asyncio.Semaphore(max(1, concurrency))
+
+        async def one(delivery: Delivery) -> Outcome:
+            endpoint = endpoints.get(delivery.endpoint_id)
+            body = bodies.get(delivery.event_id)
+            if endpoint is None or not endpoint.enabled or body is None:
+                now = self.clock.now()
+                why = "event not found" if body is None else "endpoint disabled"
+                return Outcome(Attempt(delivery.id, now, None, 0, None, why), "failed", now, why)
+            async with gate:
+                return await self._send(delivery, endpoint, delivery.event_id, body)
+
+        outcomes = await asyncio.gather(*(one(d) for d in claimed))
+        async with record:
+            await record.work.record_attempts(outcomes)
+            await record.commit()
+        return [o.status for o in outcomes]
+
+    async def _send(
+        self, delivery: Delivery, endpoint: Endpoint, event_id: str, body: bytes
+    ) -> Outcome:
+        """One POST, signed now (the signature's timestamp is the attempt's)."""
         started = time.perf_counter()
         attempted_at = self.clock.now()
         status_code: int | None = None
@@ -243,7 +266,7 @@ class Deliverer:
                     "Tuition-Signature": sign(
                         endpoint.secret, body, timestamp=int(attempted_at.timestamp())
                     ),
-                    "Tuition-Event-Id": event["id"],
+                    "Tuition-Event-Id": event_id,
                     "User-Agent": "Tuition-Webhooks/1",
                 },
             ) as response:
@@ -254,15 +277,12 @@ class Deliverer:
             error = f"{type(exc).__name__}: {exc}"[:500]
         latency = int((time.perf_counter() - started) * 1000)
         status, next_at = self._next(delivery, attempted_at, failed=error is not None)
-        async with uow:
-            await uow.work.record_attempt(
-                Attempt(delivery.id, attempted_at, status_code, latency, excerpt, error),
-                status=status,
-                next_attempt_at=next_at,
-                error=error,
-            )
-            await uow.commit()
-        return status
+        return Outcome(
+            Attempt(delivery.id, attempted_at, status_code, latency, excerpt, error),
+            status,
+            next_at,
+            error,
+        )
 
     def _next(self, delivery: Delivery, now: datetime, *, failed: bool) -> tuple[str, datetime]:
         if not failed:
@@ -271,6 +291,21 @@ class Deliverer:
         if retry_at > delivery.created_at + RETRY_FOR:
             return "failed", now
         return "pending", retry_at
+
+
+def event_body(event: dict[str, Any]) -> bytes:
+    """The bytes every endpoint of ``event`` is sent (and its signature covers)."""
+    return json.dumps(
+        {
+            "id": event["id"],
+            "object": "event",
+            "type": event["type"],
+            "created": int(event["created_at"].timestamp()),
+            "data": event["data"],
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
 
 
 async def _excerpt(response: httpx.Response) -> str:
