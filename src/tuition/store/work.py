@@ -365,6 +365,19 @@ class WorkRepository:
             ],
         )
 
+    async def postpone_deliveries(self, until: Sequence[tuple[int, datetime]]) -> None:
+        """Hand claimed deliveries back to be tried at the given times, not counted as
+        attempts (their endpoint could not be reached by another delivery of the batch):
+        one UPDATE executed for each."""
+        if not until:
+            return
+        await self.conn.execute(
+            update(webhook_deliveries)
+            .where(webhook_deliveries.c.id == bindparam("d_id"))
+            .values(next_attempt_at=bindparam("d_next"), locked_until=None),
+            [{"d_id": delivery_id, "d_next": at} for delivery_id, at in until],
+        )
+
     async def release_deliveries(self, ids: list[int]) -> None:
         if ids:
             await self.conn.execute(
