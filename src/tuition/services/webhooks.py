@@ -205,10 +205,6 @@ class Deliverer:
     clock: Clock
     rng: random.Random
 
-    async def deliver(self, uow: UnitOfWork, delivery: Delivery) -> str:
-        """POST one event to one endpoint and record the attempt; returns the new status."""
-        return (await self.deliver_batch(uow, uow, [delivery], concurrency=1))[0]
-
     async def deliver_batch(
         self,
         load: UnitOfWork,

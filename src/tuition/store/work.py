@@ -327,11 +327,6 @@ class WorkRepository:
         )
         return [_delivery(r._mapping) for r in rows]
 
-    async def record_attempt(
-        self, attempt: Attempt, *, status: str, next_attempt_at: datetime, error: str | None
-    ) -> None:
-        await self.record_attempts([Outcome(attempt, status, next_attempt_at, error)])
-
     async def record_attempts(self, outcomes: Sequence[Outcome]) -> None:
         """Record a batch of attempts and their deliveries' new state: one INSERT of
         every attempt and one UPDATE executed for every delivery, in the caller's
