@@ -370,10 +370,17 @@ def _counts(text: str) -> tuple[int, ...]:
     return values
 
 
+def _api_counts(text: str) -> tuple[int, ...]:
+    """``0`` skips the API phase (the worker phase alone); otherwise as ``_counts``."""
+    return () if text.strip() == "0" else _counts(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench.scaleout", description=__doc__)
     d = Options()
-    parser.add_argument("--api", type=_counts, default=d.api, help="API process counts: 1,2,4")
+    parser.add_argument(
+        "--api", type=_api_counts, default=d.api, help="API process counts: 1,2,4 (0: skip)"
+    )
     parser.add_argument("--workers", type=_counts, default=d.workers, help="worker counts: 1,3")
     parser.add_argument("--duration", type=int, default=d.duration, help="measured seconds")
     parser.add_argument("--warmup", type=int, default=d.warmup)

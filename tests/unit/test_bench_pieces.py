@@ -106,3 +106,8 @@ def test_the_flow_report_shows_recovery_and_webhook_lag_under_load() -> None:
     assert "(4 of 4 probes, 3 under load; recovery delay 10 s) | 11.0 / 14.0 / 14.0 s" in text
     assert "of which after the recovery delay, p99 | 3.50 s" in text
     assert "(20 of 20 events of the window) | 40 / 900 / 900 ms" in text
+
+
+def test_api_zero_runs_the_worker_phase_alone() -> None:
+    assert scaleout._api_counts("0") == ()
+    assert scaleout._api_counts("1,2") == (1, 2)

@@ -5,11 +5,12 @@ record never holds the signing secret)."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import random
 import secrets
 import time
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -23,7 +24,7 @@ from tuition.services import audit, audit_snapshots
 from tuition.services.audit import Actor
 from tuition.services.webhook_targets import TargetPolicy, check_url
 from tuition.store.uow import UnitOfWork
-from tuition.store.work import Attempt, Delivery, Endpoint
+from tuition.store.work import Attempt, Delivery, Endpoint, Outcome
 from tuition.webhooks import sign
 
 EVENT_TYPES = frozenset(
@@ -68,6 +69,9 @@ JITTER = 0.2  # ±20 %, so endpoints that failed together do not retry together
 # little to make the delivery history a way to read whatever a URL serves.
 EXCERPT_CHARS = 200
 _READ_AT_MOST = 4 * EXCERPT_CHARS  # bytes; the rest of a large answer is never read
+# Of the worker's concurrent requests, the share one endpoint may hold while a batch has
+# others too: one that hangs until the timeout leaves the rest of the slots to them.
+ENDPOINT_SHARE = 0.5
 
 
 def backoff(attempts: int, rng: random.Random) -> timedelta:
@@ -194,45 +198,87 @@ async def rotate_secret(
 @dataclass(slots=True)
 class Deliverer:
     """Sends claimed deliveries; one per worker, holding its HTTP client (whose transport
-    is a :class:`~tuition.services.webhook_targets.GuardedTransport`)."""
+    is a :class:`~tuition.services.webhook_targets.GuardedTransport`), so connections to
+    an endpoint are kept alive and reused from one delivery to the next."""
 
     client: httpx.AsyncClient
     clock: Clock
     rng: random.Random
 
-    async def deliver(self, uow: UnitOfWork, delivery: Delivery) -> str:
-        """POST one event to one endpoint and record the attempt; returns the new status."""
-        async with uow:
-            endpoint = await uow.work.endpoint(delivery.endpoint_id)
-            event = await uow.work.event(delivery.event_id)
-        assert endpoint is not None
-        assert event is not None
-        if not endpoint.enabled:
-            async with uow:
-                await uow.work.record_attempt(
-                    Attempt(delivery.id, self.clock.now(), None, 0, None, "endpoint disabled"),
-                    status="failed",
-                    next_attempt_at=self.clock.now(),
-                    error="endpoint disabled",
-                )
-                await uow.commit()
-            return "failed"
-        body = json.dumps(
-            {
-                "id": event["id"],
-                "object": "event",
-                "type": event["type"],
-                "created": int(event["created_at"].timestamp()),
-                "data": event["data"],
-            },
-            separators=(",", ":"),
-            sort_keys=True,
-        ).encode()
+    async def deliver_batch(
+        self,
+        load: UnitOfWork,
+        record: UnitOfWork,
+        claimed: Sequence[Delivery],
+        *,
+        concurrency: int,
+    ) -> list[str]:
+        """Send a claimed batch, at most ``concurrency`` requests at a time (when the batch
+        is for several endpoints, at most :data:`ENDPOINT_SHARE` of them to one), and
+        record every attempt; returns the new statuses in ``claimed``'s order.
+
+        The batch's events and endpoints are read in one transaction (two statements),
+        each event's body is encoded once whatever its number of endpoints, and the
+        outcomes are written in one transaction once every request has ended (each is
+        bounded by the client's timeout). A crash before that commit leaves the batch
+        claimed until its lease passes, then it is sent again: at least once, as before.
+
+        An endpoint that cannot be reached (a connection error or a timeout) holds
+        neither the others' requests, which never wait behind more than its share of
+        the slots, nor the batch for all of its deliveries: those
+        not yet sent are postponed, without an attempt, to when the failed one is
+        retried."""
+        if not claimed:
+            return []
+        async with load:
+            events = await load.work.events_by_id({d.event_id for d in claimed})
+            endpoints = await load.work.endpoints_by_id({d.endpoint_id for d in claimed})
+        bodies = {event_id: event_body(event) for event_id, event in events.items()}
+        slots = max(1, concurrency)
+        gate = asyncio.Semaphore(slots)
+        share = slots if len(endpoints) <= 1 else max(1, int(slots * ENDPOINT_SHARE))
+        per_endpoint = {e: asyncio.Semaphore(share) for e in endpoints}
+        unreachable: dict[str, datetime] = {}  # endpoint id -> when it is tried again
+        postponed: list[tuple[int, datetime]] = []
+
+        async def one(delivery: Delivery) -> Outcome | None:
+            endpoint = endpoints.get(delivery.endpoint_id)
+            body = bodies.get(delivery.event_id)
+            if endpoint is None or not endpoint.enabled or body is None:
+                now = self.clock.now()
+                why = "event not found" if body is None else "endpoint disabled"
+                return Outcome(Attempt(delivery.id, now, None, 0, None, why), "failed", now, why)
+            async with per_endpoint[endpoint.id], gate:
+                if endpoint.id in unreachable:
+                    postponed.append((delivery.id, unreachable[endpoint.id]))
+                    return None
+                outcome, reached = await self._send(delivery, endpoint, delivery.event_id, body)
+            if not reached and endpoint.id not in unreachable:
+                again = outcome.next_attempt_at
+                if outcome.status != "pending":
+                    again = outcome.attempt.attempted_at + backoff(1, self.rng)
+                unreachable[endpoint.id] = again
+            return outcome
+
+        results = await asyncio.gather(*(one(d) for d in claimed))
+        outcomes = [o for o in results if o is not None]
+        async with record:
+            await record.work.record_attempts(outcomes)
+            await record.work.postpone_deliveries(postponed)
+            await record.commit()
+        return ["pending" if o is None else o.status for o in results]
+
+    async def _send(
+        self, delivery: Delivery, endpoint: Endpoint, event_id: str, body: bytes
+    ) -> tuple[Outcome, bool]:
+        """One POST, signed now (the signature's timestamp is the attempt's), and
+        whether the endpoint was reached (False: no connection, or no answer in time)."""
         started = time.perf_counter()
         attempted_at = self.clock.now()
         status_code: int | None = None
         excerpt: str | None = None
         error: str | None = None
+        reached = True
         try:
             async with self.client.stream(
                 "POST",
@@ -243,7 +289,7 @@ class Deliverer:
                     "Tuition-Signature": sign(
                         endpoint.secret, body, timestamp=int(attempted_at.timestamp())
                     ),
-                    "Tuition-Event-Id": event["id"],
+                    "Tuition-Event-Id": event_id,
                     "User-Agent": "Tuition-Webhooks/1",
                 },
             ) as response:
@@ -252,17 +298,16 @@ class Deliverer:
                 error = f"HTTP {response.status_code}"
         except (httpx.HTTPError, httpx.InvalidURL) as exc:
             error = f"{type(exc).__name__}: {exc}"[:500]
+            reached = not isinstance(exc, httpx.TransportError)
         latency = int((time.perf_counter() - started) * 1000)
         status, next_at = self._next(delivery, attempted_at, failed=error is not None)
-        async with uow:
-            await uow.work.record_attempt(
-                Attempt(delivery.id, attempted_at, status_code, latency, excerpt, error),
-                status=status,
-                next_attempt_at=next_at,
-                error=error,
-            )
-            await uow.commit()
-        return status
+        outcome = Outcome(
+            Attempt(delivery.id, attempted_at, status_code, latency, excerpt, error),
+            status,
+            next_at,
+            error,
+        )
+        return outcome, reached
 
     def _next(self, delivery: Delivery, now: datetime, *, failed: bool) -> tuple[str, datetime]:
         if not failed:
@@ -271,6 +316,21 @@ class Deliverer:
         if retry_at > delivery.created_at + RETRY_FOR:
             return "failed", now
         return "pending", retry_at
+
+
+def event_body(event: dict[str, Any]) -> bytes:
+    """The bytes every endpoint of ``event`` is sent (and its signature covers)."""
+    return json.dumps(
+        {
+            "id": event["id"],
+            "object": "event",
+            "type": event["type"],
+            "created": int(event["created_at"].timestamp()),
+            "data": event["data"],
+        },
+        separators=(",", ":"),
+        sort_keys=True,
+    ).encode()
 
 
 async def _excerpt(response: httpx.Response) -> str:

@@ -8,12 +8,24 @@ A worker that dies leaves its rows locked only until the lease passes.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Select, Table, and_, exists, func, insert, literal, or_, select, update
+from sqlalchemy import (
+    Select,
+    Table,
+    and_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.store.db import insert_ignoring_conflicts
@@ -79,6 +91,16 @@ class Attempt:
     status_code: int | None
     latency_ms: int
     response_excerpt: str | None
+    error: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class Outcome:
+    """One attempt and what it leaves its delivery: ``status`` and ``next_attempt_at``."""
+
+    attempt: Attempt
+    status: str
+    next_attempt_at: datetime
     error: str | None
 
 
@@ -305,25 +327,50 @@ class WorkRepository:
         )
         return [_delivery(r._mapping) for r in rows]
 
-    async def record_attempt(
-        self, attempt: Attempt, *, status: str, next_attempt_at: datetime, error: str | None
-    ) -> None:
+    async def record_attempts(self, outcomes: Sequence[Outcome]) -> None:
+        """Record a batch of attempts and their deliveries' new state: one INSERT of
+        every attempt and one UPDATE executed for every delivery, in the caller's
+        transaction (a crash before its commit leaves them all to be sent again)."""
+        if not outcomes:
+            return
         await self.conn.execute(
-            insert(delivery_attempts).values(
-                {f: getattr(attempt, f) for f in Attempt.__dataclass_fields__}
-            )
+            insert(delivery_attempts),
+            [{f: getattr(o.attempt, f) for f in Attempt.__dataclass_fields__} for o in outcomes],
         )
         await self.conn.execute(
             update(webhook_deliveries)
-            .where(webhook_deliveries.c.id == attempt.delivery_id)
+            .where(webhook_deliveries.c.id == bindparam("d_id"))
             .values(
-                status=status,
+                status=bindparam("d_status"),
                 attempts=webhook_deliveries.c.attempts + 1,
-                next_attempt_at=next_attempt_at,
+                next_attempt_at=bindparam("d_next"),
                 locked_until=None,
-                last_error=error[:500] if error else None,
-                delivered_at=attempt.attempted_at if status == "succeeded" else None,
-            )
+                last_error=bindparam("d_error"),
+                delivered_at=bindparam("d_delivered"),
+            ),
+            [
+                {
+                    "d_id": o.attempt.delivery_id,
+                    "d_status": o.status,
+                    "d_next": o.next_attempt_at,
+                    "d_error": o.error[:500] if o.error else None,
+                    "d_delivered": o.attempt.attempted_at if o.status == "succeeded" else None,
+                }
+                for o in outcomes
+            ],
+        )
+
+    async def postpone_deliveries(self, until: Sequence[tuple[int, datetime]]) -> None:
+        """Hand claimed deliveries back to be tried at the given times, not counted as
+        attempts (their endpoint could not be reached by another delivery of the batch):
+        one UPDATE executed for each."""
+        if not until:
+            return
+        await self.conn.execute(
+            update(webhook_deliveries)
+            .where(webhook_deliveries.c.id == bindparam("d_id"))
+            .values(next_attempt_at=bindparam("d_next"), locked_until=None),
+            [{"d_id": delivery_id, "d_next": at} for delivery_id, at in until],
         )
 
     async def release_deliveries(self, ids: list[int]) -> None:
@@ -444,6 +491,24 @@ class WorkRepository:
             await self.conn.execute(query.order_by(outbox_events.c.id.desc()).limit(limit + 1))
         ).all()
         return [dict(r._mapping) for r in rows[:limit]], len(rows) > limit
+
+    async def events_by_id(self, event_ids: Collection[str]) -> dict[str, dict[str, Any]]:
+        """The events of a claimed batch, in one statement."""
+        if not event_ids:
+            return {}
+        rows = await self.conn.execute(
+            select(outbox_events).where(outbox_events.c.id.in_(sorted(event_ids)))
+        )
+        return {r.id: dict(r._mapping) for r in rows}
+
+    async def endpoints_by_id(self, endpoint_ids: Collection[str]) -> dict[str, Endpoint]:
+        """The endpoints of a claimed batch, in one statement."""
+        if not endpoint_ids:
+            return {}
+        rows = await self.conn.execute(
+            select(webhook_endpoints).where(webhook_endpoints.c.id.in_(sorted(endpoint_ids)))
+        )
+        return {r.id: Endpoint(**r._mapping) for r in rows}
 
     async def event(self, event_id: str) -> dict[str, Any] | None:
         row = (

@@ -135,8 +135,17 @@ class Worker:
         async with self.uow() as uow:
             stats.relayed = await uow.work.relay(now=now, limit=self.config.batch)
             await uow.commit()
-        stats.delivered = await self.deliver_due()
-        stats.jobs = await self.run_due_jobs()
+        # Deliveries and jobs run side by side: a recovery job does not wait for a batch
+        # of webhooks (their requests mostly wait on the network), nor they for it.
+        delivered, jobs_run = await asyncio.gather(
+            self.deliver_due(), self.run_due_jobs(), return_exceptions=True
+        )
+        for outcome in (delivered, jobs_run):
+            if isinstance(outcome, BaseException):
+                raise outcome
+        assert isinstance(delivered, int)
+        assert isinstance(jobs_run, int)
+        stats.delivered, stats.jobs = delivered, jobs_run
         return stats
 
     async def sweep(self) -> int:
@@ -241,6 +250,9 @@ class Worker:
         return queued
 
     async def deliver_due(self) -> int:
+        """Claim a batch of due deliveries and send it (services/webhooks.py
+        ``Deliverer.deliver_batch``): three short transactions per batch, not per
+        delivery."""
         now = self.container.clock.now()
         async with self.uow() as uow:
             claimed = await uow.work.claim_deliveries(
@@ -249,13 +261,9 @@ class Worker:
             await uow.commit()
         if not claimed:
             return 0
-        gate = asyncio.Semaphore(self.config.webhook_concurrency)
-
-        async def one(delivery_index: int) -> None:
-            async with gate:
-                await self._deliverer.deliver(self.uow(), claimed[delivery_index])
-
-        await asyncio.gather(*(one(n) for n in range(len(claimed))))
+        await self._deliverer.deliver_batch(
+            self.uow(), self.uow(), claimed, concurrency=self.config.webhook_concurrency
+        )
         return len(claimed)
 
     async def run_due_jobs(self) -> int:
