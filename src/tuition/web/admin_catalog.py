@@ -20,7 +20,7 @@ from tuition.store.catalog import CreatorRecord, ProductFilter
 from tuition.web import admin_catalog_forms as forms
 from tuition.web.admin_coupons import router as coupons_router
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_filters import PAGE
+from tuition.web.admin_filters import PAGE, cursor_links
 from tuition.web.admin_products import CatalogDep, not_found
 from tuition.web.admin_products import router as products_router
 from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
@@ -52,7 +52,6 @@ async def _creators_page(
     except ValidationFailed:
         bad = True
     rows = found.items
-    url = request.url.remove_query_params(["after", "before"])
     return page(
         request,
         "admin/creators.html",
@@ -64,12 +63,7 @@ async def _creators_page(
         values=values or {"default_revenue_share": "70"},
         problem=problem,
         percent_text=forms.percent_text,
-        previous_url=str(url.include_query_params(before=rows[0].creator.id))
-        if found.newer and rows
-        else None,
-        next_url=str(url.include_query_params(after=rows[-1].creator.id))
-        if found.older and rows
-        else None,
+        **cursor_links(request, found, lambda r: r.creator.id),
     )
 
 

@@ -20,7 +20,7 @@ from tuition.services.catalog import KEEP, Browse
 from tuition.store.catalog import CouponRecord
 from tuition.web import admin_catalog_forms as forms
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_filters import PAGE
+from tuition.web.admin_filters import PAGE, cursor_links
 from tuition.web.admin_products import CatalogDep, not_found
 from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused
 from tuition.web.pages import secure
@@ -49,7 +49,6 @@ async def _coupons_page(
     except ValidationFailed:
         bad = True
     rows = found.items
-    url = request.url.remove_query_params(["after", "before"])
     return page(
         request,
         "admin/coupons.html",
@@ -60,10 +59,7 @@ async def _coupons_page(
         total=found.total,
         values=values or {"kind": "percent"},
         problem=problem,
-        previous_url=str(url.include_query_params(before=rows[0].id))
-        if found.newer and rows
-        else None,
-        next_url=str(url.include_query_params(after=rows[-1].id)) if found.older and rows else None,
+        **cursor_links(request, found, lambda r: r.id),
     )
 
 

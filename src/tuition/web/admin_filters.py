@@ -8,7 +8,7 @@ from __future__ import annotations
 import csv
 import io
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import date, datetime, timedelta, tzinfo
 from enum import StrEnum
 from typing import Annotated, Any, TypeVar
@@ -18,8 +18,11 @@ from fastapi.responses import Response, StreamingResponse
 from starlette.requests import Request
 
 from tuition.domain.calendar import local_midnight
+from tuition.services.catalog import Browse
 from tuition.web.i18n import N_
 from tuition.web.pages import SECURITY_HEADERS
+
+_Row = TypeVar("_Row")
 
 PAGE = 50
 Text = Annotated[str, Query(max_length=200)]
@@ -103,6 +106,23 @@ def paging(
         "previous_url": at(max(0, offset - PAGE)) if offset > 0 else None,
         "next_url": at(offset + PAGE) if offset + PAGE < total else None,
         "csv_url": csv_path + (f"?{query}" if query else ""),
+    }
+
+
+def cursor_links(
+    request: Request, found: Browse[_Row], key: Callable[[_Row], str]
+) -> dict[str, str | None]:
+    """The previous and next pages' links of a list paged by cursor (``before``/``after``
+    the first or last row's ``key``), the other filters kept."""
+    url = request.url.remove_query_params(["after", "before"])
+    rows = found.items
+    return {
+        "previous_url": str(url.include_query_params(before=key(rows[0])))
+        if found.newer and rows
+        else None,
+        "next_url": str(url.include_query_params(after=key(rows[-1])))
+        if found.older and rows
+        else None,
     }
 
 

@@ -22,7 +22,7 @@ from tuition.services.catalog import PageQuery
 from tuition.store.catalog import CreatorRecord, ProductFilter, ProductRecord
 from tuition.web import admin_catalog_forms as forms
 from tuition.web.admin_dashboard import page
-from tuition.web.admin_filters import BAD_CHOICE, PAGE, Text, checked_choice
+from tuition.web.admin_filters import BAD_CHOICE, PAGE, Text, checked_choice, cursor_links
 from tuition.web.admin_session import Operator, OperatorDep, actor, csrf_ok, refused, require_role
 from tuition.web.i18n import N_
 from tuition.web.pages import render, secure
@@ -91,7 +91,6 @@ async def products_page(
             errors["after"] = BAD_CHOICE
     rows = found.items
     names = await creator_names(request, {r.product.creator_id for r in rows})
-    url = request.url.remove_query_params(["after", "before"])
     return page(
         request,
         "admin/products.html",
@@ -106,12 +105,7 @@ async def products_page(
         errors=errors,
         kinds=list(ProductKind),
         statuses=STATUSES,
-        previous_url=str(url.include_query_params(before=rows[0].product.id))
-        if found.newer and rows
-        else None,
-        next_url=str(url.include_query_params(after=rows[-1].product.id))
-        if found.older and rows
-        else None,
+        **cursor_links(request, found, lambda r: r.product.id),
     )
 
 
