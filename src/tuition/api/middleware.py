@@ -41,7 +41,8 @@ class RequestContextMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        incoming = dict(scope["headers"]).get(b"request-id", b"").decode("latin-1")
+        request_headers = dict(scope["headers"])
+        incoming = request_headers.get(b"request-id", b"").decode("latin-1")
         request_id = incoming if _SAFE_ID.match(incoming) else new_id("req")
         structlog.contextvars.clear_contextvars()
         structlog.contextvars.bind_contextvars(request_id=request_id)
@@ -49,7 +50,7 @@ class RequestContextMiddleware:
         status = 500
         response_started = False
         is_head = scope.get("method") == "HEAD"
-        host = dict(scope["headers"]).get(b"host", b"").decode("latin-1")
+        host = request_headers.get(b"host", b"").decode("latin-1")
 
         async def send_with_id(message: Message) -> None:
             nonlocal status, response_started
