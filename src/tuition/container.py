@@ -7,9 +7,8 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import timedelta
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from sqlalchemy import Delete, Update, event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition.channels.registry import ChannelRegistry
@@ -19,8 +18,7 @@ from tuition.domain.channel_choice import Breaker, Strategy
 from tuition.domain.earnings import HoldRule
 from tuition.domain.modes import MODES, Mode
 from tuition.services.api_keys import hash_key
-from tuition.store.access import ApiKeyRecord
-from tuition.store.tables import api_keys
+from tuition.store.access import ApiKeyRecord, watch_key_changes
 from tuition.store.uow import UnitOfWork
 
 if TYPE_CHECKING:
@@ -41,8 +39,9 @@ class ApiKeyCache:
     """Recently authenticated keys, by hash, so a request needs no read of ``api_keys``.
 
     Only successful authentications are kept (an unknown or revoked key is read every
-    time), for ``ttl`` seconds of monotonic time. Any UPDATE or DELETE of ``api_keys``
-    through the watched engine empties the cache.
+    time), for ``ttl`` seconds of monotonic time. Revoking a key through the watched
+    engine empties the cache (store/access.py ``watch_key_changes``: no listener on every
+    statement).
     """
 
     def __init__(
@@ -78,13 +77,8 @@ class ApiKeyCache:
         self._entries.clear()
 
     def watch(self, engine: AsyncEngine) -> None:
-        """Forget every key when ``api_keys`` is changed through ``engine``."""
-
-        def after_execute(_conn: Any, statement: Any, *_args: Any) -> None:
-            if isinstance(statement, Update | Delete) and statement.table is api_keys:
-                self.clear()
-
-        event.listen(engine.sync_engine, "after_execute", after_execute)
+        """Forget every key when a key is revoked through ``engine``."""
+        watch_key_changes(engine, self.clear)
 
 
 @dataclass(slots=True)

@@ -347,7 +347,7 @@ async def line_shares(uow: UnitOfWork, order: OrderRecord) -> list[LineShare]:
     if order.partner_id is not None:
         from tuition.store.partner_settlements import PartnerSettlementRepository
 
-        fixed = await PartnerSettlementRepository(uow.conn).shares_of_order(order.id)
+        fixed = await PartnerSettlementRepository(uow.conn, uow.staged).shares_of_order(order.id)
         partners = [
             LineShare(s.line_index, s.partner_id, EarningRole.PARTNER, s.rate, s.amount)
             for _, s in sorted(fixed.items())

@@ -19,8 +19,9 @@ from tuition.store.orders import EntitlementRecord, OrderRecord
 from tuition.store.uow import UnitOfWork
 
 
-async def grant_for_order(uow: UnitOfWork, order: OrderRecord, *, paid_at: datetime) -> int:
-    """Inside an open unit of work: grant what ``order`` buys. Re-granting is a no-op.
+async def grant_for_order(uow: UnitOfWork, order: OrderRecord, *, paid_at: datetime) -> None:
+    """Inside an open unit of work: grant what ``order`` buys (staged: the grants go out
+    with the commit). Re-granting is a no-op.
 
     A membership bought while the buyer still holds it extends from its current end
     (:func:`~tuition.domain.access_scope.membership_term`); a membership order raised by
@@ -55,7 +56,7 @@ async def grant_for_order(uow: UnitOfWork, order: OrderRecord, *, paid_at: datet
             )
             terms[grant.line_index] = (start, end)
             grants[index] = replace(grant, expires_at=end)
-    granted = await uow.orders.grant(
+    uow.orders.stage_grants(
         [
             EntitlementRecord(
                 id=new_id("ent"),
@@ -72,8 +73,8 @@ async def grant_for_order(uow: UnitOfWork, order: OrderRecord, *, paid_at: datet
         ]
     )
     if terms:
+        await uow.staged.flush()  # the membership's periods read its grants back
         await membership_paid(uow, order, terms, paid_at=paid_at)
-    return granted
 
 
 async def _membership_end(

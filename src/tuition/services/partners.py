@@ -244,7 +244,7 @@ async def quote_share(
 
 def settlements(uow: UnitOfWork) -> PartnerSettlementRepository:
     """The partner shares and settlements repository on ``uow``'s open connection."""
-    return PartnerSettlementRepository(uow.conn)
+    return PartnerSettlementRepository(uow.conn, uow.staged)
 
 
 async def partner_lines(

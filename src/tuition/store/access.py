@@ -3,17 +3,22 @@
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
+from weakref import WeakKeyDictionary
 
-from sqlalchemy import ColumnElement, bindparam, delete, insert, select, update
-from sqlalchemy.ext.asyncio import AsyncConnection
+from sqlalchemy import ColumnElement, bindparam, delete, insert, or_, select, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
+from sqlalchemy.sql.dml import Update
 
-from tuition.store.db import insert_ignoring_conflicts
+from tuition.store.direct import Direct
+from tuition.store.staged import Shape, StagedWrites
 from tuition.store.tables import api_keys, idempotency_keys
 
 
@@ -63,13 +68,26 @@ class ApiKeyRepository:
         return [_key(row._mapping) for row in rows]
 
     async def revoke(self, key_id: str, at: datetime) -> bool:
-        """Revoke once; False if no such key or already revoked."""
+        """Revoke once; False if no such key or already revoked. The caches watching
+        this engine (:func:`watch_key_changes`) forget every key at once."""
         result = await self.conn.execute(
             update(api_keys)
             .where(api_keys.c.id == key_id, api_keys.c.revoked_at.is_(None))
             .values(revoked_at=at)
         )
+        for forget in _key_watchers.get(self.conn.sync_engine, ()):
+            forget()
         return result.rowcount == 1
+
+
+# Who forgets cached keys when a key changes, by engine: the API's key cache
+# (container.py). The only statement that changes a key is ``revoke`` above.
+_key_watchers: WeakKeyDictionary[Engine, list[Callable[[], None]]] = WeakKeyDictionary()
+
+
+def watch_key_changes(engine: AsyncEngine, forget: Callable[[], None]) -> None:
+    """Call ``forget`` whenever a key is revoked through ``engine``."""
+    _key_watchers.setdefault(engine.sync_engine, []).append(forget)
 
 
 _KEY_COLUMNS = (
@@ -161,8 +179,8 @@ class IdempotencyRepository:
         One statement (``ON CONFLICT DO NOTHING``, no savepoint): atomic on its own, so
         it may run in an autocommit unit of work.
         """
-        result = await self.conn.execute(
-            insert_ignoring_conflicts(self.conn, idempotency_keys, idempotency_keys.c.id),
+        row = await _CLAIM.first(
+            self.conn,
             {
                 "api_key_id": api_key_id,
                 "key": key,
@@ -176,8 +194,7 @@ class IdempotencyRepository:
                 "holder": holder,
             },
         )
-        record_id = result.scalar_one_or_none()
-        return None if record_id is None else int(record_id)
+        return None if row is None else int(row["id"])
 
     async def get(self, api_key_id: str, key: str) -> IdempotencyRecord | None:
         row = (
@@ -237,11 +254,12 @@ class IdempotencyRepository:
         )
         return result.rowcount == 1
 
-    async def commit_outcome(self, claim: IdempotencyClaim) -> bool:
-        """Inside the operation's transaction: mark the key ``committed`` with its
-        outcome. False when ``claim`` no longer holds the key (its lease was taken
-        over, or the record expired): the caller must not commit."""
-        result = await self.conn.execute(
+    def stage_outcome(self, staged: StagedWrites, claim: IdempotencyClaim) -> None:
+        """Inside the operation's transaction: stage marking the key ``committed`` with
+        its outcome, a guarded write. It matches no row when ``claim`` no longer holds
+        the key (its lease was taken over, or the record expired): then the caller must
+        not commit."""
+        staged.guard(
             _COMMIT_OUTCOME,
             {
                 "where_id": claim.record_id,
@@ -249,7 +267,6 @@ class IdempotencyRepository:
                 "new_outcome": claim.outcome_id,
             },
         )
-        return result.rowcount == 1
 
     async def finish(
         self, record_id: int, *, status: int, body: str, holder: str | None = None
@@ -263,8 +280,7 @@ class IdempotencyRepository:
         }
         if holder is not None:
             params["where_holder"] = holder
-        result = await self.conn.execute(_FINISH if holder is None else _FINISH_HELD, params)
-        return result.rowcount == 1
+        return await (_FINISH if holder is None else _FINISH_HELD).rowcount(self.conn, params) == 1
 
     async def release(self, record_id: int, *, holder: str | None = None, now: datetime) -> None:
         """After a failure on our side: forget a running record, so a retry runs; end the
@@ -291,17 +307,34 @@ def _held_by(holder: str | None) -> ColumnElement[bool]:
     return column.is_(None) if holder is None else column == holder
 
 
-_FINISH = update(idempotency_keys).where(idempotency_keys.c.id == bindparam("where_id"))
-_FINISH_HELD = _FINISH.where(
-    idempotency_keys.c.holder == bindparam("where_holder"),
-    idempotency_keys.c.state.in_(("running", "committed")),
+_CLAIM = Direct(
+    postgresql.insert(idempotency_keys).on_conflict_do_nothing().returning(idempotency_keys.c.id),
+    sqlite=sqlite.insert(idempotency_keys)
+    .on_conflict_do_nothing()
+    .returning(idempotency_keys.c.id),
 )
-_COMMIT_OUTCOME = (
-    update(idempotency_keys)
-    .where(
-        idempotency_keys.c.id == bindparam("where_id"),
+_FINISH_ANY = update(idempotency_keys).where(idempotency_keys.c.id == bindparam("where_id"))
+_FINISH = Direct(_FINISH_ANY)
+_FINISH_HELD = Direct(
+    _FINISH_ANY.where(
         idempotency_keys.c.holder == bindparam("where_holder"),
-        idempotency_keys.c.state.in_(("running", "committed")),
+        or_(idempotency_keys.c.state == "running", idempotency_keys.c.state == "committed"),
     )
-    .values(state="committed", outcome_id=bindparam("new_outcome"))
 )
+
+
+def _commit_outcome(prefix: str, _dialect: str) -> Update:
+    """Mark a key ``committed`` with its outcome, fenced by its holder token."""
+    return (
+        update(idempotency_keys)
+        .where(
+            idempotency_keys.c.id == bindparam(prefix + "where_id"),
+            idempotency_keys.c.holder == bindparam(prefix + "where_holder"),
+            or_(idempotency_keys.c.state == "running", idempotency_keys.c.state == "committed"),
+        )
+        .values(state="committed", outcome_id=bindparam(prefix + "new_outcome"))
+        .returning(idempotency_keys.c.id)
+    )
+
+
+_COMMIT_OUTCOME = Shape(_commit_outcome, guarded=True)

@@ -24,6 +24,7 @@ from sqlalchemy import (
     RowMapping,
     Select,
     String,
+    any_,
     bindparam,
     cast,
     delete,
@@ -50,6 +51,8 @@ from tuition.domain.catalog import (
 from tuition.domain.coupons import Coupon, CouponKind, normalize_code
 from tuition.domain.ids import Prefix, is_valid_id
 from tuition.domain.pricing import TaxRule
+from tuition.store.db import comma_joined
+from tuition.store.direct import Direct
 from tuition.store.tables import (
     bundle_components,
     coupon_redemptions,
@@ -436,16 +439,12 @@ class CatalogRepository:
         mapping can be handed to pricing as its ``catalog`` unchanged.
         """
         wanted = {i for i in ids if is_valid_id(i, Prefix.PRODUCT)}
-        found = {
-            r.product.id: r.product
-            for r in await self._load(_SELECT_PRODUCTS, {"ids": list(wanted)})
-        }
+        found = {r.product.id: r.product for r in await self._by_ids(wanted)}
         # Components are never bundles (a rule enforced on creation), so one more level
         # completes the mapping.
         missing = {c for p in found.values() for c in p.components} - found.keys()
         if missing:
-            more = await self._load(_SELECT_PRODUCTS, {"ids": list(missing)})
-            found.update((r.product.id, r.product) for r in more)
+            found.update((r.product.id, r.product) for r in await self._by_ids(missing))
         return found
 
     async def refund_policies(self, ids: Collection[str]) -> dict[str, dict[str, Any]]:
@@ -465,6 +464,10 @@ class CatalogRepository:
         )
         stmt = select(*_PRODUCT).where(products.c.id.in_(bundle_ids)).order_by(products.c.id)
         return [r.product for r in await self._load(stmt)]
+
+    async def _by_ids(self, ids: Collection[str]) -> list[ProductRecord]:
+        rows = await _SELECT_PRODUCTS.rows(self.conn, {"ids": list(ids)})
+        return [_product(row) for row in rows]
 
     async def _load(
         self, stmt: Select[Any], params: Mapping[str, Any] | None = None
@@ -619,7 +622,7 @@ def _pairs(aggregated: str | None) -> list[tuple[str, str]]:
     return [(left, right) for left, _, right in (p.partition(":") for p in aggregated.split(","))]
 
 
-def _product(row: RowMapping) -> ProductRecord:
+def _product(row: Mapping[str, Any]) -> ProductRecord:
     prices = {currency: int(amount) for currency, amount in _pairs(row["prices__"])}
     surface_prices: dict[str, dict[str, int]] = {}
     for surface, priced in _pairs(row["surface_prices__"]):
@@ -659,20 +662,15 @@ def _product(row: RowMapping) -> ProductRecord:
 # string_agg on PostgreSQL, group_concat on SQLite). Currency codes and ids never hold
 # ":" or ",", and aggregation order is not relied on: components carry their position.
 _PRICES = (
-    select(
-        func.aggregate_strings(
-            product_prices.c.currency + ":" + cast(product_prices.c.amount, String), ","
-        )
-    )
+    select(comma_joined(product_prices.c.currency + ":" + cast(product_prices.c.amount, String)))
     .where(product_prices.c.product_id == products.c.id)
     .scalar_subquery()
     .label("prices__")
 )
 _COMPONENTS = (
     select(
-        func.aggregate_strings(
-            cast(bundle_components.c.position, String) + ":" + bundle_components.c.component_id,
-            ",",
+        comma_joined(
+            cast(bundle_components.c.position, String) + ":" + bundle_components.c.component_id
         )
     )
     .where(bundle_components.c.bundle_id == products.c.id)
@@ -682,13 +680,12 @@ _COMPONENTS = (
 # "ios:CNY:1200,…": a surface slug holds no ":" or "," either.
 _SURFACE_PRICES = (
     select(
-        func.aggregate_strings(
+        comma_joined(
             product_surface_prices.c.surface
             + ":"
             + product_surface_prices.c.currency
             + ":"
-            + cast(product_surface_prices.c.amount, String),
-            ",",
+            + cast(product_surface_prices.c.amount, String)
         )
     )
     .where(product_surface_prices.c.product_id == products.c.id)
@@ -703,4 +700,11 @@ _HAS_MEMBER_PRICE = (
 _PRODUCT = (products, _PRICES, _COMPONENTS, _SURFACE_PRICES, _HAS_MEMBER_PRICE)
 
 # Statements of the payment flow, built once (see ``store/db.py`` on prebuilt statements).
-_SELECT_PRODUCTS = select(*_PRODUCT).where(products.c.id.in_(bindparam("ids", expanding=True)))
+# On PostgreSQL ``= ANY($1)`` (one statement whatever the number of ids, run on the
+# driver: store/direct.py); SQLite expands the IN list.
+_SELECT_PRODUCTS = Direct(
+    select(*_PRODUCT).where(
+        products.c.id == any_(bindparam("ids", type_=postgresql.ARRAY(products.c.id.type)))
+    ),
+    sqlite=select(*_PRODUCT).where(products.c.id.in_(bindparam("ids", expanding=True))),
+)

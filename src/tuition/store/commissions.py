@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.commissions import CommissionBearer, CommissionRates
 from tuition.store.db import dialect_insert, insert_ignoring_conflicts
+from tuition.store.staged import StagedWrites
 from tuition.store.tables import order_commissions, partners, product_commissions, promoters
 
 
@@ -78,8 +79,8 @@ def _line(row: Any) -> LineCommission:
 
 
 class CommissionRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
+    def __init__(self, conn: AsyncConnection, staged: StagedWrites) -> None:
+        self.conn, self.staged = conn, staged
 
     # --- promoters ------------------------------------------------------------------
 
@@ -152,11 +153,10 @@ class CommissionRepository:
     # --- referred orders ------------------------------------------------------------
 
     async def add_lines(self, lines: Sequence[LineCommission]) -> None:
-        if lines:
-            await self.conn.execute(
-                order_commissions.insert(),
-                [{f: getattr(line, f) for f in _LINE_FIELDS} for line in lines],
-            )
+        """Stage the order's commission lines (beside the staged order they belong to)."""
+        self.staged.insert(
+            order_commissions, [{f: getattr(line, f) for f in _LINE_FIELDS} for line in lines]
+        )
 
     async def set_line_amounts(self, lines: Sequence[LineCommission]) -> None:
         """Store each referred line's amounts anew (its order re-priced before payment)."""

@@ -9,10 +9,12 @@ from collections.abc import Collection, Mapping
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Column, Table, event, exc
+from sqlalchemy import Column, String, Table, event, exc
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.functions import FunctionElement
 
 # A pooled connection unused for longer than this is pinged before it is handed out.
 PING_AFTER_IDLE_SECONDS = 5.0
@@ -63,6 +65,26 @@ def status_change(
 def dialect_insert(conn: AsyncConnection, table: Any) -> Any:
     """An INSERT that knows ``ON CONFLICT`` in the connection's dialect."""
     return _dialect(conn.dialect.name).insert(table)
+
+
+class comma_joined(FunctionElement[str]):
+    """The group's strings joined by commas: ``string_agg(x, ',')`` on PostgreSQL,
+    ``group_concat(x, ',')`` on SQLite. Unlike ``func.aggregate_strings`` the separator
+    is part of the SQL text, not a value rendered at each execution, so a statement
+    using it compiles once for good (store/direct.py)."""
+
+    type = String()
+    inherit_cache = True
+
+
+@compiles(comma_joined, "postgresql")
+def _string_agg(element: comma_joined, compiler: Any, **kw: Any) -> str:
+    return f"string_agg({compiler.process(element.clauses, **kw)}, ',')"
+
+
+@compiles(comma_joined, "sqlite")
+def _group_concat(element: comma_joined, compiler: Any, **kw: Any) -> str:
+    return f"group_concat({compiler.process(element.clauses, **kw)}, ',')"
 
 
 def insert_ignoring_conflicts(conn: AsyncConnection, table: Table, *returning: Column[Any]) -> Any:

@@ -3,14 +3,18 @@
 
 from __future__ import annotations
 
-from sqlalchemy import text
+from sqlalchemy import column, text
+
+from tuition.store.direct import Direct
+from tuition.store.types import UTCDateTime
 
 # The creators' payees, the hold (its release time from the products' refund windows),
 # the earnings and the release job. Foreign keys are checked at the end of the
 # statement, after every CTE ran, as for the ledger's posting statement. Every
 # parameter is cast: asyncpg must deduce one type for each.
-HOLD_SQL = text(
-    """
+HOLD_SQL = Direct(
+    text(
+        """
 WITH args AS (
     SELECT CAST(:payment_id AS VARCHAR) AS payment_id,
            CAST(:order_id AS VARCHAR) AS order_id,
@@ -69,4 +73,5 @@ new_job AS (
 )
 SELECT release_at FROM new_hold
 """
+    ).columns(column("release_at", UTCDateTime))
 )

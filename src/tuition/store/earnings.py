@@ -414,8 +414,8 @@ class EarningsRepository:
         job_kind: str,
         at: datetime,
     ) -> datetime | None:
-        result = await self.conn.execute(
-            HOLD_SQL,
+        held = await HOLD_SQL.first(
+            self.conn,
             {
                 "payment_id": payment_id,
                 "order_id": order_id,
@@ -438,5 +438,5 @@ class EarningsRepository:
                 "job_key": f"{job_kind}:{payment_id}",
             },
         )
-        release = result.scalar_one_or_none()
+        release = None if held is None else held["release_at"]
         return None if release is None else release.astimezone(UTC)

@@ -7,11 +7,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, func, insert, select
+from sqlalchemy import ColumnElement, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.ids import new_id
-from tuition.store.db import insert_ignoring_conflicts
+from tuition.store.direct import Direct
+from tuition.store.staged import StagedWrites
 from tuition.store.tables import notification_effects, notifications, outbox_events
 
 
@@ -55,12 +57,12 @@ class OutboxEvent:
 
 
 class EventRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
+    def __init__(self, conn: AsyncConnection, staged: StagedWrites) -> None:
+        self.conn, self.staged = conn, staged
 
     async def record_notification(self, record: NotificationRecord) -> None:
-        await self.conn.execute(
-            _INSERT_NOTIFICATION,
+        self.staged.insert(
+            notifications,
             {f: getattr(record, f) for f in NotificationRecord.__dataclass_fields__},
         )
 
@@ -68,8 +70,8 @@ class EventRepository:
         self, *, channel: str, trade_no: str, event: str, notification_id: str
     ) -> bool:
         """True for the first notification with this key; a copy gets False (UNIQUE)."""
-        result = await self.conn.execute(
-            insert_ignoring_conflicts(self.conn, notification_effects),
+        claimed = await _CLAIM_EFFECT.rowcount(
+            self.conn,
             {
                 "channel": channel,
                 "trade_no": trade_no,
@@ -77,7 +79,7 @@ class EventRepository:
                 "notification_id": notification_id,
             },
         )
-        return result.rowcount == 1
+        return claimed == 1
 
     async def notifications_for(self, payment_id: str) -> list[NotificationRecord]:
         rows = await self.conn.execute(
@@ -130,10 +132,11 @@ class EventRepository:
     async def emit(
         self, type_: str, object_id: str, data: Mapping[str, Any], *, at: datetime
     ) -> str:
-        """Write an event in the caller's transaction; the worker delivers it later."""
+        """Write an event in the caller's transaction (staged: it goes out with the
+        commit); the worker delivers it later."""
         event_id = new_id("evt")
-        await self.conn.execute(
-            _INSERT_EVENT,
+        self.staged.insert(
+            outbox_events,
             {
                 "id": event_id,
                 "type": type_,
@@ -153,5 +156,7 @@ class EventRepository:
         return [OutboxEvent(r.id, r.type, r.object_id, r.data, r.created_at) for r in rows]
 
 
-_INSERT_NOTIFICATION = insert(notifications)
-_INSERT_EVENT = insert(outbox_events)
+_CLAIM_EFFECT = Direct(
+    postgresql.insert(notification_effects).on_conflict_do_nothing(),
+    sqlite=sqlite.insert(notification_effects).on_conflict_do_nothing(),
+)

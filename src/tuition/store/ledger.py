@@ -18,7 +18,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import Integer, column, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.ledger import (
@@ -31,6 +31,7 @@ from tuition.domain.ledger import (
     seal_all,
 )
 from tuition.store.db import dialect_insert, insert_ignoring_conflicts
+from tuition.store.direct import Direct
 from tuition.store.tables import (
     journal_entries,
     ledger_accounts,
@@ -61,8 +62,9 @@ def _shard(account: AccountRef) -> int:
 # ``accounts_done``), and balance rows are upserted in (account, shard) order, so two
 # batches never wait on each other in opposite orders. Postings and balance deltas join
 # the entries actually inserted, so a repeated source adds nothing.
-_POST_SQL = text(
-    """
+_POST_SQL = Direct(
+    text(
+        """
 WITH new_accounts AS (
     INSERT INTO ledger_accounts (key, kind, type, currency, qualifier, created_at)
     SELECT a.key, a.kind, a.type, a.currency, a.qualifier, :at
@@ -109,6 +111,7 @@ new_balances AS (
 )
 SELECT count(*) FROM new_entries
 """
+    ).columns(column("posted", Integer))
 )
 
 
@@ -163,8 +166,8 @@ class LedgerRepository:
             key=lambda a: a.key,
         )
         lines = [(e.source, n, p) for e in entries for n, p in enumerate(e.postings)]
-        result = await self.conn.execute(
-            _POST_SQL,
+        posted = await _POST_SQL.first(
+            self.conn,
             {
                 "at": at.astimezone(UTC),
                 "entry_ids": [e.id for e in entries],
@@ -183,7 +186,8 @@ class LedgerRepository:
                 "line_shards": [_shard(p.account) for _, _, p in lines],
             },
         )
-        return int(result.scalar_one())
+        assert posted is not None
+        return int(posted["posted"])
 
     async def _post_in_steps(self, entries: Sequence[JournalEntry], *, at: datetime) -> int:
         rows = await self.conn.execute(

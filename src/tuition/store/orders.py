@@ -13,11 +13,27 @@ from datetime import datetime
 from decimal import Decimal
 from typing import Any
 
-from sqlalchemy import Select, and_, bindparam, exists, func, insert, or_, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Select,
+    and_,
+    any_,
+    bindparam,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    true,
+    update,
+)
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.orders import OrderStatus
 from tuition.store.db import insert_ignoring_conflicts, status_change
+from tuition.store.direct import Direct
+from tuition.store.staged import StagedWrites
 from tuition.store.tables import (
     coupon_customer_usage,
     coupon_redemptions,
@@ -104,44 +120,45 @@ class OrderFilter:
 
 
 class OrderRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
+    def __init__(self, conn: AsyncConnection, staged: StagedWrites) -> None:
+        self.conn, self.staged = conn, staged
 
     # --- orders -------------------------------------------------------------------------
 
     async def add(self, order: OrderRecord) -> None:
-        await self.conn.execute(_INSERT_ORDER, {f: getattr(order, f) for f in _ORDER_FIELDS})
-        if order.lines:
-            await self.conn.execute(
-                _INSERT_LINE,
-                [
-                    {"order_id": order.id, **{f: getattr(line, f) for f in _LINE_FIELDS}}
-                    for line in order.lines
-                ],
-            )
+        """Stage the order and its lines (they go out with the commit): nothing may read
+        them back in this transaction, and rows referencing them are staged too or
+        written after ``staged.flush()``."""
+        self.staged.insert(orders, {f: getattr(order, f) for f in _ORDER_FIELDS})
+        self.staged.insert(
+            order_lines,
+            [
+                {"order_id": order.id, **{f: getattr(line, f) for f in _LINE_FIELDS}}
+                for line in order.lines
+            ],
+        )
 
     async def get(self, order_id: str, *, with_lines: bool = True) -> OrderRecord | None:
         if not with_lines:
-            row = (await self.conn.execute(_SELECT_ORDER, {"order_id": order_id})).first()
-            return None if row is None else _order(row._mapping, ())
+            row = await _SELECT_ORDER.first(self.conn, {"order_id": order_id})
+            return None if row is None else _order(row, ())
         # The order's columns repeat on each of its lines' rows: one round trip.
-        rows = (await self.conn.execute(_SELECT_ORDER_WITH_LINES, {"order_id": order_id})).all()
+        rows = await _SELECT_ORDER_WITH_LINES.rows(self.conn, {"order_id": order_id})
         if not rows:
             return None
         lines = tuple(
-            LineRecord(**{f: r._mapping[f"line__{f}"] for f in _LINE_FIELDS})
+            LineRecord(**{f: r[f"line__{f}"] for f in _LINE_FIELDS})
             for r in rows
-            if r._mapping["line__line_index"] is not None
+            if r["line__line_index"] is not None
         )
-        return _order(rows[0]._mapping, lines)
+        return _order(rows[0], lines)
 
     async def get_with_summary(self, order_id: str) -> tuple[OrderRecord, str | None, int] | None:
         """The order without its lines, its first line's title and its number of lines, in
         one statement: what starting a payment needs (the gateway's subject line)."""
-        row = (await self.conn.execute(_SELECT_ORDER_SUMMARY, {"order_id": order_id})).first()
-        if row is None:
+        m = await _SELECT_ORDER_SUMMARY.first(self.conn, {"order_id": order_id})
+        if m is None:
             return None
-        m = row._mapping
         return _order(m, ()), m["first_line_title__"], int(m["line_count__"])
 
     async def paid_with_kind(self, kind: str) -> list[str]:
@@ -185,15 +202,15 @@ class OrderRepository:
         **values: Any,
     ) -> bool:
         """Compare-and-set: True only for the caller whose expected status still held."""
-        result = await self.conn.execute(
-            _UPDATE_ORDER_IF_STATUS,
+        changed = await _UPDATE_ORDER_IF_STATUS.rowcount(
+            self.conn,
             {
                 "where_id": order_id,
                 "where_status": expected.value,
                 **status_change(orders, target.value, at, values),
             },
         )
-        return result.rowcount == 1
+        return changed == 1
 
     async def due_for_expiry(self, now: datetime, limit: int) -> list[str]:
         rows = await self.conn.execute(
@@ -251,8 +268,10 @@ class OrderRepository:
         For an order that held a coupon before, call :meth:`release_coupon` first.
 
         Conditional UPDATEs are the guard: concurrent checkouts serialise on the coupon
-        row and each re-checks the limit against the committed count.
+        row and each re-checks the limit against the committed count. Its redemption row
+        references the order, which may be staged: staged writes go out first.
         """
+        await self.staged.flush()
         taken = await self.conn.execute(
             update(coupons)
             .where(
@@ -343,6 +362,14 @@ class OrderRepository:
         )
         return max(result.rowcount, 0)
 
+    def stage_grants(self, records: Sequence[EntitlementRecord]) -> None:
+        """Stage :meth:`grant` (the grants go out with the commit or the next flush)."""
+        self.staged.insert(
+            entitlements,
+            [{f: getattr(r, f) for f in _ENTITLEMENT_FIELDS} for r in records],
+            ignore_conflicts=True,
+        )
+
     async def revoke(
         self, order_id: str, line_index: int | None, at: datetime
     ) -> list[EntitlementRecord]:
@@ -370,20 +397,19 @@ class OrderRepository:
 
     async def permanent_holdings(self, customer_id: str, product_ids: Sequence[str]) -> set[str]:
         """Which of ``product_ids`` the customer holds for good (unrevoked, no expiry)."""
-        rows = await self.conn.execute(
-            _SELECT_PERMANENT_HOLDINGS,
-            {"customer_id": customer_id, "product_ids": list(product_ids)},
+        rows = await _SELECT_PERMANENT_HOLDINGS.rows(
+            self.conn, {"customer_id": customer_id, "product_ids": list(product_ids)}
         )
-        return {r[0] for r in rows}
+        return {r["product_id"] for r in rows}
 
     # --- re-pricing (the hosted checkout page's coupon) -------------------------------
 
     async def hold_total(self, order_id: str, *, total: int, at: datetime) -> bool:
         """Bump the order's version if it is still payable at ``total`` (row lock held)."""
-        result = await self.conn.execute(
-            _HOLD_TOTAL, {"where_id": order_id, "where_total": total, "updated_at": at}
+        held = await _HOLD_TOTAL.rowcount(
+            self.conn, {"where_id": order_id, "where_total": total, "updated_at": at}
         )
-        return result.rowcount == 1
+        return held == 1
 
     async def extend_expiry(self, order_id: str, *, until: datetime, at: datetime) -> bool:
         """Move a pending order's expiry later (never earlier); True if it moved."""
@@ -469,47 +495,70 @@ _ENTITLEMENT_FIELDS = list(EntitlementRecord.__dataclass_fields__)
 # The payment flow's statements, built once (see ``store/db.py`` on prebuilt statements).
 # In an UPDATE the SET columns are the parameters named after columns; WHERE parameters
 # are named ``where_*`` so they never collide with them.
-_INSERT_ORDER = insert(orders)
-_INSERT_LINE = insert(order_lines)
-_SELECT_ORDER = select(orders).where(orders.c.id == bindparam("order_id"))
-_SELECT_ORDER_WITH_LINES = (
+_SELECT_ORDER = Direct(select(orders).where(orders.c.id == bindparam("order_id")))
+_SELECT_ORDER_WITH_LINES = Direct(
     select(orders, *(order_lines.c[f].label(f"line__{f}") for f in _LINE_FIELDS))
     .outerjoin(order_lines, order_lines.c.order_id == orders.c.id)
     .where(orders.c.id == bindparam("order_id"))
     .order_by(order_lines.c.line_index)
 )
-_SELECT_ORDER_SUMMARY = select(
-    orders,
-    select(order_lines.c.title)
-    .where(order_lines.c.order_id == orders.c.id)
-    .order_by(order_lines.c.line_index)
-    .limit(1)
-    .scalar_subquery()
-    .label("first_line_title__"),
-    select(func.count())
-    .select_from(order_lines)
-    .where(order_lines.c.order_id == orders.c.id)
-    .scalar_subquery()
-    .label("line_count__"),
-).where(orders.c.id == bindparam("order_id"))
+_SELECT_ORDER_SUMMARY = Direct(
+    select(
+        orders,
+        select(order_lines.c.title)
+        .where(order_lines.c.order_id == orders.c.id)
+        .order_by(order_lines.c.line_index)
+        .limit(1)
+        .scalar_subquery()
+        .label("first_line_title__"),
+        select(func.count())
+        .select_from(order_lines)
+        .where(order_lines.c.order_id == orders.c.id)
+        .scalar_subquery()
+        .label("line_count__"),
+    ).where(orders.c.id == bindparam("order_id"))
+)
 _SELECT_LINES = (
     select(order_lines)
     .where(order_lines.c.order_id.in_(bindparam("order_ids", expanding=True)))
     .order_by(order_lines.c.order_id, order_lines.c.line_index)
 )
-_UPDATE_ORDER_IF_STATUS = update(orders).where(
-    orders.c.id == bindparam("where_id"), orders.c.status == bindparam("where_status")
+_UPDATE_ORDER_IF_STATUS = Direct(
+    update(orders).where(
+        orders.c.id == bindparam("where_id"), orders.c.status == bindparam("where_status")
+    )
 )
-_HOLD_TOTAL = update(orders).where(
-    orders.c.id == bindparam("where_id"),
-    orders.c.status == OrderStatus.PENDING_PAYMENT.value,
-    orders.c.total == bindparam("where_total"),
+_HOLD_TOTAL = Direct(
+    update(orders).where(
+        orders.c.id == bindparam("where_id"),
+        orders.c.status == OrderStatus.PENDING_PAYMENT.value,
+        orders.c.total == bindparam("where_total"),
+    )
 )
-_SELECT_PERMANENT_HOLDINGS = select(func.distinct(entitlements.c.product_id)).where(
-    entitlements.c.customer_id == bindparam("customer_id"),
-    entitlements.c.product_id.in_(bindparam("product_ids", expanding=True)),
-    entitlements.c.revoked_at.is_(None),
-    entitlements.c.expires_at.is_(None),
+
+
+def _permanent_holdings(product_is_wanted: ColumnElement[bool]) -> Select[Any]:
+    return (
+        select(entitlements.c.product_id)
+        .distinct()
+        .where(
+            entitlements.c.customer_id == bindparam("customer_id"),
+            product_is_wanted,
+            entitlements.c.revoked_at.is_(None),
+            entitlements.c.expires_at.is_(None),
+        )
+    )
+
+
+# ``= ANY($1)`` on PostgreSQL (run on the driver: store/direct.py); SQLite expands IN.
+_SELECT_PERMANENT_HOLDINGS = Direct(
+    _permanent_holdings(
+        entitlements.c.product_id
+        == any_(bindparam("product_ids", type_=postgresql.ARRAY(entitlements.c.product_id.type)))
+    ),
+    sqlite=_permanent_holdings(
+        entitlements.c.product_id.in_(bindparam("product_ids", expanding=True))
+    ),
 )
 
 

@@ -13,6 +13,7 @@ from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.store.db import insert_ignoring_conflicts
+from tuition.store.staged import StagedWrites
 from tuition.store.tables import order_partner_shares, partner_settlements
 
 
@@ -56,15 +57,14 @@ def _settlement(row: Any) -> SettlementRecord:
 
 
 class PartnerSettlementRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
+    def __init__(self, conn: AsyncConnection, staged: StagedWrites) -> None:
+        self.conn, self.staged = conn, staged
 
     async def add_shares(self, shares: Sequence[PartnerLineShare]) -> None:
-        if shares:
-            await self.conn.execute(
-                order_partner_shares.insert(),
-                [{f: getattr(s, f) for f in _SHARE_FIELDS} for s in shares],
-            )
+        """Stage the order's partner shares (beside the staged order they belong to)."""
+        self.staged.insert(
+            order_partner_shares, [{f: getattr(s, f) for f in _SHARE_FIELDS} for s in shares]
+        )
 
     async def set_share_amounts(self, shares: Sequence[PartnerLineShare]) -> None:
         """Store each line's share anew (its order re-priced before payment)."""

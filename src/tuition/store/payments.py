@@ -9,23 +9,21 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
-    Insert,
     Select,
-    Update,
     bindparam,
     case,
     func,
     insert,
-    literal,
     or_,
     select,
     update,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from tuition.domain.payments import PaymentStatus
-from tuition.store.db import insert_ignoring_conflicts, status_change
+from tuition.store.db import status_change
+from tuition.store.direct import Direct
+from tuition.store.staged import StagedWrites
 from tuition.store.tables import jobs, payments
 
 
@@ -115,8 +113,8 @@ def _payment(m: Any) -> PaymentRecord:
 
 
 class PaymentRepository:
-    def __init__(self, conn: AsyncConnection) -> None:
-        self.conn = conn
+    def __init__(self, conn: AsyncConnection, staged: StagedWrites) -> None:
+        self.conn, self.staged = conn, staged
 
     async def add(self, payment: PaymentRecord) -> None:
         values = {f: getattr(payment, f) for f in _PAYMENT_FIELDS}
@@ -124,19 +122,13 @@ class PaymentRepository:
         await self.conn.execute(_INSERT_PAYMENT, values)
 
     async def add_with_job(self, payment: PaymentRecord, *, kind: str, run_at: datetime) -> None:
-        """``add`` and queue the payment's ``kind:<id>`` job at ``run_at`` in the same
-        transaction; on PostgreSQL one statement (a data-modifying CTE), so the job costs
-        the payment flow no round trip."""
+        """Stage the payment and its ``kind:<id>`` job at ``run_at`` (they go out with the
+        commit, so the job costs the payment flow no round trip)."""
         values = {f: getattr(payment, f) for f in _PAYMENT_FIELDS}
         values["status"] = payment.status.value
-        if self.conn.dialect.name == "postgresql":
-            await self.conn.execute(
-                _insert_payment_with_job(kind), {**values, "job_run_at": run_at}
-            )
-            return
-        await self.conn.execute(_INSERT_PAYMENT, values)
-        await self.conn.execute(
-            insert_ignoring_conflicts(self.conn, jobs),
+        self.staged.insert(payments, values)
+        self.staged.insert(
+            jobs,
             {
                 "kind": kind,
                 "key": f"{kind}:{payment.id}",
@@ -146,11 +138,12 @@ class PaymentRepository:
                 "created_at": payment.created_at,
                 "updated_at": payment.created_at,
             },
+            ignore_conflicts=True,
         )
 
     async def get(self, payment_id: str) -> PaymentRecord | None:
-        row = (await self.conn.execute(_SELECT_PAYMENT, {"payment_id": payment_id})).first()
-        return None if row is None else _payment(row._mapping)
+        row = await _SELECT_PAYMENT.first(self.conn, {"payment_id": payment_id})
+        return None if row is None else _payment(row)
 
     async def find(
         self, filt: PaymentFilter, *, limit: int, starting_after: str | None
@@ -185,11 +178,11 @@ class PaymentRepository:
         **values: Any,
     ) -> bool:
         """Compare-and-set from any of ``expected``; True for the one caller that moved it."""
-        result = await self.conn.execute(
-            _compare_and_set(frozenset(expected), returning=False),
+        changed = await _compare_and_set(frozenset(expected), returning=False).rowcount(
+            self.conn,
             {"where_id": payment_id, **status_change(payments, target.value, at, values)},
         )
-        return result.rowcount == 1
+        return changed == 1
 
     async def set_status_returning(
         self,
@@ -202,13 +195,11 @@ class PaymentRepository:
     ) -> PaymentRecord | None:
         """``set_status`` that returns the row as written (``UPDATE … RETURNING``), in the
         same round trip; None for a caller whose expected status no longer held."""
-        row = (
-            await self.conn.execute(
-                _compare_and_set(frozenset(expected), returning=True),
-                {"where_id": payment_id, **status_change(payments, target.value, at, values)},
-            )
-        ).first()
-        return None if row is None else _payment(row._mapping)
+        row = await _compare_and_set(frozenset(expected), returning=True).first(
+            self.conn,
+            {"where_id": payment_id, **status_change(payments, target.value, at, values)},
+        )
+        return None if row is None else _payment(row)
 
     async def mark_duplicate(self, payment_id: str, *, of_order: str) -> None:
         """Flag a payment that succeeded for an order that no longer wanted it."""
@@ -287,39 +278,11 @@ class PaymentRepository:
 # In an UPDATE the SET columns are the parameters named after columns; WHERE parameters
 # are named ``where_*`` so they never collide with them.
 _INSERT_PAYMENT = insert(payments)
-_SELECT_PAYMENT = select(payments).where(payments.c.id == bindparam("payment_id"))
+_SELECT_PAYMENT = Direct(select(payments).where(payments.c.id == bindparam("payment_id")))
 
 
 @functools.cache
-def _insert_payment_with_job(kind: str) -> Insert:
-    """``WITH added AS (INSERT INTO payments … RETURNING id, created_at) INSERT INTO jobs
-    SELECT … FROM added ON CONFLICT DO NOTHING`` (PostgreSQL)."""
-    added = (
-        insert(payments)
-        .values({f: bindparam(f, type_=payments.c[f].type) for f in _PAYMENT_FIELDS})
-        .returning(payments.c.id, payments.c.created_at)
-        .cte("added")
-    )
-    return (
-        postgresql.insert(jobs)
-        .from_select(
-            ["kind", "key", "status", "attempts", "run_at", "created_at", "updated_at"],
-            select(
-                literal(kind),
-                literal(f"{kind}:") + added.c.id,
-                literal("queued"),
-                literal(0),
-                bindparam("job_run_at", type_=jobs.c.run_at.type),
-                added.c.created_at,
-                added.c.created_at,
-            ),
-        )
-        .on_conflict_do_nothing()
-    )
-
-
-@functools.cache
-def _compare_and_set(expected: frozenset[PaymentStatus], *, returning: bool) -> Update:
+def _compare_and_set(expected: frozenset[PaymentStatus], *, returning: bool) -> Direct:
     """``UPDATE payments … WHERE id = :where_id AND status is one of expected``, one
     statement per set of expected statuses (there are a handful), which carries their
     values, so no ``IN`` list is expanded on every execution."""
@@ -329,4 +292,4 @@ def _compare_and_set(expected: frozenset[PaymentStatus], *, returning: bool) -> 
         payments.c.id == bindparam("where_id"),
         or_(*(payments.c.status == status.value for status in sorted(expected))),
     )
-    return stmt.returning(*payments.c) if returning else stmt
+    return Direct(stmt.returning(*payments.c) if returning else stmt)

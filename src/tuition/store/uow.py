@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from types import TracebackType
-from typing import Self
+from typing import Any, Self
 
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncTransaction
 
@@ -20,6 +20,7 @@ from tuition.store.payments import PaymentRepository
 from tuition.store.payout_runs import PayoutRunRepository
 from tuition.store.payouts import PayoutRepository
 from tuition.store.refunds import RefundRepository
+from tuition.store.staged import StagedWrites
 from tuition.store.subscriptions import MembershipRepository, SubscriptionRepository
 from tuition.store.wallet import WalletRepository
 from tuition.store.work import WorkRepository
@@ -40,9 +41,15 @@ class UnitOfWork:
     :meth:`outcome`, in the same transaction; until that first commit, an autocommit
     unit of work is a transaction too, so the operation's first writes and the key's
     outcome land together.
+
+    Appends that nothing later in the transaction reads back (outbox events, the order
+    and its lines, the payment and its job) are staged (``staged``, store/staged.py) and
+    go out at ``commit()`` with the key's outcome: one statement on PostgreSQL. Leaving
+    without committing drops them with the rest.
     """
 
     conn: AsyncConnection
+    staged: StagedWrites
     api_keys: ApiKeyRepository
     idempotency: IdempotencyRepository
     catalog: CatalogRepository
@@ -64,7 +71,8 @@ class UnitOfWork:
     def __init__(self, engine: AsyncEngine, *, autocommit: bool = False) -> None:
         self._engine = engine
         self._autocommit = autocommit and engine.dialect.name == "postgresql"
-        self._tx: AsyncTransaction | None = None
+        self._tx: AsyncTransaction | None = None  # SQLite's
+        self._driver: Any = None  # PostgreSQL's asyncpg connection, while in a transaction
         claim = current_claim()
         if claim is not None and not claim.fenced:
             self._autocommit = False
@@ -80,28 +88,43 @@ class UnitOfWork:
 
     async def __aenter__(self) -> Self:
         self.conn = await self._engine.connect()
-        if self._autocommit:
-            await self.conn.execution_options(isolation_level="AUTOCOMMIT")
-        else:
-            self._tx = await self.conn.begin()
+        try:
+            await self._begin()
+        except BaseException:
+            await self.conn.close()
+            raise
+        self.staged = staged = StagedWrites(self.conn)
         self.api_keys = ApiKeyRepository(self.conn)
         self.idempotency = IdempotencyRepository(self.conn)
         self.catalog = CatalogRepository(self.conn)
-        self.orders = OrderRepository(self.conn)
-        self.payments = PaymentRepository(self.conn)
+        self.orders = OrderRepository(self.conn, staged)
+        self.payments = PaymentRepository(self.conn, staged)
         self.refunds = RefundRepository(self.conn)
         self.wallets = WalletRepository(self.conn)
         self.ledger = LedgerRepository(self.conn)
         self.earnings = EarningsRepository(self.conn)
         self.payouts = PayoutRepository(self.conn)
         self.payout_runs = PayoutRunRepository(self.conn)
-        self.events = EventRepository(self.conn)
+        self.events = EventRepository(self.conn, staged)
         self.work = WorkRepository(self.conn)
         self.memberships = MembershipRepository(self.conn)
         self.subscriptions = SubscriptionRepository(self.conn)
         self.agreements = AgreementRepository(self.conn)
-        self.commissions = CommissionRepository(self.conn)
+        self.commissions = CommissionRepository(self.conn, staged)
         return self
+
+    async def _begin(self) -> None:
+        if self._engine.dialect.name != "postgresql":
+            self._tx = await self.conn.begin()
+            return
+        # On PostgreSQL the transaction is the driver's (BEGIN, COMMIT, ROLLBACK sent by
+        # this class) and SQLAlchemy's own is switched off (AUTOCOMMIT), so statements
+        # run through SQLAlchemy and on the driver directly (store/direct.py) share it.
+        await self.conn.execution_options(isolation_level="AUTOCOMMIT")
+        if not self._autocommit:
+            self._driver = (await self.conn.get_raw_connection()).driver_connection
+            assert self._driver is not None
+            await self._driver.execute("BEGIN")
 
     async def __aexit__(
         self,
@@ -112,9 +135,21 @@ class UnitOfWork:
         try:
             if self._tx is not None and self._tx.is_active:
                 await self._tx.rollback()
+            elif self._driver is not None and self._driver.is_in_transaction():
+                await self._rollback_or_discard()
         finally:
-            self._tx = None
+            self._tx, self._driver = None, None
             await self.conn.close()
+
+    async def _rollback_or_discard(self) -> None:
+        """Roll back the driver's transaction; if that fails, the connection is discarded,
+        so the pool never hands out one that is still inside a transaction."""
+        assert self._driver is not None
+        try:
+            await self._driver.execute("ROLLBACK")
+        except BaseException:
+            await self.conn.invalidate()
+            raise
 
     def outcome(self, object_id: str) -> None:
         """Name the object this operation created or changed: a retry with the same
@@ -126,22 +161,34 @@ class UnitOfWork:
 
     async def commit(self) -> None:
         claim = current_claim()
-        if (
-            claim is not None
-            and claim.unwritten
-            and not await self.idempotency.commit_outcome(claim)
-        ):
+        fenced = claim is not None and claim.unwritten
+        if fenced:
+            assert claim is not None
+            self.idempotency.stage_outcome(self.staged, claim)
+        matched = await self.staged.flush()
+        if fenced and matched[-1] != 1:
             raise IdempotencyKeyInUse(
                 "this request's Idempotency-Key was taken over by a retry after its "
                 "lease ran out; nothing of it was written",
                 param="Idempotency-Key",
             )
-        if not self._autocommit:
-            assert self._tx is not None, "commit() outside `async with`"
+        if self._driver is not None:
+            # After COMMIT the connection runs each statement on its own: commit last.
+            await self._driver.execute("COMMIT")
+            self._driver = None
+        elif self._tx is not None:
             await self._tx.commit()
+            self._tx = None
+        else:
+            assert self._autocommit, "commit() outside `async with`"
         if claim is not None:
             claim.fenced, claim.written_outcome = True, claim.outcome_id
 
     async def rollback(self) -> None:
+        if self._driver is not None:
+            await self._rollback_or_discard()
+            self._driver = None
+            return
         assert self._tx is not None, "rollback() outside `async with` or in autocommit"
         await self._tx.rollback()
+        self._tx = None
