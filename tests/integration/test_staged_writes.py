@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import bindparam, func, select, update
-from sqlalchemy.exc import IntegrityError, StatementError
+from sqlalchemy.exc import DBAPIError, IntegrityError, StatementError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from tuition.domain.orders import OrderStatus
@@ -252,3 +252,50 @@ async def test_a_payment_and_its_job_are_staged_together(
     assert stored == payment
     assert await _count(engine, jobs, key="reconcile_payment:pay_staged") == 1
     assert await _count(engine, payments, id="pay_staged") == 1
+
+
+async def test_a_connection_lost_inside_a_transaction_is_discarded_not_pooled(
+    engine: AsyncEngine, backend: str, shop: dict[str, str]
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("the driver's own transactions are PostgreSQL's")
+    uow = UnitOfWork(engine)
+    for _ in range(2):  # the server drops the session mid-transaction, twice
+        async with uow:
+            pid = (await uow.conn.exec_driver_sql("SELECT pg_backend_pid()")).scalar_one()
+            async with engine.connect() as other:
+                await other.exec_driver_sql(f"SELECT pg_terminate_backend({int(pid)})")
+            with pytest.raises(DBAPIError) as lost:
+                await uow.orders.get("ord_none", with_lines=False)  # a Direct statement
+            assert lost.value.connection_invalidated
+    async with uow:  # what the pool hands out next works, outside any old transaction
+        await uow.orders.add(_order("ord_after_loss", shop, lines=1))
+        await uow.commit()
+    assert await _count(engine, orders, id="ord_after_loss") == 1
+
+
+async def test_after_a_database_restart_a_failed_begin_recycles_the_pool(
+    engine: AsyncEngine, backend: str, shop: dict[str, str]
+) -> None:
+    if backend != "postgresql":
+        pytest.skip("the driver's own transactions are PostgreSQL's")
+    uows = [UnitOfWork(engine) for _ in range(3)]
+    for uow in uows:  # three pooled connections, all in recent use
+        await uow.__aenter__()
+    for uow in uows:
+        await uow.__aexit__(None, None, None)
+    async with engine.connect() as other:  # as a restart would: every session dropped
+        await other.exec_driver_sql(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid()"
+        )
+        await other.invalidate()
+    with pytest.raises(DBAPIError) as lost:
+        async with UnitOfWork(engine):  # BEGIN on a dead connection
+            pass
+    assert lost.value.connection_invalidated
+    uow = UnitOfWork(engine)
+    async with uow:  # not another dead one: the pool was recycled
+        await uow.orders.add(_order("ord_after_restart", shop, lines=1))
+        await uow.commit()
+    assert await _count(engine, orders, id="ord_after_restart") == 1

@@ -76,7 +76,7 @@ class Direct:
         columns = compiled.columns
         return [
             {
-                key: value if process is None or value is None else process(value)
+                key: value if process is None else process(value)
                 for (key, process), value in zip(columns, record, strict=True)
             }
             for record in records
@@ -124,33 +124,41 @@ async def _on_driver(
         if fetch:
             return await driver.fetch(compiled.sql, *args)
         return await driver.execute(compiled.sql, *args)
-    except Exception as error:
-        raise await _as_sqlalchemy_error(
-            conn, fairy.dbapi_connection, compiled.sql, error
-        ) from None
+    except BaseException as error:  # a cancellation too: its connection may be gone
+        raise await as_sqlalchemy_error(conn, fairy, compiled.sql, error) from None
 
 
-async def _as_sqlalchemy_error(
-    conn: AsyncConnection, adapter: Any, sql: str, error: Exception
-) -> Exception:
+async def as_sqlalchemy_error(
+    conn: AsyncConnection, fairy: Any, sql: str, error: BaseException
+) -> BaseException:
+    """``error``, raised by the asyncpg connection behind ``fairy`` (the pool's proxy of
+    ``conn``'s connection), as SQLAlchemy would raise it from ``execute()``: a
+    ``DBAPIError`` subclass, its message scrubbed of values. A lost connection (its
+    error says so, or the driver closed it) is invalidated, and so is every pooled
+    connection opened before it (a database restart drops them all), as SQLAlchemy does
+    on a disconnect. Anything else (a cancellation, a bug) comes back unchanged."""
     dialect = conn.dialect
-    try:
-        # SQLAlchemy's asyncpg adapter raises the DBAPI (PEP 249) error for a driver's.
-        adapter._handle_exception(error)
-    except Exception as dbapi_error:
-        translated = dbapi_error
-    else:  # pragma: no cover (the adapter always raises)
-        translated = error
+    adapter, driver = fairy.dbapi_connection, fairy.driver_connection
+    translated: BaseException = error
+    if isinstance(error, Exception):
+        try:
+            # SQLAlchemy's asyncpg adapter raises the DBAPI (PEP 249) error for a driver's.
+            adapter._handle_exception(error)
+        except Exception as dbapi_error:
+            translated = dbapi_error
     dbapi = dialect.loaded_dbapi
-    if not isinstance(translated, dbapi.Error):
-        return translated  # not a database error (a cancellation, a bug): unchanged
-    lost = dialect.is_disconnect(translated, adapter, None)
+    closed = driver is None or driver.is_closed()
+    is_dbapi = isinstance(translated, dbapi.Error)
+    lost = closed or (is_dbapi and dialect.is_disconnect(cast(Any, translated), adapter, None))
     if lost:
-        await conn.invalidate()
+        cast(Any, conn.sync_engine.pool)._invalidate(fairy, translated, _checkin=False)
+        await conn.invalidate(translated if isinstance(translated, Exception) else None)
+    if not is_dbapi:
+        return translated
     wrapped = sa_exc.DBAPIError.instance(
         sql,
         None,
-        translated,
+        cast(Exception, translated),
         dbapi.Error,
         hide_parameters=True,
         connection_invalidated=lost,
@@ -167,7 +175,7 @@ def _args(compiled: _Compiled, params: Mapping[str, Any]) -> list[Any]:
     args = []
     for name, process, fixed in compiled.params:
         value = params[name] if fixed is _REQUIRED else params.get(name, fixed)
-        args.append(value if process is None or value is None else process(value))
+        args.append(value if process is None else process(value))
     return args
 
 
@@ -183,6 +191,9 @@ def _compile(statement: Any, dialect: Dialect, names: tuple[str, ...]) -> _Compi
         ),
     )
     sql = str(compiled)
+    # Python-side column defaults are filled in by execute(), not here: name every column.
+    prefetched = [c.key for c in (*compiled.insert_prefetch, *compiled.update_prefetch)]
+    assert not prefetched, f"a Direct statement must give {prefetched} itself"
     params = []
     for name in compiled.positiontup or ():
         bind: BindParameter[Any] = compiled.binds[name]

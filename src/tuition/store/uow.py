@@ -12,6 +12,7 @@ from tuition.store.access import ApiKeyRepository, IdempotencyRepository, curren
 from tuition.store.agreements import AgreementRepository
 from tuition.store.catalog import CatalogRepository
 from tuition.store.commissions import CommissionRepository
+from tuition.store.direct import as_sqlalchemy_error
 from tuition.store.earnings import EarningsRepository
 from tuition.store.events import EventRepository
 from tuition.store.ledger import LedgerRepository
@@ -73,6 +74,7 @@ class UnitOfWork:
         self._autocommit = autocommit and engine.dialect.name == "postgresql"
         self._tx: AsyncTransaction | None = None  # SQLite's
         self._driver: Any = None  # PostgreSQL's asyncpg connection, while in a transaction
+        self._fairy: Any = None  # the pool's proxy of it
         claim = current_claim()
         if claim is not None and not claim.fenced:
             self._autocommit = False
@@ -91,6 +93,9 @@ class UnitOfWork:
         try:
             await self._begin()
         except BaseException:
+            if self._fairy is not None:  # BEGIN may have run: never pool it in doubt
+                await self.conn.invalidate()
+            self._fairy = self._driver = None
             await self.conn.close()
             raise
         self.staged = staged = StagedWrites(self.conn)
@@ -122,9 +127,20 @@ class UnitOfWork:
         # run through SQLAlchemy and on the driver directly (store/direct.py) share it.
         await self.conn.execution_options(isolation_level="AUTOCOMMIT")
         if not self._autocommit:
-            self._driver = (await self.conn.get_raw_connection()).driver_connection
+            self._fairy = await self.conn.get_raw_connection()
+            self._driver = self._fairy.driver_connection
             assert self._driver is not None
-            await self._driver.execute("BEGIN")
+            await self._send("BEGIN")
+
+    async def _send(self, command: str) -> None:
+        """BEGIN, COMMIT or ROLLBACK on the driver; a failure is raised as SQLAlchemy
+        raises it, a lost connection invalidated with every pooled one older than it
+        (store/direct.py ``as_sqlalchemy_error``)."""
+        assert self._driver is not None
+        try:
+            await self._driver.execute(command)
+        except BaseException as error:
+            raise await as_sqlalchemy_error(self.conn, self._fairy, command, error) from None
 
     async def __aexit__(
         self,
@@ -135,21 +151,29 @@ class UnitOfWork:
         try:
             if self._tx is not None and self._tx.is_active:
                 await self._tx.rollback()
-            elif self._driver is not None and self._driver.is_in_transaction():
-                await self._rollback_or_discard()
+            elif self._driver is not None:
+                await self._rollback_or_discard(raising=exc is None)
         finally:
-            self._tx, self._driver = None, None
+            self._tx, self._driver, self._fairy = None, None, None
             await self.conn.close()
 
-    async def _rollback_or_discard(self) -> None:
-        """Roll back the driver's transaction; if that fails, the connection is discarded,
-        so the pool never hands out one that is still inside a transaction."""
+    async def _rollback_or_discard(self, *, raising: bool = True) -> None:
+        """Roll back the driver's transaction. A connection that cannot be rolled back
+        (closed, or the ROLLBACK failed) is discarded, so the pool never hands out one
+        still inside a transaction; the ROLLBACK's error is raised only if ``raising``
+        (not over the error that is already on its way out)."""
         assert self._driver is not None
+        if self._driver.is_closed():
+            await self.conn.invalidate()
+            return
+        if not self._driver.is_in_transaction():
+            return
         try:
-            await self._driver.execute("ROLLBACK")
+            await self._send("ROLLBACK")
         except BaseException:
             await self.conn.invalidate()
-            raise
+            if raising:
+                raise
 
     def outcome(self, object_id: str) -> None:
         """Name the object this operation created or changed: a retry with the same
@@ -174,7 +198,7 @@ class UnitOfWork:
             )
         if self._driver is not None:
             # After COMMIT the connection runs each statement on its own: commit last.
-            await self._driver.execute("COMMIT")
+            await self._send("COMMIT")
             self._driver = None
         elif self._tx is not None:
             await self._tx.commit()
