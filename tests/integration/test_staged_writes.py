@@ -147,11 +147,12 @@ async def test_a_guard_reports_the_rows_it_matched_beside_the_other_writes(
         await uow.commit()
     for expected in (1, 0):  # the second time the order is no longer pending
         async with uow:
-            await uow.events.emit("order.paid", "ord_guarded", {}, at=AT)
+            for n in range(40):  # more than one combined statement holds
+                await uow.events.emit("order.paid", "ord_guarded", {"n": n}, at=AT)
             uow.staged.guard(_MARK_PAID, {"where_id": "ord_guarded", "at": AT})
             assert await uow.staged.flush() == [expected]
             await uow.commit()
-    assert await _count(engine, outbox_events, object_id="ord_guarded") == 2
+    assert await _count(engine, outbox_events, object_id="ord_guarded") == 80
 
 
 async def test_a_direct_statement_reads_and_writes_as_sqlalchemy_does(

@@ -36,6 +36,9 @@ from tuition.store.direct import Direct
 # named with the given prefix.
 Build = Callable[[str, str], Insert | Update]
 _MAX_SHAPES = 256
+# Writes per combined statement: a use case may stage thousands (a backfill), and one
+# statement holds at most 32,767 parameters; 32 writes of up to 25 columns stay far below.
+MAX_WRITES_PER_STATEMENT = 32
 
 
 @dataclass(frozen=True, slots=True)
@@ -106,8 +109,12 @@ class StagedWrites:
     async def flush(self) -> list[int]:
         """Send the staged writes; the rows each guarded write matched, in staging order."""
         writes, self._writes = self._writes, []
-        if not writes:
-            return []
+        matched: list[int] = []
+        for start in range(0, len(writes), MAX_WRITES_PER_STATEMENT):
+            matched += await self._send(writes[start : start + MAX_WRITES_PER_STATEMENT])
+        return matched
+
+    async def _send(self, writes: list[_Write]) -> list[int]:
         if self._conn.dialect.name != "postgresql" or len(writes) == 1:
             return await self._one_by_one(writes)
         statement = _composed(tuple(w.shape for w in writes))
