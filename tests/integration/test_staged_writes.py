@@ -75,6 +75,13 @@ def _order(order_id: str, shop: dict[str, str], *, lines: int = 2) -> OrderRecor
     )
 
 
+async def _place(uow: UnitOfWork, order: OrderRecord) -> None:
+    """Store ``order`` in a unit of work of its own."""
+    async with uow:
+        await uow.orders.add(order)
+        await uow.commit()
+
+
 async def _count(engine: AsyncEngine, table: Any, **where: str) -> int:
     async with engine.connect() as conn:
         query = select(func.count()).select_from(table)
@@ -109,9 +116,7 @@ async def test_a_staged_write_refused_by_the_database_writes_none_of_its_batch(
     engine: AsyncEngine, shop: dict[str, str]
 ) -> None:
     uow = UnitOfWork(engine)
-    async with uow:
-        await uow.orders.add(_order("ord_twice", shop, lines=1))
-        await uow.commit()
+    await _place(uow, _order("ord_twice", shop, lines=1))
     async with uow:
         await uow.events.emit("order.created", "ord_twice", {}, at=AT)
         await uow.orders.add(_order("ord_twice", shop, lines=1))  # the same primary key
@@ -142,9 +147,7 @@ async def test_a_guard_reports_the_rows_it_matched_beside_the_other_writes(
     engine: AsyncEngine, shop: dict[str, str]
 ) -> None:
     uow = UnitOfWork(engine)
-    async with uow:
-        await uow.orders.add(_order("ord_guarded", shop, lines=1))
-        await uow.commit()
+    await _place(uow, _order("ord_guarded", shop, lines=1))
     for expected in (1, 0):  # the second time the order is no longer pending
         async with uow:
             for n in range(40):  # more than one combined statement holds
@@ -159,9 +162,7 @@ async def test_a_direct_statement_reads_and_writes_as_sqlalchemy_does(
     engine: AsyncEngine, shop: dict[str, str]
 ) -> None:
     uow = UnitOfWork(engine)
-    async with uow:
-        await uow.orders.add(_order("ord_direct", shop, lines=1))
-        await uow.commit()
+    await _place(uow, _order("ord_direct", shop, lines=1))
     statement = select(orders).where(orders.c.id == bindparam("order_id"))
     async with uow:
         direct = await Direct(statement).first(uow.conn, {"order_id": "ord_direct"})
@@ -193,9 +194,7 @@ async def test_direct_statements_share_the_unit_of_works_transaction(
     engine: AsyncEngine, shop: dict[str, str]
 ) -> None:
     uow = UnitOfWork(engine)
-    async with uow:
-        await uow.orders.add(_order("ord_tx", shop, lines=1))
-        await uow.commit()
+    await _place(uow, _order("ord_tx", shop, lines=1))
     async with uow:
         assert await uow.orders.set_status(
             "ord_tx",
@@ -218,9 +217,7 @@ async def test_a_payment_and_its_job_are_staged_together(
     engine: AsyncEngine, shop: dict[str, str]
 ) -> None:
     uow = UnitOfWork(engine)
-    async with uow:
-        await uow.orders.add(_order("ord_pay", shop, lines=1))
-        await uow.commit()
+    await _place(uow, _order("ord_pay", shop, lines=1))
     payment = PaymentRecord(
         id="pay_staged",
         order_id="ord_pay",
